@@ -1,0 +1,131 @@
+"""The `hsutils` command line.
+
+Every subcommand is declared here and handled by a `cli_<command>(args) -> int` function in its stage module,
+imported only when that command runs (so `hsutils --help` stays fast). Bad input raises InputError, which is
+printed as one line on stderr with exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from hsutils.errors import InputError
+
+HANDLERS: dict[str, str] = {
+    "demo-data": "hsutils.demo:cli_demo_data",
+    "validate": "hsutils.validate:cli_validate",
+    "panel": "hsutils.panel:cli_panel",
+    "fit": "hsutils.model:cli_fit",
+    "score": "hsutils.scores:cli_score",
+    "evaluate": "hsutils.evaluate:cli_evaluate",
+    "report": "hsutils.report:cli_report",
+    "pull": "hsutils.hubspot.pull:cli_pull",
+    "push": "hsutils.hubspot.push:cli_push",
+    "rollback": "hsutils.hubspot.push:cli_rollback",
+    "sandbox": "hsutils.hubspot.sandbox:cli_sandbox",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hsutils", description="Customer health scores fitted on, and validated against, real churn."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    # --- snapshots -------------------------------------------------------------------------------------------
+    p = sub.add_parser("demo-data", help="write the built-in demo portal as a canonical snapshot")
+    p.add_argument("--out", required=True, help="new snapshot folder")
+    p.add_argument("--companies", type=int, default=3000, help="number of companies (default 3000)")
+    p.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
+    p.add_argument("--format", choices=("parquet", "csv"), default="parquet", help="table file format")
+
+    p = sub.add_parser("validate", help="check a snapshot folder against the canonical schema")
+    p.add_argument("dir")
+    p.add_argument("--mapping", help="YAML file mapping the portal's own values to canonical ones")
+
+    # --- panel and model -------------------------------------------------------------------------------------
+    p = sub.add_parser("panel", help="build the weekly point-in-time panel of signals and outcomes")
+    p.add_argument("dir")
+    p.add_argument("--out", required=True, help="output file (.parquet or .csv)")
+    p.add_argument("--horizon-days", type=int, default=90)
+    p.add_argument("--signals", help="comma-separated signal names (default: all registered)")
+    p.add_argument("--mapping", help="YAML file mapping the portal's own values to canonical ones")
+
+    p = sub.add_parser("fit", help="fit the health score on history and write the model file")
+    p.add_argument("dir")
+    p.add_argument("--out", required=True, help="model file (.yml)")
+    p.add_argument("--horizon-days", type=int, default=90)
+    p.add_argument("--cutoff", help="as-of date splitting training from held-out test (default: chosen from data)")
+    p.add_argument("--signals", help="comma-separated signal names (default: all registered)")
+    p.add_argument("--mapping", help="YAML file mapping the portal's own values to canonical ones")
+
+    p = sub.add_parser("score", help="score every current customer with a model file or preset")
+    p.add_argument("dir")
+    p.add_argument("--model", required=True, help="model file, or a preset name (seed, 40-30-30)")
+    p.add_argument("--out", required=True, help="output file (.parquet or .csv)")
+    p.add_argument("--as-of", help="date to score at (default: the snapshot's latest week)")
+    p.add_argument("--mapping", help="YAML file mapping the portal's own values to canonical ones")
+
+    p = sub.add_parser("evaluate", help="judge a model on held-out time and write metrics JSON")
+    p.add_argument("dir")
+    p.add_argument("--model", required=True, help="model file, or a preset name (seed, 40-30-30)")
+    p.add_argument("--out", required=True, help="metrics file (.json)")
+    p.add_argument("--horizon-days", type=int, default=90)
+    p.add_argument("--cutoff", help="first as-of date of the test period")
+    p.add_argument("--mapping", help="YAML file mapping the portal's own values to canonical ones")
+
+    p = sub.add_parser("report", help="run the notebooks with papermill and render the recalibration report")
+    p.add_argument("dir")
+    p.add_argument("--period", required=True, help="report period, e.g. 2026Q4")
+    p.add_argument("--out", default="reports", help="reports folder (default reports/)")
+    p.add_argument("--params", help="YAML file of notebook parameters")
+
+    # --- HubSpot ---------------------------------------------------------------------------------------------
+    p = sub.add_parser("pull", help="pull a HubSpot portal into a new snapshot (token from HUBSPOT_ACCESS_TOKEN)")
+    p.add_argument("--out", required=True, help="new snapshot folder")
+    p.add_argument("--host", default="https://api.hubapi.com", help="API base URL")
+    p.add_argument("--since", help="only activity on or after this date")
+    p.add_argument("--config", help="YAML portal configuration (roles, pipelines, stages, properties)")
+    p.add_argument("--usage", help="product usage event export (CSV or parquet)")
+
+    p = sub.add_parser("push", help="write scores and weights to HubSpot company properties (dry run unless --apply)")
+    p.add_argument("--model", required=True, help="model file")
+    p.add_argument("--scores", required=True, help="scores file from `hsutils score`")
+    p.add_argument("--apply", action="store_true", help="really write (default: show what would change)")
+    p.add_argument("--host", default="https://api.hubapi.com", help="API base URL")
+
+    p = sub.add_parser("rollback", help="restore the old values recorded in a push audit file")
+    p.add_argument("audit", help="audit file written by `hsutils push --apply`")
+    p.add_argument("--apply", action="store_true", help="really write (default: show what would change)")
+    p.add_argument("--host", default="https://api.hubapi.com", help="API base URL")
+
+    p = sub.add_parser("sandbox", help="serve a local HubSpot stand-in on loopback for demos and tests")
+    p.add_argument("--port", type=int, default=8765)
+    p.add_argument("--snapshot", help="snapshot folder to seed the stand-in from")
+    return parser
+
+
+def resolve_handler(command: str):
+    """Import and return the `cli_*` function that handles `command`."""
+    module_name, func_name = HANDLERS[command].split(":")
+    return getattr(importlib.import_module(module_name), func_name)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `hsutils` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(resolve_handler(args.command)(args) or 0)
+    except InputError as exc:
+        print(f"hsutils {args.command}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"hsutils {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

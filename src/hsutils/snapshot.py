@@ -1,0 +1,173 @@
+"""Snapshots: immutable folders of canonical tables (parquet or CSV) plus manifest.json.
+
+`load_snapshot` reads and validates a folder; `write_snapshot` writes parquet tables and the manifest to a
+temporary sibling folder and renames it into place, so a failed write leaves nothing behind and an existing
+snapshot is never changed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from hsutils.errors import InputError
+from hsutils.schema import SCHEMA_VERSION, TABLE_NAMES, TABLES
+
+MANIFEST = "manifest.json"
+
+
+@dataclass
+class Manifest:
+    """What a snapshot is: schema version, where it came from, when it was taken, the product's value events."""
+
+    schema_version: int
+    source: str
+    created_at: datetime
+    core_events: list[str]
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema_version": self.schema_version,
+            "source": self.source,
+            "created_at": self.created_at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+            "core_events": list(self.core_events),
+            **self.extra,
+        }
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> Manifest:
+        known = {"schema_version", "source", "created_at", "core_events"}
+        return cls(
+            schema_version=int(raw["schema_version"]),
+            source=str(raw["source"]),
+            created_at=parse_utc(raw["created_at"]),
+            core_events=[str(e) for e in raw["core_events"]],
+            extra={k: v for k, v in raw.items() if k not in known},
+        )
+
+
+@dataclass
+class Snapshot:
+    """A loaded snapshot: the manifest and one polars DataFrame per canonical table."""
+
+    manifest: Manifest
+    tables: dict[str, pl.DataFrame]
+    path: Path | None = None
+
+    def __getitem__(self, table: str) -> pl.DataFrame:
+        return self.tables[table]
+
+    def lazy(self, table: str) -> pl.LazyFrame:
+        return self.tables[table].lazy()
+
+    @property
+    def as_of_limit(self) -> datetime:
+        """The moment the snapshot was taken: nothing in it is dated later."""
+        return self.manifest.created_at
+
+
+def parse_utc(value: Any) -> datetime:
+    """Parse an ISO-8601 timestamp (or datetime) into an aware UTC datetime."""
+    if isinstance(value, datetime):
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    text = str(value).strip().replace("Z", "+00:00")
+    parsed = datetime.fromisoformat(text)
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def table_file(folder: Path, table: str) -> Path | None:
+    """The file holding `table` in `folder` (parquet preferred), or None."""
+    for suffix in (".parquet", ".csv"):
+        candidate = folder / f"{table}{suffix}"
+        if candidate.exists():
+            return candidate
+    return None
+
+
+def read_manifest(folder: Path) -> Manifest:
+    path = folder / MANIFEST
+    if not path.is_file():
+        raise InputError(f"snapshot {folder}: {MANIFEST} is missing")
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+        manifest = Manifest.from_dict(raw)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise InputError(f"snapshot {folder}: {MANIFEST} is not a valid manifest ({type(exc).__name__}: {exc})") from None
+    if manifest.schema_version != SCHEMA_VERSION:
+        raise InputError(
+            f"snapshot {folder}: {MANIFEST} schema_version is {manifest.schema_version}, this suite reads {SCHEMA_VERSION}"
+        )
+    return manifest
+
+
+def load_snapshot(folder: str | Path, mapping: str | Path | None = None, validate: bool = True) -> Snapshot:
+    """Read a snapshot folder (parquet or CSV tables), map portal values, coerce types and validate it.
+
+    Raises InputError with one clear line when the folder, a file or a value is wrong.
+    """
+    from hsutils import validate as validation  # local import: validate builds on this module
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError(f"snapshot folder {folder} does not exist")
+    manifest = read_manifest(folder)
+    value_map = validation.load_mapping(mapping) if mapping else {}
+    tables: dict[str, pl.DataFrame] = {}
+    for table in TABLE_NAMES:
+        path = table_file(folder, table)
+        if path is None:
+            raise InputError(f"table {table}: no {table}.parquet or {table}.csv in {folder}")
+        raw = validation.read_table_file(path, table)
+        tables[table] = validation.coerce_table(raw, table, value_map.get(table, {}))
+    snapshot = Snapshot(manifest=manifest, tables=tables, path=folder)
+    if validate:
+        validation.validate_snapshot(snapshot)
+    return snapshot
+
+
+def write_snapshot(
+    tables: dict[str, pl.DataFrame],
+    manifest: Manifest,
+    out: str | Path,
+    fmt: str = "parquet",
+) -> Path:
+    """Write canonical tables and the manifest atomically into a new folder `out`.
+
+    `fmt` is "parquet" (default) or "csv" (ISO-8601 UTC timestamps, header row). Refuses to touch an existing,
+    non-empty folder.
+    """
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise InputError(f"{out} already exists: a snapshot is never overwritten; choose a new folder")
+    missing = [t for t in TABLE_NAMES if t not in tables]
+    if missing:
+        raise InputError(f"cannot write snapshot {out}: tables missing: {', '.join(missing)}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        for table in TABLE_NAMES:
+            frame = tables[table].select([c for c in TABLES[table].column_names if c in tables[table].columns] +
+                                         [c for c in tables[table].columns if c not in TABLES[table].column_names])
+            if fmt == "parquet":
+                frame.write_parquet(staging / f"{table}.parquet", compression="zstd", statistics=True)
+            elif fmt == "csv":
+                frame.write_csv(staging / f"{table}.csv", datetime_format="%Y-%m-%dT%H:%M:%S%.fZ")
+            else:
+                raise InputError(f"unknown snapshot format {fmt!r}: use parquet or csv")
+        (staging / MANIFEST).write_text(json.dumps(manifest.to_dict(), indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        if out.exists():
+            out.rmdir()  # empty folder only (checked above)
+        os.replace(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return out
