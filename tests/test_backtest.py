@@ -1,0 +1,274 @@
+"""Back-tests on hand-made weekly histories: score look-ups before renewals, the verdict, the playbook rules."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import polars as pl
+import pytest
+
+from hsutils.backtest import (
+    DEFAULT_RULES,
+    choose_at_risk_threshold,
+    outcome_events,
+    playbook_backtest,
+    renewal_backtest,
+    score_history,
+    validation_verdict,
+    with_score_change,
+)
+from hsutils.errors import InputError
+
+W0 = datetime(2025, 1, 6, tzinfo=UTC)  # a Monday: as-of weeks are W0 + k weeks
+DAY = timedelta(days=1)
+
+
+def week(k: int) -> datetime:
+    return W0 + timedelta(weeks=k)
+
+
+class ColumnScore:
+    """A stand-in scorer: the health score is column `s`, churn probability 1 - s/100."""
+
+    feature_names_in_ = np.array(["s"], dtype=object)
+
+    def health_score(self, X):
+        return X["s"].to_numpy(dtype=float)
+
+    def predict_proba(self, X):
+        churn = 1 - X["s"].to_numpy(dtype=float) / 100
+        return np.column_stack([1 - churn, churn])
+
+
+def make_panel(companies: dict[str, dict], horizon: int = 90) -> pl.DataFrame:
+    """Panel rows from per-company specs: scores (list by week, None = no row), term_end, outcome
+    ("churned" / "renewed"), expansion (date or None) and context columns."""
+    last_as_of = max(week(k) for spec in companies.values() for k, s in enumerate(spec["scores"]) if s is not None)
+    rows = []
+    for cid, spec in companies.items():
+        for k, score in enumerate(spec["scores"]):
+            if score is None:
+                continue
+            as_of, end = week(k), spec["term_end"]
+            in_horizon = as_of < end <= as_of + timedelta(days=horizon)
+            churned = spec.get("outcome") == "churned"
+            expansion = spec.get("expansion")
+            expanded = None if as_of + timedelta(days=horizon) > last_as_of else 0
+            if expansion is not None and as_of < expansion <= as_of + timedelta(days=horizon):
+                expanded = 1
+            rows.append({
+                "company_id": cid, "as_of": as_of, "s": float(score), "term_end": end,
+                "days_to_renewal": (end - as_of) / DAY,
+                "arr": spec.get("arr", 10_000.0), "arr_segment": spec.get("segment", "scaled"),
+                "cs_owner_id": spec.get("cs"), "ae_owner_id": spec.get("ae"),
+                "seat_utilisation": spec.get("seats", 0.5),
+                "outcome_churned": (1 if churned else 0) if in_horizon else None,
+                "outcome_expanded": expanded,
+                "outcome_days_to_churn": (end - as_of) / DAY if in_horizon and churned else None,
+            })
+    return pl.DataFrame(rows).with_columns(
+        pl.col("as_of").cast(pl.Datetime("us", "UTC")), pl.col("term_end").cast(pl.Datetime("us", "UTC")),
+        pl.col("outcome_churned").cast(pl.Int8), pl.col("outcome_expanded").cast(pl.Int8),
+        pl.col("cs_owner_id").cast(pl.String), pl.col("ae_owner_id").cast(pl.String),
+    )
+
+
+# ---- score history -----------------------------------------------------------------------------------------------
+def test_score_history_columns_and_30_day_change():
+    panel = make_panel({"A": {"scores": [80, 78, 60, 75, 62, 50], "term_end": week(30)}})
+    history = score_history(ColumnScore(), panel)
+    assert history.columns[:5] == ["company_id", "as_of", "health_score", "churn_probability", "band"]
+    assert history["band"].to_list() == ["Healthy", "Healthy", "Neutral", "Healthy", "Neutral", "At risk"]
+    assert history["churn_probability"].to_list() == pytest.approx([0.2, 0.22, 0.4, 0.25, 0.38, 0.5])
+    # the score four weeks earlier: weeks 4 and 5 compare with weeks 0 and 1
+    assert history["score_change_30d"].to_list() == [None, None, None, None, -18.0, -28.0]
+
+
+def test_score_history_needs_the_model_columns():
+    panel = make_panel({"A": {"scores": [80], "term_end": week(30)}}).drop("s")
+    with pytest.raises(InputError, match="s"):
+        score_history(ColumnScore(), panel)
+
+
+# ---- renewal back-test ---------------------------------------------------------------------------------------------
+def renewal_companies() -> dict[str, dict]:
+    term_end = datetime(2025, 6, 15, tzinfo=UTC)  # a Sunday, off the weekly grid
+    weeks = 24  # week 23 = 2025-06-16, after the term ended
+    gap = [100 - k for k in range(weeks)]
+    gap[14] = None  # no row 2025-04-14 for B
+    return {
+        "A": {"scores": [50 - k for k in range(weeks)], "term_end": term_end, "outcome": "churned"},
+        "B": {"scores": gap, "term_end": term_end, "outcome": "renewed"},
+        "C": {"scores": [90.0] * weeks, "term_end": term_end, "outcome": "renewed",
+              "expansion": term_end - 5 * DAY},
+    }
+
+
+def test_renewal_backtest_picks_the_latest_week_at_or_before_each_checkpoint():
+    panel = make_panel(renewal_companies())
+    result = renewal_backtest(score_history(ColumnScore(), panel), panel)
+    rows = {r["company_id"]: r for r in result.renewals.to_dicts()}
+    assert {c: r["outcome"] for c, r in rows.items()} == {"A": "churned", "B": "renewed", "C": "expanded"}
+    # 90 days before 2025-06-15 is Monday 2025-03-17 (week 10); 60 days before is Wednesday 2025-04-16 -> Monday
+    # 2025-04-14 (week 14); 30 days before is Friday 2025-05-16 -> Monday 2025-05-12 (week 18)
+    assert rows["A"]["as_of_90d"] == week(10) and rows["A"]["score_90d"] == 40
+    assert rows["A"]["as_of_60d"] == week(14) and rows["A"]["score_60d"] == 36
+    assert rows["A"]["as_of_30d"] == week(18) and rows["A"]["score_30d"] == 32
+    # B has no row in week 14; week 13 is 9 days before the checkpoint, more than a week: unknown
+    assert rows["B"]["score_60d"] is None and rows["B"]["score_90d"] == 90
+    summary = result.summary.filter(pl.col("outcome") == "churned")
+    assert summary["share_below"].to_list() == [1.0, 1.0, 1.0]
+    assert summary["days_before"].to_list() == [90, 60, 30]
+
+
+def test_renewal_backtest_period_start_keeps_later_renewals_only():
+    panel = make_panel(renewal_companies())
+    history = score_history(ColumnScore(), panel)
+    assert renewal_backtest(history, panel, period_start="2025-06-16").renewals.height == 0
+    assert renewal_backtest(history, panel, period_start="2025-06-15").renewals.height == 3
+
+
+def verdict_for(churned: float, renewed: float, expanded: float):
+    term_end = datetime(2025, 6, 15, tzinfo=UTC)
+    companies = {
+        f"{name}{i}": {"scores": [score + i] * 24, "term_end": term_end, "outcome": outcome,
+                       "expansion": term_end - 5 * DAY if name == "x" else None}
+        for name, score, outcome in (("c", churned, "churned"), ("r", renewed, "renewed"), ("x", expanded, "renewed"))
+        for i in range(3)
+    }
+    panel = make_panel(companies)
+    return validation_verdict(renewal_backtest(score_history(ColumnScore(), panel), panel))
+
+
+def test_validation_verdict_pass_and_the_two_ways_to_fail():
+    passed = verdict_for(churned=45, renewed=70, expanded=80)
+    assert passed.passed and passed.text.startswith("PASS") and "100% of 3 churned accounts" in passed.text
+    not_predictive = verdict_for(churned=65, renewed=80, expanded=85)
+    assert not not_predictive.passed and "not predictive" in not_predictive.text
+    no_gap = verdict_for(churned=50, renewed=54, expanded=80)
+    assert not no_gap.passed and "did not score meaningfully higher" in no_gap.text
+    assert no_gap.details["gaps"]["renewed_30d"] == pytest.approx(4)
+
+
+# ---- playbook -------------------------------------------------------------------------------------------------------
+def playbook_companies() -> dict[str, dict]:
+    """26 weeks. A (high-touch, 100k ARR) slides from 80 to 50 in weeks 14-16 and churns 10 days after week 19;
+    B dips once to 68 in week 4 and renews later; C stays at 90 with 90% of seats used and expands after week 12."""
+    a_scores = [80.0] * 14 + [68.0, 66.0, 50.0, 50.0, 50.0, 50.0] + [None] * 6
+    b_scores = [75.0] * 26
+    b_scores[4] = 68.0
+    return {
+        "A": {"scores": a_scores, "term_end": week(19) + 10 * DAY, "outcome": "churned", "arr": 100_000.0,
+              "segment": "high_touch", "cs": "o1", "ae": "a1"},
+        "B": {"scores": b_scores, "term_end": week(60), "outcome": "renewed", "arr": 20_000.0, "cs": "o1"},
+        "C": {"scores": [90.0] * 26, "term_end": week(60), "outcome": "renewed", "arr": 50_000.0, "cs": "o2",
+              "ae": "a2", "seats": 0.9, "expansion": week(12) + 3 * DAY},
+    }
+
+
+@pytest.fixture(scope="module")
+def playbook_data() -> tuple[pl.DataFrame, pl.DataFrame]:
+    panel = make_panel(playbook_companies())
+    return score_history(ColumnScore(), panel), panel
+
+
+def test_playbook_rules_fire_where_the_data_says(playbook_data):
+    history, panel = playbook_data
+    table = playbook_backtest(history, panel).set_index("rule")
+    # owner alert: A's change vs 4 weeks earlier is -12 in week 14 (68 - 80): one alert that stays open
+    # automated email: B's change is -7 in week 4 (68 - 75); A's drops are all above 10
+    # AE task and escalation: A (high-touch) below 60 and below 55 from week 16
+    # QBR: A below 70 in week 14 with 45 days to renewal; B's dip is 56 weeks before its renewal
+    # expansion task: C at 90 with 90% of seats from week 0
+    expected = {"owner_alert": 1, "automated_email": 1, "ae_task": 1, "executive_escalation": 1,
+                "schedule_qbr": 1, "expansion_task": 1}
+    assert table["alerts"].to_dict() == expected
+    assert table.loc["owner_alert", "owners"] == 2 and table.loc["owner_alert", "weeks"] == 26
+    assert table.loc["owner_alert", "alerts_per_owner_per_week"] == pytest.approx(1 / 52)
+    assert table.loc["ae_task", "owners"] == 3  # a1, a2 and B's missing AE
+    assert table.loc["executive_escalation", "flagged_per_owner_per_week"] == pytest.approx(4 / 52)
+    # precision: A's alerts end in churn; B's email (week 4, judged: week 4 + 90 days is before week 25) does not
+    for rule in ("owner_alert", "ae_task", "executive_escalation", "schedule_qbr"):
+        assert table.loc[rule, "precision"] == 1.0 and table.loc[rule, "recall"] == 1.0
+    assert table.loc["automated_email", "precision"] == 0.0 and table.loc["automated_email", "recall"] == 0.0
+    # lead time: churn on week 19 + 10 days; owner alert and QBR from week 14 (45 days), escalation week 16 (31)
+    assert table.loc["owner_alert", "median_lead_days"] == pytest.approx(45)
+    assert table.loc["schedule_qbr", "median_lead_days"] == pytest.approx(45)
+    assert table.loc["executive_escalation", "median_lead_days"] == pytest.approx(31)
+    assert table.loc["owner_alert", "arr_at_risk"] == pytest.approx(100_000)
+    # expansion: C's rows are flagged up to week 12, so the expansion is dated week 13
+    assert table.loc["expansion_task", "precision"] == 1.0 and table.loc["expansion_task", "recall"] == 1.0
+    assert table.loc["expansion_task", "median_lead_days"] == pytest.approx(91)
+    assert table.loc["expansion_task", "arr_at_risk"] is None or np.isnan(table.loc["expansion_task", "arr_at_risk"])
+
+
+def test_expansion_events_dated_after_the_flagged_run(playbook_data):
+    _, panel = playbook_data
+    events = outcome_events(panel, "expansion")
+    assert events.to_dicts() == [{"company_id": "C", "event_date": week(13)}]
+    churns = outcome_events(panel, "churn")
+    assert churns.to_dicts() == [{"company_id": "A", "event_date": week(19) + 10 * DAY}]
+
+
+def test_save_rate_what_if_scales_with_the_rates(playbook_data):
+    history, panel = playbook_data
+
+    def saved(**kwargs) -> float:
+        table = playbook_backtest(history, panel, **kwargs).set_index("rule")
+        return table.loc["owner_alert", "arr_saved_what_if"]
+
+    assert saved() == pytest.approx(0.34 * 100_000)  # 45 days of lead: caught late
+    assert saved(save_rate_late=0.5) == pytest.approx(50_000)
+    assert saved(early_days=40) == pytest.approx(0.71 * 100_000)  # now counted as early
+    assert saved(early_days=40, save_rate_early=0.2) == pytest.approx(20_000)
+    with pytest.raises(InputError):
+        saved(save_rate_early=1.5)
+
+
+def test_rule_thresholds_are_data(playbook_data):
+    history, panel = playbook_data
+    stricter = [dataclasses.replace(r, drop_more_than=20) for r in DEFAULT_RULES if r.name == "owner_alert"]
+    looser = [dataclasses.replace(r, drop_at_least=5, drop_more_than=None) for r in DEFAULT_RULES
+              if r.name == "owner_alert"]
+    # A's largest 4-week drop is 30 (week 16: 50 - 80): a 20-point rule still fires once, from week 16
+    strict = playbook_backtest(history, panel, rules=stricter).iloc[0]
+    assert strict["alerts"] == 1 and strict["median_lead_days"] == pytest.approx(31)
+    # a 5-point rule also catches B's dip
+    assert playbook_backtest(history, panel, rules=looser).iloc[0]["alerts"] == 2
+
+
+def test_with_score_change_matches_by_date_not_position():
+    history = pl.DataFrame({
+        "company_id": ["A", "A", "A"], "as_of": [week(0), week(3), week(4)], "health_score": [80.0, 70.0, 60.0],
+    }).with_columns(pl.col("as_of").cast(pl.Datetime("us", "UTC")))
+    assert with_score_change(history)["score_change_30d"].to_list() == [None, None, -20.0]
+
+
+def test_choose_at_risk_threshold_for_recall_and_capacity(playbook_data):
+    history, panel = playbook_data
+    # the only churn (A) scored 80, 68, 66 then 50 within 90 days before it: "below 51" is the lowest catch
+    for_recall = choose_at_risk_threshold(history, panel, target_recall=1.0)
+    assert for_recall.threshold == 51 and for_recall.recall == 1.0 and for_recall.met
+    # at-risk weeks per owner-week (2 CS owners x 26 weeks): below 51..66 -> 4/52, below 67..68 -> 5/52,
+    # below 69..75 -> 7/52 (A's 68 and B's 68 join)
+    for_capacity = choose_at_risk_threshold(history, panel, capacity_per_owner_per_week=0.1)
+    assert for_capacity.threshold == 68
+    assert for_capacity.flagged_per_owner_per_week == pytest.approx(5 / 52)
+    none_fit = choose_at_risk_threshold(history, panel, capacity_per_owner_per_week=0.01, candidates=range(55, 70))
+    assert none_fit.threshold is None and not none_fit.met
+    with pytest.raises(InputError):
+        choose_at_risk_threshold(history, panel)
+
+
+def test_boundaries_and_breaks_in_history():
+    """A drop of exactly 10 is an email, not an owner alert; a break of weeks in the history opens a new alert."""
+    panel = make_panel({
+        "D": {"scores": [80.0, 80.0, 80.0, 80.0, 70.0], "term_end": week(60), "cs": "o1"},
+        "E": {"scores": [50.0, 50.0, None, None, 50.0, 50.0], "term_end": week(60), "cs": "o1"},
+    })
+    table = playbook_backtest(score_history(ColumnScore(), panel), panel).set_index("rule")
+    assert table.loc["owner_alert", "alerts"] == 0
+    assert table.loc["automated_email", "alerts"] == 1
+    assert table.loc["executive_escalation", "alerts"] == 2

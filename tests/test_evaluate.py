@@ -1,0 +1,276 @@
+"""Evaluation: metrics against scikit-learn, bootstrap intervals, the time split, the comparison table, the CLI."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import polars as pl
+import pytest
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import average_precision_score, brier_score_loss, log_loss, roc_auc_score
+from sklearn.pipeline import make_pipeline
+
+from hsutils.errors import InputError
+from hsutils.evaluate import (
+    compare_models,
+    default_cutoff,
+    default_models,
+    json_safe,
+    score_metrics,
+    time_split,
+    univariate_auc,
+    write_json_atomic,
+)
+
+START = datetime(2024, 1, 1, tzinfo=UTC)
+
+
+def synthetic_panel(companies: int = 300, weeks: int = 104, seed: int = 3, horizon: int = 90) -> pl.DataFrame:
+    """A weekly panel shaped like build_panel's: annual terms, churn at renewal driven by a hidden risk that the
+    value signals see and the activity signals do not."""
+    rng = np.random.default_rng(seed)
+    data_end = START + timedelta(weeks=weeks - 1)
+    rows = []
+    for c in range(companies):
+        risk = rng.normal()
+        arr = float(np.round(rng.lognormal(9.5, 0.8), 2))
+        first_end = START + timedelta(days=int(rng.integers(7, 365)))
+        term_ends = [first_end + timedelta(days=365 * k) for k in range(4)]
+        churned_at = None
+        outcomes = {}
+        for end in term_ends:
+            churn = rng.random() < 1 / (1 + np.exp(-(-1.8 + 1.6 * risk)))
+            expanded = (not churn) and rng.random() < 0.25
+            outcomes[end] = (churn, expanded)
+            if churn:
+                churned_at = end
+                break
+        for w in range(weeks):
+            as_of = START + timedelta(weeks=w)
+            if churned_at is not None and as_of >= churned_at:
+                break
+            term_end = next(e for e in term_ends if e > as_of)
+            churn, expanded = outcomes.get(term_end, (False, False))
+            days = (term_end - as_of).days
+            in_horizon = days <= horizon
+            known = in_horizon and term_end <= data_end
+            rows.append({
+                "company_id": f"c{c:04d}",
+                "as_of": as_of,
+                "core_depth": float(np.exp(-0.5 * risk + rng.normal(0, 0.4))),
+                "eb_engagement": float(max(0.0, 2 - risk + rng.normal(0, 1.0))),
+                "support_negative_trend": float(0.3 * risk + rng.normal(0, 0.5)),
+                "seat_utilisation": float(np.clip(0.7 - 0.12 * risk + rng.normal(0, 0.1), 0, 1)),
+                "days_to_renewal": float(days),
+                "logins_28d": float(rng.poisson(40)),
+                "ticket_volume_90d": float(rng.poisson(3)),
+                "email_open_rate": float(rng.uniform()),
+                "latest_nps": float(rng.integers(0, 11)) if rng.random() < 0.5 else None,
+                "arr": arr,
+                "term_end": term_end,
+                "cs_owner_id": f"o{c % 4}",
+                "ae_owner_id": f"a{c % 2}",
+                "outcome_churned": (1 if churn else 0) if known else None,
+                "outcome_expanded": (1 if expanded and in_horizon else 0) if as_of + timedelta(days=horizon) <= data_end else None,
+                "outcome_days_to_churn": float(days) if known and churn else None,
+            })
+    panel = pl.DataFrame(rows).with_columns(
+        pl.col("as_of").cast(pl.Datetime("us", "UTC")), pl.col("term_end").cast(pl.Datetime("us", "UTC")),
+        pl.col("outcome_churned").cast(pl.Int8), pl.col("outcome_expanded").cast(pl.Int8),
+    )
+    rank = pl.col("arr").rank("min", descending=True).over("as_of")
+    cut = (pl.len().over("as_of") * 0.2).ceil()
+    return panel.with_columns(
+        pl.when(rank <= cut).then(pl.lit("high_touch")).otherwise(pl.lit("scaled")).alias("arr_segment")
+    )
+
+
+@pytest.fixture(scope="module")
+def panel() -> pl.DataFrame:
+    return synthetic_panel()
+
+
+# ---- metrics ---------------------------------------------------------------------------------------------------
+def _scores(n: int = 2000, seed: int = 1, round_to: int | None = 2):
+    rng = np.random.default_rng(seed)
+    p = rng.beta(1.2, 6, n)
+    if round_to is not None:
+        p = np.round(p, round_to)  # many ties
+    y = (rng.random(n) < p).astype(int)
+    groups = rng.integers(0, n // 5, n)
+    return y, p, groups
+
+
+def test_metrics_match_scikit_learn_with_ties():
+    y, p, _ = _scores()
+    m = score_metrics(y, p, n_boot=0)
+    assert m["auc"] == pytest.approx(roc_auc_score(y, p), abs=1e-12)
+    assert m["pr_auc"] == pytest.approx(average_precision_score(y, p), abs=1e-12)
+    assert m["brier"] == pytest.approx(brier_score_loss(y, p), abs=1e-12)
+    assert m["log_loss"] == pytest.approx(log_loss(y, p), abs=1e-9)
+    assert (m["rows"], m["churns"]) == (y.size, int(y.sum()))
+
+
+def test_top_decile_lift_and_ece_by_hand():
+    y, p, _ = _scores(n=1000, round_to=None)  # no ties: the top decile is exactly the 100 highest
+    m = score_metrics(y, p, n_boot=0)
+    top = np.argsort(-p)[:100]
+    assert m["top_decile_lift"] == pytest.approx(y[top].mean() / y.mean())
+    edges = np.quantile(p, np.linspace(0, 1, 11))
+    bins = np.clip(np.searchsorted(edges[1:-1], p, side="right"), 0, 9)
+    ece = sum((bins == b).sum() / p.size * abs(p[bins == b].mean() - y[bins == b].mean()) for b in range(10))
+    assert m["ece"] == pytest.approx(ece)
+    assert [b["rows"] for b in m["reliability"]] == [int((bins == b).sum()) for b in range(10)]
+    assert sum(b["rows"] for b in m["reliability"]) == p.size
+
+
+def test_bootstrap_intervals_contain_the_estimate_and_repeat_for_a_seed():
+    y, p, groups = _scores()
+    first = score_metrics(y, p, n_boot=200, seed=5, groups=groups)
+    again = score_metrics(y, p, n_boot=200, seed=5, groups=groups)
+    other = score_metrics(y, p, n_boot=200, seed=6, groups=groups)
+    assert first["intervals"] == again["intervals"]
+    assert first["intervals"]["auc"] != other["intervals"]["auc"]
+    for name in ("auc", "pr_auc", "brier", "log_loss", "top_decile_lift", "ece"):
+        low, high = first["intervals"][name]
+        assert low <= first[name] <= high, name
+        assert low < high
+
+
+def test_cluster_bootstrap_ignores_copies_of_a_company_row():
+    """Weekly copies of the same company add no evidence: company resampling gives the same interval with one
+    row or ten identical rows per company, while row resampling would shrink it."""
+    y, p, _ = _scores(n=400)
+    companies = np.arange(400)
+    once = score_metrics(y, p, n_boot=200, seed=0, groups=companies)
+    tenfold = score_metrics(np.repeat(y, 10), np.repeat(p, 10), n_boot=200, seed=0, groups=np.repeat(companies, 10))
+    rows = score_metrics(np.repeat(y, 10), np.repeat(p, 10), n_boot=200, seed=0)
+    assert tenfold["intervals"]["auc"] == pytest.approx(once["intervals"]["auc"])
+    width = np.diff(once["intervals"]["auc"])[0]
+    assert np.diff(rows["intervals"]["auc"])[0] < 0.6 * width
+
+
+def test_one_class_and_bad_input():
+    m = score_metrics([0, 0, 0, 0], [0.1, 0.2, 0.3, 0.4], n_boot=50)
+    assert m["auc"] is None and m["pr_auc"] is None and m["brier"] == pytest.approx(0.075)
+    with pytest.raises(InputError):
+        score_metrics([0, 1], [0.2, float("nan")])
+    with pytest.raises(InputError):
+        score_metrics([0, 1, 1], [0.2, 0.3])
+    with pytest.raises(InputError):
+        score_metrics([0, 2], [0.2, 0.3])
+
+
+# ---- time split ------------------------------------------------------------------------------------------------
+def test_time_split_keeps_training_outcomes_out_of_the_test_period(panel):
+    train, test, cutoff = time_split(panel, horizon_days=90)
+    assert train.get_column("as_of").max() + timedelta(days=90) <= cutoff
+    assert test.get_column("as_of").min() >= cutoff
+    assert train.get_column("outcome_churned").null_count() == 0
+    # every training outcome (a churn date) lies before the cutoff
+    churn_dates = train.filter(pl.col("outcome_churned") == 1).select(
+        pl.col("as_of") + pl.duration(days=pl.col("outcome_days_to_churn").cast(pl.Int64))
+    ).to_series()
+    assert churn_dates.max() <= cutoff
+    labelled_weeks = panel.filter(pl.col("outcome_churned").is_not_null()).get_column("as_of").unique()
+    test_share = (labelled_weeks >= cutoff).mean()
+    assert 0.28 <= test_share <= 0.38
+    assert cutoff == default_cutoff(panel)
+
+
+def test_time_split_explicit_cutoff_and_errors(panel):
+    _, test, cutoff = time_split(panel, cutoff="2025-06-02", horizon_days=60)
+    assert cutoff == datetime(2025, 6, 2, tzinfo=UTC)
+    assert test.get_column("as_of").min() >= cutoff
+    with pytest.raises(InputError, match="no churn among"):
+        time_split(panel, cutoff="2024-01-15")  # nothing can be learnt before
+    with pytest.raises(InputError, match="no churn among"):
+        time_split(panel, cutoff="2030-01-01")  # nothing to judge after
+    with pytest.raises(InputError):
+        time_split(panel, cutoff="not a date")
+
+
+# ---- comparison ------------------------------------------------------------------------------------------------
+def test_compare_models_table_matches_direct_metrics(panel):
+    models = {"logit": make_pipeline(SimpleImputer(), LogisticRegression(max_iter=500))}
+    signals = ["core_depth", "eb_engagement", "seat_utilisation", "logins_28d"]
+    result = compare_models(panel, signals=signals, n_boot=50, seed=1, models=models)
+    table = result.table
+    assert list(table["segment"]) == ["all", "high_touch", "scaled"]
+    assert table.loc[0, "rows"] == table.loc[1, "rows"] + table.loc[2, "rows"]
+    train, test, _ = time_split(panel)
+    test = test.filter(pl.col("outcome_churned").is_not_null())
+    proba = result.models["logit"].predict_proba(test.select(signals).to_pandas())[:, 1]
+    y = test.get_column("outcome_churned").to_numpy()
+    assert table.loc[0, "auc"] == pytest.approx(roc_auc_score(y, proba))
+    assert table.loc[0, "auc_low"] <= table.loc[0, "auc"] <= table.loc[0, "auc_high"]
+    assert result.metrics["logit"]["all"]["bootstrap"] == "companies"
+    # 4 signals need 40 training churns per segment: the small high-touch segment is warned about
+    high_train_churns = int(train.filter(pl.col("arr_segment") == "high_touch")["outcome_churned"].sum())
+    assert ("fewer than 10 per signal" in table.loc[1, "warning"]) == (high_train_churns < 40)
+    assert "per signal" not in table.loc[0, "warning"]
+
+
+def test_compare_models_standard_scorers(panel):
+    standard = default_models()
+    assert list(standard) == ["fitted", "seed", "40-30-30", "logistic", "boosting"]
+    del standard["boosting"]  # the slowest to fit; it is judged exactly like the others
+    result = compare_models(panel, n_boot=20, models=standard)
+    assert list(result.table["model"].unique()) == ["fitted", "seed", "40-30-30", "logistic"]
+    overall = result.table[result.table["segment"] == "all"].set_index("model")
+    # value signals carry the churn risk here, activity signals are noise
+    assert overall.loc["fitted", "auc"] > overall.loc["40-30-30", "auc"] + 0.1
+    assert overall.loc["seed", "auc"] > overall.loc["40-30-30", "auc"] + 0.1
+    assert abs(sum(result.models["fitted"].points_.values()) - 100) < 0.01
+
+
+def test_univariate_auc_finds_the_predictive_signals(panel):
+    table = univariate_auc(panel, ["core_depth", "support_negative_trend", "logins_28d", "latest_nps"], n_boot=100)
+    rows = table.set_index("signal")
+    assert rows.loc["core_depth", "auc_high"] < 0.5 and rows.loc["core_depth", "direction"] == 1
+    assert rows.loc["support_negative_trend", "auc_low"] > 0.5 and rows.loc["support_negative_trend", "direction"] == -1
+    assert rows.loc["logins_28d", "auc_low"] < 0.5 < rows.loc["logins_28d", "auc_high"]
+    assert 0.4 < rows.loc["latest_nps", "missing_share"] < 0.6
+    assert table["signal"].iloc[-1] in ("logins_28d", "latest_nps")
+
+
+# ---- JSON --------------------------------------------------------------------------------------------------------
+def test_json_is_nan_free_and_deterministic(tmp_path):
+    payload = {"b": float("nan"), "a": [np.float64(0.1234567891), np.int64(3), float("inf")],
+               "when": datetime(2026, 1, 2, tzinfo=UTC)}
+    assert json_safe(payload) == {"b": None, "a": [0.123457, 3, None], "when": "2026-01-02T00:00:00Z"}
+    first = write_json_atomic(payload, tmp_path / "m.json").read_bytes()
+    second = write_json_atomic(dict(reversed(list(payload.items()))), tmp_path / "m.json").read_bytes()
+    assert first == second and b"NaN" not in first
+    assert json.loads(first)["b"] is None
+    assert [p.name for p in tmp_path.iterdir()] == ["m.json"]
+
+
+# ---- command line ------------------------------------------------------------------------------------------------
+def test_cli_evaluate_writes_deterministic_metrics(small_demo, tmp_path, capsys):
+    from hsutils.cli import main
+
+    out = tmp_path / "metrics.json"
+    assert main(["evaluate", str(small_demo), "--model", "seed", "--out", str(out)]) == 0
+    first = out.read_bytes()
+    assert main(["evaluate", str(small_demo), "--model", "seed", "--out", str(out)]) == 0
+    assert out.read_bytes() == first
+    metrics = json.loads(first)
+    assert b"NaN" not in first
+    assert metrics["model"]["kind"] == "preset"
+    assert set(metrics["metrics"]["segments"]) == {"high_touch", "scaled"}
+    assert metrics["renewal_backtest"]["verdict"]["text"].startswith(("PASS", "FAIL"))
+    assert {r["rule"] for r in metrics["playbook"]} >= {"owner_alert", "expansion_task"}
+    assert "written to" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("model, out", [("no-such-preset", "m.json"), ("seed", "m.txt")])
+def test_cli_evaluate_bad_input_exits_2(small_demo, tmp_path, capsys, model, out):
+    from hsutils.cli import main
+
+    assert main(["evaluate", str(small_demo), "--model", model, "--out", str(tmp_path / out)]) == 2
+    assert "error" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
