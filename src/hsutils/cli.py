@@ -90,21 +90,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--since", help="only activity on or after this date")
     p.add_argument("--config", help="YAML portal configuration (roles, pipelines, stages, properties)")
     p.add_argument("--usage", help="product usage event export (CSV or parquet)")
+    p.add_argument("--rate", default="pro", help="client-side limit: starter (100), pro/enterprise (190) "
+                   "requests per 10 s, a number, or off (default pro)")
+    p.add_argument("--checkpoint", help="checkpoint folder for resuming (default: <out>.checkpoint beside it)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
 
     p = sub.add_parser("push", help="write scores and weights to HubSpot company properties (dry run unless --apply)")
     p.add_argument("--model", required=True, help="model file")
     p.add_argument("--scores", required=True, help="scores file from `hsutils score`")
     p.add_argument("--apply", action="store_true", help="really write (default: show what would change)")
     p.add_argument("--host", default="https://api.hubapi.com", help="API base URL")
+    p.add_argument("--config", help="YAML portal configuration (push.group, push.prefix)")
+    p.add_argument("--audit", help="audit file to write (default: hubspot-push-audit-<version>-<time>.csv); "
+                   "an existing one is continued, e.g. when resuming a push")
+    p.add_argument("--rate", default="pro", help="starter, pro, enterprise, requests per 10 s, or off")
 
     p = sub.add_parser("rollback", help="restore the old values recorded in a push audit file")
     p.add_argument("audit", help="audit file written by `hsutils push --apply`")
     p.add_argument("--apply", action="store_true", help="really write (default: show what would change)")
     p.add_argument("--host", default="https://api.hubapi.com", help="API base URL")
+    p.add_argument("--config", help="YAML portal configuration (push.group, push.prefix)")
+    p.add_argument("--rate", default="pro", help="starter, pro, enterprise, requests per 10 s, or off")
 
     p = sub.add_parser("sandbox", help="serve a local HubSpot stand-in on loopback for demos and tests")
     p.add_argument("--port", type=int, default=8765)
     p.add_argument("--snapshot", help="snapshot folder to seed the stand-in from")
+    p.add_argument("--config", help="YAML portal configuration used to seed the stand-in")
+    p.add_argument("--rate", type=int, help="answer 429 above this many requests per 10 s (default: no limit)")
+    p.add_argument("--faults", help='inject faults, e.g. "429=0.2,500=0.02,slow=0.01,207=0.1,seed=3"')
+    p.add_argument("--pull-to", help="demo: seed from --snapshot, pull into this new folder, stop (no server left)")
+    p.add_argument("--model", help="with --pull-to: model file for a dry-run push")
+    p.add_argument("--scores", help="with --pull-to: scores file for a dry-run push")
     return parser
 
 

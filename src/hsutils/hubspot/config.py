@@ -1,0 +1,191 @@
+"""Portal configuration: which HubSpot objects, properties and values make up each canonical table.
+
+The defaults live in `portal.example.yml` beside this module; a user's YAML file is merged over them, so a
+portal only states what differs. The same configuration drives the pull (portal -> canonical) and the local
+stand-in's seeding (canonical -> portal), so the two stay inverse of each other.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from hsutils.errors import InputError
+
+EXAMPLE_CONFIG = Path(__file__).with_name("portal.example.yml")
+ENGAGEMENT_OBJECTS = ("emails", "meetings", "calls", "notes")
+ENGAGEMENT_TYPE = {"emails": "email", "meetings": "meeting", "calls": "call", "notes": "note"}
+PROPERTY_NAME = re.compile(r"^[a-z][a-z0-9_]{0,99}$")
+TOP_KEYS = {"core_events", "login_event", "companies", "contacts", "deals", "tickets", "engagements", "surveys",
+            "usage", "push"}
+
+
+def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """Recursively merge `override` into a copy of `base` (mappings merge, everything else replaces)."""
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+@dataclass
+class TableMap:
+    """How one HubSpot object type maps onto (part of) a canonical table."""
+
+    object_type: str
+    properties: dict[str, str]
+    values: dict[str, dict[str, str]] = field(default_factory=dict)
+    defaults: dict[str, Any] = field(default_factory=dict)
+
+    def portal_properties(self) -> list[str]:
+        return sorted({p for p in self.properties.values() if p})
+
+    def to_canonical(self, column: str, raw: str | None) -> Any:
+        """Translate a portal value of `column` through `values` (case-insensitive); unmapped values pass."""
+        if raw is None or raw == "":
+            return self.defaults.get(column)
+        mapping = self.values.get(column) or {}
+        if raw in mapping:
+            return mapping[raw]
+        lowered = {str(k).lower(): v for k, v in mapping.items()}
+        return lowered.get(str(raw).lower(), raw)
+
+    def to_portal(self, column: str, value: Any) -> Any:
+        """The portal value for a canonical value (first matching entry of `values`, else the value itself)."""
+        for portal_value, canonical in (self.values.get(column) or {}).items():
+            if canonical == value:
+                return portal_value
+        return value
+
+
+@dataclass
+class PortalConfig:
+    """The merged portal configuration (see portal.example.yml for every key)."""
+
+    raw: dict[str, Any]
+    source: str = "defaults"
+
+    # ----- tables --------------------------------------------------------------------------------------------
+    def table(self, name: str) -> TableMap:
+        spec = self.raw[name]
+        return TableMap(
+            object_type=spec.get("object", name),
+            properties={k: v for k, v in (spec.get("properties") or {}).items() if v},
+            values={k: {str(pv): cv for pv, cv in (m or {}).items()} for k, m in (spec.get("values") or {}).items()},
+            defaults=dict(spec.get("defaults") or {}),
+        )
+
+    def engagement(self, object_type: str) -> TableMap:
+        spec = (self.raw.get("engagements") or {}).get(object_type) or {}
+        return TableMap(
+            object_type=object_type,
+            properties={k: v for k, v in (spec.get("properties") or {}).items() if v},
+            values={k: {str(pv): cv for pv, cv in (m or {}).items()} for k, m in (spec.get("values") or {}).items()},
+            defaults=dict(spec.get("defaults") or {}),
+        )
+
+    @property
+    def domain_property(self) -> str | None:
+        return self.raw["companies"].get("domain_property")
+
+    @property
+    def roles(self) -> dict[str, Any]:
+        return self.raw["contacts"].get("roles") or {}
+
+    @property
+    def deals(self) -> dict[str, Any]:
+        return self.raw["deals"]
+
+    @property
+    def pipelines(self) -> dict[str, dict[str, Any]]:
+        return {str(k): v for k, v in (self.raw["deals"].get("pipelines") or {}).items()}
+
+    @property
+    def core_events(self) -> list[str]:
+        return [str(e) for e in self.raw.get("core_events") or []]
+
+    @property
+    def usage_columns(self) -> dict[str, list[str]]:
+        cols = (self.raw.get("usage") or {}).get("columns") or {}
+        return {k: [v] if isinstance(v, str) else list(v or []) for k, v in cols.items()}
+
+    @property
+    def push(self) -> dict[str, Any]:
+        return self.raw["push"]
+
+    # ----- deals -------------------------------------------------------------------------------------------
+    def deal_type_and_stage(self, pipeline: str | None, stage: str | None, deal_type_raw: str | None):
+        """Canonical (deal_type, stage) of a deal, or None when its pipeline is not configured."""
+        spec = self.pipelines.get(str(pipeline)) if pipeline is not None else None
+        if spec is None:
+            return None
+        mapping = {str(k).lower(): v for k, v in (self.deals.get("deal_type_values") or {}).items()}
+        deal_type = mapping.get(str(deal_type_raw).lower()) if deal_type_raw else None
+        deal_type = deal_type or spec.get("deal_type", "new")
+        stages = {str(k): v for k, v in (spec.get("stages") or {}).items()}
+        return deal_type, stages.get(str(stage), "open")
+
+    def deal_portal_values(self, deal_type: str, stage: str) -> tuple[str, str, str | None]:
+        """Inverse of deal_type_and_stage: (pipeline id, stage id, deal type property value)."""
+        pipelines = self.pipelines
+        if not pipelines:
+            raise InputError("portal config: deals.pipelines is empty; list at least one pipeline")
+        chosen = next((pid for pid, spec in pipelines.items() if spec.get("deal_type") == deal_type), None)
+        chosen = chosen or next(iter(pipelines))
+        stages = {str(k): v for k, v in (pipelines[chosen].get("stages") or {}).items()}
+        stage_id = next((sid for sid, canon in stages.items() if canon == stage), None)
+        if stage_id is None:
+            stage_id = f"{stage}_stage" if stage != "open" else "open_stage"
+        type_value = next((pv for pv, cv in (self.deals.get("deal_type_values") or {}).items() if cv == deal_type),
+                          deal_type)
+        return chosen, stage_id, type_value
+
+
+def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> PortalConfig:
+    """Load the example configuration, merge a user's YAML file and `overrides` over it, and check it."""
+    base = yaml.safe_load(EXAMPLE_CONFIG.read_text(encoding="utf-8"))
+    source = "defaults"
+    if path:
+        path = Path(path)
+        if not path.is_file():
+            raise InputError(f"portal config {path} does not exist")
+        try:
+            user = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            raise InputError(f"portal config {path} is not valid YAML ({str(exc).splitlines()[0]})") from None
+        if not isinstance(user, dict):
+            raise InputError(f"portal config {path} must be a mapping of sections (companies, contacts, ...)")
+        unknown = sorted(set(user) - TOP_KEYS)
+        if unknown:
+            raise InputError(f"portal config {path}: unknown section(s) {', '.join(unknown)}; "
+                             f"known: {', '.join(sorted(TOP_KEYS))}")
+        base = _merge(base, user)
+        source = str(path)
+    if overrides:
+        base = _merge(base, overrides)
+    config = PortalConfig(raw=base, source=source)
+    _check(config)
+    return config
+
+
+def _check(config: PortalConfig) -> None:
+    push = config.push
+    for key in ("group", "prefix"):
+        if not isinstance(push.get(key), str) or not PROPERTY_NAME.match(push[key].rstrip("_") or "x"):
+            raise InputError(f"portal config ({config.source}): push.{key} must be lowercase letters, digits, "
+                             f"underscores, starting with a letter (got {push.get(key)!r})")
+    for pid, spec in config.pipelines.items():
+        if not isinstance(spec, dict):
+            raise InputError(f"portal config ({config.source}): deals.pipelines.{pid} must be a mapping")
+        bad = {s: v for s, v in (spec.get("stages") or {}).items() if v not in ("open", "won", "lost")}
+        if bad:
+            raise InputError(f"portal config ({config.source}): deals.pipelines.{pid}.stages maps to "
+                             f"{sorted(set(bad.values()))}; use open, won or lost")

@@ -1,0 +1,642 @@
+"""Pull a HubSpot portal into a new canonical snapshot.
+
+Objects are listed 100 a page with the properties the portal configuration names; associations are read with
+the v4 batch endpoint (1,000 ids a request) and carry their labels, which map contacts to roles. Every page and
+association chunk is saved in a checkpoint folder beside the output (`<out>.checkpoint/`), so a pull that
+crashed resumes where it stopped. Product usage comes from an event export file joined on the HubSpot company
+id or the company domain. The result is validated before it is written atomically.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+import sys
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+from tqdm import tqdm
+
+from hsutils.errors import InputError, example_rows
+from hsutils.hubspot.client import DEFAULT_HOST, Connection, HubSpotError
+from hsutils.hubspot.config import ENGAGEMENT_OBJECTS, ENGAGEMENT_TYPE, PortalConfig, TableMap, load_config
+from hsutils.schema import SCHEMA_VERSION, TABLES
+from hsutils.snapshot import Manifest, Snapshot, parse_utc, write_snapshot
+
+PAGE_SIZE = 100
+ASSOC_BATCH = 1000
+LIST_API = {"companies": "crm.companies.basic_api", "contacts": "crm.contacts.basic_api",
+            "deals": "crm.deals.basic_api", "tickets": "crm.tickets.basic_api",
+            "emails": "crm.objects.emails.basic_api", "meetings": "crm.objects.meetings.basic_api",
+            "calls": "crm.objects.calls.basic_api", "notes": "crm.objects.notes.basic_api",
+            "feedback_submissions": "crm.objects.feedback_submissions.basic_api"}
+TRUE_WORDS = {"true", "yes", "y", "t", "1"}
+
+
+# ----- value conversion ------------------------------------------------------------------------------------
+def to_datetime(raw: Any) -> datetime | None:
+    """A HubSpot date/datetime value (ISO-8601, a date, or epoch milliseconds) as aware UTC, None if unreadable."""
+    if raw is None or raw == "":
+        return None
+    text = str(raw).strip()
+    try:
+        if text.lstrip("-").isdigit():
+            number = int(text)
+            return datetime.fromtimestamp(number / 1000 if abs(number) > 10**11 else number, UTC)
+        return parse_utc(text)
+    except (ValueError, OverflowError, OSError):
+        return None
+
+
+def to_bool(raw: Any) -> bool | None:
+    if raw is None or raw == "":
+        return None
+    text = str(raw).strip().lower()
+    try:
+        return float(text) > 0
+    except ValueError:
+        return text in TRUE_WORDS
+
+
+def to_number(raw: Any, kind: str) -> float | int | None:
+    if raw is None or raw == "":
+        return None
+    try:
+        value = float(str(raw).replace(",", ""))
+    except ValueError:
+        return None
+    if math.isnan(value):
+        return None
+    return int(round(value)) if kind == "int" else value
+
+
+def convert(table: str, column: str, raw: Any, tmap: TableMap) -> Any:
+    """One portal value as the canonical column's type (values mapped, defaults applied)."""
+    kind = TABLES[table].column(column).kind if column in TABLES[table].column_names else "str"
+    if raw is None or raw == "":
+        return tmap.defaults.get(column)
+    if kind == "datetime":
+        return to_datetime(raw)
+    if kind == "bool":
+        return to_bool(raw)
+    if kind in ("int", "float"):
+        return to_number(raw, kind)
+    value = tmap.to_canonical(column, str(raw))
+    spec = TABLES[table].column(column) if column in TABLES[table].column_names else None
+    if spec is not None and spec.values is not None and value not in spec.values:
+        lowered = str(value).lower()
+        return lowered if lowered in spec.values else tmap.defaults.get(column, value)
+    return value
+
+
+# ----- checkpoints -------------------------------------------------------------------------------------------
+class Checkpoint:
+    """Pages and association chunks saved as JSON files, so an interrupted pull resumes."""
+
+    def __init__(self, folder: Path, fingerprint: str) -> None:
+        self.folder = folder
+        meta = folder / "meta.json"
+        if folder.exists():
+            try:
+                same = json.loads(meta.read_text())["fingerprint"] == fingerprint
+            except (OSError, ValueError, KeyError):
+                same = False
+            if not same:
+                shutil.rmtree(folder)
+        self.resumed = folder.exists()
+        folder.mkdir(parents=True, exist_ok=True)
+        self._write(meta, {"fingerprint": fingerprint})
+
+    @staticmethod
+    def _write(path: Path, payload: Any) -> None:
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(json.dumps(payload), encoding="utf-8")
+        os.replace(tmp, path)
+
+    def load(self, kind: str, n: int) -> Any | None:
+        path = self.folder / kind / f"{n:06d}.json"
+        if not path.is_file():
+            return None
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except ValueError:
+            return None
+
+    def save(self, kind: str, n: int, payload: Any) -> None:
+        (self.folder / kind).mkdir(parents=True, exist_ok=True)
+        self._write(self.folder / kind / f"{n:06d}.json", payload)
+
+    def remove(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+# ----- the reader ----------------------------------------------------------------------------------------------
+@dataclass
+class PullResult:
+    """What a pull produced: the snapshot folder, rows per table, skipped rows by reason, request figures."""
+
+    out: Path
+    rows: dict[str, int]
+    skipped: Counter
+    requests: int
+    retries: int
+    seconds: float
+    resumed: bool
+    warnings: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        rows = ", ".join(f"{t} {n:,}" for t, n in self.rows.items())
+        lines = [f"pulled {self.out}: {rows}",
+                 f"  {self.requests:,} requests ({self.retries:,} retries) in {self.seconds:.1f} s"
+                 + (" (resumed from checkpoint)" if self.resumed else "")]
+        lines += [f"  skipped {n:,}: {reason}" for reason, n in sorted(self.skipped.items())]
+        lines += [f"  warning: {w}" for w in self.warnings]
+        return "\n".join(lines)
+
+
+class Reader:
+    """Reads objects and associations from one portal with checkpoints and progress bars."""
+
+    def __init__(self, conn: Connection, checkpoint: Checkpoint, progress: bool) -> None:
+        self.conn = conn
+        self.ckpt = checkpoint
+        self.progress = progress
+
+    def _bar(self, desc: str, total: int | None = None, unit: str = "obj") -> tqdm:
+        return tqdm(total=total, desc=desc, unit=unit, disable=not self.progress, file=sys.stderr, leave=False)
+
+    def objects(self, object_type: str, properties: list[str]) -> list[dict[str, Any]]:
+        """Every record of `object_type` with `properties`, 100 a page, resumable."""
+        api = self.conn.api(LIST_API.get(object_type, "crm.objects.basic_api"))
+        generic = object_type not in LIST_API
+        records: list[dict[str, Any]] = []
+        after: str | None = None
+        n = 0
+        with self._bar(f"{object_type:>20}") as bar:
+            while True:
+                saved = self.ckpt.load(f"objects-{object_type}", n)
+                if saved is None:
+                    kwargs = {"limit": PAGE_SIZE, "after": after, "properties": properties, "archived": False}
+                    args = (object_type,) if generic else ()
+                    page = self.conn.call_json(f"list {object_type}", api.get_page, *args, **kwargs)
+                    saved = {"results": [{"id": str(r["id"]), "properties": r.get("properties") or {},
+                                          "createdAt": r.get("createdAt")} for r in page.get("results") or []],
+                             "next": ((page.get("paging") or {}).get("next") or {}).get("after")}
+                    self.ckpt.save(f"objects-{object_type}", n, saved)
+                records += saved["results"]
+                bar.update(len(saved["results"]))
+                after, n = saved["next"], n + 1
+                if not after:
+                    return records
+
+    def associations(self, from_type: str, to_type: str, ids: list[str]) -> dict[str, list[tuple[str, list]]]:
+        """{from id: [(to id, [(type id, label, category), ...]), ...]} through the v4 batch read."""
+        from hubspot.crm.associations.v4 import (
+            BatchInputPublicFetchAssociationsBatchRequest,
+            PublicFetchAssociationsBatchRequest,
+        )
+
+        api = self.conn.api("crm.associations.v4.batch_api")
+        links: dict[str, list[tuple[str, list]]] = defaultdict(list)
+        chunks = [ids[i:i + ASSOC_BATCH] for i in range(0, len(ids), ASSOC_BATCH)]
+        with self._bar(f"{from_type}->{to_type}", total=len(ids)) as bar:
+            for n, chunk in enumerate(chunks):
+                saved = self.ckpt.load(f"assoc-{from_type}-{to_type}", n)
+                if saved is None:
+                    saved = self._read_chunk(api, from_type, to_type, chunk,
+                                             BatchInputPublicFetchAssociationsBatchRequest,
+                                             PublicFetchAssociationsBatchRequest)
+                    self.ckpt.save(f"assoc-{from_type}-{to_type}", n, saved)
+                for from_id, items in saved.items():
+                    links[from_id] += [(to_id, types) for to_id, types in items]
+                bar.update(len(chunk))
+        return links
+
+    def _read_chunk(self, api: Any, from_type: str, to_type: str, chunk: list[str], batch_cls: Any,
+                    item_cls: Any) -> dict[str, list]:
+        out: dict[str, list] = defaultdict(list)
+        pending: list[tuple[str, str | None]] = [(i, None) for i in chunk]
+        attempts = 0
+        while pending:
+            attempts += 1
+            body = batch_cls(inputs=[item_cls(id=i, after=a) if a else item_cls(id=i) for i, a in pending])
+            answer = self.conn.call_json(f"read {from_type}->{to_type} associations", api.get_page, from_type,
+                                         to_type, batch_input_public_fetch_associations_batch_request=body)
+            pending = []
+            for result in answer.get("results") or []:
+                from_id = str(result["from"]["id"])
+                for item in result.get("to") or []:
+                    out[from_id].append([str(item["toObjectId"]),
+                                         [[t.get("typeId"), t.get("label"), t.get("category")]
+                                          for t in item.get("associationTypes") or []]])
+                after = ((result.get("paging") or {}).get("next") or {}).get("after")
+                if after:
+                    pending.append((from_id, after))
+            retry = []
+            for err in answer.get("errors") or []:
+                if "NO_ASSOCIATIONS" in str(err.get("subCategory") or "") or "associated" in str(err.get("message")):
+                    continue  # an object without associations of this type
+                retry += [str(i) for key in ("ids", "fromObjectId") for i in (err.get("context") or {}).get(key, [])]
+            if retry and attempts <= 3:
+                pending += [(i, None) for i in retry]
+            elif retry:
+                raise HubSpotError(f"read {from_type}->{to_type} associations: {len(retry)} id(s) kept failing, "
+                                   f"e.g. {', '.join(retry[:3])}")
+        return dict(out)
+
+    def owners(self) -> list[dict[str, Any]]:
+        api = self.conn.api("crm.owners.owners_api")
+        owners: list[dict[str, Any]] = []
+        after, n = None, 0
+        while True:
+            saved = self.ckpt.load("owners", n)
+            if saved is None:
+                page = self.conn.call("list owners", api.get_page, limit=PAGE_SIZE, after=after, archived=False)
+                saved = {"results": [{"id": str(o.id), "email": o.email} for o in page.results or []],
+                         "next": page.paging.next.after if page.paging and page.paging.next else None}
+                self.ckpt.save("owners", n, saved)
+            owners += saved["results"]
+            after, n = saved["next"], n + 1
+            if not after:
+                return owners
+
+    def labels(self, from_type: str, to_type: str) -> list[tuple[int, str | None, str]]:
+        saved = self.ckpt.load(f"labels-{from_type}-{to_type}", 0)
+        if saved is None:
+            api = self.conn.api("crm.associations.v4.schema.definitions_api")
+            answer = self.conn.call(f"read {from_type}->{to_type} association labels", api.get_all, from_type, to_type)
+            saved = [[r.type_id, r.label, r.category] for r in answer.results or []]
+            self.ckpt.save(f"labels-{from_type}-{to_type}", 0, saved)
+        return [tuple(x) for x in saved]
+
+    def property_groups(self, object_type: str) -> dict[str, str]:
+        """{property name: group name} of an object type."""
+        saved = self.ckpt.load(f"properties-{object_type}", 0)
+        if saved is None:
+            api = self.conn.api("crm.properties.core_api")
+            answer = self.conn.call(f"read {object_type} properties", api.get_all, object_type, archived=False)
+            saved = {p.name: p.group_name for p in answer.results or []}
+            self.ckpt.save(f"properties-{object_type}", 0, saved)
+        return saved
+
+
+# ----- usage export --------------------------------------------------------------------------------------------
+def parse_times(column: pl.Series) -> pl.Series:
+    """Event times as UTC datetimes: epoch seconds or milliseconds, ISO-8601 text, or datetime columns."""
+    if column.dtype == pl.String:
+        text = column.str.strip_chars()
+        sample = text.drop_nulls().head(50)
+        if sample.len() and sample.str.contains(r"^-?\d+(\.\d+)?$").all():
+            column = text.cast(pl.Float64, strict=False)
+        else:
+            try:
+                parsed = text.str.to_datetime(time_unit="us", strict=False)
+                parsed = (parsed.dt.replace_time_zone("UTC") if parsed.dtype.time_zone is None
+                          else parsed.dt.convert_time_zone("UTC"))
+            except Exception:  # mixed formats: fall back to parsing each value
+                parsed = pl.Series([None] * len(text), dtype=pl.Datetime("us", "UTC"))
+            if parsed.null_count() > text.null_count():
+                slow = pl.Series([to_datetime(v) for v in text.to_list()], dtype=pl.Datetime("us", "UTC"))
+                parsed = parsed.fill_null(slow)
+            return parsed
+    if column.dtype.is_numeric():
+        seconds = column.cast(pl.Float64)
+        frame = pl.DataFrame({"s": seconds}).select(
+            pl.when(pl.col("s").abs() > 1e11).then(pl.col("s") / 1000).otherwise(pl.col("s")).alias("s"))
+        micros = (frame.get_column("s") * 1_000_000).round(0).cast(pl.Int64)
+        return pl.from_epoch(micros, time_unit="us").dt.replace_time_zone("UTC")
+    if column.dtype == pl.Date:
+        column = column.cast(pl.Datetime("us"))
+    if isinstance(column.dtype, pl.Datetime):
+        column = column.dt.cast_time_unit("us")
+        return column.dt.replace_time_zone("UTC") if column.dtype.time_zone is None \
+            else column.dt.convert_time_zone("UTC")
+    raise InputError(f"usage export: column {column.name} holds {column.dtype}, not timestamps")
+
+
+def _pick(columns: list[str], candidates: list[str]) -> str | None:
+    lowered = {c.lower(): c for c in columns}
+    return next((lowered[c.lower()] for c in candidates if c.lower() in lowered), None)
+
+
+def _normal_domain(expr: pl.Expr) -> pl.Expr:
+    return (expr.cast(pl.String).str.strip_chars().str.to_lowercase()
+            .str.replace(r"^[a-z]+://", "").str.replace(r"^www\.", "").str.replace(r"/.*$", ""))
+
+
+def read_usage(path: str | Path, config: PortalConfig, companies: pl.DataFrame, skipped: Counter,
+               since: datetime | None = None) -> pl.DataFrame:
+    """Canonical usage_events from a Segment / Mixpanel / Amplitude style export, joined to the companies."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"usage export {path} does not exist")
+    try:
+        raw = pl.read_parquet(path) if path.suffix == ".parquet" else pl.read_csv(path, infer_schema=False)
+    except Exception as exc:  # polars raises many types for unreadable files
+        raise InputError(f"usage export {path} cannot be read ({type(exc).__name__})") from None
+    cols = config.usage_columns
+    found = {key: _pick(raw.columns, cols.get(key, [])) for key in ("company_id", "domain", "user_id", "event",
+                                                                     "occurred_at", "count")}
+    for key in ("user_id", "event", "occurred_at"):
+        if found[key] is None:
+            raise InputError(f"usage export {path}: no {key} column (looked for {', '.join(cols.get(key, []))}; "
+                             f"found {', '.join(raw.columns[:12])}); set usage.columns.{key} in the portal config")
+    if found["company_id"] is None and found["domain"] is None:
+        raise InputError(f"usage export {path}: no company id or domain column (looked for "
+                         f"{', '.join(cols.get('company_id', []) + cols.get('domain', []))})")
+    occurred_series = parse_times(raw.get_column(found["occurred_at"]))
+    frame = pl.DataFrame({
+        "user_id": raw.get_column(found["user_id"]).cast(pl.String),
+        "event": raw.get_column(found["event"]).cast(pl.String),
+        "occurred_at": occurred_series.cast(pl.Datetime("us", "UTC")),
+        "count": (raw.get_column(found["count"]).cast(pl.Float64, strict=False).round(0).cast(pl.Int64)
+                  if found["count"] else pl.repeat(1, raw.height, dtype=pl.Int64, eager=True)),
+        "hs_company": (raw.get_column(found["company_id"]).cast(pl.String) if found["company_id"]
+                       else pl.repeat(None, raw.height, dtype=pl.String, eager=True)),
+        "domain": (raw.get_column(found["domain"]).cast(pl.String) if found["domain"]
+                   else pl.repeat(None, raw.height, dtype=pl.String, eager=True)),
+    }).with_columns(pl.col("count").fill_null(1))
+    bad_time = frame.filter(pl.col("occurred_at").is_null())
+    if bad_time.height == frame.height and frame.height:
+        raise InputError(f"usage export {path}, column {found['occurred_at']}: no readable timestamps, e.g. "
+                         f"{example_rows(raw.select(found['occurred_at']))}")
+    if bad_time.height:
+        skipped["usage events with an unreadable timestamp"] += bad_time.height
+        frame = frame.filter(pl.col("occurred_at").is_not_null())
+    known = companies.select(pl.col("company_id"))
+    by_id = frame.join(known, left_on="hs_company", right_on="company_id", how="semi")
+    rest = frame.join(known, left_on="hs_company", right_on="company_id", how="anti")
+    if "domain" in companies.columns and rest.height:
+        domains = (companies.select(pl.col("company_id"), _normal_domain(pl.col("domain")).alias("d"))
+                   .filter(pl.col("d").is_not_null()).unique("d", keep="first"))
+        matched = rest.with_columns(_normal_domain(pl.col("domain")).alias("d")).join(domains, on="d", how="inner")
+        if rest.height - matched.height:
+            skipped["usage events for an unknown company"] += rest.height - matched.height
+        rest = matched.with_columns(pl.col("company_id").alias("hs_company"))
+    else:
+        if rest.height:
+            skipped["usage events for an unknown company"] += rest.height
+        rest = rest.head(0)
+    joined = pl.concat([by_id.select("hs_company", "user_id", "occurred_at", "event", "count"),
+                        rest.select("hs_company", "user_id", "occurred_at", "event", "count")])
+    joined = joined.rename({"hs_company": "company_id"}).filter(pl.col("user_id").is_not_null()
+                                                                 & pl.col("event").is_not_null())
+    if since is not None:
+        joined = joined.filter(pl.col("occurred_at") >= since)
+    return joined.select(TABLES["usage_events"].column_names).sort("company_id", "occurred_at")
+
+
+# ----- assembling the canonical tables ---------------------------------------------------------------------------
+def _frame(table: str, rows: list[dict[str, Any]], extra: list[str] = ()) -> pl.DataFrame:
+    schema = dict(TABLES[table].polars_schema)
+    schema.update({c: pl.String for c in extra})
+    return pl.DataFrame(rows, schema=schema, orient="row") if rows else pl.DataFrame(schema=schema)
+
+
+def _drop_incomplete(table: str, rows: list[dict[str, Any]], skipped: Counter) -> list[dict[str, Any]]:
+    spec = TABLES[table]
+    kept = []
+    for row in rows:
+        bad = next((c.name for c in spec.columns if not c.nullable and c.default is None and row.get(c.name) is None), None)
+        if bad is None:
+            bad = next((c.name for c in spec.columns if c.values is not None and row.get(c.name) is not None
+                        and row[c.name] not in c.values), None)
+        if bad is None:
+            kept.append(row)
+        else:
+            skipped[f"{table} without a usable {bad}"] += 1
+    return kept
+
+
+def _pick_link(links: list[tuple[str, list]]) -> tuple[str, list] | None:
+    """The primary association if one is marked, else the first."""
+    for to_id, types in links:
+        if any(label == "Primary" for _, label, _ in types):
+            return to_id, types
+    return links[0] if links else None
+
+
+def pull(out: str | Path, host: str = DEFAULT_HOST, token: str | None = None,
+         config: PortalConfig | str | Path | None = None, usage: str | Path | None = None,
+         since: str | datetime | None = None, rate: str | int | None = "pro", progress: bool = True,
+         checkpoint: str | Path | None = None, retries: int = 8, backoff: float = 0.5) -> PullResult:
+    """Pull the portal at `host` into a new snapshot folder `out`; resumable from `<out>.checkpoint/`."""
+    started = time.perf_counter()
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise InputError(f"{out} already exists: a snapshot is never overwritten; choose a new folder")
+    if not usage:
+        raise InputError("pull needs --usage FILE: product usage is not stored in HubSpot; export it from your "
+                         "analytics tool (Segment, Mixpanel, Amplitude or any CSV/parquet of events)")
+    if not isinstance(config, PortalConfig):
+        config = load_config(config)
+    since_dt = parse_utc(since) if since is not None else None
+    conn = Connection(host=host, token=token, rate=rate, retries=retries, backoff=backoff)
+    fingerprint = hashlib.sha256(json.dumps([conn.host, config.raw, str(since_dt)], sort_keys=True,
+                                            default=str).encode()).hexdigest()
+    ckpt = Checkpoint(Path(checkpoint) if checkpoint else out.with_name(f"{out.name}.checkpoint"), fingerprint)
+    reader = Reader(conn, ckpt, progress)
+    skipped: Counter = Counter()
+    warnings: list[str] = []
+
+    def props_for(object_type: str, tmap: TableMap, extra: list[str] = ()) -> list[str]:
+        available = reader.property_groups(object_type)
+        wanted = sorted(set(tmap.portal_properties()) | set(extra))
+        missing = [p for p in wanted if p not in available]
+        if missing:
+            warnings.append(f"{object_type}: propert{'y' if len(missing) == 1 else 'ies'} {', '.join(missing)} "
+                            "not in the portal (empty columns; map them in --config)")
+        return [p for p in wanted if p in available]
+
+    # companies (with the suite's own property group, so the previous score is known)
+    cmap = config.table("companies")
+    company_groups = reader.property_groups("companies")
+    own = sorted(p for p, g in company_groups.items() if g == config.push["group"])
+    domain_prop = config.domain_property
+    records = reader.objects("companies", props_for("companies", cmap, [p for p in [domain_prop] if p] + own))
+    companies = []
+    for rec in records:
+        p = rec["properties"]
+        row = {col: convert("companies", col, p.get(prop), cmap) for col, prop in cmap.properties.items()}
+        row["company_id"] = rec["id"]
+        row["created_at"] = row.get("created_at") or to_datetime(rec.get("createdAt"))
+        row["tier"] = row.get("tier") or "unknown"
+        row["domain"] = p.get(domain_prop) if domain_prop else None
+        row.update({name: p.get(name) for name in own})
+        companies.append(row)
+    companies = _drop_incomplete("companies", companies, skipped)
+    company_ids = {r["company_id"] for r in companies}
+
+    # contacts with roles from association labels, else a property
+    tmap = config.table("contacts")
+    roles = config.roles
+    role_prop = roles.get("property")
+    records = reader.objects("contacts", props_for("contacts", tmap, [role_prop] if role_prop else []))
+    label_roles = {str(k).lower(): v for k, v in (roles.get("labels") or {}).items()}
+    known_labels = {str(label).lower() for _, label, _ in reader.labels("contacts", "companies") if label}
+    unknown = sorted(k for k in label_roles if k not in known_labels)
+    if unknown:
+        warnings.append(f"association label(s) {', '.join(unknown)} not defined on contact->company in the portal")
+    links = reader.associations("contacts", "companies", [r["id"] for r in records])
+    role_values = {str(k).lower(): v for k, v in (roles.get("values") or {}).items()}
+    contacts, contact_company = [], {}
+    for rec in records:
+        p = rec["properties"]
+        chosen = _pick_link(links.get(rec["id"], []))
+        row = {col: convert("contacts", col, p.get(prop), tmap) for col, prop in tmap.properties.items()}
+        row["contact_id"] = rec["id"]
+        row["company_id"] = chosen[0] if chosen else None
+        row["created_at"] = row.get("created_at") or to_datetime(rec.get("createdAt"))
+        role = None
+        for _, label, _ in chosen[1] if chosen else []:
+            role = role or label_roles.get(str(label).lower()) if label else role
+        if role is None and role_prop and p.get(role_prop):
+            role = role_values.get(str(p[role_prop]).lower())
+        row["role"] = role or roles.get("default", "other")
+        contacts.append(row)
+        if row["company_id"]:
+            contact_company[rec["id"]] = row["company_id"]
+    contacts = _drop_incomplete("contacts", contacts, skipped)
+
+    # deals of the configured pipelines
+    tmap = config.table("deals")
+    type_prop = config.deals.get("deal_type_property") or "dealtype"
+    records = reader.objects("deals", props_for("deals", tmap, ["pipeline", "dealstage", type_prop]))
+    kept = []
+    for rec in records:
+        mapped = config.deal_type_and_stage(rec["properties"].get("pipeline"), rec["properties"].get("dealstage"),
+                                            rec["properties"].get(type_prop))
+        if mapped is None:
+            skipped["deals in a pipeline not in the portal config"] += 1
+        else:
+            kept.append((rec, mapped))
+    links = reader.associations("deals", "companies", [r["id"] for r, _ in kept])
+    deals = []
+    for rec, (deal_type, stage) in kept:
+        p = rec["properties"]
+        chosen = _pick_link(links.get(rec["id"], []))
+        row = {col: convert("deals", col, p.get(prop), tmap) for col, prop in tmap.properties.items()}
+        row.update({"deal_id": rec["id"], "company_id": chosen[0] if chosen else None, "deal_type": deal_type,
+                    "stage": stage})
+        if stage == "open":
+            row["close_date"] = None
+        deals.append(row)
+    deals = _drop_incomplete("deals", deals, skipped)
+
+    def activity(object_type: str, tmap: TableMap, time_column: str) -> list[tuple[dict, str | None, str | None]]:
+        """Records of an activity object since `since`, with their company and contact ids."""
+        records = reader.objects(object_type, props_for(object_type, tmap))
+        if since_dt is not None:
+            prop = tmap.properties.get(time_column)
+            records = [r for r in records
+                       if (t := to_datetime(r["properties"].get(prop)) or to_datetime(r.get("createdAt"))) is None
+                       or t >= since_dt]
+        ids = [r["id"] for r in records]
+        to_company = reader.associations(object_type, "companies", ids)
+        to_contact = reader.associations(object_type, "contacts", ids)
+        out = []
+        for rec in records:
+            contact = _pick_link(to_contact.get(rec["id"], []))
+            contact_id = contact[0] if contact else None
+            company = _pick_link(to_company.get(rec["id"], []))
+            company_id = company[0] if company else contact_company.get(contact_id)
+            out.append((rec, company_id, contact_id))
+        return out
+
+    # tickets
+    tmap = config.table("tickets")
+    tickets = []
+    for rec, company_id, contact_id in activity("tickets", tmap, "created_at"):
+        p = rec["properties"]
+        row = {col: convert("tickets", col, p.get(prop), tmap) for col, prop in tmap.properties.items()}
+        row.update({"ticket_id": rec["id"], "company_id": company_id, "contact_id": contact_id})
+        row["created_at"] = row.get("created_at") or to_datetime(rec.get("createdAt"))
+        tickets.append(row)
+    tickets = _drop_incomplete("tickets", tickets, skipped)
+
+    # engagements: emails, meetings, calls, notes (paged here: the client has no get_all for them)
+    engagements = []
+    for object_type in ENGAGEMENT_OBJECTS:
+        tmap = config.engagement(object_type)
+        for rec, company_id, contact_id in activity(object_type, tmap, "occurred_at"):
+            p = rec["properties"]
+            row = {col: convert("engagements", col, p.get(prop), tmap) for col, prop in tmap.properties.items()}
+            row.update({"engagement_id": rec["id"], "company_id": company_id, "contact_id": contact_id,
+                        "type": ENGAGEMENT_TYPE[object_type]})
+            if object_type != "meetings":
+                row["meeting_kind"] = None
+            if object_type != "emails":
+                row["opened"] = row["replied"] = None
+            row["occurred_at"] = row.get("occurred_at") or to_datetime(rec.get("createdAt"))
+            row.setdefault("direction", "outbound")
+            engagements.append(row)
+    engagements = _drop_incomplete("engagements", engagements, skipped)
+
+    # feedback submissions (NPS / CSAT)
+    tmap = config.table("surveys")
+    surveys = []
+    for rec, company_id, contact_id in activity(tmap.object_type, tmap, "submitted_at"):
+        p = rec["properties"]
+        row = {col: convert("surveys", col, p.get(prop), tmap) for col, prop in tmap.properties.items()}
+        row.update({"response_id": rec["id"], "company_id": company_id, "contact_id": contact_id})
+        row["submitted_at"] = row.get("submitted_at") or to_datetime(rec.get("createdAt"))
+        surveys.append(row)
+    surveys = _drop_incomplete("surveys", surveys, skipped)
+    owners = reader.owners()
+
+    # keep rows whose company was pulled
+    for name, rows in (("contacts", contacts), ("deals", deals), ("tickets", tickets), ("engagements", engagements),
+                       ("surveys", surveys)):
+        before = len(rows)
+        rows[:] = [r for r in rows if r["company_id"] in company_ids]
+        if before - len(rows):
+            skipped[f"{name} of a company not pulled"] += before - len(rows)
+
+    tables = {
+        "companies": _frame("companies", companies, ["domain", *own]),
+        "contacts": _frame("contacts", contacts),
+        "deals": _frame("deals", deals),
+        "engagements": _frame("engagements", engagements),
+        "tickets": _frame("tickets", tickets),
+        "surveys": _frame("surveys", surveys),
+    }
+    tables["usage_events"] = read_usage(usage, config, tables["companies"], skipped, since_dt)
+    owner_ids = {o["id"] for o in owners}
+    unknown_owners = {v for r in companies for v in (r.get("cs_owner_id"), r.get("ae_owner_id")) if v} - owner_ids
+    if unknown_owners:
+        warnings.append(f"{len(unknown_owners)} owner id(s) on companies are not portal owners")
+    manifest = Manifest(
+        schema_version=SCHEMA_VERSION, source="hubspot",
+        created_at=datetime.now(UTC).replace(microsecond=0), core_events=config.core_events,
+        extra={"login_event": config.raw.get("login_event") or "login",
+               "hubspot": {"host": conn.host, "config": config.source, "since": str(since_dt) if since_dt else None,
+                           "owners": len(owners), "skipped": dict(skipped)}},
+    )
+    from hsutils import validate as validation
+
+    validation.validate_snapshot(Snapshot(manifest=manifest, tables=tables))
+    write_snapshot(tables, manifest, out)
+    from hsutils.snapshot import load_snapshot
+
+    load_snapshot(out)
+    ckpt.remove()
+    return PullResult(out=out, rows={t: f.height for t, f in tables.items()}, skipped=skipped,
+                      requests=conn.stats.requests, retries=sum(conn.stats.retries.values()),
+                      seconds=time.perf_counter() - started, resumed=ckpt.resumed, warnings=warnings)
+
+
+def cli_pull(args) -> int:
+    """`hsutils pull --out DIR [--host] [--since] [--config] [--usage]`."""
+    result = pull(args.out, host=args.host, config=args.config, usage=args.usage, since=args.since,
+                  rate=getattr(args, "rate", "pro"), checkpoint=getattr(args, "checkpoint", None),
+                  progress=not getattr(args, "quiet", False))
+    print(result.summary())
+    return 0

@@ -1,0 +1,630 @@
+"""Push health scores and the model's weights to HubSpot company properties, and roll a push back.
+
+Everything is written inside one property group (`customer_health` by default) to properties whose names start
+with the group's prefix; a property of that name in another group stops the push. Current values are read first
+(batch read, 100 ids a request) and only differences are written (batch update, 100 a request), so a second
+identical run changes nothing. The default is a dry run that prints what would change; `apply=True` writes,
+keeping an audit file of (company, property, old value, new value, time) written ahead of every batch, which
+`rollback` reads to restore the old values. Items failed in a 207 answer are retried, the rest reported.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import re
+import sys
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import yaml
+from tqdm import tqdm
+
+from hsutils.errors import InputError
+from hsutils.hubspot.client import DEFAULT_HOST, Connection, HubSpotError
+from hsutils.hubspot.config import PortalConfig, load_config
+from hsutils.snapshot import parse_utc
+
+BATCH = 100
+BANDS = ("Healthy", "Neutral", "At risk")
+PERMANENT = {"OBJECT_NOT_FOUND", "VALIDATION_ERROR", "READ_ONLY_VALUE", "INVALID_PROPERTY"}
+AUDIT_COLUMNS = ["company_id", "property", "old_value", "new_value", "changed_at", "model_version", "run_id"]
+
+
+@dataclass(frozen=True)
+class PropertySpec:
+    """A company property the push owns."""
+
+    name: str
+    label: str
+    type: str  # number | string | enumeration | bool | datetime
+    field_type: str
+    description: str
+    options: tuple[str, ...] = ()
+    formula: str | None = None
+
+
+@dataclass
+class Change:
+    company_id: str
+    property: str
+    old: str | None
+    new: str
+
+
+@dataclass
+class PushReport:
+    """What a push (or rollback) would do or did."""
+
+    mode: str  # "dry run" | "applied"
+    action: str  # "push" | "rollback"
+    companies: int
+    missing: list[str]
+    changes: list[Change]
+    written: int = 0
+    failed: dict[str, str] = field(default_factory=dict)
+    conflicts: int = 0
+    properties_created: list[str] = field(default_factory=list)
+    calculated: str = ""
+    model_version: str = ""
+    audit: Path | None = None
+    requests: int = 0
+    retries: int = 0
+    seconds: float = 0.0
+    score_property: str = "customer_health_score"
+
+    @property
+    def changed_companies(self) -> int:
+        return len({c.company_id for c in self.changes})
+
+    def biggest_moves(self, limit: int = 10) -> list[tuple[str, float | None, float]]:
+        moves = []
+        for c in self.changes:
+            if c.property == self.score_property:
+                new = _float(c.new)
+                old = _float(c.old)
+                if new is not None:
+                    moves.append((c.company_id, old, new))
+        moves.sort(key=lambda m: -abs(m[2] - (m[1] if m[1] is not None else m[2])) if m[1] is not None else 0)
+        return moves[:limit]
+
+    def summary(self) -> str:
+        verb = "would change" if self.mode == "dry run" else "changed"
+        lines = [f"hsutils {self.action} ({self.mode}, model {self.model_version}): {self.companies:,} companies "
+                 f"in the input, {self.changed_companies:,} {verb} ({len(self.changes):,} property values)"]
+        if self.missing:
+            lines.append(f"  not found in the portal: {len(self.missing):,} (e.g. {', '.join(self.missing[:3])})")
+        if self.properties_created:
+            lines.append(f"  properties created: {', '.join(self.properties_created)}")
+        if self.calculated:
+            lines.append(f"  weights: {self.calculated}")
+        if self.conflicts:
+            lines.append(f"  skipped {self.conflicts:,} value(s) changed in HubSpot since the push")
+        moves = [m for m in self.biggest_moves() if m[1] is not None]
+        if moves:
+            lines.append("  biggest score moves: " + "; ".join(f"{cid} {old:.1f} -> {new:.1f}" for cid, old, new in moves))
+        new_scores = sum(1 for c in self.changes if c.property == self.score_property and not c.old)
+        if new_scores:
+            lines.append(f"  first score for {new_scores:,} companies")
+        bands = Counter(c.new for c in self.changes if c.property.endswith("band") and c.new)
+        if bands:
+            lines.append("  new bands: " + ", ".join(f"{b} {n:,}" for b, n in sorted(bands.items())))
+        if self.mode != "dry run":
+            lines.append(f"  written {self.written:,} companies; failed {len(self.failed):,}"
+                         + (f" (e.g. {next(iter(self.failed.items()))})" if self.failed else ""))
+            if self.audit:
+                lines.append(f"  audit: {self.audit}")
+        lines.append(f"  {self.requests:,} requests ({self.retries:,} retries) in {self.seconds:.1f} s")
+        if self.mode == "dry run" and self.changes:
+            lines.append("  nothing was written: run again with --apply to write these values")
+        return "\n".join(lines)
+
+
+def _float(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(number) else number
+
+
+def _num(value: Any, digits: int) -> str:
+    number = _float(value)
+    if number is None:
+        return ""
+    number = round(number, digits)
+    return str(int(number)) if number.is_integer() else repr(number)
+
+
+def _same(current: str | None, new: str, spec: PropertySpec) -> bool:
+    current = current or ""
+    if current == new:
+        return True
+    if spec.type == "number":
+        a, b = _float(current), _float(new)
+        return a is not None and b is not None and abs(a - b) <= 1e-9 * max(1.0, abs(a), abs(b))
+    if spec.type == "datetime":
+        try:
+            return parse_utc(current) == parse_utc(new)
+        except ValueError:
+            return False
+    if spec.type == "bool":
+        return current.lower() == new.lower()
+    return False
+
+
+# ----- inputs --------------------------------------------------------------------------------------------------
+def safe_name(text: str) -> str:
+    return re.sub(r"_+", "_", re.sub(r"[^a-z0-9_]", "_", str(text).lower())).strip("_")
+
+
+def read_model(path: str | Path) -> dict[str, Any]:
+    """The model file: at least `version` and `signals: [{name, points}]`."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"model file {path} does not exist")
+    try:
+        model = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise InputError(f"model file {path} is not valid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(model, dict) or not model.get("version") or not isinstance(model.get("signals"), list):
+        raise InputError(f"model file {path}: needs `version` and a `signals` list of {{name, points}}")
+    for signal in model["signals"]:
+        if not isinstance(signal, dict) or "name" not in signal or _float(signal.get("points")) is None:
+            raise InputError(f"model file {path}: every signal needs a name and numeric points, got {signal!r}")
+    return model
+
+
+def read_scores(path: str | Path) -> pl.DataFrame:
+    """The scores file (parquet or CSV): the latest row per company."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"scores file {path} does not exist")
+    try:
+        frame = pl.read_parquet(path) if path.suffix == ".parquet" else pl.read_csv(path, infer_schema_length=10000)
+    except Exception as exc:  # polars raises many types for unreadable files
+        raise InputError(f"scores file {path} cannot be read ({type(exc).__name__})") from None
+    missing = [c for c in ("company_id", "as_of", "health_score", "band", "churn_probability") if c not in frame.columns]
+    if missing:
+        raise InputError(f"scores file {path}: column(s) missing: {', '.join(missing)}")
+    frame = frame.with_columns(pl.col("company_id").cast(pl.String))
+    if frame.schema["as_of"] == pl.String:
+        frame = frame.with_columns(pl.col("as_of").str.to_datetime(time_zone="UTC", strict=False))
+    elif frame.schema["as_of"] == pl.Date or frame.schema["as_of"].time_zone is None:
+        frame = frame.with_columns(pl.col("as_of").cast(pl.Datetime("us")).dt.replace_time_zone("UTC"))
+    bad = frame.filter(pl.col("company_id").is_null() | pl.col("as_of").is_null() | pl.col("health_score").is_null())
+    if bad.height:
+        from hsutils.errors import example_rows
+
+        raise InputError(f"scores file {path}: {bad.height} row(s) without company_id, as_of or health_score, "
+                         f"e.g. {example_rows(bad.select('company_id', 'as_of', 'health_score'))}")
+    bad = frame.filter(~pl.col("band").is_in(BANDS))
+    if bad.height:
+        raise InputError(f"scores file {path}, column band: value(s) outside {'/'.join(BANDS)}, e.g. "
+                         f"{bad.get_column('band').head(3).to_list()}")
+    return frame.sort("as_of").unique("company_id", keep="last").sort("company_id")
+
+
+def plan_properties(model: dict[str, Any], scores: pl.DataFrame, prefix: str) -> list[PropertySpec]:
+    """The company properties of the group, named `<prefix>...`."""
+    specs = [
+        PropertySpec(f"{prefix}score", "Health score", "number", "number", "Customer health score, 0-100 (higher "
+                     "is healthier), from hsutils."),
+        PropertySpec(f"{prefix}band", "Health band", "enumeration", "select", "Healthy / Neutral / At risk.",
+                     options=BANDS),
+        PropertySpec(f"{prefix}churn_probability", "Churn probability", "number", "number",
+                     "Calibrated probability of churn at the next renewal."),
+        PropertySpec(f"{prefix}score_change_30d", "Health score change (30 days)", "number", "number",
+                     "Score minus the score four weeks earlier."),
+        PropertySpec(f"{prefix}expansion_candidate", "Expansion candidate", "bool", "booleancheckbox",
+                     "Healthy and using most of its seats.", options=("true", "false")),
+        PropertySpec(f"{prefix}model_version", "Health model version", "string", "text",
+                     "Version of the health model that produced the score."),
+        PropertySpec(f"{prefix}scored_at", "Health scored at", "datetime", "date", "When the score was computed."),
+    ]
+    names = [safe_name(s["name"]) for s in model["signals"] if (_float(s.get("points")) or 0) > 0]
+    names += [c[len("points_"):] for c in scores.columns if c.startswith("points_") and c[len("points_"):] not in names]
+    for name in dict.fromkeys(names):
+        specs.append(PropertySpec(f"{prefix}points_{name}", f"Health points: {name.replace('_', ' ')}", "number",
+                                  "number", f"Points the {name} component adds to the health score."))
+    for spec in specs:
+        if len(spec.name) > 100 or not re.match(r"^[a-z][a-z0-9_]*$", spec.name):
+            raise InputError(f"property name {spec.name!r} is not valid in HubSpot (lowercase letters, digits, "
+                             "underscores, at most 100 characters); shorten the signal name or push.prefix")
+    return specs
+
+
+def weights_formula(model: dict[str, Any], prefix: str) -> str | None:
+    """The chosen weights as a calculation formula: each component counts up to its points."""
+    parts = [f"min({prefix}points_{safe_name(s['name'])}, {float(s['points']):g})"
+             for s in model["signals"] if (_float(s.get("points")) or 0) > 0]
+    return " + ".join(parts) if parts else None
+
+
+def desired_values(scores: pl.DataFrame, specs: list[PropertySpec], prefix: str,
+                   model_version: str) -> dict[str, dict[str, str]]:
+    """{company id: {property: value text}} for the properties the scores file has."""
+    names = {s.name for s in specs}
+    out: dict[str, dict[str, str]] = {}
+    for row in scores.iter_rows(named=True):
+        values = {
+            f"{prefix}score": _num(row["health_score"], 2),
+            f"{prefix}band": str(row["band"]),
+            f"{prefix}churn_probability": _num(row["churn_probability"], 4),
+            f"{prefix}model_version": str(row.get("model_version") or model_version),
+            f"{prefix}scored_at": row["as_of"].astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        }
+        if "score_change_30d" in row:
+            values[f"{prefix}score_change_30d"] = _num(row["score_change_30d"], 2)
+        if "expansion_candidate" in row and row["expansion_candidate"] is not None:
+            values[f"{prefix}expansion_candidate"] = "true" if row["expansion_candidate"] else "false"
+        for column, value in row.items():
+            if column.startswith("points_") and f"{prefix}{column}" in names:
+                values[f"{prefix}{column}"] = _num(value, 2)
+        out[str(row["company_id"])] = values
+    return out
+
+
+# ----- HubSpot side ------------------------------------------------------------------------------------------------
+class CompanyWriter:
+    """Batch reads and writes of company properties with 207 handling, limited to one property group."""
+
+    def __init__(self, conn: Connection, group: str, allowed: set[str], progress: bool = False,
+                 partial_retries: int = 3) -> None:
+        self.conn = conn
+        self.group = group
+        self.allowed = allowed
+        self.progress = progress
+        self.partial_retries = partial_retries
+        self.batch_api = conn.api("crm.companies.batch_api")
+
+    def read(self, ids: list[str], properties: list[str]) -> tuple[dict[str, dict[str, str | None]], list[str]]:
+        """Current values of `properties` for `ids`; also the ids HubSpot does not know."""
+        from hubspot.crm.companies import BatchReadInputSimplePublicObjectId, SimplePublicObjectId
+
+        current: dict[str, dict[str, str | None]] = {}
+        missing: list[str] = []
+        pending = list(ids)
+        for _round in range(self.partial_retries + 1):
+            retry: list[str] = []
+            bar = tqdm(total=len(pending), desc="read companies", unit="co", disable=not self.progress,
+                       file=sys.stderr, leave=False)
+            for start in range(0, len(pending), BATCH):
+                chunk = pending[start:start + BATCH]
+                body = BatchReadInputSimplePublicObjectId(inputs=[SimplePublicObjectId(id=i) for i in chunk],
+                                                          properties=properties, properties_with_history=[])
+                answer = self.conn.call_json("read company properties", self.batch_api.read,
+                                             batch_read_input_simple_public_object_id=body)
+                for rec in answer.get("results") or []:
+                    current[str(rec["id"])] = dict(rec.get("properties") or {})
+                for err in answer.get("errors") or []:
+                    ids_ = [str(i) for i in (err.get("context") or {}).get("ids", [])]
+                    (missing if err.get("category") in PERMANENT else retry).extend(ids_)
+                bar.update(len(chunk))
+            bar.close()
+            pending = retry
+            if not pending:
+                break
+        if pending:
+            raise HubSpotError(f"read company properties: {len(pending)} compan(ies) kept failing, e.g. "
+                               f"{', '.join(pending[:3])}")
+        return current, missing
+
+    def write(self, updates: dict[str, dict[str, str]], before_batch: Any = None) -> tuple[int, dict[str, str]]:
+        """Write `updates` ({id: {property: value}}) 100 a request; retry 207 failures; return (written, failed)."""
+        from hubspot.crm.companies import BatchInputSimplePublicObjectBatchInput, SimplePublicObjectBatchInput
+
+        for values in updates.values():
+            outside = set(values) - self.allowed
+            if outside:
+                raise HubSpotError(f"refusing to write {', '.join(sorted(outside))}: outside the {self.group} group")
+        written, failed = 0, {}
+        pending = list(updates)
+        bar = tqdm(total=len(pending), desc="write companies", unit="co", disable=not self.progress,
+                   file=sys.stderr, leave=False)
+        for round_ in range(self.partial_retries + 1):
+            retry: list[str] = []
+            for start in range(0, len(pending), BATCH):
+                chunk = pending[start:start + BATCH]
+                if before_batch is not None:
+                    before_batch(chunk)
+                body = BatchInputSimplePublicObjectBatchInput(
+                    inputs=[SimplePublicObjectBatchInput(id=i, properties=updates[i]) for i in chunk])
+                answer = self.conn.call_json("update company properties", self.batch_api.update,
+                                             batch_input_simple_public_object_batch_input=body)
+                done = {str(r["id"]) for r in answer.get("results") or []}
+                written += len(done)
+                bar.update(len(done))
+                for err in answer.get("errors") or []:
+                    category = err.get("category")
+                    for object_id in (err.get("context") or {}).get("ids", []):
+                        object_id = str(object_id)
+                        if category in PERMANENT or round_ == self.partial_retries:
+                            failed[object_id] = f"{category}: {err.get('message')}"
+                        else:
+                            retry.append(object_id)
+            pending = [i for i in retry if i not in failed]
+            if not pending:
+                break
+        bar.close()
+        return written, failed
+
+    def ensure_schema(self, specs: list[PropertySpec], existing: dict[str, Any], group_label: str,
+                      groups: set[str]) -> list[str]:
+        """Create the group and missing properties; refuse names taken outside the group. Returns created names."""
+        from hubspot.crm.properties import OptionInput, PropertyCreate, PropertyGroupCreate
+
+        core = self.conn.api("crm.properties.core_api")
+        if self.group not in groups:
+            try:
+                self.conn.call("create property group", self.conn.api("crm.properties.groups_api").create,
+                               "companies", PropertyGroupCreate(name=self.group, label=group_label))
+            except HubSpotError as exc:
+                if exc.status != 409:
+                    raise
+        created = []
+        for spec in specs:
+            if spec.name in existing:
+                continue
+            options = [OptionInput(label=o if spec.type != "bool" else ("Yes" if o == "true" else "No"), value=o,
+                                   display_order=i, hidden=False) for i, o in enumerate(spec.options)]
+            body = PropertyCreate(name=spec.name, label=spec.label, type=spec.type, field_type=spec.field_type,
+                                  group_name=self.group, description=spec.description, options=options or None)
+            try:
+                self.conn.call(f"create property {spec.name}", core.create, "companies", body)
+                created.append(spec.name)
+            except HubSpotError as exc:
+                if exc.status != 409:
+                    raise
+        return created
+
+
+def check_ownership(specs: list[PropertySpec], existing: dict[str, Any], group: str) -> None:
+    """Stop when a property the push would write exists in another group or with another type."""
+    for spec in specs:
+        prop = existing.get(spec.name)
+        if prop is None:
+            continue
+        if prop.group_name != group:
+            raise InputError(f"company property {spec.name} already exists in group {prop.group_name}, not "
+                             f"{group}: hsutils writes only its own group (choose another push.prefix)")
+        if prop.type != spec.type and spec.formula is None:
+            raise InputError(f"company property {spec.name} exists with type {prop.type}, hsutils needs "
+                             f"{spec.type}: archive it in HubSpot or choose another push.prefix")
+
+
+class Audit:
+    """The audit file: rows written before each batch is sent, never repeated for the same change."""
+
+    def __init__(self, path: Path, run_id: str, model_version: str) -> None:
+        self.path = path
+        self.run_id = run_id
+        self.model_version = model_version
+        self.seen: set[tuple[str, str, str]] = set()
+        if path.exists():
+            with path.open(newline="", encoding="utf-8") as handle:
+                for row in csv.DictReader(handle):
+                    self.seen.add((row["company_id"], row["property"], row["new_value"]))
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with path.open("w", newline="", encoding="utf-8") as handle:
+                csv.writer(handle).writerow(AUDIT_COLUMNS)
+
+    def record(self, changes: list[Change]) -> None:
+        stamp = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+        rows = []
+        for c in changes:
+            key = (c.company_id, c.property, c.new)
+            if key not in self.seen:
+                self.seen.add(key)
+                rows.append([c.company_id, c.property, c.old or "", c.new, stamp, self.model_version, self.run_id])
+        if rows:
+            with self.path.open("a", newline="", encoding="utf-8") as handle:
+                csv.writer(handle).writerows(rows)
+                handle.flush()
+                os.fsync(handle.fileno())
+
+
+def _property_index(conn: Connection) -> tuple[dict[str, Any], set[str]]:
+    props = conn.call("read company properties", conn.api("crm.properties.core_api").get_all, "companies",
+                      archived=False)
+    groups = conn.call("read company property groups", conn.api("crm.properties.groups_api").get_all, "companies")
+    return {p.name: p for p in props.results or []}, {g.name for g in groups.results or []}
+
+
+def _diff(desired: dict[str, dict[str, str]], current: dict[str, dict[str, str | None]],
+          specs: dict[str, PropertySpec]) -> list[Change]:
+    changes = []
+    for company_id, values in desired.items():
+        if company_id not in current:
+            continue
+        now = current[company_id]
+        for name, new in values.items():
+            if not _same(now.get(name), new, specs[name]):
+                changes.append(Change(company_id, name, now.get(name), new))
+    return changes
+
+
+def push(model: str | Path, scores: str | Path, host: str = DEFAULT_HOST, token: str | None = None,
+         apply: bool = False, config: PortalConfig | str | Path | None = None, audit: str | Path | None = None,
+         rate: str | int | None = "pro", retries: int = 8, backoff: float = 0.5, progress: bool = False,
+         before_batch: Any = None) -> PushReport:
+    """Dry-run (default) or apply a push of `scores` and the weights of `model` to the portal at `host`."""
+    started = time.perf_counter()
+    if not isinstance(config, PortalConfig):
+        config = load_config(config)
+    model_data = read_model(model)
+    frame = read_scores(scores)
+    version = str(model_data["version"])
+    if "model_version" in frame.columns:
+        versions = set(frame.get_column("model_version").drop_nulls().cast(pl.String).unique().to_list())
+        if versions and versions != {version}:
+            raise InputError(f"scores file {scores} was made with model version(s) {', '.join(sorted(versions))}, "
+                             f"the model file is version {version}: score with this model first")
+    group, prefix = config.push["group"], config.push["prefix"]
+    specs = plan_properties(model_data, frame, prefix)
+    formula = weights_formula(model_data, prefix) if config.push.get("calculated_property", True) else None
+    calc_spec = PropertySpec(f"{prefix}weighted_score", "Health score (model weights)", "number",
+                             "calculation_equation", f"Weights of health model {version}: " + ", ".join(
+                                 f"{s['name']} {float(s['points']):g}" for s in model_data["signals"]
+                                 if (_float(s.get("points")) or 0) > 0), formula=formula)
+    spec_by_name = {s.name: s for s in specs}
+    desired = desired_values(frame, specs, prefix, version)
+
+    conn = Connection(host=host, token=token, rate=rate, retries=retries, backoff=backoff)
+    existing, groups = _property_index(conn)
+    check_ownership(specs, existing, group)
+    writer = CompanyWriter(conn, group, set(spec_by_name), progress=progress)
+    readable = [s.name for s in specs if s.name in existing]
+    current, missing = writer.read(list(desired), readable)
+    changes = _diff(desired, current, spec_by_name)
+    report = PushReport(mode="applied" if apply else "dry run", action="push", companies=len(desired),
+                        missing=sorted(missing), changes=changes, model_version=version,
+                        score_property=f"{prefix}score")
+    calc_existing = existing.get(calc_spec.name)
+    if formula is None:
+        report.calculated = "no calculated property (disabled in the portal config or no positive points)"
+    elif calc_existing is not None and calc_existing.group_name != group:
+        raise InputError(f"company property {calc_spec.name} already exists in group {calc_existing.group_name}")
+    elif calc_existing is not None and (calc_existing.calculation_formula or "") == formula:
+        report.calculated = f"{calc_spec.name} already holds the weights of this model"
+    else:
+        report.calculated = f"{calc_spec.name} {'would be' if not apply else 'is'} set to {formula}"
+    if apply:
+        report.properties_created = writer.ensure_schema(specs, existing, config.push.get("group_label", group),
+                                                          groups)
+        if formula is not None and not report.calculated.endswith("this model"):
+            report.calculated = _write_calculated(conn, calc_spec, calc_existing, group, version)
+        run_id = uuid.uuid4().hex[:12]
+        default_name = f"hubspot-push-audit-{safe_name(version)}-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.csv"
+        report.audit = Path(audit) if audit else Path.cwd() / default_name
+        log = Audit(report.audit, run_id, version)
+        updates: dict[str, dict[str, str]] = {}
+        by_company: dict[str, list[Change]] = {}
+        for change in changes:
+            updates.setdefault(change.company_id, {})[change.property] = change.new
+            by_company.setdefault(change.company_id, []).append(change)
+
+        def ahead(chunk: list[str]) -> None:
+            log.record([c for i in chunk for c in by_company[i]])
+            if before_batch is not None:
+                before_batch(chunk)
+
+        report.written, report.failed = writer.write(updates, before_batch=ahead)
+    report.requests = conn.stats.requests
+    report.retries = sum(conn.stats.retries.values())
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _write_calculated(conn: Connection, spec: PropertySpec, existing: Any, group: str, version: str) -> str:
+    """Create or update the calculated weights property; a refusal is reported, never fatal."""
+    from hubspot.crm.properties import PropertyCreate, PropertyUpdate
+
+    core = conn.api("crm.properties.core_api")
+    try:
+        if existing is None:
+            conn.call(f"create property {spec.name}", core.create, "companies", PropertyCreate(
+                name=spec.name, label=spec.label, type="number", field_type="calculation_equation",
+                group_name=group, description=spec.description, calculation_formula=spec.formula))
+        else:
+            conn.call(f"update property {spec.name}", core.update, "companies", spec.name, PropertyUpdate(
+                description=spec.description, calculation_formula=spec.formula))
+    except HubSpotError as exc:
+        if exc.status in (400, 403, 409):
+            return (f"the portal refused the calculated property ({str(exc).split(': ', 1)[-1][:160]}); "
+                    f"model version {version} is recorded on every company instead")
+        raise
+    return f"{spec.name} = {spec.formula}"
+
+
+# ----- rollback ------------------------------------------------------------------------------------------------------
+def rollback(audit: str | Path, host: str = DEFAULT_HOST, token: str | None = None, apply: bool = False,
+             config: PortalConfig | str | Path | None = None, rate: str | int | None = "pro", retries: int = 8,
+             backoff: float = 0.5) -> PushReport:
+    """Restore the old values recorded in a push audit file where HubSpot still holds the pushed value."""
+    started = time.perf_counter()
+    if not isinstance(config, PortalConfig):
+        config = load_config(config)
+    audit = Path(audit)
+    if not audit.is_file():
+        raise InputError(f"audit file {audit} does not exist")
+    with audit.open(newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        missing_cols = [c for c in ("company_id", "property", "old_value", "new_value") if c not in (reader.fieldnames or [])]
+        if missing_cols:
+            raise InputError(f"audit file {audit}: column(s) missing: {', '.join(missing_cols)}")
+        rows = list(reader)
+    group, prefix = config.push["group"], config.push["prefix"]
+    first: dict[tuple[str, str], dict[str, str]] = {}
+    last_new: dict[tuple[str, str], str] = {}
+    for row in rows:
+        key = (row["company_id"], row["property"])
+        first.setdefault(key, row)
+        last_new[key] = row["new_value"]
+    outside = sorted({p for _, p in first if not p.startswith(prefix)})
+    if outside:
+        raise InputError(f"audit file {audit}: propert(ies) {', '.join(outside[:3])} are outside the {group} group")
+    conn = Connection(host=host, token=token, rate=rate, retries=retries, backoff=backoff)
+    existing, _groups = _property_index(conn)
+    foreign = sorted({p for _, p in first if p in existing and existing[p].group_name != group})
+    if foreign:
+        raise InputError(f"audit file {audit}: propert(ies) {', '.join(foreign[:3])} are not in the {group} group")
+    names = sorted({p for _, p in first if p in existing})
+    spec_by_name = {n: PropertySpec(n, n, existing[n].type, existing[n].field_type, "") for n in names}
+    writer = CompanyWriter(conn, group, set(names))
+    ids = sorted({c for c, _ in first})
+    current, missing = writer.read(ids, names)
+    changes, conflicts = [], 0
+    for (company_id, name), row in first.items():
+        if company_id not in current or name not in spec_by_name:
+            continue
+        now = current[company_id].get(name)
+        spec = spec_by_name[name]
+        if _same(now, row["old_value"], spec):
+            continue  # already restored
+        if not _same(now, last_new[(company_id, name)], spec):
+            conflicts += 1  # changed in HubSpot since the push: leave it
+            continue
+        changes.append(Change(company_id, name, now, row["old_value"]))
+    report = PushReport(mode="applied" if apply else "dry run", action="rollback", companies=len(ids),
+                        missing=sorted(missing), changes=changes, conflicts=conflicts,
+                        model_version=rows[0].get("model_version", "") if rows else "",
+                        score_property=f"{prefix}score")
+    if apply:
+        report.audit = audit.with_name(f"{audit.stem}.rollback{audit.suffix}")
+        log = Audit(report.audit, uuid.uuid4().hex[:12], report.model_version)
+        updates: dict[str, dict[str, str]] = {}
+        by_company: dict[str, list[Change]] = {}
+        for change in changes:
+            updates.setdefault(change.company_id, {})[change.property] = change.new
+            by_company.setdefault(change.company_id, []).append(change)
+        report.written, report.failed = writer.write(
+            updates, before_batch=lambda chunk: log.record([c for i in chunk for c in by_company[i]]))
+    report.requests = conn.stats.requests
+    report.retries = sum(conn.stats.retries.values())
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def cli_push(args) -> int:
+    """`hsutils push --model MODEL.yml --scores FILE [--apply]`."""
+    report = push(args.model, args.scores, host=args.host, apply=args.apply, config=getattr(args, "config", None),
+                  audit=getattr(args, "audit", None), rate=getattr(args, "rate", "pro"), progress=True)
+    print(report.summary())
+    return 1 if report.failed else 0
+
+
+def cli_rollback(args) -> int:
+    """`hsutils rollback AUDIT [--apply]`."""
+    report = rollback(args.audit, host=args.host, apply=args.apply, config=getattr(args, "config", None),
+                      rate=getattr(args, "rate", "pro"))
+    print(report.summary())
+    return 1 if report.failed else 0

@@ -1,0 +1,603 @@
+"""HubSpot sync against the local stand-in, through the official client: round trip, push, faults, tokens."""
+
+from __future__ import annotations
+
+import csv
+import math
+import random
+from datetime import UTC, datetime
+from pathlib import Path
+
+import polars as pl
+import pytest
+import yaml
+
+from hsutils.errors import InputError
+from hsutils.hubspot.client import HubSpotError
+from hsutils.hubspot.config import load_config
+from hsutils.hubspot.pull import pull
+from hsutils.hubspot.push import push, rollback
+from hsutils.hubspot.sandbox import Faults, Sandbox, seed_portal, write_usage_export
+from hsutils.schema import TABLES
+from hsutils.snapshot import Manifest, load_snapshot, write_snapshot
+
+FAST = {"rate": None, "backoff": 0.001}
+SIGNALS = {"core_depth": 35, "eb_engagement": 30, "support_negative_trend": 20, "seat_utilisation": 15}
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory) -> Path:
+    """A small demo portal (40 companies) written by the suite's demo generator."""
+    from hsutils.demo import write_demo
+
+    out = tmp_path_factory.mktemp("hs_demo") / "snapshot"
+    write_demo(out, companies=40, seed=5)
+    return out
+
+
+@pytest.fixture(scope="module")
+def snapshot(demo):
+    return load_snapshot(demo)
+
+
+@pytest.fixture(scope="module")
+def usage(snapshot, tmp_path_factory) -> Path:
+    """The demo portal's usage events as a Segment-style export (usage is not a HubSpot object)."""
+    return write_usage_export(snapshot["usage_events"], tmp_path_factory.mktemp("hs_usage") / "events.csv")
+
+
+@pytest.fixture(scope="module")
+def config(snapshot):
+    return load_config(overrides={"core_events": snapshot.manifest.core_events})
+
+
+def start(snapshot, config, **kwargs) -> Sandbox:
+    sandbox = Sandbox(portal=seed_portal(snapshot.tables, config, snapshot.manifest.created_at), **kwargs)
+    sandbox.start()
+    return sandbox
+
+
+def companies_only(n: int, seed: int = 0) -> dict[str, pl.DataFrame]:
+    """A canonical snapshot's tables holding `n` companies, one renewal deal and one usage event each."""
+    rng = random.Random(seed)
+    tables = {t: pl.DataFrame(schema=spec.polars_schema) for t, spec in TABLES.items()}
+    tables["companies"] = pl.DataFrame({
+        "company_id": [str(10_000 + i) for i in range(n)],
+        "name": [f"Company {i}" for i in range(n)],
+        "created_at": [datetime(2024, 1, 1 + i % 28, tzinfo=UTC) for i in range(n)],
+        "tier": [rng.choice(["starter", "pro", "enterprise"]) for _ in range(n)],
+        "employees": [rng.randint(5, 5000) for _ in range(n)],
+        "industry": ["Software"] * n,
+        "cs_owner_id": ["501"] * n,
+        "ae_owner_id": ["601"] * n,
+    }, schema=TABLES["companies"].polars_schema)
+    ids = tables["companies"].get_column("company_id")
+    tables["deals"] = pl.DataFrame({
+        "deal_id": [f"9{i}" for i in ids], "company_id": ids, "deal_type": ["renewal"] * n, "stage": ["won"] * n,
+        "term_start": [datetime(2025, 1, 1, tzinfo=UTC)] * n, "term_end": [datetime(2026, 1, 1, tzinfo=UTC)] * n,
+        "close_date": [datetime(2025, 12, 1, tzinfo=UTC)] * n, "arr": [12_000.0] * n, "seats": [10] * n,
+    }, schema=TABLES["deals"].polars_schema)
+    tables["usage_events"] = pl.DataFrame({
+        "company_id": ids, "user_id": [f"u{i}" for i in ids], "occurred_at": [datetime(2025, 6, 1, tzinfo=UTC)] * n,
+        "event": [("report_published", "workflow_run", "login")[i % 3] for i in range(n)], "count": [1] * n}, schema=TABLES["usage_events"].polars_schema)
+    return tables
+
+
+def usage_file(tables: dict[str, pl.DataFrame], tmp_path: Path) -> Path:
+    return write_usage_export(tables["usage_events"], tmp_path / "usage-export.csv")
+
+
+def write_model(path: Path, version: str = "2026.11-t") -> Path:
+    signals = [{"name": k, "family": "value", "points": v} for k, v in SIGNALS.items()]
+    signals.append({"name": "days_to_renewal", "family": "value", "points": 0})
+    path.write_text(yaml.safe_dump({"version": version, "kind": "fitted", "signals": signals}))
+    return path
+
+
+def write_scores(path: Path, company_ids: list[str], seed: int = 0, version: str = "2026.11-t") -> pl.DataFrame:
+    rng = random.Random(seed)
+    rows = []
+    for cid in company_ids:
+        points = {f"points_{k}": round(rng.uniform(0, v), 2) for k, v in SIGNALS.items()}
+        score = sum(points.values())
+        rows.append({"company_id": cid, "as_of": datetime(2026, 11, 9, tzinfo=UTC), "health_score": score,
+                     "band": "Healthy" if score >= 70 else ("At risk" if score < 55 else "Neutral"),
+                     "churn_probability": round(rng.random(), 4), **points,
+                     "score_change_30d": round(rng.uniform(-20, 20), 2) if rng.random() < 0.8 else None,
+                     "expansion_candidate": score >= 85, "arr": 12_000.0, "cs_owner_id": "501",
+                     "model_version": version})
+    frame = pl.DataFrame(rows)
+    frame.write_parquet(path)
+    return frame
+
+
+def canonical(frame: pl.DataFrame, table: str) -> pl.DataFrame:
+    """A table's canonical columns, sorted, timestamps at HubSpot's millisecond precision."""
+    spec = TABLES[table]
+    frame = frame.select(spec.column_names).with_columns(
+        [pl.col(c.name).dt.truncate("1ms") for c in spec.columns if c.kind == "datetime"])
+    return frame.sort(spec.column_names, nulls_last=True)
+
+
+# ----- round trip ----------------------------------------------------------------------------------------------
+def test_round_trip_gives_the_snapshot_back(snapshot, config, tmp_path):
+    sandbox = start(snapshot, config)
+    try:
+        usage = write_usage_export(snapshot["usage_events"], tmp_path / "events.csv", "segment")
+        result = pull(tmp_path / "pulled", host=sandbox.url, token=sandbox.token, config=config, usage=usage,
+                      progress=False, **FAST)
+    finally:
+        sandbox.stop()
+    pulled = load_snapshot(tmp_path / "pulled")
+    for table in TABLES:
+        assert canonical(pulled[table], table).equals(canonical(snapshot[table], table)), table
+    assert pulled.manifest.core_events == snapshot.manifest.core_events
+    assert not result.skipped
+    assert not (tmp_path / "pulled.checkpoint").exists()
+    roles = pulled["contacts"].get_column("role").value_counts()
+    assert set(roles.get_column("role")) >= {"economic_buyer", "champion"}  # from USER_DEFINED labels
+
+
+@pytest.mark.parametrize("style", ["mixpanel", "amplitude"])
+def test_usage_export_styles_and_domain_join(snapshot, config, tmp_path, style):
+    """Usage exports in other tools' columns, and joined on the company domain instead of the id."""
+    sandbox = start(snapshot, config)
+    try:
+        export = write_usage_export(snapshot["usage_events"], tmp_path / "events.parquet", style)
+        if style == "amplitude":  # drop the id: the rows carry only a company domain
+            raw = pl.read_parquet(export)
+            domains = {r["company_id"]: r["domain"] for r in sandbox_domains(sandbox)}
+            raw = raw.with_columns(pl.col("account_id").replace_strict(domains).str.to_uppercase()
+                                   .alias("company_domain")).drop("account_id")
+            raw.write_parquet(export)
+        pull(tmp_path / "pulled", host=sandbox.url, token=sandbox.token, config=config, usage=export,
+             progress=False, **FAST)
+    finally:
+        sandbox.stop()
+    pulled = load_snapshot(tmp_path / "pulled")
+    assert canonical(pulled["usage_events"], "usage_events").equals(
+        canonical(snapshot["usage_events"], "usage_events"))
+
+
+def sandbox_domains(sandbox: Sandbox) -> list[dict[str, str]]:
+    return [{"company_id": cid, "domain": rec["properties"]["domain"]}
+            for cid, rec in sandbox.portal.objects["companies"].items()]
+
+
+def test_since_keeps_only_recent_activity(snapshot, config, usage, tmp_path):
+    sandbox = start(snapshot, config)
+    since = datetime(2026, 6, 1, tzinfo=UTC)
+    try:
+        pull(tmp_path / "pulled", host=sandbox.url, token=sandbox.token, config=config, since=since,
+             usage=usage, progress=False, **FAST)
+    finally:
+        sandbox.stop()
+    pulled = load_snapshot(tmp_path / "pulled")
+    expected = snapshot["engagements"].filter(pl.col("occurred_at") >= since).height
+    assert pulled["engagements"].height == expected > 0
+    assert pulled["engagements"].get_column("occurred_at").min() >= since
+    assert pulled["companies"].height == snapshot["companies"].height  # companies are never cut
+
+
+# ----- push ----------------------------------------------------------------------------------------------------
+def test_push_dry_run_apply_pull_and_rollback(snapshot, config, usage, tmp_path):
+    sandbox = start(snapshot, config)
+    ids = snapshot["companies"].get_column("company_id").to_list()
+    model = write_model(tmp_path / "model.yml")
+    scores = write_scores(tmp_path / "scores.parquet", ids)
+    audit = tmp_path / "audit.csv"
+    try:
+        dry = push(model, tmp_path / "scores.parquet", host=sandbox.url, token=sandbox.token, config=config, **FAST)
+        assert dry.changed_companies == len(ids)
+        assert sandbox.counts["POST /crm/v3/objects/{type}/batch/update"] == 0
+        assert sandbox.counts["POST /crm/v3/properties/{type}"] == 0
+        assert "would change" in dry.summary()
+        applied = push(model, tmp_path / "scores.parquet", host=sandbox.url, token=sandbox.token, config=config,
+                       apply=True, audit=audit, **FAST)
+        assert applied.written == len(ids) and not applied.failed
+        assert "customer_health_weighted_score = min(" in applied.calculated
+        sandbox.reset_counts()
+        again = push(model, tmp_path / "scores.parquet", host=sandbox.url, token=sandbox.token, config=config,
+                     apply=True, audit=tmp_path / "audit2.csv", **FAST)
+        assert again.changes == [] and sandbox.counts["POST /crm/v3/objects/{type}/batch/update"] == 0
+        assert sandbox.counts["POST /crm/v3/properties/{type}"] == 0
+        pull(tmp_path / "after", host=sandbox.url, token=sandbox.token, config=config, usage=usage,
+             progress=False, **FAST)
+        after = load_snapshot(tmp_path / "after")["companies"]
+        got = dict(zip(after["company_id"], after["customer_health_score"].cast(pl.Float64), strict=True))
+        for row in scores.iter_rows(named=True):
+            assert got[row["company_id"]] == pytest.approx(row["health_score"], abs=0.006)
+        props = sandbox.portal.properties["companies"]
+        assert {n for n, p in props.items() if p["groupName"] == "customer_health"} >= {
+            "customer_health_score", "customer_health_band", "customer_health_points_core_depth",
+            "customer_health_scored_at", "customer_health_model_version", "customer_health_weighted_score"}
+        first = sandbox.portal.objects["companies"][ids[0]]["properties"]
+        assert float(first["customer_health_weighted_score"]) == pytest.approx(
+            sum(float(first[f"customer_health_points_{k}"]) for k in SIGNALS), abs=1e-6)
+        # nothing outside the group was written
+        before = {cid: rec["properties"]["name"] for cid, rec in sandbox.portal.objects["companies"].items()}
+        assert before == dict(zip(snapshot["companies"]["company_id"], snapshot["companies"]["name"], strict=True))
+        # rollback restores the empty values, then a rerun has nothing left to do
+        undo = rollback(audit, host=sandbox.url, token=sandbox.token, config=config, apply=True, **FAST)
+        assert undo.written == len(ids)
+        assert sandbox.portal.objects["companies"][ids[0]]["properties"]["customer_health_score"] is None
+        assert rollback(audit, host=sandbox.url, token=sandbox.token, config=config, **FAST).changes == []
+    finally:
+        sandbox.stop()
+
+
+def test_requests_equal_the_minimum(tmp_path):
+    """Fault-free: list pages, association reads, batch reads and updates are ceil(N / size) requests."""
+    n = 250
+    config = load_config()
+    tables = companies_only(n)
+    sandbox = Sandbox(portal=seed_portal(tables, config))
+    sandbox.start()
+    ids = [str(10_000 + i) for i in range(n)]
+    model = write_model(tmp_path / "model.yml")
+    write_scores(tmp_path / "scores.parquet", ids)
+    try:
+        pull(tmp_path / "pulled", host=sandbox.url, token=sandbox.token, config=config, progress=False,
+             usage=usage_file(tables, tmp_path), **FAST)
+        lists = sandbox.counts["GET /crm/v3/objects/{type}"]
+        # companies and deals pages + one (empty) page for each of the 7 other object types
+        assert lists == 2 * math.ceil(n / 100) + 7
+        assert sandbox.counts["POST /crm/v4/associations/{from}/{to}/batch/read"] == math.ceil(n / 1000)
+        assert sandbox.counts["GET /crm/v3/properties/{type}"] == 9
+        assert sandbox.counts["GET /crm/v4/associations/{from}/{to}/labels"] == 1
+        assert sandbox.counts["GET /crm/v3/owners"] == 1
+        sandbox.reset_counts()
+        push(model, tmp_path / "scores.parquet", host=sandbox.url, token=sandbox.token, apply=True,
+             audit=tmp_path / "audit.csv", **FAST)
+        assert sandbox.counts["POST /crm/v3/objects/{type}/batch/read"] == math.ceil(n / 100)
+        assert sandbox.counts["POST /crm/v3/objects/{type}/batch/update"] == math.ceil(n / 100)
+        created = sandbox.counts["POST /crm/v3/properties/{type}"]
+        assert created == 7 + len(SIGNALS) + 1  # fixed properties, one per component, the calculated one
+        assert sum(sandbox.counts.values()) == 2 + 1 + created + 2 * math.ceil(n / 100)
+    finally:
+        sandbox.stop()
+
+
+def test_calculated_property_refused_is_reported(tmp_path):
+    config = load_config()
+    sandbox = Sandbox(portal=seed_portal(companies_only(5), config), allow_calculated=False)
+    sandbox.start()
+    try:
+        report = push(write_model(tmp_path / "m.yml"), _scores(tmp_path, 5), host=sandbox.url, token=sandbox.token,
+                      apply=True, audit=tmp_path / "a.csv", **FAST)
+    finally:
+        sandbox.stop()
+    assert "refused" in report.calculated and "2026.11-t" in report.calculated
+    record = sandbox.portal.objects["companies"]["10000"]["properties"]
+    assert record["customer_health_model_version"] == "2026.11-t"
+    assert "customer_health_weighted_score" not in sandbox.portal.properties["companies"]
+
+
+def _scores(tmp_path: Path, n: int) -> Path:
+    write_scores(tmp_path / "scores.parquet", [str(10_000 + i) for i in range(n)])
+    return tmp_path / "scores.parquet"
+
+
+def test_push_refuses_a_property_outside_its_group(tmp_path):
+    config = load_config()
+    portal = seed_portal(companies_only(3), config)
+    portal.define("companies", "customer_health_score", "float", group="companyinformation")
+    sandbox = Sandbox(portal=portal)
+    sandbox.start()
+    try:
+        with pytest.raises(InputError, match="customer_health_score already exists in group companyinformation"):
+            push(write_model(tmp_path / "m.yml"), _scores(tmp_path, 3), host=sandbox.url, token=sandbox.token,
+                 apply=True, audit=tmp_path / "a.csv", **FAST)
+    finally:
+        sandbox.stop()
+    assert sandbox.counts["POST /crm/v3/objects/{type}/batch/update"] == 0
+
+
+def test_push_rejects_bad_inputs(tmp_path):
+    (tmp_path / "bad.yml").write_text("version: 1\n")
+    with pytest.raises(InputError, match="signals"):
+        push(tmp_path / "bad.yml", tmp_path / "none.parquet", token="x")
+    pl.DataFrame({"company_id": ["1"], "health_score": [50.0]}).write_parquet(tmp_path / "s.parquet")
+    with pytest.raises(InputError, match="as_of, band, churn_probability"):
+        push(write_model(tmp_path / "m.yml"), tmp_path / "s.parquet", token="x")
+
+
+# ----- faults ------------------------------------------------------------------------------------------------------
+def test_fault_run_loses_and_doubles_nothing(tmp_path):
+    """20% 429s, 2% 500s, 207 partial failures, an outage in the middle of a push, then a resumed push."""
+    n = 450
+    config = load_config()
+    faults = Faults(rate_429=0.2, rate_500=0.02, partial_rate=0.3, partial_items=0.1, seed=11)
+    sandbox = Sandbox(portal=seed_portal(companies_only(n), config), faults=faults)
+    sandbox.start()
+    ids = [str(10_000 + i) for i in range(n)]
+    model = write_model(tmp_path / "model.yml")
+    scores = write_scores(tmp_path / "scores.parquet", ids, seed=3)
+    audit = tmp_path / "audit.csv"
+    batches = []
+
+    def crash_on_third_batch(chunk: list[str]) -> None:
+        batches.append(chunk)
+        if len(batches) == 3:
+            raise KeyboardInterrupt("the process dies before the third batch leaves")
+
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            push(model, tmp_path / "scores.parquet", host=sandbox.url, token=sandbox.token, apply=True, audit=audit,
+                 before_batch=crash_on_third_batch, **FAST)
+        written_before = sum(sandbox.portal.update_counts.values())
+        assert 0 < written_before < n  # it crashed in the middle
+        sandbox.set_faults(Faults(rate_429=0.2, rate_500=0.02, partial_rate=0.3, partial_items=0.1, seed=12))
+        report = push(model, tmp_path / "scores.parquet", host=sandbox.url, token=sandbox.token, apply=True,
+                      audit=audit, **FAST)
+        assert not report.failed
+        faults_seen = dict(sandbox.fault_counts)
+    finally:
+        sandbox.stop()
+    assert faults_seen["429"] > 0 and faults_seen["207"] > 0
+    # nothing lost: every company holds its score; nothing doubled: each company was written exactly once
+    for row in scores.iter_rows(named=True):
+        stored = sandbox.portal.objects["companies"][row["company_id"]]["properties"]
+        assert float(stored["customer_health_score"]) == pytest.approx(row["health_score"], abs=0.006)
+    assert all(sandbox.portal.update_counts[("companies", i)] == 1 for i in ids)
+    with audit.open() as handle:
+        rows = list(csv.DictReader(handle))
+    keys = [(r["company_id"], r["property"]) for r in rows]
+    assert len(keys) == len(set(keys))
+    assert {k[0] for k in keys} == set(ids)
+
+
+def test_pull_under_faults_resumes_from_checkpoint(snapshot, config, usage, tmp_path):
+    sandbox = start(snapshot, config, faults=Faults(rate_429=0.2, rate_500=0.02, seed=4, outage_after=25))
+    try:
+        with pytest.raises(HubSpotError):
+            pull(tmp_path / "pulled", host=sandbox.url, token=sandbox.token, config=config, progress=False,
+                 usage=usage, retries=2, **FAST)
+        assert (tmp_path / "pulled.checkpoint").is_dir() and not (tmp_path / "pulled").exists()
+        first_run = sum(sandbox.served.values())
+        sandbox.set_faults(Faults(rate_429=0.2, rate_500=0.02, seed=5))
+        sandbox.reset_counts()
+        result = pull(tmp_path / "pulled", host=sandbox.url, token=sandbox.token, config=config, progress=False,
+                      usage=usage, **FAST)
+    finally:
+        sandbox.stop()
+    assert result.resumed and result.retries > 0
+    clean = start(snapshot, config)
+    try:
+        pull(tmp_path / "clean", host=clean.url, token=clean.token, config=config, usage=usage, progress=False,
+             **FAST)
+        total = sum(clean.served.values())
+    finally:
+        clean.stop()
+    assert sum(sandbox.served.values()) == total - first_run + 0  # the resumed run asked only for what was missing
+    pulled, reference = load_snapshot(tmp_path / "pulled"), load_snapshot(tmp_path / "clean")
+    for table in TABLES:
+        assert canonical(pulled[table], table).equals(canonical(reference[table], table)), table
+
+
+def test_rate_limit_answers_429_and_the_client_limiter_avoids_it(tmp_path):
+    config = load_config()
+    sandbox = Sandbox(portal=seed_portal(companies_only(700), config), rate=6, window=1.0)
+    sandbox.start()
+    try:
+        import urllib.request
+
+        request = urllib.request.Request(f"{sandbox.url}/crm/v3/objects/companies?limit=1",
+                                         headers={"Authorization": f"Bearer {sandbox.token}"})
+        statuses = []
+        for _ in range(8):
+            try:
+                with urllib.request.urlopen(request) as answer:
+                    statuses.append(answer.status)
+                    headers = answer.headers
+            except urllib.error.HTTPError as exc:
+                statuses.append(exc.code)
+                body = exc.read().decode()
+                limited_headers = exc.headers
+        assert statuses.count(200) == 6 and statuses[-1] == 429
+        assert '"errorType": "RATE_LIMIT"' in body and limited_headers["X-HubSpot-RateLimit-Remaining"] == "0"
+        assert headers["X-HubSpot-RateLimit-Max"] == "6"
+        from hsutils.hubspot.client import Connection
+
+        conn = Connection(host=sandbox.url, token=sandbox.token, rate=6, interval=1.0, backoff=0.001)
+        api = conn.api("crm.companies.basic_api")
+        sandbox.reset_counts()
+        import time
+
+        time.sleep(1.1)
+        after = None
+        for _ in range(7):  # 7 pages of 100 at 6 per second: the limiter waits instead of being refused
+            page = conn.call("list", api.get_page, limit=100, after=after)
+            after = page.paging.next.after if page.paging and page.paging.next else None
+        assert sandbox.fault_counts["rate_limited"] == 0 and conn.limiter.waited > 0.5
+    finally:
+        sandbox.stop()
+
+
+# ----- token -------------------------------------------------------------------------------------------------------
+def test_canary_token_appears_nowhere(snapshot, config, usage, tmp_path, capsys, caplog):
+    canary = "pat-na1-CANARY-7f3e9c1d-0b4a-4e8e-9d2f-5a6b7c8d9e0f"
+    sandbox = start(snapshot, config, token=canary, faults=Faults(rate_429=0.1, rate_500=0.02, partial_rate=0.2))
+    ids = snapshot["companies"].get_column("company_id").to_list()
+    try:
+        pull(tmp_path / "pulled", host=sandbox.url, token=canary, config=config, usage=usage, progress=True,
+             **FAST)
+        push(write_model(tmp_path / "m.yml"), _write(tmp_path, ids), host=sandbox.url, token=canary, apply=True,
+             audit=tmp_path / "audit.csv", **FAST)
+        rollback(tmp_path / "audit.csv", host=sandbox.url, token=canary, apply=True, **FAST)
+        sandbox.set_faults(Faults(outage_after=0))
+        with pytest.raises(HubSpotError) as failure:
+            pull(tmp_path / "again", host=sandbox.url, token=canary, config=config, usage=usage, progress=False,
+                 retries=1, **FAST)
+    finally:
+        sandbox.stop()
+    assert canary not in str(failure.value)
+    captured = capsys.readouterr()
+    assert canary not in captured.out + captured.err + caplog.text
+    files = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert len(files) > 10
+    for path in files:
+        assert canary.encode() not in path.read_bytes(), path
+
+
+def _write(tmp_path: Path, ids: list[str]) -> Path:
+    write_scores(tmp_path / "scores.parquet", ids)
+    return tmp_path / "scores.parquet"
+
+
+def test_401_and_403_are_one_line_with_exit_2(tmp_path, capsys, monkeypatch):
+    from hsutils.cli import main
+
+    config = load_config()
+    sandbox = Sandbox(portal=seed_portal(companies_only(3), config), token="good-token",
+                      extra_tokens={"narrow-token": {"crm.objects.companies.read", "crm.schemas.companies.read"}})
+    sandbox.start()
+    try:
+        monkeypatch.setenv("HUBSPOT_ACCESS_TOKEN", "wrong-token")
+        usage = usage_file(companies_only(3), tmp_path)
+        base = ["--host", sandbox.url, "--rate", "off", "--quiet", "--usage", str(usage)]
+        assert main(["pull", "--out", str(tmp_path / "a"), *base]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "401" in err and "HUBSPOT_ACCESS_TOKEN" in err
+        assert "wrong-token" not in err
+        monkeypatch.setenv("HUBSPOT_ACCESS_TOKEN", "narrow-token")
+        assert main(["pull", "--out", str(tmp_path / "b"), *base]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "403" in err and "crm.schemas.contacts.read" in err
+        monkeypatch.delenv("HUBSPOT_ACCESS_TOKEN")
+        monkeypatch.chdir(tmp_path)  # no .env here either
+        write_model(tmp_path / "m.yml")
+        _scores(tmp_path, 3)
+        assert main(["push", "--model", "m.yml", "--scores", "scores.parquet", "--host", sandbox.url]) == 2
+        assert "HUBSPOT_ACCESS_TOKEN is not set" in capsys.readouterr().err
+    finally:
+        sandbox.stop()
+
+
+def test_cli_push_dry_run_reads_token_from_dotenv(tmp_path, capsys, monkeypatch):
+    from hsutils.cli import main
+
+    config = load_config()
+    sandbox = Sandbox(portal=seed_portal(companies_only(30), config), token="dotenv-token")
+    sandbox.start()
+    try:
+        monkeypatch.delenv("HUBSPOT_ACCESS_TOKEN", raising=False)
+        monkeypatch.chdir(tmp_path)
+        (tmp_path / ".env").write_text("HUBSPOT_ACCESS_TOKEN=dotenv-token\n")
+        write_model(tmp_path / "m.yml")
+        _scores(tmp_path, 30)
+        code = main(["push", "--model", "m.yml", "--scores", "scores.parquet", "--host", sandbox.url, "--rate", "off"])
+        out = capsys.readouterr().out
+    finally:
+        sandbox.stop()
+    assert code == 0 and "30 would change" in out and "--apply" in out
+    assert sandbox.counts["POST /crm/v3/objects/{type}/batch/update"] == 0
+
+
+# ----- the stand-in answers like HubSpot ---------------------------------------------------------------------------
+def test_stand_in_batch_and_property_rules(tmp_path):
+    from hubspot.crm.companies import (
+        BatchInputSimplePublicObjectBatchInput,
+        BatchReadInputSimplePublicObjectId,
+        PublicObjectSearchRequest,
+        SimplePublicObjectBatchInput,
+        SimplePublicObjectId,
+    )
+    from hubspot.crm.properties import PropertyCreate, PropertyGroupCreate
+
+    from hsutils.hubspot.client import Connection
+
+    config = load_config()
+    sandbox = Sandbox(portal=seed_portal(companies_only(250), config))
+    sandbox.start()
+    try:
+        conn = Connection(host=sandbox.url, token=sandbox.token, rate=None, retries=0)
+        batch = conn.api("crm.companies.batch_api")
+        with pytest.raises(HubSpotError, match="Too many inputs"):
+            conn.call("read", batch.read, BatchReadInputSimplePublicObjectId(
+                inputs=[SimplePublicObjectId(id=str(10_000 + i)) for i in range(101)], properties=["name"],
+                properties_with_history=[]))
+        answer = conn.call("read", batch.read, BatchReadInputSimplePublicObjectId(
+            inputs=[SimplePublicObjectId(id="10000"), SimplePublicObjectId(id="999")], properties=["name"],
+            properties_with_history=[]))
+        assert [r.id for r in answer.results] == ["10000"] and answer.errors[0].category == "OBJECT_NOT_FOUND"
+        bad = BatchInputSimplePublicObjectBatchInput(inputs=[
+            SimplePublicObjectBatchInput(id="10000", properties={"industry": "Retail"}),
+            SimplePublicObjectBatchInput(id="10001", properties={"no_such_property": "x"})])
+        with pytest.raises(HubSpotError, match="400"):
+            conn.call("update", batch.update, bad)
+        assert sandbox.portal.objects["companies"]["10000"]["properties"]["industry"] == "Software"  # all or none
+        search = conn.api("crm.companies.search_api")
+        page = conn.call("search", search.do_search, PublicObjectSearchRequest(limit=200, properties=["name"]))
+        assert page.total == 250 and len(page.results) == 200 and page.paging.next.after == "200"
+        groups = conn.api("crm.properties.groups_api")
+        conn.call("group", groups.create, "companies", PropertyGroupCreate(name="g1", label="G"))
+        with pytest.raises(HubSpotError) as dup:
+            conn.call("group", groups.create, "companies", PropertyGroupCreate(name="g1", label="G"))
+        assert dup.value.status == 409
+        core = conn.api("crm.properties.core_api")
+        conn.call("p", core.create, "companies", PropertyCreate(name="p_a", label="A", type="number",
+                                                                field_type="number", group_name="g1"))
+        with pytest.raises(HubSpotError) as dup:
+            conn.call("p", core.create, "companies", PropertyCreate(name="p_a", label="A", type="number",
+                                                                    field_type="number", group_name="g1"))
+        assert dup.value.status == 409
+        conn.call("calc", core.create, "companies", PropertyCreate(
+            name="p_calc", label="C", type="number", field_type="calculation_equation", group_name="g1",
+            calculation_formula="max(p_a, 2) * 3"))
+        conn.call("update", batch.update, BatchInputSimplePublicObjectBatchInput(
+            inputs=[SimplePublicObjectBatchInput(id="10002", properties={"p_a": "5"})]))
+        assert sandbox.portal.objects["companies"]["10002"]["properties"]["p_calc"] == "15"
+        with pytest.raises(HubSpotError, match="calculated"):
+            conn.call("update", batch.update, BatchInputSimplePublicObjectBatchInput(
+                inputs=[SimplePublicObjectBatchInput(id="10002", properties={"p_calc": "1"})]))
+        basic = conn.api("crm.companies.basic_api")
+        with pytest.raises(HubSpotError, match="limit"):
+            conn.call("list", basic.get_page, limit=101)
+    finally:
+        sandbox.stop()
+
+
+def test_labels_are_user_defined_with_portal_specific_ids(snapshot):
+    config = load_config()
+    one = seed_portal(snapshot.tables, config, seed=1).labels[("contacts", "companies")]
+    two = seed_portal(snapshot.tables, config, seed=2).labels[("contacts", "companies")]
+    mine = {label: tid for tid, (cat, label) in one.items() if cat == "USER_DEFINED"}
+    theirs = {label: tid for tid, (cat, label) in two.items() if cat == "USER_DEFINED"}
+    assert set(mine) == set(theirs) >= {"Decision maker", "Champion"}
+    assert mine != theirs  # ids differ per portal: the pull discovers them by label text
+
+
+def test_portal_config_merges_and_rejects_unknown_sections(tmp_path):
+    path = tmp_path / "portal.yml"
+    path.write_text("companies:\n  properties:\n    tier: plan_name\npush:\n  prefix: hsu_\n")
+    config = load_config(path)
+    assert config.table("companies").properties["tier"] == "plan_name"
+    assert config.table("companies").properties["name"] == "name"  # defaults kept
+    assert config.push["prefix"] == "hsu_" and config.push["group"] == "customer_health"
+    path.write_text("companys: {}\n")
+    with pytest.raises(InputError, match="unknown section"):
+        load_config(path)
+
+
+def test_companies_only_portal_round_trips_and_usage_is_required(tmp_path):
+    """A portal with companies and deals but no activity yet still gives a valid snapshot; usage is required."""
+    tables = companies_only(12)
+    manifest = Manifest(schema_version=1, source="test", created_at=datetime(2026, 1, 1, tzinfo=UTC),
+                        core_events=["report_published", "workflow_run"])
+    write_snapshot(tables, manifest, tmp_path / "seed")
+    config = load_config()
+    sandbox = Sandbox(portal=seed_portal(load_snapshot(tmp_path / "seed").tables, config))
+    sandbox.start()
+    try:
+        with pytest.raises(InputError, match="--usage"):
+            pull(tmp_path / "nousage", host=sandbox.url, token=sandbox.token, config=config, **FAST)
+        assert sum(sandbox.counts.values()) == 0
+        result = pull(tmp_path / "pulled", host=sandbox.url, token=sandbox.token, config=config, progress=False,
+                      usage=usage_file(tables, tmp_path), **FAST)
+    finally:
+        sandbox.stop()
+    assert result.rows["companies"] == 12 and result.rows["usage_events"] == 12
+    pulled = load_snapshot(tmp_path / "pulled")
+    for table in ("companies", "deals", "usage_events"):
+        assert canonical(pulled[table], table).equals(canonical(tables[table], table)), table
