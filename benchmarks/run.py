@@ -18,7 +18,7 @@ from pathlib import Path
 
 import psutil
 
-SECTIONS = ("demo", "panel", "model", "hubspot")
+SECTIONS = ("demo", "validate", "panel", "model", "hubspot")
 HERE = Path(__file__).resolve().parent
 
 

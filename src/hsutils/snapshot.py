@@ -85,49 +85,81 @@ def parse_utc(value: Any) -> datetime:
 
 
 def table_file(folder: Path, table: str) -> Path | None:
-    """The file holding `table` in `folder` (parquet preferred), or None."""
+    """The file holding `table` in `folder` (parquet preferred over CSV), or None."""
     for suffix in (".parquet", ".csv"):
-        candidate = folder / f"{table}{suffix}"
+        candidate = Path(folder) / f"{table}{suffix}"
         if candidate.exists():
             return candidate
     return None
 
 
 def read_manifest(folder: Path) -> Manifest:
-    path = folder / MANIFEST
+    """Read and check `manifest.json`; raise InputError with one line when it is missing or wrong."""
+    path = Path(folder) / MANIFEST
     if not path.is_file():
         raise InputError(f"snapshot {folder}: {MANIFEST} is missing")
+    where = f"snapshot {folder}: {MANIFEST}"
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-        manifest = Manifest.from_dict(raw)
-    except (ValueError, KeyError, TypeError) as exc:
-        raise InputError(f"snapshot {folder}: {MANIFEST} is not a valid manifest ({type(exc).__name__}: {exc})") from None
-    if manifest.schema_version != SCHEMA_VERSION:
+        raw = json.loads(path.read_text(encoding="utf-8-sig"))
+    except UnicodeDecodeError:
+        raise InputError(f"{where} is not UTF-8 text") from None
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{where} is not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    if not isinstance(raw, dict):
         raise InputError(
-            f"snapshot {folder}: {MANIFEST} schema_version is {manifest.schema_version}, this suite reads {SCHEMA_VERSION}"
+            f"{where} must hold a JSON object with schema_version, source, created_at, core_events"
         )
-    return manifest
+    absent = [k for k in ("schema_version", "source", "created_at", "core_events") if k not in raw]
+    if "schema_version" in absent:
+        raise InputError(f"{where} has no schema_version (this suite reads schema version {SCHEMA_VERSION})")
+    version = raw["schema_version"]
+    if isinstance(version, bool) or not isinstance(version, int | str) or not str(version).strip().isdigit():
+        raise InputError(f"{where}: schema_version must be a whole number, got {version!r}")
+    if int(version) != SCHEMA_VERSION:
+        raise InputError(f"{where}: schema_version is {int(version)}, this suite reads {SCHEMA_VERSION}")
+    if absent:
+        raise InputError(f"{where} lacks {', '.join(absent)}")
+    events = raw["core_events"]
+    if (
+        not isinstance(events, list)
+        or not events
+        or not all(isinstance(e, str) and e.strip() for e in events)
+    ):
+        raise InputError(f"{where}: core_events must be a non-empty list of event names, got {events!r:.80}")
+    try:
+        return Manifest.from_dict(raw)
+    except (ValueError, TypeError) as exc:
+        raise InputError(
+            f"{where}: created_at {raw['created_at']!r:.40} is not an ISO-8601 timestamp ({exc})"
+        ) from None
 
 
 def load_snapshot(folder: str | Path, mapping: str | Path | None = None, validate: bool = True) -> Snapshot:
     """Read a snapshot folder (parquet or CSV tables), map portal values, coerce types and validate it.
 
-    Raises InputError with one clear line when the folder, a file or a value is wrong.
+    `mapping` is an optional YAML file mapping the portal's own values (and column names) to canonical ones,
+    see `hsutils.validate.load_mapping`. Raises InputError with one clear line when the folder, a file or a
+    value is wrong.
     """
     from hsutils import validate as validation  # local import: validate builds on this module
 
     folder = Path(folder)
-    if not folder.is_dir():
+    if not folder.exists():
         raise InputError(f"snapshot folder {folder} does not exist")
+    if not folder.is_dir():
+        raise InputError(f"snapshot {folder} is not a folder")
     manifest = read_manifest(folder)
-    value_map = validation.load_mapping(mapping) if mapping else {}
+    portal = validation.load_mapping(mapping) if mapping else validation.PortalMapping()
     tables: dict[str, pl.DataFrame] = {}
     for table in TABLE_NAMES:
         path = table_file(folder, table)
         if path is None:
             raise InputError(f"table {table}: no {table}.parquet or {table}.csv in {folder}")
         raw = validation.read_table_file(path, table)
-        tables[table] = validation.coerce_table(raw, table, value_map.get(table, {}))
+        value_map, column_map = portal.for_table(table)
+        tables[table] = validation.coerce_table(
+            raw, table, value_map, column_map, source=path.name, strip_text=path.suffix == ".csv"
+        )
     snapshot = Snapshot(manifest=manifest, tables=tables, path=folder)
     if validate:
         validation.validate_snapshot(snapshot)
@@ -142,31 +174,40 @@ def write_snapshot(
 ) -> Path:
     """Write canonical tables and the manifest atomically into a new folder `out`.
 
-    `fmt` is "parquet" (default) or "csv" (ISO-8601 UTC timestamps, header row). Refuses to touch an existing,
-    non-empty folder.
+    `fmt` is "parquet" (default) or "csv" (header row, ISO-8601 UTC timestamps ending in Z, empty = null).
+    Everything is written to a hidden temporary sibling folder that is renamed into place at the end: a failed
+    write leaves neither `out` nor the temporary folder behind. Refuses to touch an existing, non-empty `out`.
     """
     out = Path(out)
+    if fmt not in ("parquet", "csv"):
+        raise InputError(f"unknown snapshot format {fmt!r}: use parquet or csv")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise InputError(f"{out} already exists: a snapshot is never overwritten; choose a new folder")
     missing = [t for t in TABLE_NAMES if t not in tables]
     if missing:
         raise InputError(f"cannot write snapshot {out}: tables missing: {', '.join(missing)}")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    manifest_text = json.dumps(manifest.to_dict(), indent=2, sort_keys=True) + "\n"
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    except OSError as exc:
+        raise InputError(f"cannot write snapshot {out}: {exc.strerror or exc}") from None
     try:
         for table in TABLE_NAMES:
-            frame = tables[table].select([c for c in TABLES[table].column_names if c in tables[table].columns] +
-                                         [c for c in tables[table].columns if c not in TABLES[table].column_names])
+            frame = tables[table]
+            canonical = [c for c in TABLES[table].column_names if c in frame.columns]
+            frame = frame.select(canonical + [c for c in frame.columns if c not in canonical])
             if fmt == "parquet":
                 frame.write_parquet(staging / f"{table}.parquet", compression="zstd", statistics=True)
-            elif fmt == "csv":
-                frame.write_csv(staging / f"{table}.csv", datetime_format="%Y-%m-%dT%H:%M:%S%.fZ")
             else:
-                raise InputError(f"unknown snapshot format {fmt!r}: use parquet or csv")
-        (staging / MANIFEST).write_text(json.dumps(manifest.to_dict(), indent=2, sort_keys=True) + "\n", encoding="utf-8")
+                frame.write_csv(staging / f"{table}.csv", datetime_format="%Y-%m-%dT%H:%M:%S%.fZ")
+        (staging / MANIFEST).write_text(manifest_text, encoding="utf-8")
         if out.exists():
-            out.rmdir()  # empty folder only (checked above)
+            out.rmdir()  # an empty folder only (checked above)
         os.replace(staging, out)
+    except OSError as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise InputError(f"cannot write snapshot {out}: {exc.strerror or exc}") from None
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

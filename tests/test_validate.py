@@ -1,0 +1,526 @@
+"""`hsutils validate`: every corrupted snapshot is refused with one line and exit 2; valid ones pass."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import resources
+from pathlib import Path
+
+import polars as pl
+import pytest
+from snapshot_factory import build_manifest, build_tables, write_tiny_snapshot
+
+from hsutils.cli import main
+from hsutils.errors import InputError
+from hsutils.snapshot import load_snapshot
+from hsutils.validate import load_mapping
+
+MAPPING_EXAMPLE = Path(str(resources.files("hsutils") / "mapping.example.yml"))
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+# --- corruptions ----------------------------------------------------------------------------------------------
+
+
+def with_tables(mutate: Callable[[dict[str, pl.DataFrame]], None], fmt: str = "parquet"):
+    """A corruption made on the canonical frames, then written with write_snapshot."""
+
+    def make(folder: Path) -> None:
+        tables = build_tables()
+        mutate(tables)
+        write_tiny_snapshot(folder, fmt=fmt, tables=tables)
+
+    return make
+
+
+def with_manifest(**changes):
+    def make(folder: Path) -> None:
+        write_tiny_snapshot(folder, manifest=build_manifest(**changes))
+
+    return make
+
+
+def with_csv_text(table: str, edit: Callable[[list[str]], list[str]]):
+    """A corruption made on the text of one CSV file of a CSV snapshot."""
+
+    def make(folder: Path) -> None:
+        write_tiny_snapshot(folder, fmt="csv")
+        path = folder / f"{table}.csv"
+        lines = path.read_text(encoding="utf-8").splitlines()
+        path.write_text("\n".join(edit(lines)) + "\n", encoding="utf-8")
+
+    return make
+
+
+def with_file_bytes(name: str, content: bytes, fmt: str = "csv"):
+    def make(folder: Path) -> None:
+        write_tiny_snapshot(folder, fmt=fmt)
+        (folder / name).write_bytes(content)
+
+    return make
+
+
+def with_manifest_text(text: str):
+    def make(folder: Path) -> None:
+        write_tiny_snapshot(folder)
+        (folder / "manifest.json").write_text(text, encoding="utf-8")
+
+    return make
+
+
+def remove(name: str):
+    def make(folder: Path) -> None:
+        write_tiny_snapshot(folder, fmt="csv")
+        (folder / name).unlink()
+
+    return make
+
+
+def replace_field(line_no: int, column: int, value: str):
+    """Edit one field of a CSV line (line 0 = header); fields are split on plain commas."""
+
+    def edit(lines: list[str]) -> list[str]:
+        fields = lines[line_no].split(",")
+        fields[column] = value
+        lines[line_no] = ",".join(fields)
+        return lines
+
+    return edit
+
+
+def set_value(table: str, row: int, column: str, value: object):
+    def mutate(tables: dict[str, pl.DataFrame]) -> None:
+        frame = tables[table]
+        values = frame[column].to_list()
+        values[row] = value
+        tables[table] = frame.with_columns(pl.Series(column, values, dtype=frame.schema[column]))
+
+    return mutate
+
+
+def ts(text: str) -> datetime:
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
+def drop_column(table: str, column: str):
+    def mutate(tables: dict[str, pl.DataFrame]) -> None:
+        tables[table] = tables[table].drop(column)
+
+    return mutate
+
+
+def keep_rows(table: str, rows: int):
+    def mutate(tables: dict[str, pl.DataFrame]) -> None:
+        tables[table] = tables[table].head(rows)
+
+    return mutate
+
+
+@dataclass(frozen=True)
+class Corruption:
+    make: Callable[[Path], None]
+    expected: tuple[str, ...]  # every one must appear in the message (table, column or file, example values)
+
+
+CORRUPTIONS: dict[str, Corruption] = {
+    # folder and manifest
+    "manifest missing": Corruption(remove("manifest.json"), ("manifest.json", "missing")),
+    "manifest not json": Corruption(
+        with_manifest_text("{schema_version: 1"), ("manifest.json", "not valid JSON")
+    ),
+    "manifest schema_version 2": Corruption(
+        with_manifest_text(json.dumps({**build_manifest().to_dict(), "schema_version": 2})),
+        ("manifest.json", "schema_version is 2"),
+    ),
+    "manifest created_at unreadable": Corruption(
+        with_manifest_text(json.dumps({**build_manifest().to_dict(), "created_at": "last tuesday"})),
+        ("manifest.json", "created_at", "last tuesday"),
+    ),
+    "manifest core_events empty": Corruption(
+        with_manifest_text(json.dumps({**build_manifest().to_dict(), "core_events": []})),
+        ("manifest.json", "core_events"),
+    ),
+    # unreadable files
+    "table file missing": Corruption(remove("tickets.csv"), ("table tickets", "tickets.csv")),
+    "zero-byte file": Corruption(
+        with_file_bytes("surveys.csv", b""), ("table surveys", "surveys.csv", "zero bytes")
+    ),
+    "blank file": Corruption(
+        with_file_bytes("contacts.csv", b"\n\n"), ("table contacts", "contacts.csv", "header")
+    ),
+    "broken parquet": Corruption(
+        with_file_bytes("deals.parquet", b"PAR1 this is not parquet", fmt="parquet"),
+        ("table deals", "deals.parquet", "parquet"),
+    ),
+    "not utf-8": Corruption(
+        with_file_bytes(
+            "companies.csv",
+            "company_id,name,created_at,tier\n101,Café Crème,2023-01-05,pro\n".encode("latin-1"),
+        ),
+        ("table companies", "companies.csv", "UTF-8", "line 2"),
+    ),
+    "utf-16": Corruption(
+        with_file_bytes(
+            "companies.csv", "company_id,name,created_at,tier\n101,A,2023-01-05,pro\n".encode("utf-16")
+        ),
+        ("table companies", "companies.csv", "UTF-16"),
+    ),
+    "row with an extra field": Corruption(
+        with_csv_text("deals", lambda lines: [*lines[:2], lines[2] + ",surplus", *lines[3:]]),
+        ("table deals", "deals.csv", "ragged", "row=2", "fields=10"),
+    ),
+    "row with a missing field": Corruption(
+        with_csv_text("engagements", lambda lines: [*lines[:3], lines[3].rsplit(",", 1)[0], *lines[4:]]),
+        ("table engagements", "engagements.csv", "ragged", "row=3", "fields=8"),
+    ),
+    "header named twice": Corruption(
+        with_csv_text("tickets", lambda lines: [lines[0].replace("escalated", "priority"), *lines[1:]]),
+        ("table tickets", "tickets.csv", "priority", "twice"),
+    ),
+    "required column missing": Corruption(
+        with_tables(drop_column("deals", "arr")), ("table deals", "column arr")
+    ),
+    "companies without rows": Corruption(
+        with_csv_text("companies", lambda lines: lines[:1]), ("table companies", "no rows")
+    ),
+    # unreadable values
+    "timestamp unreadable": Corruption(
+        with_csv_text("tickets", replace_field(2, 3, "06/10/2025")),
+        ("table tickets", "column created_at", "'06/10/2025'", "row=2"),
+    ),
+    "number unreadable": Corruption(
+        with_csv_text("deals", replace_field(3, 7, "90k")), ("table deals", "column arr", "'90k'", "row=3")
+    ),
+    "seats not whole": Corruption(
+        with_csv_text("deals", replace_field(1, 8, "2.5")), ("table deals", "column seats", "'2.5'", "row=1")
+    ),
+    "boolean unreadable": Corruption(
+        with_csv_text("tickets", replace_field(1, 7, "maybe")),
+        ("table tickets", "column escalated", "'maybe'"),
+    ),
+    # schema and cross-table checks
+    "duplicate company_id": Corruption(
+        with_tables(set_value("companies", 2, "company_id", "101")),
+        ("table companies", "column company_id", "duplicated", "company_id=101"),
+    ),
+    "empty company_id of a contact": Corruption(
+        with_tables(set_value("contacts", 1, "company_id", None)),
+        ("table contacts", "column company_id", "empty", "contact_id=502"),
+    ),
+    "deal of an unknown company": Corruption(
+        with_tables(set_value("deals", 3, "company_id", "999")),
+        ("table deals", "column company_id", "not in companies", "company_id=999"),
+    ),
+    "usage of an unknown company": Corruption(
+        with_tables(set_value("usage_events", 4, "company_id", "404"), fmt="csv"),
+        ("table usage_events", "column company_id", "not in companies", "company_id=404", "row=5"),
+    ),
+    "ticket of an unknown contact": Corruption(
+        with_tables(set_value("tickets", 2, "contact_id", "599")),
+        ("table tickets", "column contact_id", "not in contacts", "contact_id=599"),
+    ),
+    "term_end before term_start": Corruption(
+        with_tables(set_value("deals", 1, "term_end", ts("2023-06-01"))),
+        ("table deals", "column term_end", "after term_start", "deal_id=7002"),
+    ),
+    "ticket closed before created": Corruption(
+        with_tables(set_value("tickets", 0, "closed_at", ts("2025-05-01T09:00:00"))),
+        ("table tickets", "column closed_at", "before created_at", "ticket_id=t1"),
+    ),
+    "won deal without close_date": Corruption(
+        with_tables(set_value("deals", 0, "close_date", None)),
+        ("table deals", "column close_date", "deal_id=7001"),
+    ),
+    "deal stage outside the set": Corruption(
+        with_tables(set_value("deals", 2, "stage", "pending")),
+        ("table deals", "column stage", "open/won/lost", "stage=pending"),
+    ),
+    "engagement type outside the set": Corruption(
+        with_tables(set_value("engagements", 0, "type", "sms"), fmt="csv"),
+        ("table engagements", "column type", "type=sms"),
+    ),
+    "contact role outside the set": Corruption(
+        with_tables(set_value("contacts", 3, "role", "decision maker")),
+        ("table contacts", "column role", "role=decision maker"),
+    ),
+    "negative arr": Corruption(
+        with_tables(set_value("deals", 0, "arr", -5.0)), ("table deals", "column arr", "negative", "arr=-5.0")
+    ),
+    "negative usage count": Corruption(
+        with_tables(set_value("usage_events", 2, "count", -1)),
+        ("table usage_events", "column count", "negative"),
+    ),
+    "negative employees": Corruption(
+        with_tables(set_value("companies", 0, "employees", -3)),
+        ("table companies", "column employees", "negative"),
+    ),
+    "ticket csat 6": Corruption(
+        with_tables(set_value("tickets", 2, "csat", 6)), ("table tickets", "column csat", "1-5", "csat=6")
+    ),
+    "nps score 11": Corruption(
+        with_tables(set_value("surveys", 0, "score", 11.0)),
+        ("table surveys", "column score", "nps", "score=11.0"),
+    ),
+    "csat survey score 0": Corruption(
+        with_tables(set_value("surveys", 2, "score", 0.0)),
+        ("table surveys", "column score", "csat", "kind=csat"),
+    ),
+    "usage after the snapshot": Corruption(
+        with_tables(set_value("usage_events", 7, "occurred_at", ts("2026-02-01T00:00:00"))),
+        ("table usage_events", "column occurred_at", "later than", "2026-02-01"),
+    ),
+    "ticket closed after the snapshot": Corruption(
+        with_tables(set_value("tickets", 0, "closed_at", ts("2026-03-01T00:00:00")), fmt="csv"),
+        ("table tickets", "column closed_at", "later than", "ticket_id=t1"),
+    ),
+    "core event never used": Corruption(
+        with_manifest(core_events=["report_published", "dashboard_shared"]),
+        ("table usage_events", "column event", "dashboard_shared"),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(CORRUPTIONS), ids=list(CORRUPTIONS))
+def test_corrupted_snapshot_is_refused_with_one_line(case: str, tmp_path: Path, capsys) -> None:
+    corruption = CORRUPTIONS[case]
+    folder = tmp_path / "snapshot"
+    corruption.make(folder)
+
+    code, out, err = run_cli(capsys, "validate", str(folder))
+
+    assert code == 2
+    assert out == ""
+    assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    message = lines[0]
+    assert message.startswith("hsutils validate: error: ")
+    assert len(message) < 340, message
+    for fragment in corruption.expected:
+        assert fragment in message, f"{fragment!r} not in {message!r}"
+
+
+def test_missing_folder_is_refused(tmp_path: Path, capsys) -> None:
+    code, _, err = run_cli(capsys, "validate", str(tmp_path / "nowhere"))
+    assert code == 2
+    assert "nowhere" in err and "does not exist" in err and "Traceback" not in err
+
+
+def test_message_counts_all_offending_rows_but_shows_three(tmp_path: Path) -> None:
+    tables = build_tables()
+    tables["usage_events"] = tables["usage_events"].with_columns(pl.lit(-2).alias("count"))
+    write_tiny_snapshot(tmp_path / "s", tables=tables)
+    with pytest.raises(InputError) as raised:
+        load_snapshot(tmp_path / "s")
+    message = str(raised.value)
+    assert "8 negative value(s)" in message
+    assert message.count("{row=") == 3
+
+
+def test_first_problem_is_reported_with_how_many_more(tmp_path: Path) -> None:
+    tables = build_tables()
+    set_value("deals", 0, "arr", -1.0)(tables)
+    set_value("deals", 1, "stage", "pending")(tables)
+    write_tiny_snapshot(tmp_path / "s", tables=tables)
+    with pytest.raises(InputError, match=r"table deals, column stage: .*\(\+1 more problem\(s\) in deals\)"):
+        load_snapshot(tmp_path / "s")
+
+
+# --- valid snapshots -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+def test_valid_tiny_snapshot_passes(fmt: str, tmp_path: Path, capsys) -> None:
+    folder = write_tiny_snapshot(tmp_path / "s", fmt=fmt)
+    code, out, err = run_cli(capsys, "validate", str(folder))
+    assert code == 0, err
+    assert out.startswith("ok: ") and "usage_events 8" in out
+
+
+@pytest.mark.parametrize("fixture", ["small_demo", "small_demo_csv"])
+def test_demo_portal_passes(fixture: str, request, capsys) -> None:
+    pytest.importorskip("hsutils.demo")
+    folder = request.getfixturevalue(fixture)
+    code, out, err = run_cli(capsys, "validate", str(folder))
+    assert code == 0, err
+    assert "ok: " in out
+
+
+def test_csv_as_a_hubspot_export_gives_it(tmp_path: Path) -> None:
+    """BOM, CRLF, loose header names, quoted commas and line breaks, mixed timestamps, yes/no, numeric-looking ids."""
+    write_tiny_snapshot(tmp_path / "s", fmt="csv")
+    tickets = (
+        "\ufeffTicket ID,Company_ID,contact_id,created_at,closed_at,priority,sentiment,escalated,csat,Subject\r\n"
+        't1,101,502,2025-05-02T12:00:00+02:00,2025-05-03 10:00:00,high,negative,Yes,2,"Export fails, again"\r\n'
+        't2,102,,2025-06-10,,low,neutral,no,,"Line one\r\nline two"\r\n'
+        "007,103,504,2025-07-20T10:00:00.250Z,2025-07-20T12:00,medium,positive,0,5.0,\r\n"
+        "1001,103,504, 2025-07-21 08:30 ,,Urgent,Negative,1,,\r\n"
+    )
+    (tmp_path / "s" / "tickets.csv").write_bytes(tickets.encode("utf-8"))
+
+    frame = load_snapshot(tmp_path / "s")["tickets"]
+
+    assert frame["ticket_id"].to_list() == ["t1", "t2", "007", "1001"]
+    assert frame["created_at"].to_list() == [
+        ts("2025-05-02T10:00:00"),
+        ts("2025-06-10T00:00:00"),
+        ts("2025-07-20T10:00:00.250"),
+        ts("2025-07-21T08:30:00"),
+    ]
+    assert frame["closed_at"].to_list() == [ts("2025-05-03T10:00:00"), None, ts("2025-07-20T12:00:00"), None]
+    assert frame["escalated"].to_list() == [True, False, False, True]
+    assert frame["csat"].to_list() == [2, None, 5, None]
+    assert frame["priority"].to_list() == ["high", "low", "medium", "urgent"]
+    assert frame["sentiment"].to_list()[-1] == "negative"
+    assert frame["Subject"].to_list() == ["Export fails, again", "Line one\r\nline two", None, None]
+    assert frame.columns[-1] == "Subject"  # extra columns are kept, after the canonical ones
+
+
+@pytest.mark.parametrize(
+    "stamps",
+    [
+        ["2025-06-01T10:00:00Z", "2025-06-02T10:00:00.5Z", "2025-06-03T12:00:00+02:00"],  # all with a zone
+        ["2025-06-01 10:00:00", "2025-06-02T10:00:00.5", "2025-06-03 10:00"],  # all naive = UTC
+        ["2025-06-01T10:00:00Z", "2025-06-02 10:00:00.500", "2025-06-03"],  # mixed styles
+    ],
+    ids=["zoned", "naive", "mixed"],
+)
+def test_timestamp_styles_read_as_utc(stamps: list[str], tmp_path: Path) -> None:
+    write_tiny_snapshot(tmp_path / "s", fmt="csv")
+    lines = ["response_id,company_id,submitted_at,kind,score"]
+    lines += [f"s{i},101,{stamp},nps,{i}" for i, stamp in enumerate(stamps)]
+    (tmp_path / "s" / "surveys.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+    submitted = load_snapshot(tmp_path / "s")["surveys"]["submitted_at"].to_list()
+
+    assert submitted[0] == ts("2025-06-01T10:00:00")
+    assert submitted[1] == ts("2025-06-02T10:00:00.5")
+    assert submitted[2] == (
+        ts("2025-06-03T00:00:00") if stamps[2] == "2025-06-03" else ts("2025-06-03T10:00:00")
+    )
+
+
+def test_parquet_with_loose_types_is_coerced(tmp_path: Path) -> None:
+    """Float ids from pandas (101.0, NaN), naive nanosecond timestamps and 0/1 booleans become canonical."""
+    tables = build_tables()
+    tables["companies"] = tables["companies"].with_columns(
+        pl.col("company_id").cast(pl.Int64).cast(pl.Float64),
+        pl.col("created_at").dt.replace_time_zone(None).cast(pl.Datetime("ns")),
+        pl.col("employees").cast(pl.Float64),
+        pl.col("cs_owner_id").cast(pl.Float64).fill_null(float("nan")),
+    )
+    tables["tickets"] = tables["tickets"].with_columns(pl.col("escalated").cast(pl.Int8))
+    tables["surveys"] = tables["surveys"].with_columns(pl.col("submitted_at").dt.date())
+    write_tiny_snapshot(tmp_path / "s", tables=tables)
+
+    snapshot = load_snapshot(tmp_path / "s")
+
+    expected = build_tables()
+    for table in ("companies", "tickets"):
+        assert snapshot[table].equals(expected[table]), table
+    assert snapshot["surveys"]["submitted_at"].equals(expected["surveys"]["submitted_at"])
+
+
+def test_empty_optional_table_is_allowed(tmp_path: Path) -> None:
+    tables = build_tables()
+    tables["surveys"] = tables["surveys"].head(0)
+    write_tiny_snapshot(tmp_path / "s", fmt="csv", tables=tables)
+    assert load_snapshot(tmp_path / "s")["surveys"].height == 0
+
+
+# --- portal value mapping ------------------------------------------------------------------------------------
+
+
+def portal_export(folder: Path) -> Path:
+    """The tiny snapshot as a portal exports it: its own stage, priority and event names, its own column name."""
+    tables = build_tables()
+    tables["deals"] = tables["deals"].with_columns(
+        pl.col("stage").replace({"won": "closedwon", "open": "Contract Sent"})
+    )
+    tables["tickets"] = tables["tickets"].with_columns(pl.col("priority").str.to_uppercase())
+    tables["usage_events"] = tables["usage_events"].with_columns(
+        pl.col("event").replace({"report_published": "Report Published"})
+    )
+    tables["companies"] = tables["companies"].rename({"tier": "Plan"})
+    return write_tiny_snapshot(folder, fmt="csv", tables=tables)
+
+
+MAPPING = """
+values:
+  deals:
+    stage:
+      closedwon: won
+      closedlost: lost
+      "contract  sent": open
+  tickets:
+    priority:
+      P1: urgent
+  usage_events:
+    event:
+      report published: report_published
+columns:
+  companies:
+    plan: tier
+"""
+
+
+def test_mapping_file_maps_portal_values(tmp_path: Path, capsys) -> None:
+    folder = portal_export(tmp_path / "s")
+    mapping = tmp_path / "mapping.yml"
+    mapping.write_text(MAPPING, encoding="utf-8")
+
+    code, _, err = run_cli(capsys, "validate", str(folder))
+    assert code == 2 and "table companies, column tier" in err
+
+    code, out, err = run_cli(capsys, "validate", str(folder), "--mapping", str(mapping))
+    assert code == 0, err
+    snapshot = load_snapshot(folder, mapping=mapping)
+    expected = build_tables()
+    for table in ("companies", "deals", "tickets", "usage_events"):
+        assert snapshot[table].equals(expected[table]), table
+
+
+def test_unmapped_portal_value_names_table_and_column(tmp_path: Path, capsys) -> None:
+    folder = portal_export(tmp_path / "s")
+    mapping = tmp_path / "mapping.yml"
+    mapping.write_text(MAPPING.replace("closedwon: won", "closed_won: won"), encoding="utf-8")
+    code, _, err = run_cli(capsys, "validate", str(folder), "--mapping", str(mapping))
+    assert code == 2
+    assert "table deals, column stage" in err and "stage=closedwon" in err
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("values:\n  deal:\n    stage: {closedwon: won}\n", "unknown table 'deal'"),
+        ("values:\n  deals:\n    phase: {closedwon: won}\n", "no column 'phase'"),
+        ("values: [1, 2\n", "not valid YAML"),
+        ("columns:\n  companies:\n    Plan: plan_name\n", "'plan_name' is not a column"),
+    ],
+)
+def test_bad_mapping_file_is_refused(text: str, fragment: str, tmp_path: Path, capsys) -> None:
+    folder = write_tiny_snapshot(tmp_path / "s")
+    mapping = tmp_path / "mapping.yml"
+    mapping.write_text(text, encoding="utf-8")
+    code, _, err = run_cli(capsys, "validate", str(folder), "--mapping", str(mapping))
+    assert code == 2 and fragment in err and "Traceback" not in err
+
+
+def test_example_mapping_file_maps_onto_canonical_values() -> None:
+    from hsutils.schema import TABLES
+
+    mapping = load_mapping(MAPPING_EXAMPLE)
+    assert mapping.values, "the example maps at least one column"
+    for table, columns in mapping.values.items():
+        for column, pairs in columns.items():
+            allowed = TABLES[table].column(column).values
+            if allowed is not None:
+                assert set(pairs.values()) <= set(allowed), (table, column)
