@@ -1,0 +1,1299 @@
+"""The health score: points per signal fitted on churn history, presets, segments and the model file.
+
+How `HealthScore` turns a table of numeric signals into a 0..100 score
+---------------------------------------------------------------------
+1. **Goodness transform, per signal.** The signal's observed values are cut into quantile bins (at most
+   `max_bins`, at least `min_bin_rows` rows each). Each bin's churn rate is shrunk toward the overall rate
+   (`prior_strength` pseudo-rows). Two shapes are tried: a monotone one (isotonic regression of the bin rates, in
+   whichever direction fits better: this is how the direction is learned) and the free "learned order" one (each
+   bin keeps its own shrunk rate, so a U-shaped signal is not forced into a bad monotone fit). The free shape is
+   kept only when it beats the monotone one by more than its extra degrees of freedom (Akaike's criterion);
+   `shape="monotone"` forbids it. A bin's goodness is its churn log-odds rescaled to 0..1: 1 for the bin with the
+   lowest churn, 0 for the highest. The result is a step function: bin edges and one goodness per bin.
+2. **Missing values** are a level of their own: rows where the signal is missing get a goodness learned from
+   the (shrunk) churn rate of the training rows where it was missing, on the same log-odds scale, so that
+   missingness is scored for what it says about churn. When no training row was missing, a missing value gets the
+   goodness of the overall churn rate (a neutral value).
+3. **Points.** A logistic regression of churn on the goodness values with non-negative weights (scipy L-BFGS-B
+   with bounds, small L2 penalty `l2`) gives one weight per signal; points are the weights rescaled to sum to 100
+   (rounded to 2 decimals). The weights are fitted on *cross-fitted* goodness (transforms learned on the other
+   `cv` folds), so a signal whose transform only memorises noise earns few points. Presets fix the points instead
+   (`fixed_points`).
+4. **Score** = sum over signals of points x goodness, so 0..100 with higher = healthier. Columns named in
+   `modifiers` (default: days_to_renewal) are never point sources. The column named by `urgency` (the seed preset
+   uses days_to_renewal) scales the score's distance from 50 when a renewal is near:
+   `score = 50 + (base - 50) * (1 + urgency_gain * max(0, (urgency_days - days) / urgency_days))`, clipped to
+   0..100 (a missing `days` leaves the score unchanged). Near a renewal, healthy accounts read healthier and
+   risky ones riskier; accounts at the same distance from renewal keep their order.
+5. **Churn probability**: a logistic (Platt) or isotonic calibration of the cross-fitted training scores,
+   monotone decreasing in the score. With logistic calibration (`calibrate_modifiers=True`), each modifier
+   present in X also gets a learned goodness transform and a non-positive weight in the calibration:
+   logit P(churn) = intercept + slope * score + sum(weight_m * goodness_m). Renewal proximity thus moves the
+   churn probability of an account without earning it points; at a fixed modifier value the probability still
+   falls as the score rises. **Bands**: Healthy >= `healthy` (70), At risk < `at_risk` (55), else Neutral.
+
+Everything is deterministic for a given `random_state` (used only for the cross-fitting folds).
+
+Presets (`preset("seed")`, `preset("40-30-30")`) are HealthScores with fixed points; fitting them learns only
+the transforms and the calibration, on the training data given. `load_model("seed")` returns such an unfitted
+preset: the `score` and `evaluate` commands fit it on the training part of the panel before scoring.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import sys
+import tempfile
+import warnings
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+from scipy.optimize import minimize
+from scipy.special import expit, logit
+from scipy.stats import norm
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.isotonic import IsotonicRegression, isotonic_regression
+from sklearn.model_selection import GroupKFold, StratifiedKFold
+from sklearn.utils.multiclass import check_classification_targets, type_of_target
+from sklearn.utils.validation import check_is_fitted, validate_data
+from threadpoolctl import threadpool_limits
+
+from hsutils.baselines import BoostingReference, LogisticBaseline, coefficient_table
+from hsutils.errors import InputError, example_rows
+
+__all__ = [
+    "BAND_AT_RISK",
+    "BAND_HEALTHY",
+    "BAND_NEUTRAL",
+    "PRESETS",
+    "BoostingReference",
+    "HealthScore",
+    "LogisticBaseline",
+    "ModelInputError",
+    "SegmentedHealthScore",
+    "SignalTransform",
+    "bands_for",
+    "choose_at_risk_threshold",
+    "coefficient_table",
+    "fit_signal_transform",
+    "load_model",
+    "model_to_dict",
+    "preset",
+    "save_model",
+]
+
+BAND_HEALTHY, BAND_NEUTRAL, BAND_AT_RISK = "Healthy", "Neutral", "At risk"
+MODEL_FILE_FORMAT = 1
+_EPS = 1e-9
+
+
+class ModelInputError(InputError, ValueError):
+    """Bad input to a model (one clear line; also a ValueError, as scikit-learn expects)."""
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Per-signal goodness transforms
+# --------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class SignalTransform:
+    """A learned map from a signal's value to goodness in 0..1 (1 = the healthiest level seen in training).
+
+    kind "steps": bin k holds values v with edges[k-1] < v <= edges[k] (first bin: v <= edges[0]; last bin:
+    v > edges[-1]) and `goodness[k]` is its goodness. kind "linear": goodness is interpolated linearly between
+    `edges[i]` -> `goodness[i]` (the knots) and held flat beyond the first and last knot.
+    `missing_goodness` applies to missing values. `shape` says what was learned: "increasing" (higher is
+    healthier), "decreasing" (higher is riskier), "learned order" (not monotone) or "flat" (no signal).
+    """
+
+    shape: str
+    edges: np.ndarray
+    goodness: np.ndarray
+    missing_goodness: float
+    kind: str = "steps"
+
+    def apply(self, values: np.ndarray) -> np.ndarray:
+        """Goodness of each value (NaN = missing)."""
+        values = np.asarray(values, dtype=float)
+        if self.kind == "linear":
+            present = np.interp(values, self.edges, self.goodness)
+        else:
+            index = np.minimum(np.searchsorted(self.edges, values, side="left"), len(self.goodness) - 1)
+            present = self.goodness[index]
+        return np.where(np.isnan(values), self.missing_goodness, present)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "shape": self.shape,
+            "edges": [float(e) for e in self.edges],
+            "goodness": [float(g) for g in self.goodness],
+            "missing_goodness": float(self.missing_goodness),
+        }
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> SignalTransform:
+        kind = str(raw.get("kind", "steps"))
+        edges = np.asarray(raw.get("edges") or [], dtype=float)
+        goodness = np.asarray(raw["goodness"], dtype=float)
+        expected = len(edges) if kind == "linear" else len(edges) + 1
+        if kind not in ("steps", "linear") or len(goodness) != expected or np.any(np.diff(edges) <= 0):
+            raise ModelInputError(
+                "model file: a transform is 'steps' (increasing edges, one more goodness than edges) or 'linear' "
+                "(increasing knots, one goodness per knot)"
+            )
+        if np.any((goodness < 0) | (goodness > 1)):
+            raise ModelInputError("model file: transform goodness must lie within 0..1")
+        return cls(str(raw.get("shape", "")), edges, goodness, float(raw.get("missing_goodness", 0.0)), kind)
+
+
+def _binomial_loglik(levels: np.ndarray, churns: np.ndarray, counts: np.ndarray) -> float:
+    levels = np.clip(levels, _EPS, 1 - _EPS)
+    return float(np.sum(churns * np.log(levels) + (counts - churns) * np.log1p(-levels)))
+
+
+def _distinct(levels: np.ndarray) -> int:
+    return len(np.unique(np.round(levels, 12)))
+
+
+def _quantiles(ordered: np.ndarray, levels: np.ndarray) -> np.ndarray:
+    """Quantiles of sorted values at `levels` (inverted CDF: always observed values)."""
+    index = np.clip(np.ceil(len(ordered) * np.asarray(levels) - 1e-9).astype(int) - 1, 0, len(ordered) - 1)
+    return ordered[index]
+
+
+def _goodness_scale(logits: np.ndarray, missing_logit: float, has_missing: bool) -> tuple[np.ndarray, float]:
+    """Churn log-odds rescaled to goodness 0..1 (lowest churn = 1), for the levels and the missing level."""
+    span = np.append(logits, missing_logit) if has_missing else logits
+    low, high = float(span.min()), float(span.max())
+    if high - low < 1e-9:
+        return np.zeros(len(logits)), 0.0
+    goodness = np.round((high - logits) / (high - low), 4)
+    return goodness, round(float(np.clip((high - missing_logit) / (high - low), 0.0, 1.0)), 4)
+
+
+def fit_signal_transform(
+    values: np.ndarray,
+    churned: np.ndarray,
+    *,
+    max_bins: int = 20,
+    min_bin_rows: int = 30,
+    prior_strength: float = 10.0,
+    shape: str = "auto",
+    clip_share: float = 0.005,
+    smooth: bool = True,
+    penalty: str = "bic",
+) -> SignalTransform:
+    """Learn one signal's goodness transform from its values (NaN = missing) and churn outcomes (1 = churned).
+
+    Candidates, compared by Akaike's criterion (log-likelihood of the training rows minus degrees of freedom):
+    "linear" (churn log-odds linear in the value, clipped to its `clip_share` and 1 - `clip_share` quantiles),
+    "monotone" steps (isotonic regression of the quantile-bin churn rates, in the better direction) and, with
+    shape="auto", "learned order" steps (each bin keeps its own churn rate, shrunk toward the overall rate).
+    """
+    if shape not in ("auto", "monotone"):
+        raise ModelInputError(f"shape must be 'auto' or 'monotone', got {shape!r}")
+    values = np.asarray(values, dtype=float)
+    churned = np.asarray(churned, dtype=float)
+    base = float(np.clip(churned.mean(), _EPS, 1 - _EPS))
+    present = ~np.isnan(values)
+    x, y = values[present], churned[present]
+    n_missing = int((~present).sum())
+    missing_rate = (churned[~present].sum() + prior_strength * base) / (n_missing + prior_strength)
+    missing_logit = float(logit(np.clip(missing_rate, _EPS, 1 - _EPS)))
+
+    ordered = np.sort(x)
+    n_bins = int(min(max_bins, max(1, len(x) // max(1, min_bin_rows))))
+    edges = np.empty(0)
+    if n_bins > 1:
+        quantiles = _quantiles(ordered, np.linspace(0, 1, n_bins + 1)[1:-1])
+        edges = np.unique(quantiles)
+        edges = edges[edges < x.max()]
+    index = np.searchsorted(edges, x, side="left")
+    counts = np.bincount(index, minlength=len(edges) + 1).astype(float)
+    churns = np.bincount(index, weights=y, minlength=len(edges) + 1)
+    rates = (churns + prior_strength * base) / (counts + prior_strength)
+
+    weight = counts + prior_strength
+    rising = isotonic_regression(rates, sample_weight=weight, increasing=True)
+    falling = isotonic_regression(rates, sample_weight=weight, increasing=False)
+    fit_rising = _binomial_loglik(rising, churns, counts)
+    fit_falling = _binomial_loglik(falling, churns, counts)
+    monotone, fit_monotone = (rising, fit_rising) if fit_rising >= fit_falling else (falling, fit_falling)
+    if penalty not in ("bic", "aic", "none"):
+        raise ModelInputError(f"penalty must be 'bic', 'aic' or 'none', got {penalty!r}")
+    per_df = {"aic": 1.0, "none": 0.0}.get(penalty, 0.5 * math.log(max(len(values), 2)))
+    candidates: list[tuple[float, str]] = [(fit_monotone - per_df * _distinct(monotone), "monotone")]
+    if shape == "auto" and len(rates) > 2:
+        candidates.append((_binomial_loglik(rates, churns, counts) - per_df * _distinct(rates), "learned order"))
+    # parametric candidates, piecewise linear through knots: churn log-odds linear in the value (knots at its
+    # clip_share and 1 - clip_share quantiles: robust to outliers), or in its normal score (knots at quantiles;
+    # rank-based, for skewed signals)
+    linear_fits: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    if len(rates) > 2:
+        levels_p = np.linspace(clip_share, 1 - clip_share, 41)
+        quantile_x, first = np.unique(_quantiles(ordered, levels_p), return_index=True)
+        ends = np.append(first[1:], len(levels_p))
+        knot_p = np.array([levels_p[a:b].mean() for a, b in zip(first, ends, strict=True)])
+        shapes = []
+        if len(quantile_x) >= 2:
+            shapes.append(("linear", quantile_x[[0, -1]], np.array([0.0, 1.0])))
+            shapes.append(("normal score", quantile_x, norm.ppf(knot_p)))
+        # rows grouped by value (exact), or by fine quantile bins on large tables (>= 20,000 rows) for speed
+        if len(x) >= 20_000:
+            fine_edges = np.unique(_quantiles(ordered, np.linspace(0, 1, 1001)[1:-1]))
+            group = np.searchsorted(fine_edges, x, side="left")
+        else:
+            fine_edges, group = np.unique(x, return_inverse=True)
+        group_rows = np.bincount(group).astype(float)
+        occupied = group_rows > 0
+        group_x = (np.bincount(group, weights=x) / np.maximum(group_rows, 1))[occupied]
+        group_churns = np.bincount(group, weights=y)[occupied]
+        group_rows = group_rows[occupied]
+        for label, knots_x, knot_u in shapes:
+            unit = np.interp(group_x, knots_x, knot_u)
+            b0, slope = _fit_logistic_1d(unit, group_churns, group_rows)
+            eta = b0 + slope * unit
+            fit = float(np.sum(group_churns * eta - group_rows * np.logaddexp(0.0, eta)))
+            if math.isfinite(fit):
+                linear_fits[label] = (knots_x, b0 + slope * knot_u)
+                candidates.append((fit - 2.0 * per_df, label))
+    chosen = max(candidates, key=lambda item: item[0])[1]
+
+    if chosen in linear_fits:
+        knots_x, knot_logits = linear_fits[chosen]
+        goodness, missing_goodness = _goodness_scale(knot_logits, missing_logit, n_missing > 0)
+        if goodness[0] == goodness[-1]:
+            return SignalTransform("flat", np.empty(0), np.zeros(1), missing_goodness)
+        label = "increasing" if goodness[-1] > goodness[0] else "decreasing"
+        return SignalTransform(label, knots_x, goodness, missing_goodness, kind="linear")
+
+    levels = monotone if chosen == "monotone" else rates
+    goodness, missing_goodness = _goodness_scale(
+        logit(np.clip(levels, _EPS, 1 - _EPS)), missing_logit, n_missing > 0
+    )
+    if chosen == "monotone" and smooth and _distinct(goodness) > 1:
+        # piecewise linear through the centre (mean value) of each block of equal goodness: keeps the order of
+        # accounts within a block instead of tying them
+        sums = np.bincount(index, weights=x, minlength=len(levels))
+        block = np.concatenate([[0], np.cumsum(np.diff(goodness) != 0)])
+        centres = np.bincount(block, weights=sums) / np.bincount(block, weights=counts)
+        knots_goodness = goodness[np.flatnonzero(np.diff(np.append(-1, block)))]
+        label = "increasing" if knots_goodness[-1] > knots_goodness[0] else "decreasing"
+        return SignalTransform(label, centres, knots_goodness, missing_goodness, kind="linear")
+    # merge neighbouring bins of equal goodness: fewer edges, same function
+    keep = np.flatnonzero(np.diff(goodness) != 0)
+    edges, goodness = edges[keep], np.append(goodness[keep], goodness[-1])
+    if len(goodness) == 1:
+        label = "flat"
+    elif np.all(np.diff(goodness) >= 0):
+        label = "increasing"
+    elif np.all(np.diff(goodness) <= 0):
+        label = "decreasing"
+    else:
+        label = "learned order"
+    return SignalTransform(label, edges, goodness, missing_goodness)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Non-negative logistic fit and calibration
+# --------------------------------------------------------------------------------------------------------------
+
+
+def _fit_logistic_1d(
+    unit: np.ndarray, churns: np.ndarray, counts: np.ndarray, iterations: int = 50
+) -> tuple[float, float]:
+    """Intercept and slope of a one-signal logistic regression on grouped rows (`counts` rows at value `unit`,
+    `churns` of them churned), by damped Newton steps with a tiny ridge for separable data."""
+    total = float(counts.sum())
+    base = float(np.clip(churns.sum() / total, 1e-6, 1 - 1e-6))
+    theta = np.array([math.log(base / (1 - base)), 0.0])
+    design = np.column_stack([np.ones_like(unit), unit])
+    ridge = np.diag([0.0, 1e-6 * total])
+
+    def loss(params: np.ndarray) -> float:
+        eta = design @ params
+        return float(np.sum(counts * np.logaddexp(0.0, eta) - churns * eta) + 0.5 * params @ ridge @ params)
+
+    current = loss(theta)
+    for _ in range(iterations):
+        prob = expit(design @ theta)
+        gradient = design.T @ (churns - counts * prob) - ridge @ theta
+        hessian = (design * (counts * prob * (1 - prob))[:, None]).T @ design + ridge + 1e-9 * np.eye(2)
+        step = np.linalg.solve(hessian, gradient)
+        for _ in range(30):  # halve the step until the loss does not rise
+            trial = loss(theta + step)
+            if trial <= current + 1e-12:
+                break
+            step = step / 2
+        else:
+            break
+        theta, current = theta + step, trial
+        if np.max(np.abs(step)) < 1e-8:
+            break
+    return float(theta[0]), float(theta[1])
+
+
+def _fit_logistic(
+    features: np.ndarray, target: np.ndarray, l2: float, lower: list[float] | None = None
+) -> tuple[float, np.ndarray]:
+    """Intercept and weights of logit P(churn) = b0 + features @ w, minimising mean log loss + l2/2 |w|^2.
+
+    The weights are bounded below by `lower` (default 0 for every weight; scipy L-BFGS-B).
+    """
+    n, p = features.shape
+    base = float(np.clip(target.mean(), 1e-6, 1 - 1e-6))
+
+    def objective(theta: np.ndarray) -> tuple[float, np.ndarray]:
+        eta = theta[0] + features @ theta[1:]
+        loss = float(np.mean(np.logaddexp(0.0, eta) - target * eta)) + 0.5 * l2 * float(theta[1:] @ theta[1:])
+        residual = expit(eta) - target
+        grad = np.empty(p + 1)
+        grad[0] = residual.mean()
+        grad[1:] = features.T @ residual / n + l2 * theta[1:]
+        return loss, grad
+
+    lower = [0.0] * p if lower is None else list(lower)
+    start = np.zeros(p + 1)
+    start[0] = math.log(base / (1 - base))
+    start[1:] = lower
+    with threadpool_limits(limits=1):  # L-BFGS-B's tiny BLAS calls only slow down with several threads
+        result = minimize(
+            objective,
+            start,
+            jac=True,
+            method="L-BFGS-B",
+            bounds=[(None, None)] + [(bound, None) for bound in lower],
+            options={"maxiter": 1000, "ftol": 1e-12, "gtol": 1e-8},
+        )
+    return float(result.x[0]), np.asarray(result.x[1:])
+
+
+def _fit_calibration(
+    scores: np.ndarray,
+    target: np.ndarray,
+    method: str,
+    modifier_goodness: dict[str, np.ndarray] | None = None,
+) -> dict[str, Any]:
+    """Map scores to churn probability, monotone decreasing in the score.
+
+    "logistic": logit P(churn) = intercept + slope * score + sum(weight_m * goodness_m) over the modifiers
+    (slope <= 0, weights <= 0: a modifier's goodness can only lower the churn probability). "isotonic": a
+    decreasing step function of the score alone.
+    """
+    modifier_goodness = modifier_goodness or {}
+    if method == "logistic":
+        names = list(modifier_goodness)
+        features = np.column_stack([(100.0 - scores) / 100.0] + [1.0 - modifier_goodness[m] for m in names])
+        # the slope stays strictly negative, so the probability always ranks accounts as the score does
+        b0, weights = _fit_logistic(features, target, l2=1e-6, lower=[1e-3] + [0.0] * len(names))
+        a, modifier_weights = float(weights[0]), [float(w) for w in weights[1:]]
+        calibration: dict[str, Any] = {
+            "method": "logistic",
+            "intercept": float(b0 + a + sum(modifier_weights)),
+            "slope": float(-a / 100.0),
+        }
+        if names:
+            calibration["modifiers"] = {m: -w for m, w in zip(names, modifier_weights, strict=True)}
+        return calibration
+    if method == "isotonic":
+        iso = IsotonicRegression(increasing=False, out_of_bounds="clip").fit(scores, target)
+        return {
+            "method": "isotonic",
+            "scores": [float(v) for v in iso.X_thresholds_],
+            "probabilities": [float(v) for v in iso.y_thresholds_],
+        }
+    raise ModelInputError(f"calibration must be 'logistic' or 'isotonic', got {method!r}")
+
+
+def _apply_calibration(
+    calibration: dict[str, Any], scores: np.ndarray, modifier_goodness: dict[str, np.ndarray] | None = None
+) -> np.ndarray:
+    if calibration["method"] == "logistic":
+        eta = calibration["intercept"] + calibration["slope"] * scores
+        for name, weight in (calibration.get("modifiers") or {}).items():
+            eta = eta + weight * (modifier_goodness or {})[name]
+        return expit(eta)
+    probabilities = np.interp(scores, calibration["scores"], calibration["probabilities"])
+    return np.clip(probabilities, 1e-6, 1 - 1e-6)
+
+
+def _round_points(raw: np.ndarray) -> np.ndarray:
+    """Rescale non-negative weights to points summing to exactly 100.00 (largest-remainder rounding)."""
+    hundredths = raw / raw.sum() * 10_000.0
+    points = np.floor(hundredths + 1e-9)
+    remainder = int(round(10_000.0 - points.sum()))
+    order = np.argsort(-(hundredths - points), kind="stable")
+    points[order[:remainder]] += 1
+    return points / 100.0
+
+
+# --------------------------------------------------------------------------------------------------------------
+# HealthScore
+# --------------------------------------------------------------------------------------------------------------
+
+
+def _as_pandas(X):
+    if hasattr(X, "to_pandas") and not isinstance(X, pd.DataFrame | pd.Series | np.ndarray):
+        return X.to_pandas()
+    return X
+
+
+def _numeric_dataframe(X: pd.DataFrame) -> pd.DataFrame:
+    bad = [c for c in X.columns if not (pd.api.types.is_numeric_dtype(X[c]) or pd.api.types.is_bool_dtype(X[c]))]
+    if bad:
+        raise ModelInputError(
+            f"X: column(s) {', '.join(map(str, bad[:3]))} are not numeric (a health score needs numeric signals); "
+            f"rows: {example_rows(X[bad[:3]])}"
+        )
+    return pd.DataFrame(X.to_numpy(dtype=float, na_value=np.nan), columns=X.columns, index=X.index)
+
+
+class HealthScore(ClassifierMixin, BaseEstimator):
+    """A points-based customer health score fitted to predict churn (scikit-learn estimator).
+
+    `HealthScore().fit(X, y)`: X numeric signals (DataFrame or array; NaN = missing), y = 1 for churned (any two
+    labels: the larger one is churn). After fitting: `points_` (column -> points, >= 0, summing to 100; 0 for
+    modifiers and unused columns), `transforms_` (column -> SignalTransform), `calibration_`, `classes_`,
+    `n_features_in_`, `feature_names_in_` (DataFrame input). Methods: `health_score(X)` (0..100, higher is
+    healthier), `predict_proba(X)` (column 1 = churn probability), `predict(X)`, `band(X)`,
+    `goodness(X)` and `component_points(X)` (per-signal breakdown). See the module docstring for the method.
+
+    Parameters: `max_bins`, `min_bin_rows`, `prior_strength`, `shape` ("auto" | "monotone") shape the
+    transforms; `l2` and `cv` the points fit; `calibration` ("logistic" | "isotonic"); `calibrate_modifiers`
+    (modifiers enter the logistic calibration); `fixed_points`
+    ({column: points}, rescaled to 100: the points are then not fitted); `modifiers` (columns never used as point
+    sources); `urgency`, `urgency_days`, `urgency_gain` (renewal-urgency modifier); `healthy`, `at_risk` (band
+    thresholds); `min_rows`; `random_state` (cross-fitting folds); `name` (shown in reports and model files).
+    """
+
+    def __init__(
+        self,
+        *,
+        max_bins: int = 20,
+        min_bin_rows: int = 30,
+        prior_strength: float = 10.0,
+        shape: str = "auto",
+        smooth: bool = True,
+        penalty: str = "bic",
+        l2: float = 1e-3,
+        cv: int = 5,
+        calibration: str = "logistic",
+        calibrate_modifiers: bool = True,
+        fixed_points: dict[str, float] | None = None,
+        modifiers: tuple[str, ...] = ("days_to_renewal",),
+        urgency: str | None = None,
+        urgency_days: float = 90.0,
+        urgency_gain: float = 0.5,
+        healthy: float = 70.0,
+        at_risk: float = 55.0,
+        min_rows: int = 10,
+        random_state: int = 0,
+        name: str | None = None,
+    ) -> None:
+        self.max_bins = max_bins
+        self.min_bin_rows = min_bin_rows
+        self.prior_strength = prior_strength
+        self.shape = shape
+        self.smooth = smooth
+        self.penalty = penalty
+        self.l2 = l2
+        self.cv = cv
+        self.calibration = calibration
+        self.calibrate_modifiers = calibrate_modifiers
+        self.fixed_points = fixed_points
+        self.modifiers = modifiers
+        self.urgency = urgency
+        self.urgency_days = urgency_days
+        self.urgency_gain = urgency_gain
+        self.healthy = healthy
+        self.at_risk = at_risk
+        self.min_rows = min_rows
+        self.random_state = random_state
+        self.name = name
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True
+        tags.classifier_tags.multi_class = False
+        return tags
+
+    # ---- input checks -----------------------------------------------------------------------------------------
+    def _matrix(self, X, y=None, *, reset: bool) -> tuple[np.ndarray, np.ndarray | None]:
+        X = _as_pandas(X)
+        if isinstance(X, pd.DataFrame):
+            if not reset and hasattr(self, "feature_names_in_"):
+                expected = list(self.feature_names_in_)
+                columns = list(X.columns)
+                if set(columns) != set(expected) or len(columns) != len(expected):
+                    missing = [c for c in expected if c not in columns]
+                    extra = [c for c in columns if c not in expected]
+                    raise ModelInputError(
+                        "X: columns differ from the ones the model was fitted on "
+                        f"(missing: {', '.join(map(str, missing[:5])) or 'none'}; "
+                        f"unexpected: {', '.join(map(str, extra[:5])) or 'none'})"
+                    )
+                X = X[expected]
+            X = _numeric_dataframe(X)
+        try:
+            if y is None:
+                matrix = validate_data(self, X, reset=reset, ensure_all_finite="allow-nan", dtype=np.float64)
+                return matrix, None
+            matrix, y = validate_data(
+                self, X, y, reset=reset, ensure_all_finite="allow-nan", dtype=np.float64, ensure_min_samples=1
+            )
+        except ModelInputError:
+            raise
+        except ValueError as exc:
+            raise ModelInputError(str(exc)) from None
+        return matrix, y
+
+    def _columns(self) -> list[str]:
+        if hasattr(self, "feature_names_in_"):
+            return [str(c) for c in self.feature_names_in_]
+        return [f"x{i}" for i in range(self.n_features_in_)]
+
+    def _target(self, y: np.ndarray) -> np.ndarray:
+        try:
+            check_classification_targets(y)
+        except ValueError as exc:
+            raise ModelInputError(str(exc)) from None
+        kind = type_of_target(y, input_name="y")
+        classes = np.unique(y)
+        if len(classes) < 2:
+            raise ModelInputError(
+                f"y: only one class ({classes[0] if len(classes) else 'none'}) is present; fitting a churn model needs "
+                "both churned and retained rows"
+            )
+        if kind != "binary":
+            raise ModelInputError(
+                f"Only binary classification is supported. The type of the target is {kind} (y must be churned or not)."
+            )
+        self.classes_ = classes
+        return (y == classes[1]).astype(float)
+
+    # ---- fitting ----------------------------------------------------------------------------------------------
+    def fit(self, X, y, groups=None) -> HealthScore:
+        """Learn transforms, points (unless fixed) and calibration from signals X and churn outcomes y.
+
+        `groups` (optional, e.g. company ids of a weekly panel) keeps each group's rows in one cross-fitting fold.
+        """
+        matrix, y = self._matrix(X, y, reset=True)
+        target = self._target(y)
+        n = len(target)
+        if n < self.min_rows:
+            raise ModelInputError(
+                f"too few rows: {n} sample(s); a health score needs at least {self.min_rows} rows"
+            )
+        columns = self._columns()
+        modifiers = [c for c in columns if c in tuple(self.modifiers or ()) or c == self.urgency]
+        if self.urgency is not None and self.urgency not in columns:
+            raise ModelInputError(f"X: the urgency column {self.urgency!r} is missing")
+        if self.fixed_points is not None:
+            unknown = [c for c in self.fixed_points if c not in columns]
+            if unknown:
+                raise ModelInputError(
+                    f"X: column(s) {', '.join(unknown)} needed by the {self.name or 'preset'} points are missing "
+                    f"(columns given: {', '.join(columns[:8])})"
+                )
+            raw_points = np.array([float(v) for v in self.fixed_points.values()])
+            if np.any(raw_points < 0) or raw_points.sum() <= 0:
+                raise ModelInputError("fixed_points: points must be >= 0 and not all zero")
+            sources = [c for c in columns if c in self.fixed_points and c not in modifiers]
+        else:
+            sources = [c for c in columns if c not in modifiers]
+        if not sources:
+            raise ModelInputError("X: no column can earn points (all columns are modifiers)")
+        position = {c: i for i, c in enumerate(columns)}
+        source_matrix = matrix[:, [position[c] for c in sources]]
+        empty = [c for c, j in zip(sources, range(len(sources)), strict=True) if np.isnan(source_matrix[:, j]).all()]
+        if empty:
+            raise ModelInputError(f"X: column(s) {', '.join(empty[:3])} have no values (all missing)")
+
+        transforms = {c: self._fit_transform(source_matrix[:, j], target) for j, c in enumerate(sources)}
+        crossfit = self._crossfit_goodness(source_matrix, target, groups)
+        if self.fixed_points is not None:
+            weights = np.array([float(self.fixed_points[c]) for c in sources])
+        else:
+            _, weights = _fit_logistic(1.0 - crossfit, target, self.l2)
+            if weights.sum() <= 1e-8:
+                warnings.warn(
+                    "HealthScore: no signal separates churned from retained rows; points are split equally",
+                    UserWarning,
+                    stacklevel=2,
+                )
+                weights = np.ones(len(sources))
+        source_points = _round_points(weights)
+        self.points_ = {c: 0.0 for c in columns}
+        self.points_.update({c: float(p) for c, p in zip(sources, source_points, strict=True)})
+        self.transforms_ = transforms
+        self.point_sources_ = sources
+        self.modifiers_ = modifiers
+        crossfit_scores = self._apply_urgency(crossfit @ source_points, matrix)
+        usable = [c for c in modifiers if not np.isnan(matrix[:, position[c]]).all()]
+        if not self.calibrate_modifiers or self.calibration != "logistic":
+            usable = []
+        self.modifier_transforms_ = {c: self._fit_transform(matrix[:, position[c]], target) for c in usable}
+        modifier_crossfit = self._crossfit_goodness(matrix[:, [position[c] for c in usable]], target, groups)
+        self.calibration_ = _fit_calibration(
+            crossfit_scores, target, self.calibration,
+            {c: modifier_crossfit[:, j] for j, c in enumerate(usable)},
+        )
+        self.n_train_rows_ = n
+        self.n_train_churns_ = int(target.sum())
+        return self
+
+    def _fit_transform(self, values: np.ndarray, target: np.ndarray) -> SignalTransform:
+        return fit_signal_transform(
+            values,
+            target,
+            max_bins=self.max_bins,
+            min_bin_rows=self.min_bin_rows,
+            prior_strength=self.prior_strength,
+            shape=self.shape,
+            smooth=self.smooth,
+            penalty=self.penalty,
+        )
+
+    def _crossfit_goodness(self, source_matrix: np.ndarray, target: np.ndarray, groups) -> np.ndarray:
+        """Goodness of each row from transforms learned without its fold (in-sample when folds are impossible)."""
+        minority = int(min(target.sum(), len(target) - target.sum()))
+        folds = min(int(self.cv or 0), minority)
+        if groups is not None:
+            groups = np.asarray(groups)
+            if len(groups) != len(target):
+                raise ModelInputError(f"groups: {len(groups)} values for {len(target)} rows")
+            folds = min(folds, len(np.unique(groups)))
+        if folds < 2 or source_matrix.shape[1] == 0:
+            goodness = np.empty(source_matrix.shape)
+            for j in range(source_matrix.shape[1]):
+                goodness[:, j] = self._fit_transform(source_matrix[:, j], target).apply(source_matrix[:, j])
+            return goodness
+        if groups is not None:
+            splits = GroupKFold(n_splits=folds).split(source_matrix, target, groups)
+        else:
+            splits = StratifiedKFold(n_splits=folds, shuffle=True, random_state=self.random_state).split(
+                source_matrix, target
+            )
+        goodness = np.empty(source_matrix.shape)
+        if source_matrix.shape[1] == 0:
+            return goodness
+        for train_idx, held_idx in splits:
+            for j in range(source_matrix.shape[1]):
+                transform = self._fit_transform(source_matrix[train_idx, j], target[train_idx])
+                goodness[held_idx, j] = transform.apply(source_matrix[held_idx, j])
+        return goodness
+
+    # ---- scoring ----------------------------------------------------------------------------------------------
+    def _apply_urgency(self, base: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+        base = np.clip(base, 0.0, 100.0)
+        if self.urgency is None:
+            return base
+        days = matrix[:, self._columns().index(self.urgency)]
+        closeness = np.clip((self.urgency_days - days) / self.urgency_days, 0.0, 1.0)
+        amplify = 1.0 + self.urgency_gain * np.nan_to_num(closeness, nan=0.0)
+        return np.clip(50.0 + (base - 50.0) * amplify, 0.0, 100.0)
+
+    def _goodness_matrix(self, matrix: np.ndarray) -> np.ndarray:
+        position = {c: i for i, c in enumerate(self._columns())}
+        return np.column_stack(
+            [self.transforms_[c].apply(matrix[:, position[c]]) for c in self.point_sources_]
+        )
+
+    def _modifier_goodness(self, matrix: np.ndarray) -> dict[str, np.ndarray]:
+        columns = self._columns()
+        return {c: t.apply(matrix[:, columns.index(c)]) for c, t in self.modifier_transforms_.items()}
+
+    def _scores(self, matrix: np.ndarray) -> np.ndarray:
+        points = np.array([self.points_[c] for c in self.point_sources_])
+        return self._apply_urgency(self._goodness_matrix(matrix) @ points, matrix)
+
+    def health_score(self, X) -> np.ndarray:
+        """Health score 0..100 per row (higher is healthier)."""
+        check_is_fitted(self, "points_")
+        matrix, _ = self._matrix(X, reset=False)
+        return self._scores(matrix)
+
+    def predict_proba(self, X) -> np.ndarray:
+        """Probabilities per row: column 0 retained, column 1 churned (calibrated on training data)."""
+        check_is_fitted(self, "points_")
+        matrix, _ = self._matrix(X, reset=False)
+        churn = _apply_calibration(self.calibration_, self._scores(matrix), self._modifier_goodness(matrix))
+        return np.column_stack([1.0 - churn, churn])
+
+    def predict(self, X) -> np.ndarray:
+        """The churn label where the churn probability is at least 0.5, else the retained label."""
+        churn = self.predict_proba(X)[:, 1]
+        return self.classes_[(churn >= 0.5).astype(int)]
+
+    def band(self, X) -> np.ndarray:
+        """Band per row: "Healthy" (score >= healthy), "At risk" (score < at_risk), else "Neutral"."""
+        return bands_for(self.health_score(X), self.healthy, self.at_risk)
+
+    def goodness(self, X) -> pd.DataFrame:
+        """Goodness (0..1) of each point-source signal per row."""
+        check_is_fitted(self, "points_")
+        matrix, _ = self._matrix(X, reset=False)
+        return pd.DataFrame(self._goodness_matrix(matrix), columns=self.point_sources_)
+
+    def component_points(self, X) -> pd.DataFrame:
+        """Points earned per point-source signal per row (points x goodness; before the urgency modifier)."""
+        frame = self.goodness(X)
+        for column in frame.columns:
+            frame[column] = frame[column] * self.points_[column]
+        return frame
+
+    # ---- construction from a stored state --------------------------------------------------------------------
+    def _set_state(
+        self,
+        columns: list[str],
+        classes: list,
+        points: dict[str, float],
+        transforms: dict[str, SignalTransform],
+        calibration: dict[str, Any],
+        modifier_transforms: dict[str, SignalTransform] | None = None,
+    ) -> HealthScore:
+        self.feature_names_in_ = np.asarray(columns, dtype=object)
+        self.n_features_in_ = len(columns)
+        self.classes_ = np.asarray(classes)
+        self.point_sources_ = [c for c in columns if c in transforms]
+        self.modifiers_ = [c for c in columns if c in tuple(self.modifiers or ()) or c == self.urgency]
+        self.points_ = {c: float(points.get(c, 0.0)) for c in columns}
+        self.transforms_ = dict(transforms)
+        self.modifier_transforms_ = dict(modifier_transforms or {})
+        self.calibration_ = dict(calibration)
+        return self
+
+
+def bands_for(scores: np.ndarray, healthy: float = 70.0, at_risk: float = 55.0) -> np.ndarray:
+    """Band names for health scores: Healthy >= healthy, At risk < at_risk, Neutral between."""
+    scores = np.asarray(scores, dtype=float)
+    return np.where(scores >= healthy, BAND_HEALTHY, np.where(scores < at_risk, BAND_AT_RISK, BAND_NEUTRAL)).astype(
+        object
+    )
+
+
+def choose_at_risk_threshold(
+    scores,
+    churned=None,
+    *,
+    target_recall: float | None = None,
+    capacity_per_owner_week: float | None = None,
+    owners=None,
+    weeks=None,
+) -> float:
+    """Pick the At-risk threshold from data: for a target recall of churned rows, or for a CS team's capacity.
+
+    - `target_recall` (with `churned`): the lowest threshold t such that at least that share of churned rows
+      score below t.
+    - `capacity_per_owner_week` (with `owners` and `weeks`, e.g. cs_owner_id and as_of per row): the highest
+      threshold t whose at-risk rows (score < t) average at most that many accounts per owner per week.
+    The result is rounded up to one decimal (recall) or down (capacity) and kept within 0..100.
+    """
+    scores = np.asarray(scores, dtype=float)
+    if (target_recall is None) == (capacity_per_owner_week is None):
+        raise ModelInputError("choose_at_risk_threshold: give exactly one of target_recall, capacity_per_owner_week")
+    if target_recall is not None:
+        if churned is None or not 0 < target_recall <= 1:
+            raise ModelInputError("choose_at_risk_threshold: target_recall needs churned outcomes and a value in (0, 1]")
+        churned_scores = np.sort(scores[np.asarray(churned).astype(bool) & ~np.isnan(scores)])
+        if len(churned_scores) == 0:
+            raise ModelInputError("choose_at_risk_threshold: no churned rows to measure recall on")
+        grid = np.round(np.arange(0.0, 100.05, 0.1), 1)
+        recall = np.searchsorted(churned_scores, grid, side="left") / len(churned_scores)
+        reached = grid[recall >= target_recall - 1e-12]
+        return float(reached.min()) if len(reached) else 100.0
+    if owners is None or weeks is None:
+        raise ModelInputError("choose_at_risk_threshold: capacity needs owners and weeks per row")
+    frame = pd.DataFrame({"score": scores, "owner": np.asarray(owners), "week": np.asarray(weeks)})
+    owner_weeks = frame.groupby(["owner", "week"], dropna=False).ngroups
+    candidates = np.round(np.arange(0.0, 100.05, 0.5), 1)
+    flagged = np.array([(frame["score"] < t).sum() for t in candidates]) / max(1, owner_weeks)
+    allowed = candidates[flagged <= capacity_per_owner_week]
+    return float(allowed.max()) if len(allowed) else 0.0
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Presets
+# --------------------------------------------------------------------------------------------------------------
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "seed": {
+        "points": {"core_depth": 30, "eb_engagement": 25, "support_negative_trend": 20, "seat_utilisation": 15},
+        "urgency": "days_to_renewal",
+        "description": "hand weights from the field: core usage 30, economic buyer 25, support trend 20, seat "
+        "utilisation 15 (rescaled to 100), renewal proximity as an urgency modifier",
+    },
+    "40-30-30": {
+        "points": {"logins_28d": 40, "ticket_volume_90d": 30, "email_open_rate": 15, "latest_nps": 15},
+        "urgency": None,
+        "description": "the common template: usage 40 (logins), support 30 (ticket volume), engagement 30 "
+        "(email opens 15, NPS 15)",
+    },
+}
+
+
+def preset(name: str) -> HealthScore:
+    """An unfitted preset: fixed points; fitting learns only the transforms and the calibration.
+
+    A preset's transforms are monotone (a hand-made score never rewards a middle value) and chosen by fit alone
+    (penalty "none"), so each of its signals keeps the direction the training data show, however weak.
+    """
+    if name not in PRESETS:
+        raise ModelInputError(f"unknown preset {name!r}; presets: {', '.join(PRESETS)}")
+    spec = PRESETS[name]
+    return HealthScore(
+        fixed_points=dict(spec["points"]), urgency=spec["urgency"], shape="monotone", penalty="none", name=name
+    )
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Segmented models
+# --------------------------------------------------------------------------------------------------------------
+
+
+def _blend_transforms(a: SignalTransform, b: SignalTransform, weight_a: float) -> SignalTransform:
+    """weight_a * a + (1 - weight_a) * b as one step function over the union of both edge sets."""
+    edges = np.union1d(a.edges, b.edges)
+    probes = np.append(edges, np.inf)  # each bin of the union is identified by its right edge
+    goodness = np.round(weight_a * a.apply(probes) + (1 - weight_a) * b.apply(probes), 4)
+    missing = round(weight_a * a.missing_goodness + (1 - weight_a) * b.missing_goodness, 4)
+    keep = np.flatnonzero(np.diff(goodness) != 0)
+    edges, goodness = edges[keep], np.append(goodness[keep], goodness[-1])
+    shape = a.shape if a.shape == b.shape else "blended"
+    return SignalTransform(shape, edges, goodness, missing)
+
+
+class SegmentedHealthScore(ClassifierMixin, BaseEstimator):
+    """Separate health scores per segment (e.g. high_touch / scaled), shrunk toward one global model.
+
+    X holds the signals plus `segment_column`. A global model (a clone of `base`, default HealthScore()) is fitted
+    on all rows; each segment's own model is fitted on its rows and blended with the global one with weight
+    w = churns / (churns + shrinkage): points, transforms (on the union of bin edges) and calibration are
+    w * segment + (1 - w) * global. A segment whose own fit is impossible (one class, too few rows) uses the
+    global model (w = 0). Rows of a segment unseen in training use the global model. A warning is issued when a
+    segment has fewer than `min_churns_per_signal` churns per point-source signal.
+    `points_` is the global model's; `segment_points_`, `segment_weights_`, `segment_models_` the per-segment ones.
+    """
+
+    def __init__(
+        self,
+        base: HealthScore | None = None,
+        segment_column: str = "arr_segment",
+        shrinkage: float = 50.0,
+        min_churns_per_signal: int = 10,
+    ) -> None:
+        self.base = base
+        self.segment_column = segment_column
+        self.shrinkage = shrinkage
+        self.min_churns_per_signal = min_churns_per_signal
+
+    def _split(self, X) -> tuple[pd.DataFrame, np.ndarray]:
+        X = _as_pandas(X)
+        if not isinstance(X, pd.DataFrame):
+            raise ModelInputError("SegmentedHealthScore needs a DataFrame holding the segment column")
+        if self.segment_column not in X.columns:
+            raise ModelInputError(
+                f"X: segment column {self.segment_column!r} is missing (columns: {', '.join(map(str, X.columns[:8]))})"
+            )
+        segments = X[self.segment_column].astype(object).where(X[self.segment_column].notna(), "missing")
+        return X.drop(columns=[self.segment_column]), segments.astype(str).to_numpy()
+
+    def fit(self, X, y, groups=None) -> SegmentedHealthScore:
+        signals, segments = self._split(X)
+        y = np.asarray(y).ravel()
+        base = self.base if self.base is not None else HealthScore()
+        self.global_model_ = clone(base).fit(signals, y, groups=groups)
+        churn_label = self.global_model_.classes_[1]
+        self.classes_ = self.global_model_.classes_
+        self.feature_names_in_ = np.asarray(list(map(str, X.columns)), dtype=object)
+        self.n_features_in_ = len(self.feature_names_in_)
+        self.points_ = dict(self.global_model_.points_)
+        n_sources = len(self.global_model_.point_sources_)
+        self.segment_models_: dict[str, HealthScore] = {}
+        self.segment_weights_: dict[str, float] = {}
+        self.segment_churns_: dict[str, int] = {}
+        for segment in sorted(set(segments)):
+            mask = segments == segment
+            churns = int((y[mask] == churn_label).sum())
+            self.segment_churns_[segment] = churns
+            if churns < self.min_churns_per_signal * n_sources:
+                warnings.warn(
+                    f"segment {self.segment_column}={segment}: {churns} churns for {n_sources} signals "
+                    f"(fewer than {self.min_churns_per_signal} per signal); its model leans on the global one",
+                    UserWarning,
+                    stacklevel=2,
+                )
+            weight = churns / (churns + self.shrinkage) if churns + self.shrinkage > 0 else 0.0
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    own = clone(base).fit(
+                        signals[mask], y[mask], groups=None if groups is None else np.asarray(groups)[mask]
+                    )
+            except ModelInputError:
+                own, weight = None, 0.0
+            self.segment_weights_[segment] = float(weight)
+            self.segment_models_[segment] = self._blend(own, weight, signals[mask], y[mask] == churn_label)
+        self.segment_points_ = {s: dict(m.points_) for s, m in self.segment_models_.items()}
+        return self
+
+    def _blend(self, own: HealthScore | None, weight: float, signals: pd.DataFrame, churned: np.ndarray) -> HealthScore:
+        glob = self.global_model_
+        if own is None or weight <= 0:
+            return glob
+        sources = glob.point_sources_
+        raw = np.array([weight * own.points_[c] + (1 - weight) * glob.points_[c] for c in sources])
+        points = dict(zip(sources, _round_points(raw) if raw.sum() > 0 else raw, strict=True))
+        transforms = {c: _blend_transforms(own.transforms_[c], glob.transforms_[c], weight) for c in sources}
+        blended = clone(glob)._set_state(
+            list(glob._columns()), list(glob.classes_), points, transforms, glob.calibration_,
+            glob.modifier_transforms_,
+        )
+        matrix, _ = blended._matrix(signals, reset=False)
+        modifier_goodness = blended._modifier_goodness(matrix)
+        local = _fit_calibration(blended._scores(matrix), churned.astype(float), glob.calibration, modifier_goodness)
+        if local["method"] == "logistic":
+            calibration = {
+                "method": "logistic",
+                "intercept": weight * local["intercept"] + (1 - weight) * glob.calibration_["intercept"],
+                "slope": weight * local["slope"] + (1 - weight) * glob.calibration_["slope"],
+            }
+            if "modifiers" in local:
+                calibration["modifiers"] = {
+                    m: weight * w + (1 - weight) * glob.calibration_["modifiers"][m]
+                    for m, w in local["modifiers"].items()
+                }
+        else:
+            grid = np.linspace(0.0, 100.0, 201)
+            mixed = weight * _apply_calibration(local, grid) + (1 - weight) * _apply_calibration(glob.calibration_, grid)
+            calibration = {"method": "isotonic", "scores": grid.tolist(), "probabilities": mixed.tolist()}
+        blended.calibration_ = calibration
+        return blended
+
+    def _by_segment(self, X, method: str) -> np.ndarray:
+        check_is_fitted(self, "segment_models_")
+        signals, segments = self._split(X)
+        result = None
+        for segment in sorted(set(segments)):
+            mask = segments == segment
+            model = self.segment_models_.get(segment, self.global_model_)
+            part = np.asarray(getattr(model, method)(signals[mask]))
+            if result is None:
+                result = np.empty((len(segments),) + part.shape[1:], dtype=part.dtype if part.dtype != object else object)
+            result[mask] = part
+        return result if result is not None else np.empty(0)
+
+    def health_score(self, X) -> np.ndarray:
+        """Health score 0..100 per row, from the row's segment model."""
+        return self._by_segment(X, "health_score")
+
+    def predict_proba(self, X) -> np.ndarray:
+        return self._by_segment(X, "predict_proba")
+
+    def predict(self, X) -> np.ndarray:
+        return self.classes_[(self.predict_proba(X)[:, 1] >= 0.5).astype(int)]
+
+    def band(self, X) -> np.ndarray:
+        return self._by_segment(X, "band")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Model file
+# --------------------------------------------------------------------------------------------------------------
+
+_PARAMS_IN_FILE = (
+    "max_bins", "min_bin_rows", "prior_strength", "shape", "smooth", "penalty", "l2", "cv", "calibration",
+    "calibrate_modifiers", "modifiers", "urgency", "urgency_days", "urgency_gain", "min_rows", "random_state",
+)
+
+
+def _signal_family(name: str) -> str:
+    try:
+        from hsutils.signals import SIGNALS
+    except ImportError:
+        return "custom"
+    signal = SIGNALS.get(name)
+    return str(signal.family) if signal is not None else "custom"
+
+
+def _plain(value: Any) -> Any:
+    """Numpy scalars and tuples as plain YAML-friendly Python values."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | np.ndarray):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, pd.Timestamp | datetime):
+        return value.isoformat()
+    return value
+
+
+def _scorer_dict(model: HealthScore) -> dict[str, Any]:
+    """Signals, calibration and classes of a fitted HealthScore."""
+    signals = []
+    for column in model._columns():
+        role = "points" if column in model.point_sources_ else ("modifier" if column in model.modifiers_ else "unused")
+        entry: dict[str, Any] = {"name": column, "family": _signal_family(column), "role": role,
+                                 "points": float(model.points_[column])}
+        if column in model.transforms_:
+            entry["transform"] = model.transforms_[column].to_dict()
+        elif column in model.modifier_transforms_:
+            entry["transform"] = model.modifier_transforms_[column].to_dict()
+        signals.append(entry)
+    return {"columns": model._columns(), "classes": _plain(list(model.classes_)), "signals": signals,
+            "calibration": _plain(model.calibration_)}
+
+
+def model_to_dict(model, metadata: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The model file content (without `version`) of a HealthScore, preset or SegmentedHealthScore."""
+    metadata = dict(metadata or {})
+    segmented = isinstance(model, SegmentedHealthScore)
+    scorer = model.global_model_ if segmented else model
+    if not isinstance(scorer, HealthScore):
+        raise ModelInputError(f"cannot write a {type(model).__name__} as a model file (HealthScore models only)")
+    fitted = hasattr(scorer, "points_")
+    content: dict[str, Any] = {
+        "format": MODEL_FILE_FORMAT,
+        "kind": "preset" if scorer.fixed_points is not None else "fitted",
+        "name": scorer.name or ("fitted" if scorer.fixed_points is None else "preset"),
+        "created_at": metadata.pop("created_at", None)
+        or datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z"),
+        "training": _plain(metadata.pop("training", {})),
+        "bands": {"healthy": float(scorer.healthy), "at_risk": float(scorer.at_risk)},
+        "urgency": None if scorer.urgency is None else {
+            "column": scorer.urgency, "days": float(scorer.urgency_days), "gain": float(scorer.urgency_gain),
+            "formula": "50 + (score - 50) * (1 + gain * max(0, (days - days_to_renewal) / days))",
+        },
+        "params": _plain({k: getattr(scorer, k) for k in _PARAMS_IN_FILE}),
+    }
+    if scorer.fixed_points is not None:
+        content["fixed_points"] = _plain(dict(scorer.fixed_points))
+    if fitted:
+        content.update(_scorer_dict(scorer))
+    else:
+        content["signals"] = [
+            {"name": c, "family": _signal_family(c), "role": "points", "points": float(p)}
+            for c, p in (scorer.fixed_points or {}).items()
+        ]
+        content["calibration"] = None
+    if segmented:
+        content["segments"] = {
+            "column": model.segment_column,
+            "shrinkage": float(model.shrinkage),
+            "min_churns_per_signal": int(model.min_churns_per_signal),
+            "models": {
+                segment: {"weight": model.segment_weights_[segment], "churns": model.segment_churns_[segment],
+                          **{k: v for k, v in _scorer_dict(seg_model).items() if k in ("signals", "calibration")}}
+                for segment, seg_model in model.segment_models_.items()
+            },
+        }
+    if "metrics" in metadata:
+        content["metrics"] = _plain(metadata.pop("metrics"))
+    content.update(_plain(metadata))
+    return content
+
+
+def _version(content: dict[str, Any]) -> str:
+    body = {k: v for k, v in content.items() if k not in ("version", "created_at")}
+    digest = hashlib.sha256(yaml.safe_dump(body, sort_keys=True).encode()).hexdigest()[:8]
+    return f"{str(content.get('created_at') or '')[:10]}-{digest}"
+
+
+def save_model(model, path: str | Path, metadata: dict[str, Any] | None = None) -> Path:
+    """Write the model file (YAML) atomically; returns the path. Sets `model.version_`.
+
+    `metadata` may hold `training` ({cutoff, from, to, horizon_days, rows, churns}), `metrics`, `created_at`
+    and any other top-level keys. `version` is the creation date plus a short hash of the content.
+    """
+    content = model_to_dict(model, metadata)
+    version = _version(content)
+    ordered = {"version": version, **content}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = "# hsutils health score model: points per signal, transforms, bands, calibration.\n" + yaml.safe_dump(
+        ordered, sort_keys=False, allow_unicode=True, width=110, default_flow_style=None
+    )
+    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            stream.write(text)
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+    model.version_ = version
+    return path
+
+
+def _scorer_from(content: dict[str, Any], section: dict[str, Any], params: dict[str, Any]) -> HealthScore:
+    model = HealthScore(**params)
+    columns = [str(c) for c in content["columns"]]
+    points, transforms, modifier_transforms = {}, {}, {}
+    for signal in section["signals"]:
+        points[signal["name"]] = float(signal.get("points", 0.0))
+        if signal.get("transform"):
+            target = modifier_transforms if signal.get("role") == "modifier" else transforms
+            target[signal["name"]] = SignalTransform.from_dict(signal["transform"])
+    total = sum(points.get(c, 0.0) for c in transforms)
+    if transforms and abs(total - 100.0) > 0.05:
+        raise ModelInputError(f"model file: points of the point-source signals sum to {total:g}, not 100")
+    return model._set_state(
+        columns, content["classes"], points, transforms, section["calibration"], modifier_transforms
+    )
+
+
+def load_model(path_or_preset: str | Path):
+    """Load a model file, or return the unfitted preset of that name ("seed", "40-30-30").
+
+    A model file yields a fitted scorer (HealthScore or SegmentedHealthScore) with `version_` and `metadata_`
+    (training, metrics); a file of kind "preset" without transforms yields the unfitted preset.
+    """
+    text_path = str(path_or_preset)
+    path = Path(text_path)
+    if text_path in PRESETS and not path.is_file():
+        return preset(text_path)
+    if not path.is_file():
+        raise ModelInputError(f"model {text_path}: no such file (or name a preset: {', '.join(PRESETS)})")
+    try:
+        content = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ModelInputError(f"model file {path}: not valid YAML ({type(exc).__name__})") from None
+    if not isinstance(content, dict) or "signals" not in content or "kind" not in content:
+        raise ModelInputError(f"model file {path}: not an hsutils model file (needs kind and signals)")
+    try:
+        params = dict(content.get("params") or {})
+        if "modifiers" in params:
+            params["modifiers"] = tuple(params["modifiers"] or ())
+        bands = content.get("bands") or {}
+        params.update(healthy=float(bands.get("healthy", 70.0)), at_risk=float(bands.get("at_risk", 55.0)))
+        params["name"] = content.get("name")
+        if content.get("fixed_points"):
+            params["fixed_points"] = {str(k): float(v) for k, v in content["fixed_points"].items()}
+        if not content.get("calibration") or "columns" not in content:
+            model = HealthScore(**params)
+        else:
+            model = _scorer_from(content, content, params)
+            if content.get("segments"):
+                spec = content["segments"]
+                segmented = SegmentedHealthScore(
+                    base=HealthScore(**params),
+                    segment_column=spec["column"],
+                    shrinkage=float(spec.get("shrinkage", 50.0)),
+                    min_churns_per_signal=int(spec.get("min_churns_per_signal", 10)),
+                )
+                segmented.global_model_ = model
+                segmented.classes_ = model.classes_
+                segmented.points_ = dict(model.points_)
+                segmented.feature_names_in_ = np.asarray(list(model._columns()) + [spec["column"]], dtype=object)
+                segmented.n_features_in_ = len(segmented.feature_names_in_)
+                segmented.segment_models_, segmented.segment_weights_, segmented.segment_churns_ = {}, {}, {}
+                for segment, section in (spec.get("models") or {}).items():
+                    segmented.segment_models_[str(segment)] = _scorer_from(content, section, params)
+                    segmented.segment_weights_[str(segment)] = float(section.get("weight", 0.0))
+                    segmented.segment_churns_[str(segment)] = int(section.get("churns", 0))
+                segmented.segment_points_ = {s: dict(m.points_) for s, m in segmented.segment_models_.items()}
+                model = segmented
+    except (KeyError, TypeError, ValueError) as exc:
+        if isinstance(exc, InputError):
+            raise
+        raise ModelInputError(f"model file {path}: malformed ({type(exc).__name__}: {exc})") from None
+    model.version_ = str(content.get("version", ""))
+    model.metadata_ = {k: content.get(k) for k in ("training", "metrics", "created_at", "kind", "name")}
+    return model
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Command line: hsutils fit
+# --------------------------------------------------------------------------------------------------------------
+
+
+def _summary_lines(model: HealthScore, table: pd.DataFrame | None, path: Path, version: str) -> list[str]:
+    lines = [f"model {version} written to {path}", "points per signal:"]
+    value_points = 0.0
+    for column, points in sorted(model.points_.items(), key=lambda item: -item[1]):
+        if column not in model.point_sources_:
+            continue
+        family = _signal_family(column)
+        value_points += points if family == "value" else 0.0
+        shape = model.transforms_[column].shape
+        lines.append(f"  {column:<26} {points:6.2f}  ({family}, {shape})")
+    if model.modifiers_:
+        lines.append(f"  modifiers (no points): {', '.join(model.modifiers_)}")
+    lines.append(f"points on value signals: {value_points:.1f} of 100")
+    if table is not None and len(table):
+        overall = table
+        if "segment" in table.columns:
+            overall = table[table["segment"].isin(["all", "overall", None]) | table["segment"].isna()]
+            if overall.empty:
+                overall = table
+        lines.append("held-out comparison (test period):")
+        model_column = "model" if "model" in overall.columns else overall.columns[0]
+        for _, row in overall.iterrows():
+            auc = row.get("auc")
+            low, high = row.get("auc_low"), row.get("auc_high")
+            interval = f" [{low:.3f}, {high:.3f}]" if isinstance(low, float) and isinstance(high, float) else ""
+            auc_text = f"{auc:.3f}" if isinstance(auc, float) else str(auc)
+            lines.append(f"  {str(row[model_column]):<10} AUC {auc_text}{interval}")
+    return lines
+
+
+def cli_fit(args) -> int:
+    """`hsutils fit DIR --out MODEL.yml`: fit on the training period, judge on held-out time, write the model."""
+    from hsutils import evaluate
+    from hsutils.panel import build_panel
+    from hsutils.snapshot import load_snapshot
+
+    out = Path(args.out)
+    if out.suffix.lower() not in (".yml", ".yaml"):
+        raise InputError(f"--out {out}: the model file must end in .yml or .yaml")
+    signals = [s.strip() for s in args.signals.split(",") if s.strip()] if getattr(args, "signals", None) else None
+    snapshot = load_snapshot(args.dir, mapping=getattr(args, "mapping", None))
+    panel = build_panel(snapshot, horizon_days=args.horizon_days, signals=signals)
+    train, test, cutoff = evaluate.time_split(panel, cutoff=args.cutoff, horizon_days=args.horizon_days)
+    columns = evaluate.panel_signals(panel, signals)
+    if train.height == 0 or test.height == 0:
+        raise InputError(
+            f"panel of {args.dir}: the cutoff {cutoff} leaves {train.height} training and {test.height} test rows; "
+            "choose another --cutoff"
+        )
+    comparison = evaluate.compare_models(
+        panel, cutoff=cutoff, horizon_days=args.horizon_days, signals=signals, n_boot=200, seed=0
+    )
+    model = comparison.models.get("fitted")
+    if model is None:
+        labelled = train.filter(train["outcome_churned"].is_not_null())
+        model = HealthScore().fit(
+            labelled.select(columns).to_pandas(), labelled["outcome_churned"].to_numpy(),
+            groups=labelled["company_id"].to_numpy(),
+        )
+    labelled = train.filter(train["outcome_churned"].is_not_null())
+    table = comparison.table
+    metadata = {
+        "training": {
+            "cutoff": evaluate.iso(cutoff),
+            "from": evaluate.iso(labelled["as_of"].min()),
+            "to": evaluate.iso(labelled["as_of"].max()),
+            "horizon_days": int(args.horizon_days),
+            "rows": int(labelled.height),
+            "churns": int(labelled["outcome_churned"].sum()),
+        },
+        "source": {"snapshot": str(Path(args.dir).name), "created_at": evaluate.iso(snapshot.manifest.created_at)},
+        "metrics": {"held_out": evaluate.json_safe(table.to_dict(orient="records"))},
+    }
+    path = save_model(model, out, metadata)
+    for line in _summary_lines(model, table, path, model.version_):
+        print(line)
+    sys.stdout.flush()
+    return 0

@@ -1,0 +1,391 @@
+"""HealthScore, presets, baselines and segmented models on synthetic account tables."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.special import expit
+from sklearn.base import clone
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from hsutils.baselines import cross_validated_auc
+from hsutils.errors import InputError
+from hsutils.model import (
+    BoostingReference,
+    HealthScore,
+    LogisticBaseline,
+    SegmentedHealthScore,
+    choose_at_risk_threshold,
+    coefficient_table,
+    fit_signal_transform,
+    preset,
+)
+
+
+def synthetic_table(kind: str, n: int = 2000, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
+    """A numeric account table and churn outcomes (1 = churned) of a known shape."""
+    rng = np.random.default_rng(seed)
+    if kind == "linear":
+        X = rng.normal(size=(n, 5))
+        eta = -1.5 + X @ np.array([1.0, -0.8, 0.5, 0.3, -0.2])
+    elif kind == "u_shape":
+        X = rng.normal(size=(n, 3))
+        eta = -2.0 + 1.2 * X[:, 0] ** 2 - 0.7 * X[:, 1] + 0.4 * X[:, 2]
+    elif kind == "noise":
+        X = rng.normal(size=(n, 10))
+        eta = -1.5 + 0.9 * X[:, 0] - 0.6 * X[:, 1]
+    elif kind == "missing":
+        X = rng.normal(size=(n, 4))
+        eta = -1.5 + X @ np.array([0.9, -0.7, 0.5, 0.0])
+        X[rng.random(n) < 0.25, 0] = np.nan
+        X[rng.random(n) < 0.15, 2] = np.nan
+        X[rng.random(n) < expit(-2 + 1.5 * (eta > -1)), 3] = np.nan  # missingness itself predicts churn
+    elif kind == "skewed":
+        Z = rng.normal(size=(n, 4))
+        eta = -1.5 + Z @ np.array([0.9, -0.7, 0.5, 0.3])
+        X = np.exp(1.5 * Z)
+    elif kind == "counts":
+        X = rng.poisson(rng.gamma(1.0, 3.0, size=(n, 3))).astype(float)
+        X = np.column_stack([X, rng.integers(0, 2, size=n)])
+        eta = -1.0 - 0.25 * X[:, 0] + 0.15 * X[:, 1] + 0.8 * X[:, 3]
+    else:
+        raise ValueError(kind)
+    y = (rng.random(n) < expit(eta)).astype(int)
+    return pd.DataFrame(X, columns=[f"s{i}" for i in range(X.shape[1])]), y
+
+
+# ---- scikit-learn conformance ---------------------------------------------------------------------------------
+# All scikit-learn estimator checks pass for the three estimators (none is expected to fail).
+@parametrize_with_checks([HealthScore(), LogisticBaseline(), BoostingReference(max_iter=20)])
+def test_sklearn_estimator_checks(estimator, check):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        check(estimator)
+
+
+def test_get_set_params_and_clone():
+    model = HealthScore(max_bins=12, healthy=75.0)
+    copy = clone(model).set_params(at_risk=50.0)
+    assert copy.get_params()["max_bins"] == 12
+    assert copy.get_params()["at_risk"] == 50.0 and model.at_risk == 55.0
+
+
+# ---- accuracy against logistic regression -----------------------------------------------------------------------
+@pytest.mark.parametrize("kind", ["linear", "u_shape", "noise", "missing", "skewed", "counts"])
+def test_cross_validated_auc_within_a_hundredth_of_logistic(kind):
+    X, y = synthetic_table(kind)
+    fitted = cross_validated_auc(HealthScore(), X, y)
+    logistic = cross_validated_auc(LogisticBaseline(), X, y)
+    assert fitted >= logistic - 0.01, (kind, fitted, logistic)
+
+
+def test_u_shaped_signal_gets_learned_order_and_beats_logistic():
+    X, y = synthetic_table("u_shape")
+    model = HealthScore().fit(X, y)
+    transform = model.transforms_["s0"]
+    assert transform.shape == "learned order"
+    middle, tails = transform.apply(np.array([0.0])), transform.apply(np.array([-2.5, 2.5]))
+    assert middle[0] > tails.max()  # the middle of a U is the healthy place
+    assert cross_validated_auc(HealthScore(), X, y) > cross_validated_auc(LogisticBaseline(), X, y) + 0.05
+
+
+def test_directions_are_learned():
+    X, y = synthetic_table("linear")
+    model = HealthScore().fit(X, y)
+    assert model.transforms_["s0"].shape == "decreasing"  # higher s0 raises churn
+    assert model.transforms_["s1"].shape == "increasing"
+
+
+def test_noise_columns_earn_few_points():
+    X, y = synthetic_table("noise", n=3000)
+    points = HealthScore().fit(X, y).points_
+    assert points["s0"] + points["s1"] > 80
+    assert max(points[f"s{i}"] for i in range(2, 10)) < 5
+
+
+# ---- points, scores, bands --------------------------------------------------------------------------------------
+def test_points_non_negative_and_sum_to_100():
+    X, y = synthetic_table("missing")
+    model = HealthScore().fit(X, y)
+    assert set(model.points_) == set(X.columns)
+    assert all(p >= 0 for p in model.points_.values())
+    assert sum(model.points_.values()) == pytest.approx(100.0, abs=1e-9)
+
+
+def test_health_score_range_probability_and_bands():
+    X, y = synthetic_table("linear")
+    model = HealthScore(calibrate_modifiers=False).fit(X, y)
+    scores = model.health_score(X)
+    assert scores.min() >= 0 and scores.max() <= 100
+    assert scores[y == 1].mean() < scores[y == 0].mean()
+    churn = model.predict_proba(X)[:, 1]
+    order = np.argsort(scores)
+    assert np.all(np.diff(churn[order]) <= 1e-12)  # monotone decreasing in the score
+    assert abs(churn.mean() - y.mean()) < 0.02  # calibrated in the large
+    bands = model.band(X)
+    assert set(bands) <= {"Healthy", "Neutral", "At risk"}
+    assert np.all(bands[scores >= 70] == "Healthy") and np.all(bands[scores < 55] == "At risk")
+    strict = clone(model).set_params(healthy=90.0).fit(X, y)
+    assert (strict.band(X) == "Healthy").sum() < (bands == "Healthy").sum()
+
+
+def test_component_points_add_up_to_the_score():
+    X, y = synthetic_table("linear")
+    model = HealthScore().fit(X, y)
+    parts = model.component_points(X)
+    np.testing.assert_allclose(parts.sum(axis=1).to_numpy(), model.health_score(X), atol=1e-9)
+
+
+def test_deterministic():
+    X, y = synthetic_table("missing")
+    first, second = HealthScore().fit(X, y), HealthScore().fit(X, y)
+    assert first.points_ == second.points_
+    np.testing.assert_array_equal(first.health_score(X), second.health_score(X))
+    np.testing.assert_array_equal(first.predict_proba(X), second.predict_proba(X))
+
+
+def test_numpy_input_and_column_order():
+    X, y = synthetic_table("linear", n=600)
+    from_array = HealthScore().fit(X.to_numpy(), y)
+    assert list(from_array.points_) == [f"x{i}" for i in range(5)]
+    model = HealthScore().fit(X, y)
+    np.testing.assert_allclose(model.health_score(X[X.columns[::-1]]), model.health_score(X))
+
+
+# ---- missing values ---------------------------------------------------------------------------------------------
+def test_missing_values_get_a_learned_goodness():
+    X, y = synthetic_table("missing", n=3000)
+    model = HealthScore().fit(X, y)
+    # s3 carries no value signal, but its missingness marks risky accounts
+    missing_rows = X["s3"].isna()
+    assert y[missing_rows].mean() > y[~missing_rows].mean()
+    transform = model.transforms_["s3"]
+    assert transform.missing_goodness < transform.apply(X.loc[~missing_rows, "s3"].to_numpy()).mean()
+    assert np.isfinite(model.health_score(X)).all()
+
+
+def test_missing_at_predict_time_without_missing_in_training():
+    X, y = synthetic_table("linear", n=800)
+    model = HealthScore().fit(X, y)
+    row = X.iloc[:1].copy()
+    row.iloc[0, 0] = np.nan
+    assert 0 <= model.health_score(row)[0] <= 100
+
+
+# ---- bad input --------------------------------------------------------------------------------------------------
+def test_one_class_is_a_clear_error():
+    X, _ = synthetic_table("linear", n=200)
+    with pytest.raises(InputError, match="only one class"):
+        HealthScore().fit(X, np.zeros(200))
+
+
+def test_too_few_rows_is_a_clear_error():
+    X, y = synthetic_table("linear", n=200)
+    with pytest.raises(InputError, match="too few rows"):
+        HealthScore().fit(X.iloc[:5], np.array([0, 1, 0, 1, 0]))
+
+
+def test_non_numeric_column_named_in_error():
+    X, y = synthetic_table("linear", n=200)
+    X["plan"] = "gold"
+    with pytest.raises(InputError, match="plan.*not numeric"):
+        HealthScore().fit(X, y)
+
+
+def test_all_missing_column_named_in_error():
+    X, y = synthetic_table("linear", n=200)
+    X["s4"] = np.nan
+    with pytest.raises(InputError, match="s4.*all missing"):
+        HealthScore().fit(X, y)
+
+
+def test_mismatched_columns_at_predict_time():
+    X, y = synthetic_table("linear", n=300)
+    model = HealthScore().fit(X, y)
+    with pytest.raises(InputError, match="missing: s4"):
+        model.health_score(X.drop(columns=["s4"]))
+    with pytest.raises(InputError, match="infinity"):
+        model.health_score(X.replace({X.iloc[0, 0]: np.inf}))
+
+
+def test_error_messages_are_one_line():
+    X, y = synthetic_table("linear", n=300)
+    model = HealthScore().fit(X, y)
+    with pytest.raises(InputError) as caught:
+        model.health_score(X.rename(columns={"s0": "other"}))
+    assert "\n" not in str(caught.value)
+
+
+# ---- modifiers and presets ---------------------------------------------------------------------------------------
+def _with_renewal(X: pd.DataFrame, y: np.ndarray, seed: int = 1) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    days = rng.uniform(0, 120, size=len(X))
+    return X.assign(days_to_renewal=days)
+
+
+def test_days_to_renewal_is_a_modifier_not_a_point_source():
+    X, y = synthetic_table("linear")
+    X = _with_renewal(X, y)
+    model = HealthScore().fit(X, y)
+    assert model.points_["days_to_renewal"] == 0.0
+    assert "days_to_renewal" in model.modifiers_ and "days_to_renewal" not in model.point_sources_
+    assert sum(model.points_.values()) == pytest.approx(100.0)
+
+
+def test_modifier_moves_probability_when_it_predicts_churn():
+    X, y = synthetic_table("linear", n=3000)
+    rng = np.random.default_rng(5)
+    near = rng.random(len(y)) < 0.5
+    y = np.where(near & (rng.random(len(y)) < 0.3), 1, y)  # renewals near: more churn at any score
+    X = X.assign(days_to_renewal=np.where(near, 15.0, 80.0))
+    model = HealthScore().fit(X, y)
+    assert model.calibration_["modifiers"]["days_to_renewal"] < 0
+    same_score = X.iloc[[0, 0]].copy()
+    same_score["days_to_renewal"] = [15.0, 80.0]
+    scores = model.health_score(same_score)
+    churn = model.predict_proba(same_score)[:, 1]
+    assert scores[0] == scores[1] and churn[0] > churn[1]
+
+
+def test_seed_preset_points_fixed_and_urgency_modifier():
+    rng = np.random.default_rng(3)
+    n = 1500
+    X = pd.DataFrame(
+        {
+            "core_depth": rng.gamma(2.0, 5.0, n),
+            "eb_engagement": rng.poisson(2.0, n).astype(float),
+            "support_negative_trend": rng.normal(0, 0.3, n),
+            "seat_utilisation": rng.uniform(0, 1.2, n),
+            "days_to_renewal": rng.uniform(0, 200, n),
+            "logins_28d": rng.poisson(30, n).astype(float),
+        }
+    )
+    eta = -1 - 0.08 * X["core_depth"] - 0.3 * X["eb_engagement"] + 1.0 * X["support_negative_trend"]
+    y = (rng.random(n) < expit(eta - 1.5 * X["seat_utilisation"] + 1)).astype(int)
+    model = preset("seed").fit(X, y)
+    expected = {"core_depth": 33.33, "eb_engagement": 27.78, "support_negative_trend": 22.22,
+                "seat_utilisation": 16.67}
+    for column, points in expected.items():
+        assert model.points_[column] == pytest.approx(points, abs=0.011)
+    assert model.points_["logins_28d"] == 0.0 and model.points_["days_to_renewal"] == 0.0
+    assert sum(model.points_.values()) == pytest.approx(100.0)
+    # urgency: the same account reads further from 50 when its renewal is near
+    account = X.iloc[[0, 0]].copy()
+    account["days_to_renewal"] = [10.0, 150.0]
+    near, far = model.health_score(account)
+    assert abs(near - 50) == pytest.approx(abs(far - 50) * (1 + 0.5 * 80 / 90))
+    # a different training sample learns other transforms but the same points
+    other = preset("seed").fit(X.iloc[:800], y[:800])
+    assert other.points_ == model.points_
+
+
+def test_preset_40_30_30_and_errors():
+    model = preset("40-30-30")
+    assert model.fixed_points == {"logins_28d": 40, "ticket_volume_90d": 30, "email_open_rate": 15, "latest_nps": 15}
+    assert not hasattr(model, "points_")
+    with pytest.raises(InputError, match="unknown preset"):
+        preset("gut-feeling")
+    X, y = synthetic_table("linear", n=300)
+    with pytest.raises(InputError, match="logins_28d"):
+        model.fit(X, y)
+
+
+# ---- transforms -------------------------------------------------------------------------------------------------
+def test_transform_handles_ties_and_constant_columns():
+    rng = np.random.default_rng(0)
+    values = np.where(rng.random(2000) < 0.7, 0.0, rng.integers(1, 5, 2000)).astype(float)
+    churned = (rng.random(2000) < np.where(values == 0, 0.3, 0.1)).astype(float)
+    transform = fit_signal_transform(values, churned)
+    assert transform.apply(np.array([0.0]))[0] < transform.apply(np.array([3.0]))[0]
+    flat = fit_signal_transform(np.ones(500), (rng.random(500) < 0.2).astype(float))
+    assert flat.shape == "flat" and np.all(flat.apply(np.array([0.0, 1.0, 9.0])) == 0)
+
+
+# ---- at-risk threshold from data --------------------------------------------------------------------------------
+def test_choose_at_risk_threshold_for_recall_and_capacity():
+    rng = np.random.default_rng(0)
+    scores = rng.uniform(0, 100, 4000)
+    churned = rng.random(4000) < (100 - scores) / 150
+    threshold = choose_at_risk_threshold(scores, churned, target_recall=0.8)
+    assert (scores[churned] < threshold).mean() >= 0.8
+    assert (scores[churned] < threshold - 0.1).mean() < 0.8
+    owners = rng.integers(0, 10, 4000)
+    weeks = rng.integers(0, 20, 4000)
+    cap = choose_at_risk_threshold(scores, capacity_per_owner_week=5, owners=owners, weeks=weeks)
+    per_owner_week = (scores < cap).sum() / len(set(zip(owners, weeks, strict=True)))
+    assert per_owner_week <= 5
+    assert (scores < cap + 0.5).sum() / len(set(zip(owners, weeks, strict=True))) > 5
+    with pytest.raises(InputError):
+        choose_at_risk_threshold(scores)
+
+
+# ---- baselines --------------------------------------------------------------------------------------------------
+def test_coefficient_table_and_baselines():
+    X, y = synthetic_table("missing", n=1500)
+    table = coefficient_table(X, y)
+    assert {"term", "coef", "std_err", "ci_low", "ci_high", "p_value", "odds_ratio"} <= set(table.columns)
+    row = table.set_index("term").loc["s0"]
+    assert row["coef"] > 0 and row["p_value"] < 0.001 and row["ci_low"] < row["coef"] < row["ci_high"]
+    assert "s3_missing" in set(table["term"])
+    for model in (LogisticBaseline(), BoostingReference(max_iter=30)):
+        proba = model.fit(X, y).predict_proba(X)
+        assert proba.shape == (len(X), 2) and np.allclose(proba.sum(axis=1), 1)
+
+
+# ---- segments ---------------------------------------------------------------------------------------------------
+def _segmented_table(seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    n_big, n_small = 4000, 200
+    X = rng.normal(size=(n_big + n_small, 3))
+    segment = np.array(["scaled"] * n_big + ["high_touch"] * n_small, dtype=object)
+    # scaled accounts churn on s0, high-touch accounts on s1
+    eta = np.where(segment == "scaled", -1.5 + 1.2 * X[:, 0], -2.5 - 1.2 * X[:, 1])
+    y = (rng.random(len(eta)) < expit(eta)).astype(int)
+    frame = pd.DataFrame(X, columns=["s0", "s1", "s2"]).assign(arr_segment=segment)
+    return frame, y
+
+
+def test_segmented_model_shrinks_small_segments_toward_global():
+    X, y = _segmented_table()
+    with pytest.warns(UserWarning, match="high_touch"):
+        model = SegmentedHealthScore(shrinkage=50).fit(X, y)
+    churns = model.segment_churns_
+    assert churns["scaled"] > churns["high_touch"]
+    assert model.segment_weights_["high_touch"] == pytest.approx(churns["high_touch"] / (churns["high_touch"] + 50))
+    assert model.segment_weights_["scaled"] > model.segment_weights_["high_touch"]
+    glob = model.global_model_.points_
+    high_touch = model.segment_points_["high_touch"]
+    own = HealthScore().fit(X[X.arr_segment == "high_touch"].drop(columns="arr_segment"), y[X.arr_segment == "high_touch"])
+    w = model.segment_weights_["high_touch"]
+    for column in ("s0", "s1"):
+        assert high_touch[column] == pytest.approx(w * own.points_[column] + (1 - w) * glob[column], abs=0.02)
+    assert sum(high_touch.values()) == pytest.approx(100.0)
+    # stronger shrinkage pulls the segment's points closer to the global ones
+    strong = SegmentedHealthScore(shrinkage=5000)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        strong.fit(X, y)
+    gap = lambda pts: abs(pts["s1"] - glob["s1"])  # noqa: E731
+    assert gap(strong.segment_points_["high_touch"]) < gap(high_touch)
+
+
+def test_segmented_scoring_uses_the_row_segment_and_global_for_unknown():
+    X, y = _segmented_table()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = SegmentedHealthScore().fit(X, y)
+    rows = X.iloc[[0, 0]].copy()
+    rows["arr_segment"] = ["high_touch", "brand_new"]
+    scores = model.health_score(rows)
+    signals = rows.drop(columns="arr_segment")
+    assert scores[0] == pytest.approx(model.segment_models_["high_touch"].health_score(signals.iloc[[0]])[0])
+    assert scores[1] == pytest.approx(model.global_model_.health_score(signals.iloc[[1]])[0])
+    assert model.predict_proba(rows).shape == (2, 2)
+    assert list(model.band(rows)) == list(model.segment_models_["high_touch"].band(signals.iloc[[0]])) + list(
+        model.global_model_.band(signals.iloc[[1]])
+    )
+    with pytest.raises(InputError, match="segment column"):
+        model.health_score(signals)

@@ -1,0 +1,152 @@
+"""The model file: YAML round trips, presets by name, bad files, and `hsutils fit` end to end."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from scipy.special import expit
+
+from hsutils.errors import InputError
+from hsutils.model import HealthScore, SegmentedHealthScore, load_model, preset, save_model
+
+
+def _table(n: int = 1500, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    X = pd.DataFrame(
+        {
+            "core_depth": rng.gamma(2.0, 5.0, n),
+            "eb_engagement": rng.poisson(2.0, n).astype(float),
+            "support_negative_trend": rng.normal(0, 0.3, n),
+            "seat_utilisation": rng.uniform(0, 1.2, n),
+            "latest_nps": np.where(rng.random(n) < 0.4, np.nan, rng.integers(0, 11, n)),
+            "days_to_renewal": rng.uniform(0, 200, n),
+        }
+    )
+    eta = 0.5 - 0.08 * X["core_depth"] - 0.3 * X["eb_engagement"] + X["support_negative_trend"]
+    eta = eta - 1.5 * X["seat_utilisation"] + 0.8 * (X["seat_utilisation"] - 0.6) ** 2
+    y = (rng.random(n) < expit(eta)).astype(int)
+    return X, y
+
+
+METADATA = {
+    "training": {"cutoff": "2026-06-01T00:00:00Z", "from": "2025-01-05T00:00:00Z", "to": "2026-03-01T00:00:00Z",
+                 "horizon_days": 90, "rows": 1500, "churns": 300},
+    "metrics": {"held_out": [{"model": "fitted", "segment": "all", "auc": 0.81}]},
+    "created_at": "2026-11-15T00:00:00Z",
+}
+
+
+def _assert_same_scorer(loaded, original, X):
+    np.testing.assert_array_equal(loaded.health_score(X), original.health_score(X))
+    np.testing.assert_allclose(loaded.predict_proba(X), original.predict_proba(X), rtol=0, atol=1e-15)
+    assert list(loaded.band(X)) == list(original.band(X))
+    assert loaded.points_ == original.points_
+
+
+def test_fitted_model_round_trip_reproduces_scores(tmp_path):
+    X, y = _table()
+    model = HealthScore().fit(X, y)
+    path = save_model(model, tmp_path / "model.yml", METADATA)
+    loaded = load_model(path)
+    _assert_same_scorer(loaded, model, X)
+    assert loaded.version_ == model.version_
+    assert loaded.metadata_["training"]["cutoff"] == "2026-06-01T00:00:00Z"
+    assert loaded.metadata_["metrics"]["held_out"][0]["auc"] == 0.81
+    assert [p.name for p in tmp_path.iterdir()] == ["model.yml"]  # no temporary file left behind
+
+
+def test_model_file_is_human_readable(tmp_path):
+    X, y = _table()
+    model = HealthScore().fit(X, y)
+    content = yaml.safe_load(save_model(model, tmp_path / "m.yml", METADATA).read_text())
+    assert {"version", "kind", "created_at", "training", "signals", "bands", "calibration", "metrics"} <= set(content)
+    assert content["kind"] == "fitted"
+    assert content["version"].startswith("2026-11-15-") and len(content["version"]) == len("2026-11-15-") + 8
+    assert content["bands"] == {"healthy": 70.0, "at_risk": 55.0}
+    signals = {s["name"]: s for s in content["signals"]}
+    assert sum(s["points"] for s in signals.values()) == pytest.approx(100.0)
+    assert signals["days_to_renewal"]["role"] == "modifier" and signals["days_to_renewal"]["points"] == 0
+    transform = signals["core_depth"]["transform"]
+    assert {"kind", "shape", "edges", "goodness", "missing_goodness"} <= set(transform)
+    assert content["calibration"]["method"] == "logistic"
+
+
+def test_version_changes_with_content(tmp_path):
+    X, y = _table()
+    first = save_model(HealthScore().fit(X, y), tmp_path / "a.yml", METADATA)
+    again = save_model(HealthScore().fit(X, y), tmp_path / "b.yml", METADATA)
+    other = save_model(HealthScore().fit(X.iloc[:900], y[:900]), tmp_path / "c.yml", METADATA)
+    versions = [yaml.safe_load(p.read_text())["version"] for p in (first, again, other)]
+    assert versions[0] == versions[1] != versions[2]
+
+
+def test_isotonic_calibration_round_trip(tmp_path):
+    X, y = _table()
+    model = HealthScore(calibration="isotonic").fit(X, y)
+    _assert_same_scorer(load_model(save_model(model, tmp_path / "iso.yml")), model, X)
+
+
+def test_presets_by_name_and_fitted_preset_round_trip(tmp_path):
+    seed = load_model("seed")
+    assert isinstance(seed, HealthScore) and not hasattr(seed, "points_")
+    assert seed.fixed_points == preset("seed").fixed_points and seed.urgency == "days_to_renewal"
+    X, y = _table()
+    fitted = preset("seed").fit(X, y)
+    path = save_model(fitted, tmp_path / "seed.yml", METADATA)
+    assert yaml.safe_load(path.read_text())["kind"] == "preset"
+    _assert_same_scorer(load_model(path), fitted, X)
+    unfitted = load_model(save_model(preset("40-30-30"), tmp_path / "template.yml"))
+    assert not hasattr(unfitted, "points_") and unfitted.fixed_points == preset("40-30-30").fixed_points
+
+
+def test_segmented_model_round_trip(tmp_path):
+    X, y = _table(n=2500)
+    X["arr_segment"] = np.where(np.arange(len(X)) % 5 == 0, "high_touch", "scaled")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = SegmentedHealthScore().fit(X, y)
+    loaded = load_model(save_model(model, tmp_path / "seg.yml", METADATA))
+    assert isinstance(loaded, SegmentedHealthScore)
+    np.testing.assert_array_equal(loaded.health_score(X), model.health_score(X))
+    np.testing.assert_allclose(loaded.predict_proba(X), model.predict_proba(X), atol=1e-15)
+    assert loaded.segment_points_ == model.segment_points_
+
+
+def test_bad_model_files_are_clear_errors(tmp_path):
+    with pytest.raises(InputError, match="no such file"):
+        load_model(tmp_path / "absent.yml")
+    broken = tmp_path / "broken.yml"
+    broken.write_text("signals: [unclosed\n")
+    with pytest.raises(InputError, match="not valid YAML"):
+        load_model(broken)
+    foreign = tmp_path / "foreign.yml"
+    foreign.write_text("hello: world\n")
+    with pytest.raises(InputError, match="not an hsutils model file"):
+        load_model(foreign)
+    X, y = _table(n=600)
+    path = save_model(HealthScore().fit(X, y), tmp_path / "m.yml")
+    content = yaml.safe_load(path.read_text())
+    content["signals"][0]["points"] += 7
+    path.write_text(yaml.safe_dump(content))
+    with pytest.raises(InputError, match="sum to"):
+        load_model(path)
+
+
+def test_cli_fit_writes_model_and_summary(small_demo, tmp_path, capsys):
+    from hsutils.cli import main
+
+    out = tmp_path / "models" / "health.yml"
+    assert main(["fit", str(small_demo), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "points per signal" in printed and "held-out comparison" in printed and "logistic" in printed
+    model = load_model(out)
+    content = yaml.safe_load(out.read_text())
+    assert content["training"]["rows"] > 0 and content["training"]["cutoff"]
+    assert {row["model"] for row in content["metrics"]["held_out"]} >= {"fitted", "seed", "40-30-30", "logistic"}
+    assert sum(model.points_.values()) == pytest.approx(100.0)
+    assert model.points_.get("days_to_renewal", 0.0) == 0.0
+    assert main(["fit", str(small_demo), "--out", str(tmp_path / "model.txt")]) == 2
