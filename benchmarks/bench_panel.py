@@ -1,0 +1,110 @@
+"""`make bench` section "panel": the weekly panel of the large demo portal against a raw scan and pandas.
+
+Figures (each timed in a fresh child process by `peak.measure`):
+- raw_scan_seconds: `pl.scan_parquet(...).collect()` of every table of the snapshot (the floor for any reader);
+- panel_seconds: `load_snapshot` + `build_panel` (all signals, weekly as-of dates, 90-day horizon), with the two
+  parts (load_seconds, build_seconds), its peak memory, and rows per second;
+- pandas: the straightforward pandas implementation of the same panel (benchmarks/pandas_reference.py) and the
+  polars panel on the same as-of dates, both timed from reading the files. The pandas loop over as-of dates is
+  slow at this size, so both run on the last `PANDAS_WEEKS` weekly as-of dates; `pandas_full_estimate_seconds`
+  scales the pandas time per as-of date up to the full panel (an estimate, labelled as such).
+Targets: panel_seconds <= 3 x raw_scan_seconds, >= 5 x faster than pandas, peak memory <= 4 GB.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from peak import measure
+
+TABLES = ("companies", "contacts", "deals", "engagements", "tickets", "surveys", "usage_events")
+PANDAS_WEEKS = 13
+TARGET_SCAN_RATIO = 3.0
+TARGET_PANDAS_SPEEDUP = 5.0
+TARGET_PEAK_MB = 4096.0
+
+
+def raw_scan(folder: str) -> int:
+    """Read every table of the snapshot with a plain polars parquet scan; returns the number of rows."""
+    import polars as pl
+
+    return sum(pl.scan_parquet(Path(folder) / f"{table}.parquet").collect().height for table in TABLES)
+
+
+def polars_panel(folder: str, last_weeks: int | None = None) -> dict[str, Any]:
+    """load_snapshot + build_panel; returns rows and the load / build split."""
+    from hsutils.panel import build_panel, default_as_of_dates
+    from hsutils.snapshot import load_snapshot
+
+    started = time.perf_counter()
+    snapshot = load_snapshot(folder)
+    loaded = time.perf_counter()
+    dates = default_as_of_dates(snapshot)
+    panel = build_panel(snapshot, as_of_dates=dates[-last_weeks:] if last_weeks else None)
+    built = time.perf_counter()
+    return {"rows": panel.height, "as_of_dates": panel["as_of"].n_unique(), "load_seconds": round(loaded - started, 2),
+            "build_seconds": round(built - loaded, 2)}
+
+
+def pandas_panel(folder: str, last_weeks: int) -> dict[str, Any]:
+    """The pandas reference on the last `last_weeks` weekly as-of dates, timed from reading the files."""
+    import pandas as pd
+    from pandas_reference import panel_pandas, read_tables
+
+    tables, manifest = read_tables(folder)
+    last = pd.Timestamp(manifest["created_at"]).tz_convert("UTC").normalize()
+    dates = [last - pd.Timedelta(weeks=w) for w in range(last_weeks - 1, -1, -1)]
+    return {"rows": len(panel_pandas(tables, manifest, as_of_dates=dates))}
+
+
+def ensure_portal(ctx: Any) -> Path:
+    """The large demo portal: reuse ctx.big_snapshot, or generate it (and record it on ctx)."""
+    if ctx.big_snapshot is None:
+        from hsutils.demo import write_demo
+
+        out = Path(ctx.workdir) / f"portal-{ctx.big_companies}"
+        if not out.is_dir():
+            write_demo(out, companies=ctx.big_companies)
+        ctx.big_snapshot = out
+    return Path(ctx.big_snapshot)
+
+
+def run(ctx: Any) -> dict[str, Any]:
+    folder = str(ensure_portal(ctx))
+    scan = measure(raw_scan, folder)
+    full = measure(polars_panel, folder)
+    weeks = min(PANDAS_WEEKS, full["result"]["as_of_dates"])
+    subset = measure(polars_panel, folder, weeks)
+    reference = measure(pandas_panel, folder, weeks)
+    if reference["result"]["rows"] != subset["result"]["rows"]:
+        raise RuntimeError(f"pandas reference rows {reference['result']['rows']} != panel rows {subset['result']['rows']}")
+    panel_seconds = full["seconds"]
+    per_date = reference["seconds"] / weeks
+    figures = {
+        "companies": ctx.big_companies,
+        "snapshot_rows": scan["result"],
+        "raw_scan_seconds": round(scan["seconds"], 2),
+        "panel_seconds": round(panel_seconds, 2),
+        "load_seconds": full["result"]["load_seconds"],
+        "build_seconds": full["result"]["build_seconds"],
+        "panel_rows": full["result"]["rows"],
+        "as_of_dates": full["result"]["as_of_dates"],
+        "rows_per_second": round(full["result"]["rows"] / panel_seconds),
+        "peak_memory_mb": full["peak_memory_mb"],
+        "raw_scan_peak_memory_mb": scan["peak_memory_mb"],
+        "panel_vs_scan": round(panel_seconds / scan["seconds"], 2),
+        "pandas_as_of_dates": weeks,
+        "pandas_seconds": round(reference["seconds"], 2),
+        "polars_same_dates_seconds": round(subset["seconds"], 2),
+        "pandas_speedup_same_dates": round(reference["seconds"] / subset["seconds"], 1),
+        "pandas_full_estimate_seconds": round(per_date * full["result"]["as_of_dates"], 1),
+        "pandas_speedup_full_estimate": round(per_date * full["result"]["as_of_dates"] / panel_seconds, 1),
+    }
+    figures["targets_met"] = {
+        "panel_within_3x_scan": figures["panel_vs_scan"] <= TARGET_SCAN_RATIO,
+        "5x_faster_than_pandas": figures["pandas_speedup_same_dates"] >= TARGET_PANDAS_SPEEDUP,
+        "peak_memory_within_4gb": figures["peak_memory_mb"] <= TARGET_PEAK_MB,
+    }
+    return figures

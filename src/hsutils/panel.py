@@ -1,0 +1,302 @@
+"""The point-in-time panel: one row per (company, weekly as-of) while the company is a customer.
+
+Every column except `outcome_*` is computed only from rows dated at or before as-of and from deals decided by
+then (a renewal that closes after as-of is still open at as-of). The outcome columns look at the horizon after
+as-of and at nothing before it:
+
+- outcome_churned: the current term ends within (as_of, as_of + horizon] and its renewal deal (the renewal
+  whose term_start is nearest that term_end, within 45 days) was lost (1) or won (0). Null when no term ends in
+  the horizon, or its renewal is still open or missing at snapshot time.
+- outcome_expanded: a won expansion of the company closes within (as_of, as_of + horizon] (1); 0 when none
+  did and the horizon has fully passed by the snapshot moment; null when none did yet but the horizon reaches
+  past the snapshot.
+- outcome_days_to_churn: days from as_of to the lost renewal's close_date (the churn date) when
+  outcome_churned is 1; null otherwise.
+
+Segments: `arr_segment` is "high_touch" for the top 20 % of ARR among the customers at that as-of (ties
+included), else "scaled"; `tier` comes from the companies table; `size_bucket` from employees: 1-49, 50-199,
+200-999, 1000+, or "unknown". The companies table holds current attributes (tier, size, owners): they carry no
+date, so they are taken as they are in the snapshot at every as-of.
+
+Customers: a company is in the panel at an as-of while a won new/renewal term is in force (term_start <= as_of <
+term_end) and was won by then (close_date <= as_of); a renewal recorded lost by then ends it. ARR and contracted
+seats are those of that term plus won expansions in force.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from collections.abc import Iterable
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from hsutils.errors import InputError
+from hsutils.schema import UTC_DATETIME
+from hsutils.signals import DAY_US, KEYS, WEEK_US, Signal, SignalContext, resolve_signals
+
+HIGH_TOUCH_SHARE = 0.20
+RENEWAL_MATCH_DAYS = 45
+CORE_SIGNALS = ("core_depth", "core_depth_trend")
+SIZE_BUCKETS = ((50, "1-49"), (200, "50-199"), (1000, "200-999"))
+CONTEXT_COLUMNS = ("arr_segment", "tier", "size_bucket", "arr", "contracted_seats", "active_seats",
+                   "days_to_renewal", "term_end", "cs_owner_id", "ae_owner_id")
+OUTCOME_COLUMNS = ("outcome_churned", "outcome_expanded", "outcome_days_to_churn")
+
+
+def to_utc(value: Any) -> datetime:
+    """A date, datetime or ISO text as an aware UTC datetime (a bare date is midnight UTC)."""
+    if isinstance(value, datetime):
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    if isinstance(value, date):
+        return datetime(value.year, value.month, value.day, tzinfo=UTC)
+    try:
+        parsed = datetime.fromisoformat(str(value).strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise InputError(f"as-of date {value!r} is not a date (use YYYY-MM-DD)") from None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def first_customer_moment(snapshot: Any) -> datetime | None:
+    """The earliest moment any contract term was in force and known (None without won new/renewal deals)."""
+    deals = snapshot["deals"]
+    terms = deals.filter(
+        pl.col("deal_type").is_in(["new", "renewal"]) & (pl.col("stage") == "won") & pl.col("close_date").is_not_null()
+        & (pl.col("term_end") > pl.max_horizontal("term_start", "close_date"))
+    )
+    if terms.height == 0:
+        return None
+    return terms.select(pl.max_horizontal("term_start", "close_date").min()).item()
+
+
+def default_as_of_dates(snapshot: Any) -> list[datetime]:
+    """Weekly as-of dates: midnight of the snapshot day, then every 7 days back while anyone was a customer."""
+    start = first_customer_moment(snapshot)
+    if start is None:
+        raise InputError("table deals: no won new or renewal deal with a term, so no company is ever a customer")
+    created = snapshot.manifest.created_at.astimezone(UTC)
+    last = datetime(created.year, created.month, created.day, tzinfo=UTC)
+    weeks = max(0, (last - start) // timedelta(weeks=1))
+    return [last - timedelta(weeks=w) for w in range(weeks, -1, -1)]
+
+
+def _check_as_of(snapshot: Any, dates: list[datetime]) -> None:
+    created = snapshot.manifest.created_at.astimezone(UTC)
+    late = [d for d in dates if d > created]
+    if late:
+        raise InputError(
+            f"as-of {late[0].date().isoformat()} is after the snapshot was taken ({created.isoformat()}); "
+            "nothing is known about it"
+        )
+    start = first_customer_moment(snapshot)
+    if start is None:
+        raise InputError("table deals: no won new or renewal deal with a term, so no company is ever a customer")
+    early = [d for d in dates if d < start]
+    if early:
+        raise InputError(
+            f"as-of {early[0].date().isoformat()} is before the data: the first contract term starts {start.date().isoformat()}"
+        )
+
+
+def _check_core_events(snapshot: Any, chosen: list[Signal]) -> None:
+    if not any(s.name in CORE_SIGNALS for s in chosen):
+        return
+    core = [str(e) for e in snapshot.manifest.core_events]
+    if not core:
+        raise InputError("manifest.json core_events is empty: name the usage events that are the product's value moments")
+    usage = snapshot["usage_events"]
+    if usage.filter(pl.col("event").is_in(core)).height == 0:
+        seen = usage.group_by("event").len().sort("len", descending=True).head(3)["event"].to_list()
+        raise InputError(
+            f"table usage_events, column event: the core events {', '.join(core)} never occur"
+            f" (most frequent events: {', '.join(map(str, seen)) or 'none'}); fix manifest core_events"
+        )
+
+
+def _size_bucket() -> pl.Expr:
+    employees = pl.col("employees")
+    expr = pl.when(employees.is_null() | (employees <= 0)).then(pl.lit("unknown"))
+    for upper, label in SIZE_BUCKETS:
+        expr = expr.when(employees < upper).then(pl.lit(label))
+    return expr.otherwise(pl.lit("1000+"))
+
+
+def _class_panel(snapshot: Any, anchor: datetime, dates: list[datetime], chosen: list[Signal]) -> pl.DataFrame:
+    """The panel rows of as-of dates that lie on one weekly grid (all `dates` = anchor + k weeks)."""
+    weeks = [int((d - anchor) // timedelta(weeks=1)) for d in dates]
+    ctx = SignalContext(snapshot, anchor, weeks)
+    frame = ctx.grid
+    if frame.height == 0:
+        return frame
+    keys = frame.select(KEYS)
+    for signal in chosen:
+        values = signal.compute(ctx)
+        values = values.collect() if isinstance(values, pl.LazyFrame) else values
+        missing = {"cid", "k", "value"} - set(values.columns)
+        if missing:
+            raise InputError(f"signal {signal.name}: its computation must return columns cid, k, value (missing {', '.join(sorted(missing))})")
+        values = values.select(
+            pl.col("cid").cast(pl.UInt32), pl.col("k").cast(pl.Int32), pl.col("value").cast(pl.Float64).alias(signal.name)
+        )
+        if values.height == keys.height and values.select(KEYS).equals(keys):  # helper results come in grid order
+            frame = frame.with_columns(values[signal.name])
+        else:
+            frame = frame.join(values.unique(KEYS, keep="first"), on=KEYS, how="left")
+    if "days_to_renewal" not in frame.columns:
+        frame = frame.with_columns(((pl.col("term_end") - pl.col("as_of")).dt.total_microseconds() / DAY_US).alias("days_to_renewal"))
+    return frame.drop("k")
+
+
+def _outcomes(panel: pl.DataFrame, snapshot: Any, horizon_days: int) -> pl.DataFrame:
+    """Add outcome_churned, outcome_expanded and outcome_days_to_churn (they look only past as_of)."""
+    deals = snapshot["deals"]
+    horizon = pl.duration(days=horizon_days)
+    codes = panel.select("company_id", "cid").unique("company_id")
+    deals = deals.join(codes, on="company_id", how="inner")
+    renewals = (
+        deals.filter(pl.col("deal_type") == "renewal")
+        .select("cid", pl.col("deal_id").alias("renewal_deal_id"), pl.col("term_start").alias("renewal_start"),
+                pl.col("stage").alias("renewal_stage"), pl.col("close_date").alias("renewal_close"))
+        .sort("cid", "renewal_start")
+    )
+    terms = panel.select("cid", "term_deal_id", "term_end").unique(["cid", "term_deal_id"]).sort("cid", "term_end")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        matched = terms.join_asof(
+            renewals, left_on="term_end", right_on="renewal_start", by="cid", strategy="nearest",
+            tolerance=timedelta(days=RENEWAL_MATCH_DAYS), check_sortedness=False,
+        ).filter(pl.col("renewal_deal_id") != pl.col("term_deal_id"))
+    out = panel.join(matched.drop("term_end"), on=["cid", "term_deal_id"], how="left")
+    in_horizon = (pl.col("term_end") > pl.col("as_of")) & (pl.col("term_end") <= pl.col("as_of") + horizon)
+    churned = (
+        pl.when(in_horizon & (pl.col("renewal_stage") == "lost")).then(1)
+        .when(in_horizon & (pl.col("renewal_stage") == "won")).then(0)
+        .otherwise(None).cast(pl.Int8)
+    )
+    churn_date = pl.coalesce("renewal_close", "term_end")
+    out = out.with_columns(churned.alias("outcome_churned")).with_columns(
+        pl.when(pl.col("outcome_churned") == 1)
+        .then((churn_date - pl.col("as_of")).dt.total_microseconds() / DAY_US)
+        .alias("outcome_days_to_churn")
+    )
+
+    expansions = (
+        deals.filter((pl.col("deal_type") == "expansion") & (pl.col("stage") == "won") & pl.col("close_date").is_not_null())
+        .select("cid", pl.col("close_date").alias("expansion_close"))
+        .sort("cid", "expansion_close")
+    )
+    created = snapshot.manifest.created_at.astimezone(UTC)
+    out = out.sort("cid", "as_of")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out = out.join_asof(
+            expansions, left_on="as_of", right_on="expansion_close", by="cid", strategy="forward",
+            allow_exact_matches=False, check_sortedness=False,
+        )
+    expanded = (
+        pl.when(pl.col("expansion_close").is_not_null() & (pl.col("expansion_close") <= pl.col("as_of") + horizon)).then(1)
+        .when(pl.col("as_of") + horizon <= pl.lit(created, dtype=UTC_DATETIME)).then(0)
+        .otherwise(None).cast(pl.Int8)
+    )
+    return out.with_columns(expanded.alias("outcome_expanded")).drop(
+        "renewal_deal_id", "renewal_start", "renewal_stage", "renewal_close", "expansion_close"
+    )
+
+
+def build_panel(
+    snapshot: Any,
+    as_of_dates: Iterable[Any] | None = None,
+    horizon_days: int = 90,
+    signals: list[str] | str | None = None,
+) -> pl.DataFrame:
+    """Build the weekly point-in-time panel of a snapshot (see the module docstring for the columns).
+
+    `as_of_dates`: dates or datetimes (UTC; a bare date is midnight); default every 7 days back from the
+    snapshot day. `signals`: registered signal names (default all). Raises InputError on bad input.
+    """
+    chosen = resolve_signals(signals)
+    if not isinstance(horizon_days, int) or horizon_days < 1:
+        raise InputError(f"horizon_days must be a whole number of days >= 1, not {horizon_days!r}")
+    if as_of_dates is None:
+        dates = default_as_of_dates(snapshot)
+    else:
+        dates = sorted({to_utc(d) for d in as_of_dates})
+        if not dates:
+            raise InputError("no as-of date given")
+        _check_as_of(snapshot, dates)
+    _check_core_events(snapshot, chosen)
+
+    # as-of dates 7 days apart share one weekly grid; other spacings form at most 7 grids
+    last = dates[-1]
+    classes: dict[int, list[datetime]] = {}
+    for d in dates:
+        classes.setdefault(int((last - d) // timedelta(microseconds=1)) % WEEK_US, []).append(d)
+    parts = [_class_panel(snapshot, max(group), group, chosen) for group in classes.values()]
+    parts = [p for p in parts if p.height]
+    if not parts:
+        shown = ", ".join(d.date().isoformat() for d in dates[:3])
+        raise InputError(f"empty panel: no company is a customer at the as-of date(s) {shown}")
+    panel = pl.concat(parts, how="vertical")
+
+    companies = snapshot["companies"].select(
+        "company_id", pl.col("tier").fill_null("unknown"), _size_bucket().alias("size_bucket"), "cs_owner_id", "ae_owner_id"
+    ).unique("company_id", keep="first")
+    rank = pl.col("arr").rank("min", descending=True).over("as_of")
+    cut = (pl.len().over("as_of") * HIGH_TOUCH_SHARE).ceil()
+    panel = panel.join(companies, on="company_id", how="left").with_columns(
+        pl.when(rank <= cut).then(pl.lit("high_touch")).otherwise(pl.lit("scaled")).alias("arr_segment")
+    )
+    panel = _outcomes(panel, snapshot, horizon_days)
+    signal_columns = [s.name for s in chosen]
+    context = [c for c in CONTEXT_COLUMNS if c not in signal_columns]
+    leading = ["company_id", "as_of", *signal_columns, *context]
+    extra = [c for c in panel.columns if c not in leading and c not in OUTCOME_COLUMNS and c != "cid"]
+    # company codes follow the sorted company ids: this sorts by as_of, then company_id
+    return panel.sort("as_of", "cid").select(*leading, *extra, *OUTCOME_COLUMNS)
+
+
+def write_panel(panel: pl.DataFrame, out: str | Path) -> Path:
+    """Write a panel to .parquet or .csv atomically (temporary file in the same folder, then rename)."""
+    out = Path(out)
+    suffix = out.suffix.lower()
+    if suffix not in (".parquet", ".csv"):
+        raise InputError(f"output {out}: use a .parquet or .csv file name")
+    if panel.height == 0:
+        raise InputError(f"output {out}: the panel is empty, nothing written")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    os.close(handle)
+    try:
+        if suffix == ".parquet":
+            panel.write_parquet(tmp, compression="zstd")
+        else:
+            panel.write_csv(tmp, datetime_format="%Y-%m-%dT%H:%M:%S%.fZ")
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return out
+
+
+def cli_panel(args: Any) -> int:
+    """`hsutils panel DIR --out FILE`: build the panel and write it; one line of summary."""
+    from hsutils.snapshot import load_snapshot
+
+    out = Path(args.out)
+    if out.suffix.lower() not in (".parquet", ".csv"):
+        raise InputError(f"output {out}: use a .parquet or .csv file name")
+    chosen = resolve_signals(args.signals)
+    snapshot = load_snapshot(args.dir, mapping=args.mapping)
+    panel = build_panel(snapshot, horizon_days=args.horizon_days, signals=[s.name for s in chosen])
+    write_panel(panel, out)
+    labelled = panel["outcome_churned"].drop_nulls()
+    print(
+        f"panel: {panel.height:,} rows, {panel['company_id'].n_unique():,} companies, "
+        f"{panel['as_of'].n_unique()} weekly as-of dates, {labelled.len():,} labelled renewals "
+        f"({int(labelled.sum()):,} churned) -> {out}"
+    )
+    return 0

@@ -1,0 +1,777 @@
+"""The signal registry: every account signal is a named, documented polars computation at weekly as-of dates.
+
+A signal is computed for the panel's rows, one per (company, as-of) while the company is a customer. It sees only
+rows dated at or before the as-of moment: the window helpers of `SignalContext` enforce that, so a signal built
+from them cannot look ahead. Each signal has a family ("value": what the field found to predict churn;
+"activity": what feels good but predicts little), a unit, a direction (+1: higher is healthier, -1: higher is
+riskier, 0: no fixed direction) and `point_source` (False for days_to_renewal: it sets urgency, it earns no
+points).
+
+How the computation works (and why it is fast): as-of dates lie on a weekly grid. Every dated row falls into the
+week that ends at the first as-of moment at or after it, so each table is aggregated once per (company, week)
+with lazy polars, and windows of any length in days are sums of whole weeks plus the tail of one more week,
+read from cumulative sums over a (company x week) array. Distinct counts (active users, features used) become
+per-value activity intervals whose starts and ends are counted cumulatively; values with few distinct entries
+(event names) use bit sets. Companies are integer codes in the sorted order of company_id. No Python loop runs
+over companies or dates.
+
+Windows are half-open on the left: "the 28 days up to as-of" is (as_of - 28 days, as_of].
+
+Built-in signals and how a missing input is represented:
+
+value
+- core_depth: value-moment events (the manifest's `core_events`, summed `count`) in 28 days per active user
+  (active seat = distinct user with any usage event in the 28 days). 0 when nobody was active.
+- core_depth_trend: OLS slope of the 8 weekly core-event counts ending at as-of (oldest to newest), divided by
+  their mean: the relative weekly change (+0.1 = growing 10 % of the average per week). 0 when there were no
+  core events in the 8 weeks; null while the company has been a customer for under 8 weeks.
+- eb_engagement: weighted interactions of economic-buyer contacts over 90 days: an email reply (email marked
+  replied, or an inbound email) 1, a meeting 1, a QBR or renewal-prep meeting 2, a call 1. 0 when none.
+- eb_days_since_touch: days since the economic buyer's last two-way touch (reply, inbound email, meeting,
+  call), capped at 365; 365 when the buyer was never touched or no economic buyer is known.
+- support_negative_share: share of tickets created in the last 60 days that were negative or escalated. 0 when
+  no ticket was created (no complaints).
+- support_negative_trend: that share minus the share in the 60 days before (days 61-120); a window without
+  tickets counts as share 0.
+- seat_utilisation: active users in 28 days / contracted seats (seats of the current term plus won expansions
+  in force). Null when no seats are contracted. May exceed 1.
+- days_to_renewal: days from as-of to the end of the current term (urgency; not a point source).
+
+activity
+- email_open_rate: opened / outbound emails to the company's contacts in 90 days; null when none was sent.
+- logins_28d: login events (summed `count`) in 28 days; the event name is the manifest's `login_event` key,
+  "login" by default. 0 when none.
+- ticket_volume_90d: tickets created in 90 days. 0 when none.
+- latest_nps: score of the latest NPS response at or before as-of; null when there is none.
+- feature_breadth_28d: distinct usage events other than the login event in 28 days. 0 when none.
+
+An economic-buyer interaction counts only when its contact existed at the time of the interaction
+(`contacts.created_at <= occurred_at`), so contacts created later never change the past.
+
+Adding your own product's signal: register a function that returns one value per (cid, k) row. The context's
+helpers do the windowing and the point-in-time guarantee::
+
+    import polars as pl
+    from hsutils.signals import SignalContext, register_signal
+
+    @register_signal("integrations_synced_28d", family="value", unit="syncs", direction=+1)
+    def integrations_synced_28d(ctx: SignalContext) -> pl.DataFrame:
+        "Integration syncs run in the 28 days up to as-of."
+        return ctx.window_sum("usage_events", "occurred_at", pl.col("count"), days=28,
+                              where=pl.col("event") == "integration_sync")
+
+`hsutils panel` and `build_panel` then carry an `integrations_synced_28d` column. Other helpers:
+`window_sums` (several sums and windows in one pass), `window_distinct` (distinct values in a window), `latest`
+(latest value at or before as-of), `weekly` (weekly totals for trend-like arithmetic, read with `.at(shift)`),
+`usage_weekly()` (usage counts per company, week and event: much faster for whole-week windows), `values(array)`
+(a result from an array aligned with the grid) and `ctx.grid` (the panel's rows with contract columns).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from hsutils.errors import InputError
+from hsutils.schema import UTC_DATETIME
+
+DAY_US = 86_400_000_000
+WEEK_US = 7 * DAY_US
+KEYS = ["cid", "k"]  # internal row keys: company code and week index (as_of = anchor + k weeks)
+
+FAMILIES = ("value", "activity")
+TOUCH_CAP_DAYS = 365
+TREND_WEEKS = 8
+SHARED_LOOKBACK_WEEKS = 18  # weekly totals cover at least 120 days before the first as-of
+DEFAULT_LOGIN_EVENT = "login"
+
+
+@dataclass(frozen=True)
+class Signal:
+    """One registered signal: metadata plus the polars computation `compute(ctx) -> frame[cid, k, value]`."""
+
+    name: str
+    family: str
+    unit: str
+    direction: int
+    description: str
+    compute: Callable[[SignalContext], pl.DataFrame | pl.LazyFrame]
+    point_source: bool = True
+
+
+SIGNALS: dict[str, Signal] = {}
+
+
+def register_signal(
+    name: str,
+    *,
+    family: str,
+    unit: str,
+    direction: int,
+    description: str | None = None,
+    point_source: bool = True,
+    replace: bool = False,
+) -> Callable[[Callable[[SignalContext], Any]], Callable[[SignalContext], Any]]:
+    """Decorator adding a signal to `SIGNALS`; the description defaults to the function's docstring.
+
+    The function receives a `SignalContext` and returns a polars frame with columns cid, k and value (one row per
+    panel row or fewer: absent rows become null). Use the context's helpers so only data at or before as-of is read.
+    """
+    if family not in FAMILIES:
+        raise InputError(f"signal {name}: family must be one of {'/'.join(FAMILIES)}, not {family!r}")
+    if direction not in (-1, 0, 1):
+        raise InputError(f"signal {name}: direction must be +1, -1 or 0, not {direction!r}")
+
+    def decorator(func: Callable[[SignalContext], Any]) -> Callable[[SignalContext], Any]:
+        if name in SIGNALS and not replace:
+            raise InputError(f"signal {name} is already registered; pass replace=True to redefine it")
+        text = description or " ".join((func.__doc__ or "").split()) or name
+        SIGNALS[name] = Signal(name, family, unit, direction, text, func, point_source)
+        return func
+
+    return decorator
+
+
+def unregister_signal(name: str) -> None:
+    """Remove a signal from the registry (e.g. a user's experiment)."""
+    SIGNALS.pop(name, None)
+
+
+def resolve_signals(names: list[str] | str | None) -> list[Signal]:
+    """The registered signals for `names` (a list or comma-separated text; None = all), in registry order."""
+    if names is None:
+        return list(SIGNALS.values())
+    if isinstance(names, str):
+        names = [n.strip() for n in names.split(",") if n.strip()]
+    unknown = [n for n in names if n not in SIGNALS]
+    if unknown:
+        raise InputError(f"unknown signal(s): {', '.join(unknown)}; registered: {', '.join(SIGNALS)}")
+    if not names:
+        raise InputError("no signal chosen: give at least one registered signal name")
+    return [SIGNALS[n] for n in dict.fromkeys(names)]
+
+
+def signal_table() -> pl.DataFrame:
+    """The registry as a table (name, family, unit, direction, point_source, description)."""
+    return pl.DataFrame(
+        [
+            {"name": s.name, "family": s.family, "unit": s.unit, "direction": s.direction,
+             "point_source": s.point_source, "description": s.description}
+            for s in SIGNALS.values()
+        ]
+    )
+
+
+def _week_index(expr: pl.Expr, anchor: datetime) -> pl.Expr:
+    """Week k whose as-of moment (anchor + k weeks) is the first at or after the timestamp: ceil division."""
+    micros = (expr - pl.lit(anchor, dtype=UTC_DATETIME)).dt.total_microseconds()
+    return (-((-micros) // WEEK_US)).cast(pl.Int32)
+
+
+@dataclass(frozen=True)
+class WeeklyTotals:
+    """Weekly totals per customer on a rectangle of weeks: `totals[name][p, j]` is company position p, week k0 + j.
+
+    `tails[name][m]` holds the totals of only the last m days of each week. `at(shift)` reads the value `shift`
+    weeks before each panel row's as-of, aligned with `SignalContext.grid`.
+    """
+
+    k0: int
+    totals: dict[str, np.ndarray]
+    tails: dict[str, dict[int, np.ndarray]]
+    flat_index: np.ndarray  # position * width + (week - k0) of every panel row
+
+    @property
+    def total(self) -> np.ndarray:
+        """The totals of the first (often the only) value."""
+        return next(iter(self.totals.values()))
+
+    def at(self, shift: int = 0, array: np.ndarray | None = None) -> np.ndarray:
+        """Values `shift` weeks before each panel row (of `total`, or of another array of the same shape)."""
+        source = self.total if array is None else array
+        return np.take(source, self.flat_index - shift)
+
+    def window(self, name: str, days: int) -> np.ndarray:
+        """Sum over (as_of - days, as_of] of value `name`, aligned with the grid."""
+        whole, tail = divmod(days, 7)
+        running = np.cumsum(self.totals[name], axis=1)
+        result = self.at(0, running) - self.at(whole, running) if whole else np.zeros(self.flat_index.size)
+        if tail:
+            result = result + self.at(whole, self.tails[name][tail])
+        return result
+
+
+class SignalContext:
+    """Everything a signal needs at the panel's as-of dates: the snapshot, the customer rows and window helpers.
+
+    `grid` holds one row per (company, as-of) while the company is a customer, sorted by `cid` (company code) and
+    `k` (week index; as_of = anchor + k weeks), with company_id, as_of, the current term (term_deal_id,
+    term_start, term_end), contracted_seats, arr, tenure_start and active_seats. Helpers return frames with
+    cid, k and value in the grid's row order (`values(array)` builds one from an array aligned with the grid).
+    """
+
+    def __init__(self, snapshot: Any, anchor: datetime, weeks: list[int]) -> None:
+        self.snapshot = snapshot
+        self.anchor = anchor
+        self.weeks = sorted(set(weeks))
+        self.manifest = snapshot.manifest
+        self.login_event = str(snapshot.manifest.extra.get("login_event") or DEFAULT_LOGIN_EVENT)
+        self.core_events = [str(e) for e in snapshot.manifest.core_events]
+        # company codes follow the sorted company ids, so sorting by code sorts by company
+        self.companies = (
+            snapshot["companies"].select(pl.col("company_id").drop_nulls().unique().sort())
+            .with_row_index("cid").with_columns(pl.col("cid").cast(pl.UInt32))
+        )
+        self._company_enum = pl.Enum(self.companies["company_id"])
+        self.k_min, self.k_max = self.weeks[0], self.weeks[-1]
+        self.as_of_max = self.as_of(self.k_max)
+        self._cache: dict[Any, Any] = {}
+        self.extra_tables: dict[str, pl.DataFrame] = {}
+        self.grid = self._customer_rows()
+        # rectangle layout: customers of the grid (positions) x weeks
+        grid_cids = self.grid["cid"].to_numpy()
+        members = np.unique(grid_cids)
+        self._position_of_cid = np.full(self.companies.height + 1, -1, dtype=np.int64)
+        self._position_of_cid[members] = np.arange(members.size)
+        self.n_positions = int(members.size)
+        self.grid_position = self._position_of_cid[grid_cids]
+        self.grid_week = self.grid["k"].to_numpy().astype(np.int64)
+        if self.grid.height:
+            active = self.window_distinct("usage_events", "occurred_at", pl.col("user_id"), days=28)
+            self.grid = self.grid.with_columns(active["value"].alias("active_seats"))
+
+    # --- time ------------------------------------------------------------------------------------------------
+    def as_of(self, k: int) -> datetime:
+        """The as-of moment of week k."""
+        return self.anchor + timedelta(weeks=k)
+
+    def week_of(self, expr: pl.Expr) -> pl.Expr:
+        """Week index of a timestamp expression (its row is visible from that week's as-of on)."""
+        return _week_index(expr, self.anchor)
+
+    def as_of_expr(self, k: pl.Expr | str = "k") -> pl.Expr:
+        """The as-of moment of a week-index expression."""
+        k = pl.col(k) if isinstance(k, str) else k
+        return pl.lit(self.anchor, dtype=UTC_DATETIME) + pl.duration(weeks=k)
+
+    # --- tables ----------------------------------------------------------------------------------------------
+    def frame(self, name: str) -> pl.DataFrame:
+        """A snapshot table, or a table added with `add_table`."""
+        if name in self.extra_tables:
+            return self.extra_tables[name]
+        return self.snapshot[name]
+
+    def add_table(self, name: str, frame: pl.DataFrame) -> None:
+        """Make a prepared frame (with company_id and its time column) available to the helpers as `name`."""
+        self.extra_tables[name] = frame
+
+    def company_code(self, expr: pl.Expr | str = "company_id") -> pl.Expr:
+        """The company code cid of a company_id expression (null for a company not in the companies table)."""
+        expr = pl.col(expr) if isinstance(expr, str) else expr
+        return expr.cast(pl.String).cast(self._company_enum, strict=False).to_physical().cast(pl.UInt32).alias("cid")
+
+    def _with_cid(self, name: str) -> pl.DataFrame:
+        """The table with its company codes (computed once per table; kept when the table already has them)."""
+        key = ("with_cid", name)
+        if key not in self._cache:
+            frame = self.frame(name)
+            self._cache[key] = frame if "cid" in frame.columns else frame.with_columns(
+                frame.select(self.company_code()).to_series())
+        return self._cache[key]
+
+    def usage_weekly(self) -> str:
+        """Name of a derived table: usage `count` summed per company, week and event, for the weeks the panel can
+        look at (18 weeks before the first as-of on). Its `occurred_at` is the week's as-of moment, so it serves
+        windows of whole weeks only; it is much smaller than the event table."""
+        name = "usage_weekly"
+        if name not in self.extra_tables:
+            lf = self.table("usage_events", "occurred_at", days=7 * SHARED_LOOKBACK_WEEKS + 7)
+            event = pl.col("event").cast(pl.Categorical)
+            k_lo = self.k_min - SHARED_LOOKBACK_WEEKS - 2
+            bits_k = max(1, (self.k_max - k_lo + 1).bit_length())
+            # one integer key per (company, week, event) makes the grouping fast
+            packed = (pl.col("cid").cast(pl.Int64) * 2 ** (32 + bits_k) + event.to_physical().cast(pl.Int64) * 2**bits_k
+                      + (pl.col("k") - k_lo).cast(pl.Int64))
+            sums = lf.group_by(packed.alias("_packed")).agg(pl.col("count").sum(), pl.col("event").first()).with_columns(
+                (pl.col("_packed") // 2 ** (32 + bits_k)).cast(pl.UInt32).alias("cid"),
+                (pl.col("_packed") % 2**bits_k + k_lo).cast(pl.Int32).alias("k"),
+            )
+            weekly = sums.select("cid", self.as_of_expr("k").alias("occurred_at"), "event", "count")
+            self.add_table(name, weekly.collect())
+        return name
+
+    def table(self, name: str, time: str | None = None, where: pl.Expr | None = None, days: int | None = None) -> pl.LazyFrame:
+        """A table, lazily, with `cid` and, given `time`, `k` (the week from whose as-of on the row is visible).
+
+        Rows dated after the last as-of are dropped and, given `days`, rows too old to reach any window.
+        """
+        lf = self._with_cid(name).lazy().filter(pl.col("cid").is_not_null())
+        if where is not None:
+            lf = lf.filter(where)
+        if time is not None:
+            keep = pl.col(time) <= pl.lit(self.as_of_max, dtype=UTC_DATETIME)
+            if days is not None:
+                keep = keep & (pl.col(time) > pl.lit(self.as_of(self.k_min) - timedelta(days=days), dtype=UTC_DATETIME))
+            lf = lf.filter(keep).with_columns(self.week_of(pl.col(time)).alias("k"))
+        return lf
+
+    def values(self, array: np.ndarray | pl.Series) -> pl.DataFrame:
+        """A helper result: the grid's keys with `array` (aligned with the grid's rows) as column value."""
+        return self.grid.select(*KEYS).with_columns(pl.Series("value", array, dtype=pl.Float64))
+
+    def _rectangle(self, frame: pl.DataFrame, columns: list[str], k0: int, width: int) -> dict[str, np.ndarray]:
+        """Sum frame[cid, k, columns...] into (position x week) arrays covering weeks k0 .. k0 + width - 1."""
+        position = self._position_of_cid[frame["cid"].to_numpy().astype(np.int64)]
+        offset = frame["k"].to_numpy().astype(np.int64) - k0
+        keep = (position >= 0) & (offset >= 0) & (offset < width)
+        flat = position[keep] * width + offset[keep]
+        size = self.n_positions * width
+        return {
+            c: np.bincount(flat, weights=frame[c].to_numpy().astype(np.float64)[keep], minlength=size)
+            .astype(np.float64, copy=False).reshape(self.n_positions, width)
+            for c in columns
+        }
+
+    # --- window helpers --------------------------------------------------------------------------------------
+    def weekly(self, table: str, time: str, value: pl.Expr | dict[str, pl.Expr], where: pl.Expr | None = None,
+               lookback_weeks: int = 0, tail_days: tuple[int, ...] = ()) -> WeeklyTotals:
+        """Weekly totals of `value` (or of several named values, in one pass) per customer, from `lookback_weeks`
+        before the first as-of to the last one.
+
+        A row counts in the week whose as-of is the first at or after it. `tail_days` adds, per m, the totals of
+        only the last m days of each week (for windows that are not whole weeks).
+        """
+        values = value if isinstance(value, dict) else {"value": value}
+        tail_days = tuple(sorted(set(tail_days)))
+        key = ("weekly", table, time, tuple((n, str(v)) for n, v in values.items()), str(where), tail_days)
+        if key in self._cache and self._cache[key].k0 <= self.k_min - lookback_weeks:
+            return self._cache[key]
+        lookback_weeks = max(lookback_weeks, SHARED_LOOKBACK_WEEKS)  # one pass serves the usual windows
+        lf = self.table(table, time, where, days=7 * lookback_weeks + 7)
+        # materialise the values per row first (a bare literal would be aggregated once per group, not per row)
+        names = [f"_v{i}" for i in range(len(values))]
+        lf = lf.select("cid", "k", time, *[(v + pl.lit(0.0)).cast(pl.Float64).alias(n) for n, v in zip(names, values.values(), strict=True)])
+        aggs = [pl.col(n).sum() for n in names]
+        for m in tail_days:
+            # a row is in the last m days of its week when the week's as-of is less than m days after it
+            recent = (self.as_of_expr("k") - pl.col(time)).dt.total_microseconds() < m * DAY_US
+            aggs += [pl.col(n).filter(recent).sum().alias(f"{n}_tail_{m}") for n in names]
+        sums = lf.group_by(KEYS).agg(aggs).collect()
+        k0 = self.k_min - lookback_weeks
+        width = self.k_max - k0 + 1
+        arrays = self._rectangle(sums, [a.meta.output_name() for a in aggs], k0, width)
+        result = WeeklyTotals(
+            k0,
+            {label: arrays[n] for label, n in zip(values, names, strict=True)},
+            {label: {m: arrays[f"{n}_tail_{m}"] for m in tail_days} for label, n in zip(values, names, strict=True)},
+            self.grid_position * width + (self.grid_week - k0),
+        )
+        self._cache[key] = result
+        return result
+
+    def window_sum(self, table: str, time: str, value: pl.Expr, days: int, where: pl.Expr | None = None) -> pl.DataFrame:
+        """Sum of `value` over rows of `table` with `time` in (as_of - days, as_of]: frame[cid, k, value]."""
+        return self.values(self.window_sums(table, time, {"value": value}, (days,), where)["value", days])
+
+    def window_sums(self, table: str, time: str, values: dict[str, pl.Expr], days: tuple[int, ...],
+                    where: pl.Expr | None = None) -> dict[tuple[str, int], np.ndarray]:
+        """Several windowed sums in one pass over the table: {(name, days): array aligned with the grid}."""
+        if min(days) < 1:
+            raise InputError(f"window of {min(days)} days: a window must last at least one day")
+        weekly = self.weekly(table, time, values, where, lookback_weeks=max(days) // 7 + 1,
+                             tail_days=tuple(d % 7 for d in days if d % 7))
+        return {(name, d): weekly.window(name, d) for name in values for d in days}
+
+    def window_distinct(self, table: str, time: str, key_expr: pl.Expr, days: int, where: pl.Expr | None = None) -> pl.DataFrame:
+        """Number of distinct `key_expr` values among rows with `time` in (as_of - days, as_of]: frame[cid, k, value].
+
+        Each distinct value is active from its row's week until `days` after its latest row; overlapping activity
+        is merged per value, then the starts (+1) and ends (-1) are summed cumulatively over the weeks.
+        """
+        if days < 7:
+            raise InputError(f"distinct window of {days} days: use at least 7 days")
+        cache_key = ("window_distinct", table, time, str(key_expr), str(where), days)
+        if cache_key in self._cache:
+            return self._cache[cache_key]
+        whole_weeks = days % 7 == 0
+        code = key_expr.cast(pl.String).cast(pl.Categorical).to_physical().cast(pl.Int64).alias("_key")
+        rows = self.table(table, time, where, days=days).select(
+            pl.col("cid").cast(pl.Int64), code, pl.col("k").cast(pl.Int64), *([] if whole_weeks else [time])
+        ).collect()
+        if rows.height == 0:
+            result = self.values(np.zeros(self.grid.height))
+            self._cache[cache_key] = result
+            return result
+        if whole_weeks:
+            few = self._distinct_few(rows, days // 7)
+            if few is not None:
+                result = self.values(few)
+                self._cache[cache_key] = result
+                return result
+        # one integer per (company, value, week): sorting and de-duplicating integers is fast
+        k_lo = int(rows["k"].min())
+        bits_k = max(1, (int(rows["k"].max()) + days // 7 + 2 - k_lo).bit_length())
+        bits_key = max(1, (int(rows["_key"].max()) + 1).bit_length())
+        bits_cid = max(1, (int(rows["cid"].max()) + 1).bit_length())
+        if whole_weeks and bits_k + bits_key + bits_cid <= 62:
+            packed = rows.select(
+                pl.col("cid") * 2 ** (bits_key + bits_k) + pl.col("_key") * 2**bits_k + (pl.col("k") - k_lo)
+            ).to_series().to_numpy()
+            packed = np.sort(packed)
+            packed = packed[np.concatenate(([True], packed[1:] != packed[:-1]))]
+            entity = packed >> bits_k
+            k = (packed & ((1 << bits_k) - 1)) + k_lo
+            k_end = k + days // 7
+            same = entity[1:] == entity[:-1]  # the next active week of the same value ends this interval early
+            k_end[:-1][same] = np.minimum(k_end[:-1][same], k[1:][same])
+            result = self.values(self._count_intervals(packed >> (bits_key + bits_k), k, k_end))
+            self._cache[cache_key] = result
+            return result
+        # general case (windows of whole weeks plus days, or codes too large to pack): sort on the columns
+        buckets = rows.unique() if whole_weeks else rows.group_by("cid", "_key", "k").agg(pl.col(time).max().alias("_last"))
+        buckets = buckets.sort("cid", "_key", "k")
+        same_entity = (pl.col("cid") == pl.col("cid").shift(-1)) & (pl.col("_key") == pl.col("_key").shift(-1))
+        if whole_weeks:
+            buckets = buckets.with_columns((pl.col("k") + days // 7).alias("k_end"))
+        else:
+            buckets = buckets.with_columns(self.week_of(pl.col("_last") + pl.duration(days=days)).cast(pl.Int64).alias("k_end"))
+        intervals = buckets.select(
+            "cid", "k",
+            pl.when(same_entity).then(pl.min_horizontal("k_end", pl.col("k").shift(-1))).otherwise("k_end").alias("k_end"),
+        )
+        deltas = pl.concat(
+            [
+                intervals.select("cid", "k", pl.lit(1.0).alias("delta")),
+                intervals.select("cid", pl.col("k_end").alias("k"), pl.lit(-1.0).alias("delta")),
+            ]
+        )
+        result = self.values(self.cumulate(deltas))
+        self._cache[cache_key] = result
+        return result
+
+    def _distinct_few(self, rows: pl.DataFrame, weeks: int) -> np.ndarray | None:
+        """Distinct counts over `weeks` whole weeks when there are at most 63 distinct values (e.g. event names):
+        one bit per value, OR-ed per week and over the window, then counted. None when there are more values."""
+        if rows["_key"].head(200_000).n_unique() > 63:
+            return None
+        codes = rows["_key"].unique().sort()
+        if codes.len() > 63:
+            return None
+        bits = rows.lazy().select(
+            "cid", "k",
+            pl.col("_key").replace_strict(
+                codes, pl.Series([1 << i for i in range(codes.len())], dtype=pl.UInt64), return_dtype=pl.UInt64
+            ).alias("_bit"),
+        ).group_by("cid", "k").agg(pl.col("_bit").bitwise_or()).collect()
+        k0 = self.k_min - weeks + 1
+        width = self.k_max - k0 + 1
+        position = self._position_of_cid[bits["cid"].to_numpy().astype(np.int64)]
+        offset = bits["k"].to_numpy().astype(np.int64) - k0
+        keep = (position >= 0) & (offset >= 0) & (offset < width)
+        weekly = np.zeros((self.n_positions, width), dtype=np.uint64)
+        weekly[position[keep], offset[keep]] = bits["_bit"].to_numpy()[keep]
+        column = self.grid_week - k0
+        window = np.zeros(self.grid.height, dtype=np.uint64)
+        for back in range(weeks):
+            window |= weekly[self.grid_position, column - back]
+        return np.bitwise_count(window).astype(np.float64)
+
+    def cumulate(self, deltas: pl.DataFrame) -> np.ndarray:
+        """Running total per company of frame[cid, k, delta] at each panel row (aligned with the grid).
+
+        Deltas before the first as-of are folded into it; deltas after the last are ignored.
+        """
+        return self._cumulate_arrays(
+            deltas["cid"].to_numpy().astype(np.int64), deltas["k"].to_numpy().astype(np.int64),
+            deltas["delta"].to_numpy().astype(np.float64),
+        )
+
+    def _count_intervals(self, cid: np.ndarray, k_from: np.ndarray, k_to: np.ndarray) -> np.ndarray:
+        """Number of intervals [k_from, k_to) of each company covering each panel row's week."""
+        width = self.k_max - self.k_min + 1
+        position = self._position_of_cid[cid]
+        counts = np.zeros(self.n_positions * width, dtype=np.int64)
+        for bound, sign in ((k_from, 1), (k_to, -1)):
+            offset = np.maximum(bound, self.k_min) - self.k_min
+            keep = (position >= 0) & (offset < width)
+            counts += sign * np.bincount(position[keep] * width + offset[keep], minlength=counts.size)
+        running = np.cumsum(counts.reshape(self.n_positions, width), axis=1)
+        return running[self.grid_position, self.grid_week - self.k_min].astype(np.float64)
+
+    def _cumulate_arrays(self, cid: np.ndarray, k: np.ndarray, delta: np.ndarray) -> np.ndarray:
+        width = self.k_max - self.k_min + 1
+        position = self._position_of_cid[cid]
+        offset = np.maximum(k, self.k_min) - self.k_min
+        keep = (position >= 0) & (offset < width)
+        flat = position[keep] * width + offset[keep]
+        sums = np.bincount(flat, weights=delta[keep], minlength=self.n_positions * width)
+        running = np.cumsum(sums.reshape(self.n_positions, width), axis=1)
+        return running[self.grid_position, self.grid_week - self.k_min]
+
+    def latest(self, table: str, time: str, value: pl.Expr, where: pl.Expr | None = None,
+               tiebreak: str | None = None) -> pl.DataFrame:
+        """The value of the latest row at or before as-of: frame[cid, k, value, time] (time = that row's time)."""
+        key = ("latest", table, time, str(value), str(where), tiebreak)
+        if key in self._cache:
+            return self._cache[key]
+        order = [time] + ([tiebreak] if tiebreak else [])
+        per_week = (
+            self.table(table, time, where)
+            .select("cid", "k", *order, value.alias("value"))
+            .sort(order)
+            .group_by(KEYS)
+            .agg(pl.col("value").last(), pl.col(time).last().alias("time"))
+        )
+        right = per_week.sort(KEYS).collect()
+        left = self.grid.select(KEYS)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            result = left.join_asof(right, on="k", by="cid", strategy="backward", check_sortedness=False)
+        self._cache[key] = result
+        return result
+
+    # --- customers and contracts -----------------------------------------------------------------------------
+    def _customer_rows(self) -> pl.DataFrame:
+        """One row per (company, requested week) while a contract term is in force and known at as-of.
+
+        A term is a won new/renewal deal; it is known from its close_date and in force from max(term_start,
+        close_date) until term_end (exclusive). Where terms overlap, the latest-starting one is current. A company
+        whose renewal was recorded lost at or before as-of, during the current term, is no longer a customer.
+        Won expansions in force (closed by as-of, term_start <= as_of < term_end) add seats and ARR.
+        """
+        deals = self.table("deals")
+        weeks = pl.DataFrame({"k": self.weeks}, schema={"k": pl.Int32}).lazy()
+        lo, hi = self.k_min, self.k_max + 1
+        every_week = len(self.weeks) == hi - lo
+
+        def in_force(frame: pl.LazyFrame) -> pl.LazyFrame:
+            start = pl.max_horizontal("term_start", "close_date")
+            exploded = (
+                frame.filter(pl.col("close_date").is_not_null())
+                .with_columns(
+                    start.alias("effective_start"),
+                    self.week_of(start).alias("k_from"),
+                    self.week_of(pl.col("term_end")).alias("k_to"),
+                )
+                .with_columns(
+                    pl.int_ranges(pl.max_horizontal("k_from", pl.lit(lo)), pl.min_horizontal("k_to", pl.lit(hi)),
+                                  dtype=pl.Int32).alias("k")
+                )
+                .explode("k")
+                .filter(pl.col("k").is_not_null())
+            )
+            return exploded if every_week else exploded.join(weeks, on="k", how="semi")
+
+        terms = deals.filter(pl.col("deal_type").is_in(["new", "renewal"]) & (pl.col("stage") == "won"))
+        tenure = (
+            terms.filter(pl.col("close_date").is_not_null())
+            .group_by("cid").agg(pl.max_horizontal("term_start", "close_date").min().alias("tenure_start"))
+        )
+        # rank terms once (latest start, then latest end, then deal_id wins) and keep the best rank per week
+        ranked = (
+            terms.filter(pl.col("close_date").is_not_null())
+            .sort(pl.max_horizontal("term_start", "close_date"), "term_end", "deal_id")
+            .with_row_index("rank")
+            .collect()
+        )
+        best = in_force(ranked.lazy()).group_by(KEYS).agg(pl.col("rank").max())
+        current = best.join(
+            ranked.lazy().select(
+                "rank", pl.col("deal_id").alias("term_deal_id"), "term_start", "term_end",
+                pl.col("arr").alias("term_arr"), pl.col("seats").alias("term_seats"),
+            ),
+            on="rank",
+        ).drop("rank")
+        expansions = (
+            in_force(deals.filter((pl.col("deal_type") == "expansion") & (pl.col("stage") == "won")))
+            .group_by(KEYS)
+            .agg(pl.col("arr").sum().alias("expansion_arr"), pl.col("seats").sum().alias("expansion_seats"))
+        )
+        lost = (
+            deals.filter((pl.col("deal_type") == "renewal") & (pl.col("stage") == "lost") & pl.col("close_date").is_not_null())
+            .with_columns(self.week_of(pl.col("close_date")).alias("k"))
+            .group_by(KEYS)
+            .agg(pl.col("close_date").max().alias("lost_close"))
+            .sort(KEYS)
+            .collect()
+        )
+        rows = current.collect().sort(KEYS)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            rows = rows.join_asof(lost, on="k", by="cid", strategy="backward", check_sortedness=False)
+        rows = (
+            rows.lazy()
+            .filter(pl.col("lost_close").is_null() | (pl.col("lost_close") < pl.col("term_start")))
+            .join(expansions, on=KEYS, how="left")
+            .join(tenure, on="cid", how="left")
+            .join(self.companies.lazy(), on="cid", how="left")
+            .select(
+                *KEYS,
+                "company_id",
+                self.as_of_expr("k").alias("as_of"),
+                "term_deal_id", "term_start", "term_end",
+                (pl.col("term_seats") + pl.col("expansion_seats").fill_null(0)).alias("contracted_seats"),
+                (pl.col("term_arr") + pl.col("expansion_arr").fill_null(0.0)).alias("arr"),
+                "tenure_start",
+            )
+            .sort(KEYS)
+        )
+        return rows.collect()
+
+
+# ------------------------------------------------------------------------------------------------------------
+# built-in signals
+# ------------------------------------------------------------------------------------------------------------
+def _core_filter(ctx: SignalContext) -> pl.Expr:
+    return pl.col("event").is_in(ctx.core_events)
+
+
+def _grid_value(grid: pl.DataFrame, expr: pl.Expr) -> pl.DataFrame:
+    return grid.select(*KEYS, expr.alias("value"))
+
+
+def _eb_engagements(ctx: SignalContext) -> str:
+    """Table name of the engagements with economic-buyer contacts that existed when the engagement happened."""
+    name = "eb_engagements"
+    if name not in ctx.extra_tables:
+        buyers = ctx.snapshot["contacts"].filter(pl.col("role") == "economic_buyer").select(
+            "contact_id", pl.col("created_at").alias("_contact_created")
+        )
+        ctx.add_table(name, (
+            ctx.snapshot["engagements"].lazy()
+            .filter(pl.col("contact_id").is_not_null())
+            .join(buyers.lazy(), on="contact_id", how="inner")
+            .filter(pl.col("_contact_created") <= pl.col("occurred_at"))
+            .drop("_contact_created")
+            .collect()
+        ))
+    return name
+
+
+EB_REPLY = (pl.col("type") == "email") & (pl.col("replied").fill_null(False) | (pl.col("direction") == "inbound"))
+EB_MEETING = pl.col("type") == "meeting"
+EB_DECISION_MEETING = EB_MEETING & pl.col("meeting_kind").is_in(["qbr", "renewal"])
+EB_CALL = pl.col("type") == "call"
+EB_POINTS = (
+    EB_REPLY.cast(pl.Float64) + EB_MEETING.cast(pl.Float64) + EB_DECISION_MEETING.cast(pl.Float64) + EB_CALL.cast(pl.Float64)
+)
+NEGATIVE_TICKET = (pl.col("sentiment") == "negative") | pl.col("escalated").fill_null(False)
+
+
+@register_signal("core_depth", family="value", unit="core events per active user", direction=+1)
+def core_depth(ctx: SignalContext) -> pl.DataFrame:
+    """Value-moment events (manifest core_events) in the 28 days up to as-of per active user (distinct users with
+    any usage in those days); 0 when nobody was active."""
+    core = ctx.window_sum(ctx.usage_weekly(), "occurred_at", pl.col("count"), days=28, where=_core_filter(ctx))["value"]
+    active = ctx.grid["active_seats"]
+    return ctx.values(pl.select(pl.when(active > 0).then(core / active).otherwise(0.0)).to_series())
+
+
+@register_signal("core_depth_trend", family="value", unit="relative change per week", direction=+1)
+def core_depth_trend(ctx: SignalContext) -> pl.DataFrame:
+    """OLS slope of the 8 weekly value-moment counts ending at as-of divided by their mean; 0 without core events
+    in the 8 weeks, null while the company has been a customer for under 8 weeks."""
+    weeks = TREND_WEEKS
+    weekly = ctx.weekly(ctx.usage_weekly(), "occurred_at", pl.col("count"), where=_core_filter(ctx), lookback_weeks=weeks)
+    x = np.arange(weeks) - (weeks - 1) / 2  # week 0 is the oldest, weeks-1 the one ending at as-of
+    counts = np.stack([weekly.at(weeks - 1 - i) for i in range(weeks)], axis=1)
+    slope = counts @ x / (x**2).sum()
+    mean = counts.mean(axis=1)
+    trend = np.divide(slope, mean, out=np.zeros_like(slope), where=mean > 0)
+    full_history = ctx.grid.select(pl.col("as_of") - pl.col("tenure_start") >= pl.duration(weeks=weeks)).to_series()
+    return ctx.values(trend).with_columns(pl.when(full_history).then(pl.col("value")).alias("value"))
+
+
+@register_signal("eb_engagement", family="value", unit="weighted interactions", direction=+1)
+def eb_engagement(ctx: SignalContext) -> pl.DataFrame:
+    """Economic-buyer interactions over 90 days: reply or inbound email 1, meeting 1, QBR/renewal meeting 2,
+    call 1; 0 when none."""
+    return ctx.window_sum(_eb_engagements(ctx), "occurred_at", EB_POINTS, days=90, where=EB_POINTS > 0)
+
+
+@register_signal("eb_days_since_touch", family="value", unit="days", direction=-1)
+def eb_days_since_touch(ctx: SignalContext) -> pl.DataFrame:
+    """Days since the economic buyer's last two-way touch (reply, inbound email, meeting, call), capped at 365;
+    365 when never touched."""
+    touch = EB_REPLY | EB_MEETING | EB_CALL
+    last = ctx.latest(_eb_engagements(ctx), "occurred_at", pl.col("occurred_at"), where=touch)
+    days = (ctx.as_of_expr("k") - pl.col("value")).dt.total_microseconds() / DAY_US
+    return last.select(*KEYS, pl.min_horizontal(days, pl.lit(float(TOUCH_CAP_DAYS))).fill_null(float(TOUCH_CAP_DAYS)).alias("value"))
+
+
+def _negative_shares(ctx: SignalContext) -> pl.DataFrame:
+    sums = ctx.window_sums("tickets", "created_at", {"n": pl.lit(1.0), "negative": NEGATIVE_TICKET.cast(pl.Float64)},
+                           days=(60, 120))
+    n_now, neg_now = sums["n", 60], sums["negative", 60]
+    n_before, neg_before = sums["n", 120] - n_now, sums["negative", 120] - neg_now
+    share = np.divide(neg_now, n_now, out=np.zeros_like(n_now), where=n_now > 0)
+    share_before = np.divide(neg_before, n_before, out=np.zeros_like(n_before), where=n_before > 0)
+    return ctx.values(share).with_columns(pl.Series("share_before", share_before))
+
+
+@register_signal("support_negative_share", family="value", unit="share of tickets", direction=-1)
+def support_negative_share(ctx: SignalContext) -> pl.DataFrame:
+    """Share of tickets created in the last 60 days that were negative or escalated; 0 without tickets."""
+    return _negative_shares(ctx).select(*KEYS, "value")
+
+
+@register_signal("support_negative_trend", family="value", unit="change in share", direction=-1)
+def support_negative_trend(ctx: SignalContext) -> pl.DataFrame:
+    """Negative-or-escalated share of tickets in the last 60 days minus the share in the 60 days before."""
+    return _negative_shares(ctx).select(*KEYS, pl.col("value") - pl.col("share_before"))
+
+
+@register_signal("seat_utilisation", family="value", unit="active users per contracted seat", direction=+1)
+def seat_utilisation(ctx: SignalContext) -> pl.DataFrame:
+    """Distinct users active in 28 days divided by contracted seats (current term plus won expansions in force);
+    null when no seats are contracted."""
+    seats = pl.col("contracted_seats")
+    return _grid_value(ctx.grid, pl.when(seats > 0).then(pl.col("active_seats") / seats))
+
+
+@register_signal("days_to_renewal", family="value", unit="days", direction=0, point_source=False)
+def days_to_renewal(ctx: SignalContext) -> pl.DataFrame:
+    """Days from as-of to the end of the current term: renewal urgency, not a point source."""
+    return _grid_value(ctx.grid, (pl.col("term_end") - pl.col("as_of")).dt.total_microseconds() / DAY_US)
+
+
+@register_signal("email_open_rate", family="activity", unit="share of emails", direction=+1)
+def email_open_rate(ctx: SignalContext) -> pl.DataFrame:
+    """Share of outbound emails to the company's contacts in 90 days that were opened; null when none was sent."""
+    outbound = (pl.col("type") == "email") & (pl.col("direction") == "outbound")
+    sums = ctx.window_sums("engagements", "occurred_at", {"sent": pl.lit(1.0), "opened": pl.col("opened").fill_null(False)},
+                           days=(90,), where=outbound)
+    sent, opened = sums["sent", 90], sums["opened", 90]
+    return ctx.values(np.divide(opened, sent, out=np.full_like(sent, np.nan), where=sent > 0)).with_columns(
+        pl.col("value").fill_nan(None))
+
+
+@register_signal("logins_28d", family="activity", unit="logins", direction=+1)
+def logins_28d(ctx: SignalContext) -> pl.DataFrame:
+    """Login events (manifest login_event, default "login") in the 28 days up to as-of."""
+    return ctx.window_sum(ctx.usage_weekly(), "occurred_at", pl.col("count"), days=28, where=pl.col("event") == ctx.login_event)
+
+
+@register_signal("ticket_volume_90d", family="activity", unit="tickets", direction=-1)
+def ticket_volume_90d(ctx: SignalContext) -> pl.DataFrame:
+    """Tickets created in the 90 days up to as-of."""
+    return ctx.window_sum("tickets", "created_at", pl.lit(1.0), days=90)
+
+
+@register_signal("latest_nps", family="activity", unit="NPS score (0-10)", direction=+1)
+def latest_nps(ctx: SignalContext) -> pl.DataFrame:
+    """Score of the latest NPS response at or before as-of; null when there is none."""
+    return ctx.latest("surveys", "submitted_at", pl.col("score"), where=pl.col("kind") == "nps", tiebreak="response_id").drop("time")
+
+
+@register_signal("feature_breadth_28d", family="activity", unit="distinct features", direction=+1)
+def feature_breadth_28d(ctx: SignalContext) -> pl.DataFrame:
+    """Distinct usage events other than the login event used in the 28 days up to as-of."""
+    return ctx.window_distinct(ctx.usage_weekly(), "occurred_at", pl.col("event"), days=28,
+                               where=pl.col("event") != ctx.login_event)

@@ -1,0 +1,219 @@
+"""The weekly panel on the demo portal: shape, segments, outcomes against the demo's ground truth, signal
+directions, agreement with the pandas reference, the command line and bad input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import polars as pl
+import pytest
+from scipy.stats import spearmanr
+from sklearn.metrics import roc_auc_score
+
+from hsutils.cli import main
+from hsutils.errors import InputError
+from hsutils.panel import build_panel, default_as_of_dates
+from hsutils.signals import SIGNALS
+from hsutils.snapshot import load_snapshot
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+CONTRACT_COLUMNS = list(dict.fromkeys([
+    "company_id", "as_of", *SIGNALS.keys(), "arr_segment", "tier", "size_bucket", "arr", "contracted_seats",
+    "active_seats", "days_to_renewal", "term_end", "cs_owner_id", "ae_owner_id", "outcome_churned",
+    "outcome_expanded", "outcome_days_to_churn",
+]))
+
+
+@pytest.fixture(scope="module")
+def demo(small_demo):
+    return load_snapshot(small_demo)
+
+
+@pytest.fixture(scope="module")
+def panel(demo):
+    return build_panel(demo)
+
+
+@pytest.fixture(scope="module")
+def decisions(small_demo, panel):
+    """One panel row per renewal decision of the demo's ground truth, at the as-of of the decision."""
+    truth = pl.read_parquet(small_demo.with_name(small_demo.name + ".truth") / "renewals.parquet")
+    rows = truth.rename({c: f"truth_{c}" for c in truth.columns if c not in ("company_id", "decided_at")}).join(
+        panel, left_on=["company_id", "decided_at"], right_on=["company_id", "as_of"], how="inner"
+    )
+    assert rows.height >= 0.95 * truth.height  # every decision falls on a weekly as-of of a customer
+    return rows
+
+
+def test_panel_shape_and_columns(demo, panel):
+    assert [c for c in panel.columns if c in CONTRACT_COLUMNS] == [c for c in CONTRACT_COLUMNS if c in panel.columns]
+    assert set(CONTRACT_COLUMNS) <= set(panel.columns)
+    assert panel.schema["as_of"] == pl.Datetime("us", "UTC")
+    assert panel.select(pl.struct("company_id", "as_of").is_duplicated().any()).item() is False
+    dates = panel["as_of"].unique().sort()
+    assert dates[-1] == datetime(2026, 11, 15, tzinfo=UTC) == default_as_of_dates(demo)[-1]
+    assert set(dates.diff().drop_nulls().to_list()) == {timedelta(weeks=1)}
+    assert (panel["term_end"] > panel["as_of"]).all() and (panel["days_to_renewal"] > 0).all()
+    assert set(panel["outcome_churned"].drop_nulls().unique()) == {0, 1}
+    assert set(panel["size_bucket"].unique()) <= {"1-49", "50-199", "200-999", "1000+", "unknown"}
+    assert set(panel["tier"].unique()) <= {"starter", "pro", "enterprise"}
+    assert panel["cs_owner_id"].null_count() < panel.height
+    # high_touch = the top 20 % of ARR among the customers at each as-of
+    share = panel.group_by("as_of").agg(
+        (pl.col("arr_segment") == "high_touch").mean().alias("share"),
+        pl.col("arr").filter(pl.col("arr_segment") == "high_touch").min().alias("low_high"),
+        pl.col("arr").filter(pl.col("arr_segment") == "scaled").max().alias("top_scaled"),
+        pl.len().alias("n"),
+    ).filter(pl.col("n") >= 20)
+    assert share["share"].is_between(0.19, 0.26).all()
+    assert (share["low_high"] > share["top_scaled"]).all()
+
+
+def test_outcomes_agree_with_the_demo_truth(decisions, panel):
+    labelled = decisions.filter(pl.col("outcome_churned").is_not_null())
+    assert labelled.height == decisions.height  # a decision one week before term end is always in the horizon
+    assert (labelled["outcome_churned"] == labelled["truth_churned"].cast(pl.Int8)).all()
+    churned = labelled.filter(pl.col("outcome_churned") == 1)
+    assert churned.height >= 20
+    assert (churned["outcome_days_to_churn"] > 0).all()
+    # a company that churned is no customer at or after its churn date
+    ends = churned.select("company_id", pl.col("term_end").alias("churn_end"))
+    later = panel.join(ends, on="company_id").filter(pl.col("as_of") >= pl.col("churn_end"))
+    restarted = panel.join(ends, on="company_id").filter(pl.col("term_end") > pl.col("churn_end"))
+    assert later.height == restarted.height  # rows after a churn only in a later, newly won term
+    # expansions: the demo expands healthy accounts
+    assert panel["outcome_expanded"].drop_nulls().sum() > 0
+    assert panel.filter(pl.col("outcome_expanded") == 1)["seat_utilisation"].mean() > panel["seat_utilisation"].mean()
+
+
+def test_value_signals_separate_churn_and_activity_signals_barely(decisions):
+    """On the demo's ground truth: value signals point the expected way, activity signals carry little."""
+    y = decisions["truth_churned"].to_numpy()
+    p_churn = decisions["truth_p_churn"].to_numpy()
+    healthy_auc, rho = {}, {}
+    for name, signal in SIGNALS.items():
+        if not signal.point_source or name not in decisions.columns:
+            continue
+        x = decisions[name].to_numpy().astype(float)
+        ok = ~np.isnan(x)
+        auc = roc_auc_score(y[ok], x[ok])
+        healthy_auc[name] = 1 - auc if signal.direction > 0 else auc  # AUC of "less healthy -> churn"
+        rho[name] = spearmanr(x[ok], p_churn[ok])[0] * signal.direction  # < 0: healthier, lower true risk
+    value = [n for n in healthy_auc if SIGNALS[n].family == "value"]
+    activity = [n for n in healthy_auc if SIGNALS[n].family == "activity"]
+    assert healthy_auc["core_depth"] > 0.7 and healthy_auc["seat_utilisation"] > 0.65
+    assert healthy_auc["core_depth_trend"] > 0.6
+    assert all(rho[n] < 0 for n in value), rho  # every value signal points the expected way
+    assert min(rho[n] for n in value) < -0.3
+    assert all(abs(rho[n]) < 0.25 for n in activity), rho
+    assert all(abs(healthy_auc[n] - 0.5) < 0.25 for n in activity), healthy_auc
+    assert max(healthy_auc[n] for n in value) > max(max(healthy_auc[n], 1 - healthy_auc[n]) for n in activity) + 0.05
+
+
+def test_pandas_reference_gives_the_same_numbers(small_demo, demo):
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        from pandas_reference import panel_pandas, read_tables
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    last = default_as_of_dates(demo)[-1]
+    dates = [last - timedelta(weeks=w) for w in (0, 1, 9, 40, 77, 120)]
+    ours = build_panel(demo, as_of_dates=dates).to_pandas()
+    tables, manifest = read_tables(small_demo)
+    reference = panel_pandas(tables, manifest, as_of_dates=[pd.Timestamp(d) for d in dates])
+    assert len(ours) == len(reference) > 500
+    merged = ours.merge(reference, on=["as_of", "company_id"], suffixes=("", "_ref"), validate="one_to_one")
+    assert len(merged) == len(ours)
+    compared = 0
+    for column in reference.columns:
+        if column in ("as_of", "company_id") or column not in ours.columns:
+            continue
+        a, b = merged[column], merged[f"{column}_ref"]
+        if a.dtype.kind in "fiub" or b.dtype.kind in "fiub":
+            a, b = a.astype(float).to_numpy(), b.astype(float).to_numpy()
+            assert np.allclose(a, b, rtol=1e-9, atol=1e-9, equal_nan=True), column
+        else:
+            assert ((a == b) | (a.isna() & b.isna())).all(), column
+        compared += 1
+    assert compared >= len(SIGNALS) + 8
+
+
+def test_single_as_of_and_off_grid_dates_match_the_weekly_panel(demo, panel):
+    last = default_as_of_dates(demo)[-1]
+    picked = [last - timedelta(weeks=30), last - timedelta(weeks=30, days=3), last - timedelta(weeks=2, days=1)]
+    alone = build_panel(demo, as_of_dates=[picked[0]])
+    expected = panel.filter(pl.col("as_of") == picked[0])
+    assert alone.equals(expected), "a single as-of differs from the weekly panel"
+    mixed = build_panel(demo, as_of_dates=picked)
+    assert sorted(mixed["as_of"].unique().to_list()) == sorted(picked)
+    for moment in picked[1:]:
+        one = build_panel(demo, as_of_dates=[moment])
+        assert mixed.filter(pl.col("as_of") == moment).equals(one)
+
+
+def test_cli_writes_parquet_and_csv(small_demo, tmp_path, capsys):
+    out = tmp_path / "panel.parquet"
+    assert main(["panel", str(small_demo), "--out", str(out), "--signals", "core_depth,logins_28d"]) == 0
+    written = pl.read_parquet(out)
+    assert {"core_depth", "logins_28d", "outcome_churned"} <= set(written.columns)
+    assert "eb_engagement" not in written.columns
+    assert "rows" in capsys.readouterr().out
+    csv_out = tmp_path / "sub" / "panel.csv"
+    assert main(["panel", str(small_demo), "--out", str(csv_out), "--horizon-days", "60"]) == 0
+    text = pl.read_csv(csv_out)
+    assert text.height == written.height and text["as_of"][0].endswith("Z")
+    assert [p.name for p in tmp_path.rglob("*.tmp")] == []
+
+
+def _broken_copy(small_demo: Path, tmp_path: Path, **manifest_changes) -> Path:
+    folder = tmp_path / "snapshot"
+    shutil.copytree(small_demo, folder)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest.update(manifest_changes)
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    return folder
+
+
+@pytest.mark.parametrize("case", ["unknown_signal", "bad_suffix", "core_never_occurs", "missing_dir", "no_customers"])
+def test_cli_bad_input_exits_2_with_one_line(case, small_demo, tmp_path, capsys):
+    snapshot, out, extra = small_demo, tmp_path / "panel.parquet", []
+    if case == "unknown_signal":
+        extra = ["--signals", "core_depth,nps_score"]
+    elif case == "bad_suffix":
+        out = tmp_path / "panel.xlsx"
+    elif case == "core_never_occurs":
+        snapshot = _broken_copy(small_demo, tmp_path, core_events=["dashboard_exported_to_pdf"])
+    elif case == "missing_dir":
+        snapshot = tmp_path / "nowhere"
+    elif case == "no_customers":
+        snapshot = _broken_copy(small_demo, tmp_path)
+        deals = pl.read_parquet(snapshot / "deals.parquet")
+        deals.with_columns(pl.lit("lost").alias("stage")).write_parquet(snapshot / "deals.parquet")
+    assert main(["panel", str(snapshot), "--out", str(out), *extra]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("hsutils panel: error:") and "\n" not in err and "Traceback" not in err
+    assert not out.exists() and list(tmp_path.glob("*.tmp")) == []
+    if case == "core_never_occurs":
+        assert "dashboard_exported_to_pdf" in err and "usage_events" in err
+    if case == "unknown_signal":
+        assert "nps_score" in err
+
+
+def test_bad_as_of_dates_and_horizon(demo):
+    created = demo.manifest.created_at
+    with pytest.raises(InputError, match="after the snapshot"):
+        build_panel(demo, as_of_dates=[created + timedelta(days=1)])
+    with pytest.raises(InputError, match="before the data"):
+        build_panel(demo, as_of_dates=["2001-01-01"])
+    with pytest.raises(InputError, match="not a date"):
+        build_panel(demo, as_of_dates=["last tuesday"])
+    with pytest.raises(InputError, match="horizon"):
+        build_panel(demo, horizon_days=0)
+    with pytest.raises(InputError, match="no as-of"):
+        build_panel(demo, as_of_dates=[])

@@ -1,0 +1,276 @@
+"""Signal registry and signal values: a hand-made snapshot whose every number is worked out by hand, and the
+window helpers against brute force on random data."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import polars as pl
+import pytest
+
+from hsutils.errors import InputError
+from hsutils.panel import build_panel
+from hsutils.schema import TABLES
+from hsutils.signals import (
+    SIGNALS,
+    SignalContext,
+    register_signal,
+    resolve_signals,
+    signal_table,
+    unregister_signal,
+)
+from hsutils.snapshot import Manifest, Snapshot
+
+VALUE = ["core_depth", "core_depth_trend", "eb_engagement", "eb_days_since_touch", "support_negative_share",
+         "support_negative_trend", "seat_utilisation", "days_to_renewal"]
+ACTIVITY = ["email_open_rate", "logins_28d", "ticket_volume_90d", "latest_nps", "feature_breadth_28d"]
+AS_OF = datetime(2024, 3, 17, tzinfo=UTC)
+
+
+def ts(text: str) -> datetime:
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
+def frame(table: str, rows: list[dict]) -> pl.DataFrame:
+    schema = TABLES[table].polars_schema
+    return pl.DataFrame([{c: r.get(c) for c in schema} for r in rows], schema=schema)
+
+
+def tiny_tables() -> dict[str, pl.DataFrame]:
+    """Company a (customer with an expansion), b (churns: renewal lost 2024-02-20), c (never a customer)."""
+    companies = frame("companies", [
+        {"company_id": "a", "name": "A", "created_at": ts("2023-01-01"), "tier": "pro", "employees": 120, "cs_owner_id": "o1"},
+        {"company_id": "b", "name": "B", "created_at": ts("2023-01-01"), "tier": "starter", "employees": None},
+        {"company_id": "c", "name": "C", "created_at": ts("2023-01-01"), "tier": "starter", "employees": 5},
+    ])
+    contacts = frame("contacts", [
+        {"contact_id": "a-eb", "company_id": "a", "role": "economic_buyer", "created_at": ts("2023-01-01")},
+        {"contact_id": "a-ch", "company_id": "a", "role": "champion", "created_at": ts("2023-01-01")},
+        {"contact_id": "a-eb2", "company_id": "a", "role": "economic_buyer", "created_at": ts("2024-03-10")},
+    ])
+    deals = frame("deals", [
+        {"deal_id": "a1", "company_id": "a", "deal_type": "new", "stage": "won", "term_start": ts("2024-01-01"),
+         "term_end": ts("2025-01-01"), "close_date": ts("2023-12-20"), "arr": 12000.0, "seats": 10},
+        {"deal_id": "a2", "company_id": "a", "deal_type": "expansion", "stage": "won", "term_start": ts("2024-02-15"),
+         "term_end": ts("2025-01-01"), "close_date": ts("2024-02-15"), "arr": 6000.0, "seats": 5},
+        # signed after the as-of date: invisible at it
+        {"deal_id": "a3", "company_id": "a", "deal_type": "renewal", "stage": "won", "term_start": ts("2025-01-01"),
+         "term_end": ts("2026-01-01"), "close_date": ts("2024-03-25"), "arr": 20000.0, "seats": 15},
+        {"deal_id": "b1", "company_id": "b", "deal_type": "new", "stage": "won", "term_start": ts("2023-06-01"),
+         "term_end": ts("2024-03-01"), "close_date": ts("2023-05-25"), "arr": 3000.0, "seats": 4},
+        {"deal_id": "b2", "company_id": "b", "deal_type": "renewal", "stage": "lost", "term_start": ts("2024-03-01"),
+         "term_end": ts("2025-03-01"), "close_date": ts("2024-02-20"), "arr": 3000.0, "seats": 4},
+    ])
+    usage = frame("usage_events", [
+        {"company_id": "a", "user_id": "u1", "occurred_at": AS_OF, "event": "report_published", "count": 3},
+        {"company_id": "a", "user_id": "u1", "occurred_at": ts("2024-03-10"), "event": "login", "count": 2},
+        {"company_id": "a", "user_id": "u2", "occurred_at": ts("2024-02-18") + timedelta(microseconds=1),
+         "event": "workflow_run", "count": 1},
+        {"company_id": "a", "user_id": "u3", "occurred_at": ts("2024-03-01"), "event": "export", "count": 1},
+        {"company_id": "a", "user_id": "u4", "occurred_at": ts("2024-02-18"), "event": "report_published", "count": 5},
+        {"company_id": "a", "user_id": "u5", "occurred_at": AS_OF + timedelta(microseconds=1), "event": "login", "count": 1},
+    ])
+    engagements = frame("engagements", [
+        {"engagement_id": "e1", "company_id": "a", "contact_id": "a-eb", "type": "email", "direction": "outbound",
+         "occurred_at": ts("2024-03-01"), "opened": True, "replied": True},
+        {"engagement_id": "e2", "company_id": "a", "contact_id": "a-eb", "type": "meeting", "direction": "outbound",
+         "occurred_at": ts("2024-02-01"), "meeting_kind": "qbr"},
+        {"engagement_id": "e3", "company_id": "a", "contact_id": "a-eb", "type": "meeting", "direction": "outbound",
+         "occurred_at": ts("2023-12-10"), "meeting_kind": "check_in"},
+        {"engagement_id": "e4", "company_id": "a", "contact_id": "a-eb2", "type": "call", "direction": "outbound",
+         "occurred_at": ts("2024-03-05")},
+        {"engagement_id": "e5", "company_id": "a", "contact_id": "a-eb", "type": "note", "direction": "outbound",
+         "occurred_at": ts("2024-03-12")},
+        {"engagement_id": "e6", "company_id": "a", "contact_id": "a-ch", "type": "email", "direction": "outbound",
+         "occurred_at": ts("2024-03-02"), "opened": False, "replied": False},
+        {"engagement_id": "e7", "company_id": "a", "contact_id": "a-ch", "type": "email", "direction": "outbound",
+         "occurred_at": ts("2024-03-03"), "opened": None, "replied": None},
+    ])
+    ticket_rows = [
+        ("t1", "2024-03-01", "negative", False), ("t2", "2024-02-01", "neutral", True),
+        ("t3", "2024-03-10", "positive", False), ("t4", "2024-01-20", "neutral", False),
+        ("t5", "2024-01-10", "negative", False), ("t6", "2023-12-01", "neutral", False),
+        ("t7", "2023-11-20", "neutral", False),
+    ]
+    tickets = frame("tickets", [
+        {"ticket_id": t, "company_id": "a", "created_at": ts(d), "priority": "low", "sentiment": s, "escalated": e}
+        for t, d, s, e in ticket_rows
+    ])
+    surveys = frame("surveys", [
+        {"response_id": "s1", "company_id": "a", "submitted_at": ts("2024-01-05"), "kind": "nps", "score": 8.0},
+        {"response_id": "s2", "company_id": "a", "submitted_at": ts("2024-03-18"), "kind": "nps", "score": 3.0},
+        {"response_id": "s3", "company_id": "a", "submitted_at": ts("2024-03-01"), "kind": "csat", "score": 5.0},
+    ])
+    return {"companies": companies, "contacts": contacts, "deals": deals, "engagements": engagements,
+            "tickets": tickets, "surveys": surveys, "usage_events": usage}
+
+
+def tiny_snapshot(**manifest_extra) -> Snapshot:
+    manifest = Manifest(schema_version=1, source="test", created_at=ts("2024-04-01"),
+                        core_events=["report_published", "workflow_run"], extra=manifest_extra)
+    return Snapshot(manifest=manifest, tables=tiny_tables())
+
+
+def row(panel: pl.DataFrame, company: str, as_of: datetime) -> dict:
+    rows = panel.filter((pl.col("company_id") == company) & (pl.col("as_of") == as_of)).to_dicts()
+    assert len(rows) == 1, rows
+    return rows[0]
+
+
+def test_registry_matches_the_contract():
+    assert [n for n, s in SIGNALS.items() if s.family == "value"][: len(VALUE)] == VALUE
+    assert [n for n, s in SIGNALS.items() if s.family == "activity"][: len(ACTIVITY)] == ACTIVITY
+    assert [n for n, s in SIGNALS.items() if not s.point_source] == ["days_to_renewal"]
+    assert SIGNALS["eb_days_since_touch"].direction == -1 and SIGNALS["core_depth"].direction == 1
+    assert all(s.description and s.unit for s in SIGNALS.values())
+    table = signal_table()
+    assert set(table.columns) >= {"name", "family", "unit", "direction", "point_source", "description"}
+    assert resolve_signals("logins_28d, core_depth")[0].name == "logins_28d"
+    with pytest.raises(InputError, match="unknown signal"):
+        resolve_signals(["core_depth", "logins"])
+
+
+def test_hand_made_values_at_an_as_of():
+    panel = build_panel(tiny_snapshot(), as_of_dates=[AS_OF - timedelta(weeks=4), AS_OF], horizon_days=90)
+    a = row(panel, "a", AS_OF)
+    assert a["active_seats"] == 3  # u1, u2, u3; u4 sits exactly 28 days back, u5 after as-of
+    assert a["core_depth"] == pytest.approx(4 / 3)
+    assert a["logins_28d"] == 2
+    assert a["feature_breadth_28d"] == 3  # report_published, workflow_run, export
+    assert a["contracted_seats"] == 15 and a["arr"] == 18000.0
+    assert a["seat_utilisation"] == pytest.approx(3 / 15)
+    assert a["days_to_renewal"] == pytest.approx((ts("2025-01-01") - AS_OF).days)
+    assert a["term_end"] == ts("2025-01-01")
+    # weekly core counts, oldest first: 0 0 0 5 1 0 0 3 -> slope 8.5/42, mean 9/8
+    assert a["core_depth_trend"] == pytest.approx((8.5 / 42) / (9 / 8))
+    assert a["eb_engagement"] == 3  # reply 1 + QBR 2; the call is with a contact created after it
+    assert a["eb_days_since_touch"] == pytest.approx(16)
+    assert a["email_open_rate"] == pytest.approx(1 / 3)
+    assert a["support_negative_share"] == pytest.approx(2 / 4)
+    assert a["support_negative_trend"] == pytest.approx(2 / 4 - 1 / 3)
+    assert a["ticket_volume_90d"] == 5
+    assert a["latest_nps"] == 8
+    assert a["tier"] == "pro" and a["size_bucket"] == "50-199" and a["cs_owner_id"] == "o1"
+    assert a["outcome_churned"] is None  # no term ends within the horizon
+    assert a["outcome_expanded"] is None  # the horizon reaches past the snapshot and no expansion closed
+
+
+def test_churning_company_and_outcomes():
+    early = AS_OF - timedelta(weeks=4)  # 2024-02-18: b's renewal is still open (it closes lost on 02-20)
+    panel = build_panel(tiny_snapshot(), as_of_dates=[early - timedelta(weeks=1), early, AS_OF - timedelta(weeks=3)])
+    b = row(panel, "b", early)
+    assert b["outcome_churned"] == 1 and b["outcome_days_to_churn"] == pytest.approx(2)
+    assert b["core_depth"] == 0 and b["active_seats"] == 0 and b["seat_utilisation"] == 0
+    assert b["email_open_rate"] is None and b["latest_nps"] is None and b["eb_days_since_touch"] == 365
+    assert b["core_depth_trend"] == 0 and b["size_bucket"] == "unknown"
+    # after the loss is recorded b is no longer a customer; c never was one
+    assert panel.filter(pl.col("company_id") == "b")["as_of"].max() == early
+    assert "c" not in panel["company_id"].to_list()
+    a = row(panel, "a", early - timedelta(weeks=1))
+    assert a["contracted_seats"] == 10 and a["outcome_expanded"] == 1  # expansion closes 2024-02-15
+    assert row(panel, "a", early)["contracted_seats"] == 15
+    # 2 companies at the early dates: the top 20 % (rounded up) is one company, the larger ARR
+    assert row(panel, "a", early)["arr_segment"] == "high_touch" and b["arr_segment"] == "scaled"
+
+
+def test_trend_is_null_for_short_tenure_and_login_event_from_manifest():
+    snapshot = tiny_snapshot(login_event="export")
+    panel = build_panel(snapshot, as_of_dates=[ts("2024-02-18")], signals=["core_depth_trend", "logins_28d"])
+    a = row(panel, "a", ts("2024-02-18"))
+    assert a["core_depth_trend"] is None  # a customer since 2024-01-01: under 8 weeks
+    assert a["logins_28d"] == 0  # "export" is the login event now; none in the 28 days before 02-18
+    assert row(build_panel(snapshot, as_of_dates=[AS_OF], signals=["logins_28d"]), "a", AS_OF)["logins_28d"] == 1
+
+
+def test_a_registered_signal_appears_in_the_panel():
+    @register_signal("exports_28d", family="value", unit="exports", direction=+1)
+    def exports_28d(ctx: SignalContext) -> pl.DataFrame:
+        """Exports in the 28 days up to as-of."""
+        return ctx.window_sum("usage_events", "occurred_at", pl.col("count"), days=28, where=pl.col("event") == "export")
+
+    @register_signal("users_ever", family="activity", unit="users", direction=0)
+    def users_ever(ctx: SignalContext) -> pl.DataFrame:
+        return ctx.window_distinct("usage_events", "occurred_at", pl.col("user_id"), days=3650)
+
+    try:
+        assert SIGNALS["exports_28d"].description == "Exports in the 28 days up to as-of."
+        with pytest.raises(InputError, match="already registered"):
+            register_signal("exports_28d", family="value", unit="x", direction=1)(exports_28d)
+        panel = build_panel(tiny_snapshot(), as_of_dates=[AS_OF], signals=["exports_28d", "users_ever", "core_depth"])
+        a = row(panel, "a", AS_OF)
+        assert a["exports_28d"] == 1 and a["users_ever"] == 4 and a["core_depth"] == pytest.approx(4 / 3)
+        assert panel.columns[2:5] == ["exports_28d", "users_ever", "core_depth"]
+    finally:
+        unregister_signal("exports_28d")
+        unregister_signal("users_ever")
+    with pytest.raises(InputError, match="family"):
+        register_signal("x", family="other", unit="x", direction=1)
+
+
+@pytest.mark.parametrize("n_users", [25, 90])  # few distinct values (bit sets) and many (sorted intervals)
+def test_window_helpers_match_brute_force(n_users):
+    rng = np.random.default_rng(n_users)
+    start, n = ts("2023-01-01"), 4000
+    offsets = rng.integers(0, 400 * 86_400, n)  # seconds into the year
+    offsets[::5] = offsets[::5] // 86_400 * 86_400 + 6 * 3600  # some exactly at the as-of time of day
+    times = [start + timedelta(seconds=int(s)) for s in offsets]
+    companies = rng.choice(["a", "b", "c"], n)
+    users = rng.integers(0, n_users, n)
+    counts = rng.integers(1, 5, n)
+    tables = tiny_tables()
+    tables["usage_events"] = pl.DataFrame({
+        "company_id": companies, "user_id": [f"u{u}" for u in users], "occurred_at": times,
+        "event": ["login"] * n, "count": counts,
+    }).cast(TABLES["usage_events"].polars_schema)
+    tables["deals"] = frame("deals", [
+        {"deal_id": c, "company_id": c, "deal_type": "new", "stage": "won", "term_start": start,
+         "term_end": ts("2030-01-01"), "close_date": start, "arr": 1.0, "seats": 1} for c in "abc"
+    ])
+    snapshot = Snapshot(Manifest(1, "test", ts("2024-04-01"), ["login"]), tables)
+    anchor = ts("2024-03-13T06:00:00")  # as-of moments need not be midnight
+    weeks = [-30, -29, -12, -3, 0]
+    ctx = SignalContext(snapshot, anchor, weeks)
+    t = np.array([x.replace(tzinfo=None) for x in times], dtype="datetime64[us]").astype(np.int64)
+    grid = ctx.grid.select("company_id", "as_of").to_dicts()
+    for days in (1, 10, 28, 30, 45, 90):
+        sums = ctx.window_sum("usage_events", "occurred_at", pl.col("count"), days=days)["value"].to_list()
+        distinct = ctx.window_distinct("usage_events", "occurred_at", pl.col("user_id"), days=max(days, 7))["value"].to_list()
+        for i, g in enumerate(grid):
+            a = int(np.datetime64(g["as_of"].replace(tzinfo=None), "us").astype(np.int64))
+            inside = (companies == g["company_id"]) & (t <= a) & (t > a - days * 86_400_000_000)
+            assert sums[i] == counts[inside].sum(), (days, g)
+            inside7 = (companies == g["company_id"]) & (t <= a) & (t > a - max(days, 7) * 86_400_000_000)
+            assert distinct[i] == np.unique(users[inside7]).size, (days, g)
+
+
+def test_empty_result_and_missing_core_events_are_input_errors():
+    snapshot = tiny_snapshot()
+    snapshot.tables["deals"] = snapshot.tables["deals"].filter(pl.col("company_id") == "b")
+    with pytest.raises(InputError, match="empty panel"):
+        build_panel(snapshot, as_of_dates=[AS_OF])  # b churned on 2024-02-20, nobody else is a customer
+    no_core = tiny_snapshot()
+    no_core.manifest.core_events = []
+    with pytest.raises(InputError, match="core_events is empty"):
+        build_panel(no_core, as_of_dates=[AS_OF])
+    assert build_panel(no_core, as_of_dates=[AS_OF], signals=["logins_28d"]).height == 1  # no core signal chosen
+
+
+def test_the_documented_example_registers_a_working_signal():
+    import textwrap
+
+    import hsutils.signals as module
+
+    doc = module.__doc__
+    start = doc.index("    import polars as pl\n    from hsutils.signals")
+    example = textwrap.dedent(doc[start: doc.index("`hsutils panel` and `build_panel` then carry")])
+    try:
+        exec(compile(example, "signals-docstring", "exec"), {})
+        snapshot = tiny_snapshot()
+        snapshot.tables["usage_events"] = pl.concat([snapshot.tables["usage_events"], frame("usage_events", [
+            {"company_id": "a", "user_id": "u9", "occurred_at": ts("2024-03-16"), "event": "integration_sync", "count": 4},
+        ])])
+        panel = build_panel(snapshot, as_of_dates=[AS_OF], signals=["integrations_synced_28d"])
+        assert row(panel, "a", AS_OF)["integrations_synced_28d"] == 4
+    finally:
+        unregister_signal("integrations_synced_28d")
