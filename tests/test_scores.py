@@ -18,7 +18,10 @@ from hsutils.snapshot import load_snapshot
 
 SIGNALS = ["core_depth", "eb_engagement", "seat_utilisation", "support_negative_trend", "days_to_renewal"]
 CONTRACT_HEAD = ["company_id", "as_of", "health_score", "band", "churn_probability"]
-CONTRACT_TAIL = ["score_change_30d", "expansion_candidate", "arr", "cs_owner_id", "model_version"]
+CONTRACT_TAIL = [
+    "score_change_30d", "expansion_candidate", "arr", "cs_owner_id", "model_version",
+    "arr_segment", "ae_owner_id", "days_to_renewal", "seat_utilisation",
+]
 
 
 def _fitted_model(columns: list[str], seed: int = 0) -> HealthScore:
@@ -87,7 +90,7 @@ def test_score_cli_preset_is_fitted_on_history_and_written_as_csv(small_demo, tm
     out = tmp_path / "scores.csv"
     assert main(["score", str(small_demo), "--model", "seed", "--out", str(out), "--as-of", "2026-09-01"]) == 0
     scores = pl.read_csv(out)
-    assert scores.columns[:5] == CONTRACT_HEAD and scores.columns[-5:] == CONTRACT_TAIL
+    assert scores.columns[:5] == CONTRACT_HEAD and scores.columns[-len(CONTRACT_TAIL):] == CONTRACT_TAIL
     assert {c for c in scores.columns if c.startswith("points_")} == {
         "points_core_depth", "points_eb_engagement", "points_support_negative_trend", "points_seat_utilisation"
     }

@@ -4,7 +4,8 @@
 `score_change_30d`), applies a fitted scorer and returns one row per company that is a customer at the as-of:
 company_id, as_of, health_score, band, churn_probability, points_<signal> per point-source signal (points
 earned = points x goodness, before the renewal-urgency modifier), score_change_30d, expansion_candidate
-(health_score >= 85 and seat_utilisation >= 0.8), arr, cs_owner_id, model_version.
+(health_score >= 85 and seat_utilisation >= 0.8), arr, cs_owner_id, model_version, and context for
+the account lists: arr_segment, ae_owner_id, days_to_renewal, seat_utilisation.
 
 `hsutils score DIR --model MODEL --out FILE` does the same from the command line. A preset named instead of a
 model file (`--model seed`) has fixed points but still learns its per-signal transforms and its probability
@@ -41,7 +42,10 @@ EXPANSION_SCORE = 85.0
 EXPANSION_SEATS = 0.8
 FIT_HORIZON_DAYS = 90
 SCORE_COLUMNS_HEAD = ("company_id", "as_of", "health_score", "band", "churn_probability")
-SCORE_COLUMNS_TAIL = ("score_change_30d", "expansion_candidate", "arr", "cs_owner_id", "model_version")
+SCORE_COLUMNS_TAIL = (
+    "score_change_30d", "expansion_candidate", "arr", "cs_owner_id", "model_version",
+    "arr_segment", "ae_owner_id", "days_to_renewal", "seat_utilisation",
+)
 
 
 def _registered() -> dict[str, Any]:
@@ -137,6 +141,10 @@ def score_snapshot(
         pl.col("arr").cast(pl.Float64),
         pl.col("cs_owner_id").cast(pl.String),
         pl.lit(str(version)).alias("model_version"),
+        pl.col("arr_segment").cast(pl.String),
+        pl.col("ae_owner_id").cast(pl.String),
+        pl.col("days_to_renewal").cast(pl.Float64),
+        pl.col("seat_utilisation").cast(pl.Float64),
     )
     if points is not None:
         out = out.with_columns(
