@@ -683,3 +683,26 @@ def choose_at_risk_threshold(
         text += f" (the {100 * target_recall:.0f}% recall target does not fit the capacity)"
     return ThresholdChoice(float(pick["threshold"]), rec, prec, float(pick["flagged_per_owner_per_week"]),
                            bool(met), text + ".", table)
+
+
+def backtest_summary(
+    renewals: RenewalBacktest, verdict: Verdict, playbook: pd.DataFrame, threshold: ThresholdChoice
+) -> dict[str, Any]:
+    """The back-tests in one JSON-ready dict (for metrics.json and the leadership report)."""
+    return {
+        "verdict": verdict.text,
+        "passed": verdict.passed,
+        "verdict_details": verdict.details,
+        "horizons": list(renewals.horizons),
+        "validation_threshold": renewals.threshold,
+        "renewal_summary": renewals.summary.to_dicts(),
+        "playbook": playbook.to_dict(orient="records"),
+        "threshold": {
+            "value": threshold.threshold,
+            "recall": threshold.recall,
+            "precision": threshold.precision,
+            "flagged_per_owner_per_week": threshold.flagged_per_owner_per_week,
+            "met": threshold.met,
+            "text": threshold.text,
+        },
+    }

@@ -571,6 +571,11 @@ def model_columns(model: Any, signals: Sequence[str], available: Sequence[str]) 
         if missing:
             raise InputError(f"panel lacks the signal(s) {', '.join(missing)} that the scorer needs")
         return own
+    segment_column = getattr(model, "segment_column", None)
+    if segment_column:
+        if segment_column not in available:
+            raise InputError(f"panel lacks the segment column {segment_column!r} that the scorer needs")
+        return [*signals, segment_column]
     return list(signals)
 
 

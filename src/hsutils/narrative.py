@@ -1,0 +1,234 @@
+"""Plain words for leadership: the quarter's summary, drift against the previous report, the account lists.
+
+Everything here turns numbers already computed (comparison, back-test, scores) into sentences and small tables;
+nothing is fitted or estimated here.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from hsutils.explore import population_stability_index
+
+PSI_NOTABLE = 0.1
+PSI_MAJOR = 0.25
+
+
+def money(value: float | None) -> str:
+    """$1.2M / $350k / $900 style."""
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return "n/a"
+    value = float(value)
+    if abs(value) >= 1e6:
+        return f"${value / 1e6:.1f}M"
+    if abs(value) >= 1e3:
+        return f"${value / 1e3:.0f}k"
+    return f"${value:.0f}"
+
+
+def percent(value: float | None, digits: int = 0) -> str:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return "n/a"
+    return f"{100 * float(value):.{digits}f}%"
+
+
+@dataclass
+class PreviousReport:
+    """What the previous period's report left: its folder, points per signal, metrics, scores (if kept)."""
+
+    folder: Path
+    period: str
+    points: dict[str, float]
+    metrics: dict[str, Any]
+    scores: pd.DataFrame | None
+
+
+def load_previous_report(folder: str | Path | None) -> PreviousReport | None:
+    """Read a previous report folder (model.yml, metrics.json, scores.parquet), or None when there is none."""
+    if not folder:
+        return None
+    folder = Path(folder)
+    model = yaml.safe_load((folder / "model.yml").read_text(encoding="utf-8"))
+    points = {s["name"]: float(s.get("points") or 0.0) for s in model.get("signals", [])}
+    metrics = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
+    scores_path = folder / "scores.parquet"
+    scores = pd.read_parquet(scores_path) if scores_path.is_file() else None
+    return PreviousReport(folder=folder, period=folder.name, points=points, metrics=metrics, scores=scores)
+
+
+def points_change(current: dict[str, float], previous: dict[str, float], previous_label: str) -> pd.DataFrame:
+    """Points per signal now and before, and the change, largest moves first."""
+    names = list(dict.fromkeys([*current, *previous]))
+    table = pd.DataFrame({
+        "signal": names,
+        "points_now": [round(float(current.get(n, 0.0)), 1) for n in names],
+        f"points_{previous_label}": [round(float(previous.get(n, 0.0)), 1) for n in names],
+    })
+    table["change"] = table["points_now"] - table[f"points_{previous_label}"]
+    return table.reindex(table["change"].abs().sort_values(ascending=False).index).reset_index(drop=True)
+
+
+@dataclass
+class Drift:
+    """How far this quarter's score distribution moved from the comparison point."""
+
+    psi: float
+    compared_with: str
+    current: np.ndarray
+    previous: np.ndarray
+
+    @property
+    def words(self) -> str:
+        level = ("a major shift" if self.psi >= PSI_MAJOR else "a notable shift" if self.psi >= PSI_NOTABLE
+                 else "no meaningful shift")
+        return (f"The score distribution shows {level} against {self.compared_with} "
+                f"(population stability index {self.psi:.3f}; under {PSI_NOTABLE} is stable).")
+
+
+def score_drift(scores: pd.DataFrame, previous: PreviousReport | None, history: pd.DataFrame | None,
+                weeks_back: int = 13) -> Drift:
+    """Drift of the current scores against the previous report's scores, or, for a first report, against the
+    same model's scores `weeks_back` weeks earlier."""
+    current = scores["health_score"].to_numpy(dtype=float)
+    if previous is not None and previous.scores is not None and len(previous.scores):
+        before = previous.scores["health_score"].to_numpy(dtype=float)
+        label = f"the {previous.period} report"
+    elif history is not None and len(history):
+        dates = np.sort(history["as_of"].unique())
+        reference = dates[max(0, len(dates) - 1 - weeks_back)]
+        before = history.loc[history["as_of"] == reference, "health_score"].to_numpy(dtype=float)
+        label = f"{weeks_back} weeks earlier ({pd.Timestamp(reference).date()})"
+    else:
+        before, label = current, "itself (no earlier scores)"
+    return Drift(population_stability_index(before, current), label, current, before)
+
+
+def for_readers(table: pd.DataFrame, empty_note: str = "Nothing to list this quarter.") -> Any:
+    """A table as leadership should see it: no index column; a sentence instead of an empty table."""
+    from IPython.display import Markdown
+
+    if table.empty:
+        return Markdown(f"*{empty_note}*")
+    return table.style.hide(axis="index").format(precision=1)
+
+
+def account_list(scores: pd.DataFrame, which: str, limit: int = 20) -> pd.DataFrame:
+    """The at-risk list ("at_risk", by ARR) or the expansion list ("expansion"), in words a CS lead reads."""
+    if which == "at_risk":
+        chosen = scores[scores["band"] == "At risk"]
+    elif which == "expansion":
+        chosen = scores[scores["expansion_candidate"].fillna(False).astype(bool)]
+    else:
+        raise ValueError(f"unknown list {which!r}")
+    columns = {"name": "Account", "arr": "ARR", "health_score": "Score", "score_change_30d": "Change (30 days)",
+               "churn_probability": "Churn risk", "days_to_renewal": "Days to renewal",
+               "seat_utilisation": "Seats used", "cs_owner_id": "CS owner"}
+    table = chosen.sort_values("arr", ascending=False).head(limit)
+    table = table[[c for c in columns if c in table.columns]].rename(columns=columns)
+    formats = {"ARR": money, "Score": lambda v: f"{v:.0f}", "Churn risk": percent, "Seats used": percent,
+               "Change (30 days)": lambda v: "" if pd.isna(v) else f"{v:+.0f}",
+               "Days to renewal": lambda v: "" if pd.isna(v) else f"{v:.0f}"}
+    for column, formatter in formats.items():
+        if column in table.columns:
+            table[column] = table[column].map(formatter)
+    return table.reset_index(drop=True)
+
+
+def segment_breakdown(scores: pd.DataFrame, segment_column: str = "arr_segment") -> pd.DataFrame:
+    """Accounts, ARR, median score and the share of ARR at risk per segment."""
+    grouped = scores.assign(at_risk_arr=np.where(scores["band"] == "At risk", scores["arr"], 0.0)).groupby(
+        segment_column)
+    table = pd.DataFrame({
+        "Accounts": grouped.size(),
+        "ARR": grouped["arr"].sum().map(money),
+        "Median score": grouped["health_score"].median().round(0),
+        "At risk": grouped["band"].apply(lambda b: int((b == "At risk").sum())),
+        "ARR at risk": grouped["at_risk_arr"].sum().map(money),
+        "Share of ARR at risk": (grouped["at_risk_arr"].sum() / grouped["arr"].sum()).map(percent),
+    })
+    table.index.name = "Segment"
+    return table.reset_index()
+
+
+def leadership_summary(
+    period: str,
+    comparison_table: pd.DataFrame,
+    verdict_text: str,
+    threshold_text: str,
+    scores: pd.DataFrame,
+    drift: Drift,
+    points_moves: pd.DataFrame,
+    previous: PreviousReport | None,
+    horizon_days: int,
+    cutoff: str,
+) -> str:
+    """The first page of the leadership report, in Markdown: what changed, how well the score predicts, how many
+    accounts and how much ARR are at risk, and the expansion candidates."""
+    overall = comparison_table[comparison_table["segment"] == "all"].set_index("model")
+    auc = overall["auc"].to_dict()
+    fitted = auc.get("fitted")
+    at_risk = scores[scores["band"] == "At risk"]
+    near_renewal = at_risk[at_risk.get("days_to_renewal", pd.Series(np.inf, index=at_risk.index)) <= horizon_days]
+    expansion = scores[scores["expansion_candidate"].fillna(False).astype(bool)]
+    total_arr = float(scores["arr"].sum())
+    lines = [f"# Customer health: {period} recalibration", ""]
+    lines.append("## In brief")
+    lines.append(
+        f"- **How well the score predicts churn.** Judged on the weeks from {cutoff} on, which the model never saw "
+        f"while it was fitted: when we pick one account that churned and one that renewed, the churned one had the "
+        f"lower health score {percent(fitted)} of the time (AUC {fitted:.2f}). The field's hand-set weights reach "
+        f"{auc.get('seed', float('nan')):.2f}, the common 40/30/30 template {auc.get('40-30-30', float('nan')):.2f}, "
+        f"and an unconstrained machine-learning model {auc.get('boosting', float('nan')):.2f}."
+    )
+    lines.append(f"- **The validation step.** {verdict_text}")
+    lines.append(
+        f"- **At risk today.** {len(at_risk)} of {len(scores)} customers ({percent(len(at_risk) / max(len(scores), 1))}) "
+        f"are At risk, holding {money(at_risk['arr'].sum())} of {money(total_arr)} ARR; {len(near_renewal)} of them "
+        f"({money(near_renewal['arr'].sum())}) renew within {horizon_days} days."
+    )
+    lines.append(
+        f"- **Expansion candidates.** {len(expansion)} healthy accounts (score 85 or more, 80% or more of seats in use) "
+        f"hold {money(expansion['arr'].sum())} ARR: route them to account executives for an upgrade conversation."
+    )
+    moved = points_moves.head(3)
+    if previous is not None:
+        change_words = "; ".join(f"{r.signal} {r.change:+.1f}" for r in moved.itertuples() if abs(r.change) >= 0.5)
+        lines.append(
+            f"- **What changed since {previous.period}.** {drift.words} Largest changes of points: "
+            f"{change_words or 'none above half a point'}."
+        )
+    else:
+        lines.append(
+            f"- **What changed.** This is the first recalibration report, so there is no earlier report to compare "
+            f"with. {drift.words} Against the field's hand-set weights, the fitted points move most on: "
+            + "; ".join(f"{r.signal} {r.change:+.1f}" for r in moved.itertuples()) + "."
+        )
+    lines.append(f"- **The At-risk line.** {threshold_text}")
+    lines.append("")
+    return "\n".join(lines)
+
+
+def summary_figures(scores: pd.DataFrame, drift: Drift, comparison: dict[str, Any]) -> dict[str, Any]:
+    """The leadership page's numbers, JSON-ready: customers, ARR at risk, expansion candidates, drift, AUCs."""
+    at_risk = scores[scores["band"] == "At risk"]
+    expansion = scores[scores["expansion_candidate"].fillna(False).astype(bool)]
+    overall = [row for row in comparison.get("table", []) if row.get("segment") == "all"]
+    return {
+        "customers": int(len(scores)),
+        "arr": float(scores["arr"].sum()),
+        "bands": {band: int(n) for band, n in scores["band"].value_counts().sort_index().items()},
+        "at_risk_accounts": int(len(at_risk)),
+        "at_risk_arr": float(at_risk["arr"].sum()),
+        "expansion_candidates": int(len(expansion)),
+        "expansion_arr": float(expansion["arr"].sum()),
+        "psi": drift.psi,
+        "drift_compared_with": drift.compared_with,
+        "held_out_auc": {row["model"]: row.get("auc") for row in overall},
+    }

@@ -1,0 +1,248 @@
+"""The quarterly recalibration report: papermill runs the notebooks in order, nbconvert renders HTML without code.
+
+`run_report(snapshot_dir, period, out="reports")` executes `notebooks/0*.ipynb` with the `hsutils` kernel and
+parameters from defaults, an optional YAML file and the run itself (snapshot, period, report folder, the
+previous period's folder). Everything is written to a staging folder that replaces `reports/<period>/` only when
+every notebook succeeded; a failed cell stops the run, keeps the failed notebook in `reports/<period>.failed/`
+and names it. The previous good report is never touched by a failed run.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import yaml
+
+from hsutils.errors import InputError
+
+KERNEL_NAME = "hsutils"
+PERIOD_PATTERN = re.compile(r"^(\d{4})Q([1-4])$")
+NOTEBOOK_PATTERN = "[0-9][0-9]-*.ipynb"
+LEADERSHIP_NOTEBOOK_PREFIX = "04"
+METRICS_PARTS = ("signals", "comparison", "backtest", "summary")  # <part>.json written by the notebooks
+DEFAULT_PARAMETERS: dict[str, Any] = {
+    "horizon_days": 90,
+    "cutoff": None,
+    "signals": None,
+    "segment_column": "arr_segment",
+    "n_boot": 200,
+    "seed": 0,
+    "target_recall": 0.8,
+    "capacity_per_owner_per_week": None,
+    "save_rate_early": 0.71,
+    "save_rate_late": 0.34,
+    "mapping": None,
+}
+RUN_PARAMETERS = ("snapshot_dir", "report_dir", "period", "previous_report_dir")
+SECRET_WORDS = ("token", "secret", "password", "api_key", "apikey", "authorization")
+
+
+@dataclass
+class ReportResult:
+    """Where a finished report is: its folder, the leadership HTML, the merged metrics."""
+
+    folder: Path
+    leadership_html: Path
+    metrics: dict[str, Any]
+
+
+class ReportFailed(Exception):
+    """A notebook failed; `notebook` is the saved, partly executed notebook."""
+
+    def __init__(self, notebook: Path, message: str) -> None:
+        super().__init__(message)
+        self.notebook = notebook
+
+
+def default_notebooks_dir() -> Path:
+    """The repository's notebooks/ folder (the package is installed in editable mode from the checkout)."""
+    return Path(__file__).resolve().parents[2] / "notebooks"
+
+
+def parse_period(period: str) -> tuple[int, int]:
+    """'2026Q4' -> (2026, 4); anything else is an InputError."""
+    match = PERIOD_PATTERN.match(period)
+    if not match:
+        raise InputError(f"period {period!r} is not of the form YYYYQn, e.g. 2026Q4")
+    return int(match.group(1)), int(match.group(2))
+
+
+def find_previous_report(out: Path, period: str) -> Path | None:
+    """The latest finished report folder in `out` for a period before `period`, or None."""
+    current = parse_period(period)
+    candidates = []
+    if out.is_dir():
+        for child in out.iterdir():
+            match = PERIOD_PATTERN.match(child.name)
+            if match and child.is_dir() and (child / "metrics.json").is_file() and (child / "model.yml").is_file():
+                key = (int(match.group(1)), int(match.group(2)))
+                if key < current:
+                    candidates.append((key, child))
+    return max(candidates)[1] if candidates else None
+
+
+def load_parameters(path: str | Path | None) -> dict[str, Any]:
+    """Defaults updated by a YAML parameters file; refuses unknown keys and anything that looks like a secret."""
+    parameters = dict(DEFAULT_PARAMETERS)
+    if path is None:
+        return parameters
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"parameters file {path} does not exist")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise InputError(f"parameters file {path} is not valid YAML ({exc.__class__.__name__})") from None
+    if not isinstance(raw, dict):
+        raise InputError(f"parameters file {path} must hold a mapping of name: value")
+    for key in raw:
+        if any(word in str(key).lower() for word in SECRET_WORDS):
+            raise InputError(
+                f"parameters file {path}: {key!r} looks like a secret; tokens come from the environment, never parameters"
+            )
+        if key not in DEFAULT_PARAMETERS:
+            raise InputError(f"parameters file {path}: unknown parameter {key!r} (known: {', '.join(DEFAULT_PARAMETERS)})")
+    parameters.update(raw)
+    return parameters
+
+
+def refuse_secret_values(parameters: dict[str, Any]) -> None:
+    """Raise if any parameter value holds the HubSpot token of the environment."""
+    token = os.environ.get("HUBSPOT_ACCESS_TOKEN")
+    if token and any(token in json.dumps(value, default=str) for value in parameters.values()):
+        raise InputError("a notebook parameter holds the HubSpot token; tokens come from the environment only")
+
+
+def strip_for_readers(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """A copy without stderr streams (warnings, progress bars) and without cells tagged `remove-cell`."""
+    reader_copy = copy.deepcopy(notebook)
+    kept = []
+    for cell in reader_copy.cells:
+        if "remove-cell" in cell.get("metadata", {}).get("tags", []):
+            continue
+        if cell.cell_type == "code":
+            cell.outputs = [o for o in cell.outputs if not (o.output_type == "stream" and o.get("name") == "stderr")]
+        kept.append(cell)
+    reader_copy.cells = kept
+    return reader_copy
+
+
+def render_html(executed_notebook: Path, html_path: Path) -> Path:
+    """Render an executed notebook to HTML without input cells, prompts or stderr output."""
+    from nbconvert import HTMLExporter
+
+    exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
+    notebook = strip_for_readers(nbformat.read(executed_notebook, as_version=4))
+    body, _ = exporter.from_notebook_node(notebook)
+    html_path.parent.mkdir(parents=True, exist_ok=True)
+    html_path.write_text(body, encoding="utf-8")
+    return html_path
+
+
+def merge_metrics(folder: Path, period: str) -> dict[str, Any]:
+    """Merge the notebooks' metric parts into one dict (deterministic: no wall-clock values)."""
+    metrics: dict[str, Any] = {"period": period}
+    for part in METRICS_PARTS:
+        path = folder / f"{part}.json"
+        if path.is_file():
+            metrics[part] = json.loads(path.read_text(encoding="utf-8"))
+    return metrics
+
+
+def run_report(
+    snapshot_dir: str | Path,
+    period: str,
+    out: str | Path = "reports",
+    parameters_file: str | Path | None = None,
+    notebooks_dir: str | Path | None = None,
+    progress: bool = True,
+) -> ReportResult:
+    """Run every numbered notebook with papermill and render the report into `out/<period>/`."""
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+    from tqdm import tqdm
+
+    from hsutils.snapshot import load_snapshot
+
+    parse_period(period)
+    snapshot_dir = Path(snapshot_dir).resolve()
+    load_snapshot(snapshot_dir)  # fail early, with one line, on a bad snapshot
+    notebooks_dir = Path(notebooks_dir) if notebooks_dir else default_notebooks_dir()
+    notebooks = sorted(notebooks_dir.glob(NOTEBOOK_PATTERN))
+    if not notebooks:
+        raise InputError(f"no numbered notebooks (NN-name.ipynb) in {notebooks_dir}")
+    out = Path(out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    final = out / period
+    staging = out / f".{period}.partial"
+    failed = out / f"{period}.failed"
+    shutil.rmtree(staging, ignore_errors=True)
+    (staging / "notebooks").mkdir(parents=True)
+    previous = find_previous_report(out, period)
+
+    parameters = load_parameters(parameters_file)
+    parameters.update(
+        snapshot_dir=str(snapshot_dir),
+        report_dir=str(staging),
+        period=period,
+        previous_report_dir=str(previous) if previous else None,
+    )
+    refuse_secret_values(parameters)
+    (staging / "parameters.yml").write_text(
+        yaml.safe_dump({k: v for k, v in parameters.items() if k not in RUN_PARAMETERS}, sort_keys=True), encoding="utf-8"
+    )
+
+    bar = tqdm(notebooks, desc=f"report {period}", unit="notebook", disable=not progress)
+    for notebook in bar:
+        bar.set_postfix_str(notebook.stem)
+        executed = staging / "notebooks" / notebook.name
+        try:
+            papermill.execute_notebook(
+                str(notebook),
+                str(executed),
+                parameters=parameters,
+                kernel_name=KERNEL_NAME,
+                progress_bar=False,
+                cwd=str(staging),
+            )
+        except PapermillExecutionError as exc:
+            shutil.rmtree(failed, ignore_errors=True)
+            staging.rename(failed)
+            saved = failed / "notebooks" / notebook.name
+            raise ReportFailed(saved, f"{notebook.name} failed: {exc.ename}: {exc.evalue}") from None
+        html_name = "leadership.html" if notebook.name.startswith(LEADERSHIP_NOTEBOOK_PREFIX) else f"{notebook.stem}.html"
+        render_html(executed, staging / html_name)
+
+    metrics = merge_metrics(staging, period)
+    (staging / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    backup = out / f".{period}.previous"
+    shutil.rmtree(backup, ignore_errors=True)
+    if final.exists():
+        final.rename(backup)
+    staging.rename(final)
+    shutil.rmtree(backup, ignore_errors=True)
+    shutil.rmtree(failed, ignore_errors=True)
+    return ReportResult(folder=final, leadership_html=final / "leadership.html", metrics=metrics)
+
+
+def cli_report(args) -> int:
+    """`hsutils report DIR --period P [--out reports/] [--params FILE]`."""
+    import sys
+
+    try:
+        result = run_report(args.dir, args.period, out=args.out, parameters_file=args.params)
+    except ReportFailed as exc:
+        print(f"hsutils report: {exc}", file=sys.stderr)
+        print(f"hsutils report: the failed notebook is saved at {exc.notebook}", file=sys.stderr)
+        return 1
+    print(f"report written to {result.folder}")
+    print(f"leadership report: {result.leadership_html}")
+    return 0

@@ -1,0 +1,167 @@
+"""The quarterly report: papermill runs every notebook on a small demo portal, nbconvert renders HTML without code.
+
+One module-scoped run (with a canary token in the environment) feeds most assertions; a second run of the same
+period checks that the metrics are reproducible and that the period's folder is replaced whole.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_notebook
+
+from hsutils.cli import main
+from hsutils.report import ReportFailed, find_previous_report, load_parameters, run_report
+
+CANARY = "pat-na1-canary-7f3e9c1d-0000-4bad-beef-hsutils"
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+
+
+@pytest.fixture(scope="module")
+def report_run(small_demo, tmp_path_factory):
+    """Run the whole report once with a canary token in the environment; return (out folder, result)."""
+    out = tmp_path_factory.mktemp("reports")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("HUBSPOT_ACCESS_TOKEN", CANARY)
+        result = run_report(small_demo, "2026Q4", out=out, progress=False)
+    return out, result
+
+
+def test_report_writes_every_artefact(report_run):
+    out, result = report_run
+    folder = out / "2026Q4"
+    assert result.folder == folder
+    for name in ("leadership.html", "01-signal-exploration.html", "02-fit-and-compare.html", "03-backtest.html",
+                 "metrics.json", "model.yml", "scores.parquet", "parameters.yml"):
+        assert (folder / name).is_file(), name
+    executed = sorted(p.name for p in (folder / "notebooks").glob("*.ipynb"))
+    assert executed == sorted(p.name for p in NOTEBOOKS.glob("[0-9][0-9]-*.ipynb"))
+    assert not list(out.glob(".*partial")) and not (out / "2026Q4.failed").exists()
+
+
+def test_leadership_html_has_figures_and_no_code(report_run):
+    out, _ = report_run
+    html = (out / "2026Q4" / "leadership.html").read_text(encoding="utf-8")
+    assert len(re.findall(r"<img[^>]+src=\"data:image/png;base64", html)) >= 5
+    body = re.sub(r"<style.*?</style>|<script.*?</script>", "", html, flags=re.S)
+    assert "hl-ipython3" not in body and "In&nbsp;[" not in body  # no code input, no prompts
+    for code_fragment in ("import ", "narrative.", "figures.", "Traceback", "snapshot_dir ="):
+        assert code_fragment not in body, code_fragment
+    assert "Customer health: 2026Q4 recalibration" in html
+    assert "At risk today" in html and "Expansion candidates" in html
+
+
+def test_executed_notebooks_ran_every_code_cell(report_run):
+    out, _ = report_run
+    for path in (out / "2026Q4" / "notebooks").glob("*.ipynb"):
+        notebook = nbformat.read(path, as_version=4)
+        code = [c for c in notebook.cells if c.cell_type == "code"]
+        assert code and all(c.get("execution_count") for c in code), path.name
+        errors = [o for c in code for o in c.outputs if o.output_type == "error"]
+        assert not errors, path.name
+
+
+def test_metrics_hold_the_comparison_and_backtest(report_run):
+    out, result = report_run
+    metrics = json.loads((out / "2026Q4" / "metrics.json").read_text())
+    assert metrics == result.metrics
+    assert set(metrics) >= {"period", "signals", "comparison", "backtest", "summary"}
+    models = {row["model"] for row in metrics["comparison"]["table"]}
+    assert {"fitted", "seed", "40-30-30", "logistic", "boosting"} <= models
+    assert 0.5 < metrics["summary"]["held_out_auc"]["fitted"] <= 1.0
+    assert metrics["backtest"]["verdict"].startswith(("PASS", "FAIL"))
+
+
+def test_no_token_in_any_file_written(report_run):
+    out, _ = report_run
+    leaks = [p for p in out.rglob("*") if p.is_file() and CANARY.encode() in p.read_bytes()]
+    assert leaks == []
+
+
+def test_same_inputs_give_the_same_metrics(report_run, small_demo):
+    out, result = report_run
+    first = (out / "2026Q4" / "metrics.json").read_bytes()
+    again = run_report(small_demo, "2026Q4", out=out, progress=False)
+    assert (again.folder / "metrics.json").read_bytes() == first
+
+
+def test_next_quarter_compares_with_the_previous_report(report_run, tmp_path):
+    out, _ = report_run
+    assert find_previous_report(out, "2027Q1") == out / "2026Q4"
+    assert find_previous_report(out, "2026Q4") is None
+    assert find_previous_report(out, "2026Q3") is None
+
+
+def test_failed_cell_stops_the_run_and_keeps_the_notebook(small_demo, tmp_path, capsys):
+    notebooks = tmp_path / "notebooks"
+    notebooks.mkdir()
+    book = new_notebook(cells=[new_code_cell("raise RuntimeError('the signal table is empty')")])
+    book.metadata["kernelspec"] = {"name": "hsutils", "display_name": "Python (hsutils)", "language": "python"}
+    nbformat.write(book, notebooks / "01-broken.ipynb")
+    out = tmp_path / "reports"
+    (out / "2026Q4").mkdir(parents=True)
+    (out / "2026Q4" / "metrics.json").write_text("{}")
+    with pytest.raises(ReportFailed) as failure:
+        run_report(small_demo, "2026Q4", out=out, notebooks_dir=notebooks, progress=False)
+    assert failure.value.notebook == out / "2026Q4.failed" / "notebooks" / "01-broken.ipynb"
+    assert failure.value.notebook.is_file()
+    assert "the signal table is empty" in str(failure.value)
+    assert (out / "2026Q4" / "metrics.json").read_text() == "{}"  # the previous good report is untouched
+
+
+def test_parameters_refuse_secrets_and_unknown_keys(tmp_path):
+    secret = tmp_path / "params.yml"
+    secret.write_text("hubspot_token: abc\n")
+    with pytest.raises(Exception, match="secret"):
+        load_parameters(secret)
+    unknown = tmp_path / "unknown.yml"
+    unknown.write_text("horizon: 60\n")
+    with pytest.raises(Exception, match="unknown parameter"):
+        load_parameters(unknown)
+    good = tmp_path / "good.yml"
+    good.write_text("horizon_days: 60\nn_boot: 50\n")
+    assert load_parameters(good)["horizon_days"] == 60
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--period", "Q4-2026"], "YYYYQn"),
+        (["--period", "2026Q4", "--params", "missing.yml"], "does not exist"),
+    ],
+)
+def test_report_cli_bad_input_exits_2(small_demo, tmp_path, capsys, args, message):
+    code = main(["report", str(small_demo), "--out", str(tmp_path / "r"), *args])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_report_cli_missing_snapshot_exits_2(tmp_path, capsys):
+    code = main(["report", str(tmp_path / "nowhere"), "--period", "2026Q4", "--out", str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    assert code == 2 and "does not exist" in err
+    assert not (tmp_path / "r" / "2026Q4").exists()
+
+
+def test_report_notebooks_are_committed_clean():
+    for path in NOTEBOOKS.glob("*.ipynb"):
+        notebook = nbformat.read(path, as_version=4)
+        assert notebook.metadata["kernelspec"]["name"] == "hsutils"
+        tagged = [c for c in notebook.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+        assert len(tagged) == 1, path.name
+        for cell in notebook.cells:
+            if cell.cell_type == "code":
+                assert not cell.outputs and cell.execution_count is None, path.name
+                assert not re.search(r"^\s*(def|class) ", cell.source, re.M), f"{path.name} defines a function"
+                assert "token" not in cell.source.lower() or "never go here" in cell.source, path.name
+
+
+def test_shutil_is_not_left_holding_a_partial_folder(report_run):
+    out, _ = report_run
+    shutil.rmtree(out / "scratch", ignore_errors=True)
+    assert not [p for p in out.iterdir() if p.name.endswith((".partial", ".previous"))]
