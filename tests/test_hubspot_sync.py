@@ -601,3 +601,29 @@ def test_companies_only_portal_round_trips_and_usage_is_required(tmp_path):
     pulled = load_snapshot(tmp_path / "pulled")
     for table in ("companies", "deals", "usage_events"):
         assert canonical(pulled[table], table).equals(canonical(tables[table], table)), table
+
+
+def test_activity_scheduled_after_the_pull_is_left_out_and_counted(config, tmp_path):
+    tables = companies_only(6)
+    future = datetime(2031, 5, 4, tzinfo=UTC)
+    first = tables["companies"].get_column("company_id")[0]
+    tables["engagements"] = pl.DataFrame({
+        "engagement_id": ["e1", "e2"], "company_id": [first, first], "contact_id": [None, None],
+        "type": ["meeting", "meeting"], "direction": ["outbound", "outbound"],
+        "occurred_at": [datetime(2025, 3, 1, tzinfo=UTC), future],  # the second is booked years ahead
+        "opened": [None, None], "replied": [None, None], "meeting_kind": ["qbr", "renewal"],
+    }, schema=TABLES["engagements"].polars_schema)
+    tables["usage_events"] = pl.concat([tables["usage_events"], tables["usage_events"].head(1).with_columns(
+        pl.lit(future).cast(TABLES["usage_events"].polars_schema["occurred_at"]).alias("occurred_at"))])
+    sandbox = Sandbox(portal=seed_portal(tables, config, datetime(2032, 1, 1, tzinfo=UTC)))
+    sandbox.start()
+    try:
+        result = pull(tmp_path / "pulled", host=sandbox.url, token=sandbox.token, config=config,
+                      usage=usage_file(tables, tmp_path), progress=False, **FAST)
+    finally:
+        sandbox.stop()
+    pulled = load_snapshot(tmp_path / "pulled")
+    assert pulled["engagements"].get_column("engagement_id").to_list() == ["e1"]
+    assert pulled["usage_events"].height == tables["usage_events"].height - 1
+    assert result.skipped["engagements dated after the pull (scheduled ahead)"] == 1
+    assert result.skipped["usage_events dated after the pull (scheduled ahead)"] == 1

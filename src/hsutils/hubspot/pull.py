@@ -424,12 +424,49 @@ def _pick_link(links: list[tuple[str, list]]) -> tuple[str, list] | None:
     return links[0] if links else None
 
 
+def without_future_rows(tables: dict[str, pl.DataFrame], moment: datetime, skipped: Counter) -> dict[str, pl.DataFrame]:
+    """Keep the snapshot point-in-time: drop activity dated after `moment` (meetings scheduled ahead, events
+    stamped in the future) and clip future close dates of decided deals, counting both in `skipped`."""
+    from hsutils.schema import TABLES
+
+    limit = pl.lit(moment).cast(pl.Datetime("us", "UTC"))
+    result = dict(tables)
+    for name, frame in tables.items():
+        times = [c for c in TABLES[name].time_columns if c in frame.columns and frame.schema[c] != pl.Null]
+        if not times or frame.height == 0:
+            continue
+        if name in ("companies", "contacts"):  # created during the pull: keep them (others refer to them)
+            result[name] = frame.with_columns(
+                pl.when(pl.col(c) > limit).then(limit).otherwise(pl.col(c)).alias(c) for c in times
+            )
+            continue
+        if name == "deals":
+            late = frame.filter(pl.col("close_date") > limit).height
+            if late:
+                skipped["closed deals dated after the pull (close date set to the pull's moment)"] += late
+                result[name] = frame.with_columns(
+                    pl.when(pl.col("close_date") > limit).then(limit).otherwise(pl.col("close_date")).alias("close_date")
+                )
+            continue
+        main = times[0]
+        future = pl.col(main) > limit
+        dropped = frame.filter(future).height
+        if dropped:
+            skipped[f"{name} dated after the pull (scheduled ahead)"] += dropped
+        kept = frame.filter(~future | pl.col(main).is_null())
+        for column in times[1:]:  # e.g. a ticket closed_at stamped ahead: not yet closed at the pull
+            kept = kept.with_columns(pl.when(pl.col(column) > limit).then(None).otherwise(pl.col(column)).alias(column))
+        result[name] = kept
+    return result
+
+
 def pull(out: str | Path, host: str = DEFAULT_HOST, token: str | None = None,
          config: PortalConfig | str | Path | None = None, usage: str | Path | None = None,
          since: str | datetime | None = None, rate: str | int | None = "pro", progress: bool = True,
          checkpoint: str | Path | None = None, retries: int = 8, backoff: float = 0.5) -> PullResult:
     """Pull the portal at `host` into a new snapshot folder `out`; resumable from `<out>.checkpoint/`."""
     started = time.perf_counter()
+    taken_at = datetime.now(UTC)  # the snapshot moment: nothing dated later goes into the snapshot
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise InputError(f"{out} already exists: a snapshot is never overwritten; choose a new folder")
@@ -613,9 +650,10 @@ def pull(out: str | Path, host: str = DEFAULT_HOST, token: str | None = None,
     unknown_owners = {v for r in companies for v in (r.get("cs_owner_id"), r.get("ae_owner_id")) if v} - owner_ids
     if unknown_owners:
         warnings.append(f"{len(unknown_owners)} owner id(s) on companies are not portal owners")
+    tables = without_future_rows(tables, taken_at, skipped)
     manifest = Manifest(
         schema_version=SCHEMA_VERSION, source="hubspot",
-        created_at=datetime.now(UTC).replace(microsecond=0), core_events=config.core_events,
+        created_at=taken_at, core_events=config.core_events,
         extra={"login_event": config.raw.get("login_event") or "login",
                "hubspot": {"host": conn.host, "config": config.source, "since": str(since_dt) if since_dt else None,
                            "owners": len(owners), "skipped": dict(skipped)}},
