@@ -4,6 +4,9 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.hsutils-installed
 DEMO   := data/demo
+DEMO_REPORTS := reports/demo
+PERIOD ?= 2026Q4
+SNAPSHOT ?= $(DEMO)/snapshot
 
 .PHONY: setup demo test bench lab report lint clean
 
@@ -16,10 +19,19 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)  ## venv, package, dev tools, Jupyter kernel "hsutils"
 
-demo: setup  ## generate the demo portal and run the main job on it
+demo: setup  ## the whole job on the demo portal: generate, validate, report, HubSpot stand-in pull + push dry run
 	rm -rf $(DEMO)
-	$(BIN)/hsutils demo-data --out $(DEMO)/snapshot
-	$(BIN)/hsutils validate $(DEMO)/snapshot
+	@started=$$(date +%s); \
+	$(BIN)/hsutils demo-data --out $(DEMO)/snapshot && \
+	$(BIN)/hsutils validate $(DEMO)/snapshot && \
+	$(BIN)/hsutils report $(DEMO)/snapshot --period $(PERIOD) --out $(DEMO_REPORTS) && \
+	echo "demo: leadership report ready $$(( $$(date +%s) - started )) s after the start: $(DEMO_REPORTS)/$(PERIOD)/leadership.html"
+	$(BIN)/hsutils sandbox --snapshot $(DEMO)/snapshot --pull-to $(DEMO)/pulled \
+	    --model $(DEMO_REPORTS)/$(PERIOD)/model.yml --scores $(DEMO_REPORTS)/$(PERIOD)/scores.parquet
+	@echo "demo: open $(DEMO_REPORTS)/$(PERIOD)/leadership.html in a browser"
+
+report: setup  ## the quarterly report: make report SNAPSHOT=data/snapshots/NAME PERIOD=2026Q4
+	$(BIN)/hsutils report $(SNAPSHOT) --period $(PERIOD) --out reports
 
 test: setup  ## the test suite (what CI runs)
 	$(BIN)/python -m pytest -n 2 -q
