@@ -7,6 +7,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from sklearn.metrics import roc_auc_score
 
 from hsutils import cli
 from hsutils.demo import GROUND_TRUTH_COEFFICIENTS, generate_demo, truth_folder, write_demo
@@ -40,9 +41,12 @@ def renewal_signals(portal: Snapshot) -> pl.DataFrame:
         )
 
     core = portal.manifest.core_events
+    login = portal.manifest.extra.get("login_event", "login")
     usage = window(t["usage_events"], "occurred_at", 28).group_by("deal_id").agg(
         pl.col("count").filter(pl.col("event").is_in(core)).sum().alias("core"),
         pl.col("user_id").n_unique().alias("users"),
+        pl.col("count").filter(pl.col("event") == login).sum().alias("logins"),
+        pl.col("event").filter(~pl.col("event").is_in([login, *core])).n_unique().alias("features"),
     )
     roles = t["contacts"].select("contact_id", "role")
     eng = window(t["engagements"].join(roles, on="contact_id", how="left"), "occurred_at", 90)
@@ -59,6 +63,7 @@ def renewal_signals(portal: Snapshot) -> pl.DataFrame:
         .join(eng, on="deal_id", how="left")
         .with_columns(
             (pl.col("core").fill_null(0) / pl.col("users").fill_null(0).clip(1, None)).alias("core_depth"),
+            pl.col("users", "logins", "features").fill_null(0),
             pl.col("eb_touches").fill_null(0),
             pl.col("champion_touches").fill_null(0),
         )
@@ -161,6 +166,18 @@ def test_churned_renewals_show_weak_value_signals_while_opens_barely_differ(deci
     assert churned["eb_touches"] < 0.8 * renewed["eb_touches"]
     assert churned["core_depth"] < 0.6 * renewed["core_depth"]
     assert abs(churned["open_rate"] - renewed["open_rate"]) < 0.06
+
+
+def test_logins_and_feature_use_barely_differ_while_active_users_do(decisions):
+    """Activity in the 28 days before each decision: logins and non-core features are habits, active users a driver."""
+    churned = decisions["churned"].to_numpy()
+    auc = {c: roc_auc_score(churned, decisions[c].to_numpy()) for c in ("logins", "features", "users")}
+    assert abs(auc["logins"] - 0.5) < 0.08, auc
+    assert abs(auc["features"] - 0.5) < 0.08, auc
+    assert auc["users"] < 0.42, auc  # churned renewals had fewer active users: seat use stays a true driver
+    means = decisions.group_by("churned").agg(pl.col("logins").median())
+    median = dict(zip(means["churned"], means["logins"], strict=True))
+    assert abs(median[True] - median[False]) <= 0.25 * median[False]
 
 
 def test_some_churns_keep_an_active_champion_while_the_buyer_is_quiet(decisions):

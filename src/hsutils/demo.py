@@ -4,9 +4,15 @@ The portal is simulated week by week (vectorised over companies, user seats and 
 over the ~160 weeks of history). Every company carries a slowly drifting latent health and four value drivers
 derived from it: core-workflow depth, seat utilisation, economic-buyer engagement and support negativity. At
 each renewal decision the churn probability is a documented logistic function of those drivers *as they appear
-in the generated tables* (see `GROUND_TRUTH_COEFFICIENTS` and the README written beside the snapshot). Activity
-signals (email opens, logins, ticket volume, yearly NPS, feature breadth) are generated from company habits that
-are independent of health, so they carry little or no information about churn.
+in the generated tables* (see `GROUND_TRUTH_COEFFICIENTS` and the README written beside the snapshot).
+
+Activity signals (email opens, logins, ticket volume, yearly NPS, feature breadth) come from habits drawn per
+account, independent of health, seat use, the number of active users and (nearly) of tier, so they carry little
+or no information about churn: an account's weekly logins are drawn at its own, slowly drifting habit rate and
+shared out among whichever users are active that week (its admin signs in even in a week when nobody works in
+the product); its non-core feature events come from its own habitual set of features; opens follow a
+per-account open rate; ticket volume is a per-account rate; NPS is a per-account level plus noise. Only core
+events, active users, economic-buyer interactions and ticket sentiment/escalation follow health.
 
 `write_demo` writes the snapshot with `snapshot.write_snapshot` and the ground truth in `<out>.truth/`, never
 inside the snapshot.
@@ -69,6 +75,10 @@ JOB_TITLES = {
 }
 
 # --- ground truth -------------------------------------------------------------------------------------------
+# the negative share is smoothed towards a prior, so a single ticket does not decide a renewal; the prior is about
+# the overall share of negative or escalated tickets, so the number of tickets alone does not move the share
+SHARE_PRIOR = 0.23
+SHARE_PRIOR_WEIGHT = 3.0
 # logit p_churn = intercept[tier][term] + sum_k coef[tier][k] * (driver_k - CENTER_k)
 DRIVER_NAMES = (
     "core_depth",  # log(1 + core events per distinct active user, last 28 days)
@@ -82,7 +92,7 @@ DRIVER_CENTERS = {
     "core_depth": 2.6,
     "core_depth_trend": 0.0,
     "eb_engagement": 1.1,
-    "support_negative_share": 0.2,
+    "support_negative_share": SHARE_PRIOR,
     "support_negative_rise": 0.0,
     "seat_utilisation": 0.7,
 }
@@ -115,15 +125,14 @@ GROUND_TRUTH_COEFFICIENTS: dict[str, dict[str, float]] = {
     },
 }
 GROUND_TRUTH_INTERCEPTS: dict[str, dict[str, float]] = {
-    "starter": {"annual": -3.85, "monthly": -7.6},
-    "pro": {"annual": -3.5, "monthly": -6.2},
+    "starter": {"annual": -3.85, "monthly": -5.6},
+    "pro": {"annual": -3.5, "monthly": -4.4},
     "enterprise": {"annual": -3.1, "monthly": -6.0},
 }
 
-# the negative share is smoothed towards a prior, so a single ticket does not decide a renewal
-SHARE_PRIOR = 0.15
-SHARE_PRIOR_WEIGHT = 3.0
 WEEK_DAYS = 7
+LOGINS_PER_WEEK = 10.0  # median weekly logins of an account (habits vary far more than account sizes do)
+ONBOARDING_WEEKS = 6  # a new customer's champion gets about one onboarding email a week for this long
 ENGAGED_WEEKLY_ACTIVE = 0.45  # an engaged seat holder uses the product in a given week with this chance
 ENGAGEMENT_TYPES = ("email", "meeting", "call", "note")
 DIRECTIONS = ("inbound", "outbound")
@@ -239,12 +248,15 @@ def generate_demo(companies: int = 3000, seed: int = 7) -> DemoPortal:
     created_day = start_day - rng.integers(20, 160, n)
     created_sec = rng.integers(8 * 3600, 19 * 3600, n)
 
-    # habits that drive activity signals only (independent of health)
-    login_rate = np.exp(rng.normal(np.log(2.5), 1.1, n))  # SSO, tabs, habits: widely spread
-    breadth = rng.uniform(0.01, 0.25, n)  # weekly chance that the account uses each non-core feature
+    # habits that drive activity signals only: drawn per account, independent of health, seat use and of how
+    # many users are active (logins are an account's habit, spread over whichever users are active that week)
+    login_level = rng.normal(0.0, 0.5, n)  # SSO, tabs, habits: widely spread, and drifting (see the weekly loop)
+    login_drift = rng.standard_normal(n)
+    feature_set = rng.random((n, len(FEATURE_EVENTS))) < rng.beta(2.0, 2.0, n)[:, None]  # features it relies on
+    feature_p = np.where(feature_set, rng.uniform(0.2, 0.5, n)[:, None], 0.01)  # weekly chance of each one
     open_p = rng.beta(5, 4, n)
     champ_email_rate = np.exp(rng.normal(np.log(np.array([0.25, 0.5, 0.8])[tier]), 0.5))
-    ticket_rate = np.exp(rng.normal(np.log(np.array([0.08, 0.18, 0.45])[tier]), 0.6))
+    ticket_rate = np.exp(rng.normal(np.log(np.array([0.12, 0.17, 0.24])[tier]), 0.6))
     nps_responder = rng.random(n) < 0.45
     nps_level = rng.normal(7.4, 1.6, n)
     nps_offset = rng.integers(8, 30, n)
@@ -279,7 +291,8 @@ def generate_demo(companies: int = 3000, seed: int = 7) -> DemoPortal:
     n_slots = int(pool.sum())
     slot_company = np.repeat(np.arange(n), pool)
     slot_k = np.arange(n_slots) - slot_off[slot_company]
-    slot_pref = rng.random(n_slots) < core_mix[slot_company]  # True: mostly the first core event
+    # each user's share of core work done as the first core event, around the account's mix (some specialise)
+    slot_mix = rng.beta(2.0 * core_mix[slot_company], 2.0 * (1.0 - core_mix[slot_company]))
 
     # --- simulation state ------------------------------------------------------------------------------------
     seats = seats0.copy()
@@ -325,6 +338,8 @@ def generate_demo(companies: int = 3000, seed: int = 7) -> DemoPortal:
         _ar_step(h, 0.975, rng)
         for state in (d_own, u_own, e_own, s_own):
             _ar_step(state, 0.96, rng)
+        _ar_step(login_drift, 0.9, rng)  # login habits shift over the months (new people, SSO, seasons)
+        login_rate = LOGINS_PER_WEEK * np.exp(login_level + 0.6 * login_drift)
         health = 0.6 * mu + 0.8 * h
         quiet_now = (w >= quiet_from) & (w < quiet_to)
         eb_contact = np.where((eb_change_week >= 0) & (w >= eb_change_week), first_eb + 1, first_eb)
@@ -425,33 +440,42 @@ def generate_demo(companies: int = 3000, seed: int = 7) -> DemoPortal:
         seated = active_c[sc] & (slot_k < seats[sc])
         engaged = seated & (slot_k < engaged_n[sc])
         draw = rng.random(n_slots)
-        active = (engaged & (draw < ENGAGED_WEEKLY_ACTIVE)) | (seated & ~engaged & (draw < 0.03))
+        working = (engaged & (draw < ENGAGED_WEEKLY_ACTIVE)) | (seated & ~engaged & (draw < 0.03))
+        # in a week when nobody works in the product, the account's login habit goes on: its admin (first seat)
+        # still signs in, reads a dashboard or two, and does no core work
+        idle = np.flatnonzero(active_c & (np.bincount(sc, weights=working, minlength=n) == 0))
+        admin_logins = rng.poisson(login_rate[idle])
+        woken = idle[admin_logins > 0]
+        active = working.copy()
+        active[slot_off[woken]] = True
         act_ring[:, w % ring8] = active
         a = np.flatnonzero(active)
         a_c = sc[a]
-        a_eng = engaged[a]
-        n_core = np.where(a_eng, rng.poisson(core_rate[a_c]), 0)
-        first_share = np.where(slot_pref[a], 0.97, 0.03)
-        n_first = rng.binomial(n_core, first_share)
+        n_core = np.where(working[a] & engaged[a], rng.poisson(core_rate[a_c]), 0)
+        n_first = rng.binomial(n_core, slot_mix[a])
         n_second = n_core - n_first
         core_ring[:, w % ring8] = np.bincount(a_c, weights=n_core, minlength=n)
-        logins = 1 + rng.poisson(login_rate[a_c])
-        # non-core features: a habit of the account, used by one of its active users in a week
+        # logins: the account's weekly habit, shared out among its users active this week (some take most)
+        weight = rng.gamma(0.25, 1.0, a.size) + 1e-9
+        logins = rng.poisson(login_rate[a_c] * weight / np.bincount(a_c, weights=weight, minlength=n)[a_c])
+        logins[np.searchsorted(a, slot_off[woken])] = admin_logins[admin_logins > 0]
+        # non-core features: the account's habitual set, each used by one of its active users in a week
         users_now = np.bincount(a_c, minlength=n)
         has_users = np.flatnonzero(users_now)
-        feat = rng.random((has_users.size, len(FEATURE_EVENTS))) < breadth[has_users][:, None]
+        feat = rng.random((has_users.size, len(FEATURE_EVENTS))) < feature_p[has_users]
         f_row, f_idx = np.nonzero(feat)
         f_comp = has_users[f_row]
         first_active = np.searchsorted(a_c, f_comp)  # `a` is sorted, so each company's active slots are contiguous
         f_slot = first_active + rng.integers(0, 1_000_000, f_comp.size) % users_now[f_comp]
-        parts_slot = [a, a[n_first > 0], a[n_second > 0], a[f_slot]]
+        parts_slot = [a[logins > 0], a[n_first > 0], a[n_second > 0], a[f_slot]]
         parts_event = [
-            np.zeros(a.size, np.int8),
+            np.zeros(int((logins > 0).sum()), np.int8),
             np.ones(int((n_first > 0).sum()), np.int8),
             np.full(int((n_second > 0).sum()), 2, np.int8),
             (3 + f_idx).astype(np.int8),
         ]
-        parts_count = [logins, n_first[n_first > 0], n_second[n_second > 0], 1 + rng.poisson(1.0, f_slot.size)]
+        parts_count = [logins[logins > 0], n_first[n_first > 0], n_second[n_second > 0],
+                       1 + rng.poisson(1.0, f_slot.size)]
         slots_w = np.concatenate(parts_slot)
         days_w = day0 + rng.integers(0, WEEK_DAYS, slots_w.size)
         week_order = np.lexsort((slots_w, days_w))  # rows in time order, then by user
@@ -485,8 +509,10 @@ def generate_demo(companies: int = 3000, seed: int = 7) -> DemoPortal:
         def champion_of(comp):
             return champ_first[comp] + rng.integers(0, 1_000_000, comp.size) % n_champ[comp]
 
-        # outbound emails to champions: opens are a habit of the company, not a sign of health
-        comp = np.repeat(ac, rng.poisson(champ_email_rate[ac]))
+        # outbound emails to champions (an onboarding sequence in the first weeks, then the account's cadence):
+        # opens are a habit of the company, not a sign of health
+        onboarding = (w - start_week[ac]) <= ONBOARDING_WEEKS
+        comp = np.repeat(ac, rng.poisson(champ_email_rate[ac] + onboarding))
         emit(comp, champion_of(comp), 0, 1, opened=rng.random(comp.size) < open_p[comp],
              replied=rng.random(comp.size) < 0.12)
         np.add.at(champ_count, comp, 1)
@@ -558,7 +584,7 @@ def generate_demo(companies: int = 3000, seed: int = 7) -> DemoPortal:
         # --- yearly NPS: many companies never answer; the score is mostly a habit ---------------------------
         due = ac[nps_responder[ac] & ((w - start_week[ac] - nps_offset[ac]) % 52 == 0) & (w > start_week[ac])]
         due = due[rng.random(due.size) < 0.75]
-        score = np.clip(np.round(nps_level[due] + 0.15 * health[due] + rng.normal(0, 1.2, due.size)), 0, 10)
+        score = np.clip(np.round(nps_level[due] + rng.normal(0, 1.2, due.size)), 0, 10)
         who = np.where(rng.random(due.size) < 0.8, champion_of(due), eb_contact[due])
         nps.add(company=due, contact=who, day=day0 + rng.integers(0, WEEK_DAYS, due.size),
                 sec=rng.integers(0, 86_400, due.size), score=score)
@@ -823,7 +849,11 @@ def truth_readme(truth: pl.DataFrame | None = None) -> str:
         "| support_negative_share | (negative or escalated tickets + w * prior) / (tickets + w) over the last"
         f" 9 weeks, prior {SHARE_PRIOR:g}, w {SHARE_PRIOR_WEIGHT:g} (smoothed, so one ticket does not decide) |",
         "| support_negative_rise | that share minus the same share over the 9 weeks before |",
-        "| seat_utilisation | distinct active users over the last 4 weeks / contracted seats |",
+        "| seat_utilisation | distinct active users over the last 4 weeks / contracted seats; a user is active"
+        " in a week with any usage event (an admin who only signs in counts) |",
+        "",
+        "The prior of the negative share is about the overall share of negative or escalated tickets, so the",
+        "number of tickets alone does not move the expected share.",
         "",
         "    logit(p_churn) = intercept[tier, term] + sum_k coef[tier, k] * (driver_k - center_k)",
         "    churned ~ Bernoulli(p_churn)",
@@ -842,14 +872,29 @@ def truth_readme(truth: pl.DataFrame | None = None) -> str:
         "",
         "Starter accounts churn mostly through shallow core use and idle seats; enterprise accounts mostly",
         "through a disengaged economic buyer and negative or escalated support. Monthly terms decide every",
-        "month with a lower per-decision churn rate.",
+        "month with a lower per-decision churn rate: a few percent a month, so over a year month-to-month",
+        "plans lose more accounts than annual terms lose at their renewal, as is usual.",
         "",
         "## What carries little or no information",
         "",
-        "Email opens (mostly of emails to champions), login counts, ticket volume, feature breadth and the",
-        "yearly NPS come from company habits drawn independently of health (NPS leans on health only",
-        "slightly). Login counts grow with the number of active users, so raw logins keep a faint trace of",
-        "seat use; feature use is drawn per account and week, not per user. They are there to be found weak.",
+        "Email opens, login counts, ticket volume, feature breadth and the yearly NPS come from habits drawn",
+        "once per account, independently of health, seat use, the number of active users and (nearly) of",
+        "size, so they carry little or no information about churn. They are there to be found weak:",
+        "",
+        "- Logins: each account signs in at its own weekly rate (a wide log-normal spread, the same for every",
+        "  tier, drifting slowly over the months), shared out among whichever of its users are active that",
+        "  week. In a week when nobody works in the product, the account's admin (its first seat) still signs",
+        "  in at that rate and does no core work, so login counts look healthy while no value is delivered.",
+        "- Feature breadth: each account relies on its own set of the non-core features and uses each of them",
+        "  in a week with its own chance; rarely one outside the set. Only the two core events (the value",
+        "  drivers) follow health, so a breadth count that includes them keeps a faint trace of core use.",
+        "- Email opens: each account opens a fixed share of the emails sent to it (champion or economic",
+        "  buyer); replies from the economic buyer, not opens, follow engagement. New customers' champions get",
+        f"  an onboarding email about weekly for the first {ONBOARDING_WEEKS} weeks, then the account's cadence.",
+        "- Ticket volume: each account files tickets at its own rate, only mildly higher for larger tiers;",
+        "  the sentiment and escalation of a ticket, not the number of tickets, follow support negativity.",
+        "- NPS: a yearly survey many accounts never answer; the score is the account's own level plus noise,",
+        "  unrelated to health.",
         "",
         "## Other facts",
         "",
