@@ -4,16 +4,27 @@ How `HealthScore` turns a table of numeric signals into a 0..100 score
 ---------------------------------------------------------------------
 1. **Goodness transform, per signal.** The signal's observed values are cut into quantile bins (at most
    `max_bins`, at least `min_bin_rows` rows each). Each bin's churn rate is shrunk toward the overall rate
-   (`prior_strength` pseudo-rows). Two shapes are tried: a monotone one (isotonic regression of the bin rates, in
-   whichever direction fits better: this is how the direction is learned) and the free "learned order" one (each
-   bin keeps its own shrunk rate, so a U-shaped signal is not forced into a bad monotone fit). The free shape is
-   kept only when it beats the monotone one by more than its extra degrees of freedom (Akaike's criterion);
-   `shape="monotone"` forbids it. A bin's goodness is its churn log-odds rescaled to 0..1: 1 for the bin with the
-   lowest churn, 0 for the highest. The result is a step function: bin edges and one goodness per bin.
+   (`prior_strength` pseudo-rows). Candidate shapes of churn rate against the value: monotone steps (isotonic
+   regression of the bin rates, in whichever direction fits better: this is how the direction is learned),
+   "learned order" steps (each bin keeps its own shrunk rate, so a U-shaped signal is not forced into a bad
+   monotone fit; `shape="monotone"` forbids it), and two smooth ones (churn log-odds linear in the value, or in
+   its normal score). The candidate with the best penalised likelihood wins (`penalty`: BIC by default).
+   **The goodness scale.** Goodness is measured on the churn-probability scale: a level's goodness is the share
+   of the signal's excess churn risk (riskiest level minus healthiest level) that the level avoids,
+   (p_risky - p) / (p_risky - p_healthy). The ends are set by the training rows, not by single extreme bins:
+   goodness 0 = as risky as the riskiest 5% of rows (`RISKY_SHARE`), 1 = as healthy as the healthiest 10%
+   (`HEALTHY_SHARE`), clipped beyond. An account thus loses points on a signal in proportion to the extra churn
+   risk it shows there, and an account near the base churn rate keeps most of them: in a base with ~10% annual
+   churn, most accounts score in the Healthy band, the clearly risky fall below 55 and the best reach 85+.
+   (On the log-odds scale the small rates of the healthy majority sit as far apart as the rates of failing
+   accounts, which leaves a typical account half-way between its signal's best and worst bin and squeezes the
+   total score around 55.)
+   The transform is a step function (bin edges, one goodness per bin) or piecewise linear through knots.
+   A signal on which no level (missing included) is riskier than another is "flat": goodness 1 for every row.
 2. **Missing values** are a level of their own: rows where the signal is missing get a goodness learned from
-   the (shrunk) churn rate of the training rows where it was missing, on the same log-odds scale, so that
-   missingness is scored for what it says about churn. When no training row was missing, a missing value gets the
-   goodness of the overall churn rate (a neutral value).
+   the (shrunk) churn rate of the training rows where it was missing, on the same scale, so that missingness is
+   scored for what it says about churn. When no training row was missing, a missing value gets the goodness of
+   the overall churn rate (a typical account's).
 3. **Points.** A logistic regression of churn on the goodness values with non-negative weights (scipy L-BFGS-B
    with bounds, small L2 penalty `l2`) gives one weight per signal; points are the weights rescaled to sum to 100
    (rounded to 2 decimals). The weights are fitted on *cross-fitted* goodness (transforms learned on the other
@@ -21,10 +32,11 @@ How `HealthScore` turns a table of numeric signals into a 0..100 score
    (`fixed_points`).
 4. **Score** = sum over signals of points x goodness, so 0..100 with higher = healthier. Columns named in
    `modifiers` (default: days_to_renewal) are never point sources. The column named by `urgency` (the seed preset
-   uses days_to_renewal) scales the score's distance from 50 when a renewal is near:
-   `score = 50 + (base - 50) * (1 + urgency_gain * max(0, (urgency_days - days) / urgency_days))`, clipped to
-   0..100 (a missing `days` leaves the score unchanged). Near a renewal, healthy accounts read healthier and
-   risky ones riskier; accounts at the same distance from renewal keep their order.
+   uses days_to_renewal) scales the score's distance from the middle of the Neutral band,
+   pivot = (`healthy` + `at_risk`) / 2, when a renewal is near:
+   `score = pivot + (base - pivot) * (1 + urgency_gain * max(0, (urgency_days - days) / urgency_days))`,
+   clipped to 0..100 (a missing `days` leaves the score unchanged). Near a renewal, healthy accounts read
+   healthier and risky ones riskier; accounts at the same distance from renewal keep their order.
 5. **Churn probability**: a logistic (Platt) or isotonic calibration of the cross-fitted training scores,
    monotone decreasing in the score. With logistic calibration (`calibrate_modifiers=True`), each modifier
    present in X also gets a learned goodness transform and a non-positive weight in the calibration:
@@ -56,7 +68,7 @@ import numpy as np
 import pandas as pd
 import yaml
 from scipy.optimize import minimize
-from scipy.special import expit, logit
+from scipy.special import expit
 from scipy.stats import norm
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.isotonic import IsotonicRegression, isotonic_regression
@@ -80,7 +92,6 @@ __all__ = [
     "SegmentedHealthScore",
     "SignalTransform",
     "bands_for",
-    "choose_at_risk_threshold",
     "coefficient_table",
     "fit_signal_transform",
     "load_model",
@@ -90,8 +101,12 @@ __all__ = [
 ]
 
 BAND_HEALTHY, BAND_NEUTRAL, BAND_AT_RISK = "Healthy", "Neutral", "At risk"
-MODEL_FILE_FORMAT = 1
+MODEL_FILE_FORMAT = 2
 _EPS = 1e-9
+# the ends of each signal's goodness scale: 0 = as risky as the riskiest 5% of training rows, 1 = as healthy as
+# the healthiest 10% (a healthy majority should keep most of its points; see the module docstring)
+RISKY_SHARE = 0.05
+HEALTHY_SHARE = 0.10
 
 
 class ModelInputError(InputError, ValueError):
@@ -105,7 +120,8 @@ class ModelInputError(InputError, ValueError):
 
 @dataclass
 class SignalTransform:
-    """A learned map from a signal's value to goodness in 0..1 (1 = the healthiest level seen in training).
+    """A learned map from a signal's value to goodness in 0..1 (1 = as healthy as the healthiest rows in training,
+    0 = as risky as the riskiest; see the module docstring for the scale).
 
     kind "steps": bin k holds values v with edges[k-1] < v <= edges[k] (first bin: v <= edges[0]; last bin:
     v > edges[-1]) and `goodness[k]` is its goodness. kind "linear": goodness is interpolated linearly between
@@ -170,14 +186,39 @@ def _quantiles(ordered: np.ndarray, levels: np.ndarray) -> np.ndarray:
     return ordered[index]
 
 
-def _goodness_scale(logits: np.ndarray, missing_logit: float, has_missing: bool) -> tuple[np.ndarray, float]:
-    """Churn log-odds rescaled to goodness 0..1 (lowest churn = 1), for the levels and the missing level."""
-    span = np.append(logits, missing_logit) if has_missing else logits
+def _goodness_scale(levels: np.ndarray, missing_level: float, has_missing: bool) -> tuple[np.ndarray, float]:
+    """Goodness 0..1 of churn-rate levels and of the missing level, linear in the churn rate itself (not its
+    log-odds): 1 at the lowest churn, 0 at the highest (before `_stretch_to_rows` moves both ends inside the
+    training rows). A level's goodness is the share of the signal's excess churn risk that it avoids."""
+    scaled = np.clip(np.asarray(levels, dtype=float), 0.0, 1.0)
+    scaled_missing = float(np.clip(missing_level, 0.0, 1.0))
+    span = np.append(scaled, scaled_missing) if has_missing else scaled
     low, high = float(span.min()), float(span.max())
-    if high - low < 1e-9:
-        return np.zeros(len(logits)), 0.0
-    goodness = np.round((high - logits) / (high - low), 4)
-    return goodness, round(float(np.clip((high - missing_logit) / (high - low), 0.0, 1.0)), 4)
+    if high - low < 1e-12:
+        return np.ones(len(scaled)), 1.0
+    goodness = np.round((high - scaled) / (high - low), 4)
+    return goodness, round(float(np.clip((high - scaled_missing) / (high - low), 0.0, 1.0)), 4)
+
+
+def _stretch_to_rows(
+    transform: SignalTransform, values: np.ndarray, risky_share: float, healthy_share: float
+) -> SignalTransform:
+    """Rescale a transform so that goodness 0 is the level of the riskiest `risky_share` of the training rows and
+    1 the level of the healthiest `healthy_share` (clipped beyond): the ends of the scale are levels a group of
+    accounts actually holds, not the single most extreme bin."""
+    if transform.shape == "flat" or risky_share + healthy_share <= 0:
+        return transform
+    rows = transform.apply(values)
+    low, high = np.quantile(rows, [risky_share, 1.0 - healthy_share])
+    if high - low < 1e-6:
+        return transform
+    goodness = np.round(np.clip((transform.goodness - low) / (high - low), 0.0, 1.0), 4)
+    missing = round(float(np.clip((transform.missing_goodness - low) / (high - low), 0.0, 1.0)), 4)
+    edges = transform.edges
+    if transform.kind == "steps":  # merge neighbouring bins that clipping made equal
+        keep = np.flatnonzero(np.diff(goodness) != 0)
+        edges, goodness = edges[keep], np.append(goodness[keep], goodness[-1])
+    return SignalTransform(transform.shape, edges, goodness, missing, transform.kind)
 
 
 def fit_signal_transform(
@@ -191,6 +232,8 @@ def fit_signal_transform(
     clip_share: float = 0.005,
     smooth: bool = True,
     penalty: str = "bic",
+    risky_share: float = RISKY_SHARE,
+    healthy_share: float = HEALTHY_SHARE,
 ) -> SignalTransform:
     """Learn one signal's goodness transform from its values (NaN = missing) and churn outcomes (1 = churned).
 
@@ -198,6 +241,8 @@ def fit_signal_transform(
     "linear" (churn log-odds linear in the value, clipped to its `clip_share` and 1 - `clip_share` quantiles),
     "monotone" steps (isotonic regression of the quantile-bin churn rates, in the better direction) and, with
     shape="auto", "learned order" steps (each bin keeps its own churn rate, shrunk toward the overall rate).
+    Goodness is linear in the churn rate; 0 and 1 are the levels of the riskiest `risky_share` and the healthiest
+    `healthy_share` of the rows (missing values included).
     """
     if shape not in ("auto", "monotone"):
         raise ModelInputError(f"shape must be 'auto' or 'monotone', got {shape!r}")
@@ -208,7 +253,6 @@ def fit_signal_transform(
     x, y = values[present], churned[present]
     n_missing = int((~present).sum())
     missing_rate = (churned[~present].sum() + prior_strength * base) / (n_missing + prior_strength)
-    missing_logit = float(logit(np.clip(missing_rate, _EPS, 1 - _EPS)))
 
     ordered = np.sort(x)
     n_bins = int(min(max_bins, max(1, len(x) // max(1, min_bin_rows))))
@@ -264,22 +308,41 @@ def fit_signal_transform(
             eta = b0 + slope * unit
             fit = float(np.sum(group_churns * eta - group_rows * np.logaddexp(0.0, eta)))
             if math.isfinite(fit):
-                linear_fits[label] = (knots_x, b0 + slope * knot_u)
+                # knots at every clip quantile: the churn probability is not linear between two far knots
+                dense_u = np.interp(quantile_x, knots_x, knot_u)
+                linear_fits[label] = (quantile_x, expit(b0 + slope * dense_u))
                 candidates.append((fit - 2.0 * per_df, label))
     chosen = max(candidates, key=lambda item: item[0])[1]
 
+    transform = _shape_transform(chosen, linear_fits, edges, index, x, counts, monotone, rates, smooth,
+                                 missing_rate, n_missing > 0)
+    return _stretch_to_rows(transform, values, risky_share, healthy_share)
+
+
+def _shape_transform(
+    chosen: str,
+    linear_fits: dict[str, tuple[np.ndarray, np.ndarray]],
+    edges: np.ndarray,
+    index: np.ndarray,
+    x: np.ndarray,
+    counts: np.ndarray,
+    monotone: np.ndarray,
+    rates: np.ndarray,
+    smooth: bool,
+    missing_rate: float,
+    has_missing: bool,
+) -> SignalTransform:
+    """The chosen candidate as a SignalTransform (goodness on the full scale, before stretching to the rows)."""
     if chosen in linear_fits:
-        knots_x, knot_logits = linear_fits[chosen]
-        goodness, missing_goodness = _goodness_scale(knot_logits, missing_logit, n_missing > 0)
+        knots_x, knot_levels = linear_fits[chosen]
+        goodness, missing_goodness = _goodness_scale(knot_levels, missing_rate, has_missing)
         if goodness[0] == goodness[-1]:
-            return SignalTransform("flat", np.empty(0), np.zeros(1), missing_goodness)
+            return SignalTransform("flat", np.empty(0), goodness[:1], missing_goodness)
         label = "increasing" if goodness[-1] > goodness[0] else "decreasing"
         return SignalTransform(label, knots_x, goodness, missing_goodness, kind="linear")
 
     levels = monotone if chosen == "monotone" else rates
-    goodness, missing_goodness = _goodness_scale(
-        logit(np.clip(levels, _EPS, 1 - _EPS)), missing_logit, n_missing > 0
-    )
+    goodness, missing_goodness = _goodness_scale(levels, missing_rate, has_missing)
     if chosen == "monotone" and smooth and _distinct(goodness) > 1:
         # piecewise linear through the centre (mean value) of each block of equal goodness: keeps the order of
         # accounts within a block instead of tying them
@@ -700,7 +763,8 @@ class HealthScore(ClassifierMixin, BaseEstimator):
         days = matrix[:, self._columns().index(self.urgency)]
         closeness = np.clip((self.urgency_days - days) / self.urgency_days, 0.0, 1.0)
         amplify = 1.0 + self.urgency_gain * np.nan_to_num(closeness, nan=0.0)
-        return np.clip(50.0 + (base - 50.0) * amplify, 0.0, 100.0)
+        pivot = (self.healthy + self.at_risk) / 2.0
+        return np.clip(pivot + (base - pivot) * amplify, 0.0, 100.0)
 
     def _goodness_matrix(self, matrix: np.ndarray) -> np.ndarray:
         position = {c: i for i, c in enumerate(self._columns())}
@@ -779,46 +843,6 @@ def bands_for(scores: np.ndarray, healthy: float = 70.0, at_risk: float = 55.0) 
     return np.where(scores >= healthy, BAND_HEALTHY, np.where(scores < at_risk, BAND_AT_RISK, BAND_NEUTRAL)).astype(
         object
     )
-
-
-def choose_at_risk_threshold(
-    scores,
-    churned=None,
-    *,
-    target_recall: float | None = None,
-    capacity_per_owner_week: float | None = None,
-    owners=None,
-    weeks=None,
-) -> float:
-    """Pick the At-risk threshold from data: for a target recall of churned rows, or for a CS team's capacity.
-
-    - `target_recall` (with `churned`): the lowest threshold t such that at least that share of churned rows
-      score below t.
-    - `capacity_per_owner_week` (with `owners` and `weeks`, e.g. cs_owner_id and as_of per row): the highest
-      threshold t whose at-risk rows (score < t) average at most that many accounts per owner per week.
-    The result is rounded up to one decimal (recall) or down (capacity) and kept within 0..100.
-    """
-    scores = np.asarray(scores, dtype=float)
-    if (target_recall is None) == (capacity_per_owner_week is None):
-        raise ModelInputError("choose_at_risk_threshold: give exactly one of target_recall, capacity_per_owner_week")
-    if target_recall is not None:
-        if churned is None or not 0 < target_recall <= 1:
-            raise ModelInputError("choose_at_risk_threshold: target_recall needs churned outcomes and a value in (0, 1]")
-        churned_scores = np.sort(scores[np.asarray(churned).astype(bool) & ~np.isnan(scores)])
-        if len(churned_scores) == 0:
-            raise ModelInputError("choose_at_risk_threshold: no churned rows to measure recall on")
-        grid = np.round(np.arange(0.0, 100.05, 0.1), 1)
-        recall = np.searchsorted(churned_scores, grid, side="left") / len(churned_scores)
-        reached = grid[recall >= target_recall - 1e-12]
-        return float(reached.min()) if len(reached) else 100.0
-    if owners is None or weeks is None:
-        raise ModelInputError("choose_at_risk_threshold: capacity needs owners and weeks per row")
-    frame = pd.DataFrame({"score": scores, "owner": np.asarray(owners), "week": np.asarray(weeks)})
-    owner_weeks = frame.groupby(["owner", "week"], dropna=False).ngroups
-    candidates = np.round(np.arange(0.0, 100.05, 0.5), 1)
-    flagged = np.array([(frame["score"] < t).sum() for t in candidates]) / max(1, owner_weeks)
-    allowed = candidates[flagged <= capacity_per_owner_week]
-    return float(allowed.max()) if len(allowed) else 0.0
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -1074,7 +1098,9 @@ def model_to_dict(model, metadata: dict[str, Any] | None = None) -> dict[str, An
         "bands": {"healthy": float(scorer.healthy), "at_risk": float(scorer.at_risk)},
         "urgency": None if scorer.urgency is None else {
             "column": scorer.urgency, "days": float(scorer.urgency_days), "gain": float(scorer.urgency_gain),
-            "formula": "50 + (score - 50) * (1 + gain * max(0, (days - days_to_renewal) / days))",
+            "pivot": (float(scorer.healthy) + float(scorer.at_risk)) / 2.0,
+            "formula": "pivot + (score - pivot) * (1 + gain * max(0, (days - days_to_renewal) / days)); "
+                       "pivot = (healthy + at_risk) / 2",
         },
         "params": _plain({k: getattr(scorer, k) for k in _PARAMS_IN_FILE}),
     }
@@ -1249,9 +1275,140 @@ def _summary_lines(model: HealthScore, table: pd.DataFrame | None, path: Path, v
     return lines
 
 
+@dataclass
+class Candidate:
+    """A quarter's candidate model: the fitted HealthScore (trained before the cutoff), the held-out comparison
+    it is judged by, the statsmodels coefficient table of the logistic baseline, and the model file's metadata."""
+
+    model: HealthScore
+    comparison: Any
+    coefficients: pd.DataFrame
+    metadata: dict[str, Any]
+
+    @property
+    def value_points(self) -> float:
+        """Points the model puts on signals of the value family."""
+        return float(sum(p for c, p in self.model.points_.items() if _signal_family(c) == "value"))
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-ready summary for metrics.json: split, points, and the comparison table."""
+        return {
+            "cutoff": self.comparison.cutoff.isoformat(),
+            "horizon_days": self.comparison.horizon_days,
+            "train_rows": self.comparison.train_rows,
+            "test_rows": self.comparison.test_rows,
+            "signals": list(self.comparison.signals),
+            "model_version": self.model.version_,
+            "points": dict(self.model.points_),
+            "value_points": self.value_points,
+            "table": self.comparison.table.to_dict(orient="records"),
+        }
+
+
+def fit_candidate(
+    panel,
+    cutoff=None,
+    horizon_days: int = 90,
+    signals: list[str] | None = None,
+    segment_column: str | None = "arr_segment",
+    n_boot: int = 200,
+    seed: int = 0,
+    source: str | Path | None = None,
+    source_created_at: Any = None,
+) -> Candidate:
+    """Fit every scorer on the panel's training period, judge them on held-out time, and return the fitted
+    HealthScore as the candidate with its metadata (training period, source, held-out metrics).
+
+    With a `segment_column`, a SegmentedHealthScore ("fitted_by_segment") joins the comparison.
+    """
+    from hsutils import evaluate
+
+    train, test, cut = evaluate.time_split(panel, cutoff=cutoff, horizon_days=horizon_days)
+    if train.height == 0 or test.height == 0:
+        raise InputError(
+            f"panel: the cutoff {cut} leaves {train.height} training and {test.height} test rows; choose another cutoff"
+        )
+    models = evaluate.default_models()
+    if segment_column:
+        models["fitted_by_segment"] = SegmentedHealthScore(segment_column=segment_column)
+    comparison = evaluate.compare_models(
+        panel, cutoff=cut, horizon_days=horizon_days, signals=signals, segment_column=segment_column,
+        n_boot=n_boot, seed=seed, models=models,
+    )
+    labelled = train.filter(train["outcome_churned"].is_not_null())
+    columns = list(comparison.signals)
+    model = comparison.models["fitted"]
+    metadata = {
+        "training": {
+            "cutoff": evaluate.iso(cut),
+            "from": evaluate.iso(labelled["as_of"].min()),
+            "to": evaluate.iso(labelled["as_of"].max()),
+            "horizon_days": int(horizon_days),
+            "rows": int(labelled.height),
+            "churns": int(labelled["outcome_churned"].sum()),
+        },
+        "source": {"snapshot": Path(source).name if source else None, "created_at": evaluate.iso(source_created_at)},
+        "metrics": {"held_out": evaluate.json_safe(comparison.table.to_dict(orient="records"))},
+    }
+    model.version_ = _version(model_to_dict(model, metadata))
+    coefficients = coefficient_table(
+        labelled.select(columns).to_pandas(), labelled["outcome_churned"].cast(int).to_numpy()
+    )
+    return Candidate(model=model, comparison=comparison, coefficients=coefficients, metadata=metadata)
+
+
+def points_with_intervals(
+    panel,
+    cutoff=None,
+    horizon_days: int = 90,
+    signals: list[str] | None = None,
+    n_refits: int = 20,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Points of the fitted score with 95% intervals from refits on company-bootstrap resamples of the training
+    period, beside the two presets' points (rescaled to 100). Columns: signal, model, points, low, high."""
+    from hsutils import evaluate
+
+    train, _, _ = evaluate.time_split(panel, cutoff=cutoff, horizon_days=horizon_days)
+    labelled = train.filter(train["outcome_churned"].is_not_null())
+    columns = evaluate.panel_signals(labelled, signals)
+    X = labelled.select(columns).to_pandas()
+    y = labelled["outcome_churned"].cast(int).to_numpy()
+    companies = labelled["company_id"].cast(str).to_numpy()
+    fitted = HealthScore().fit(X, y, groups=companies)
+    unique, inverse = np.unique(companies, return_inverse=True)
+    order = np.argsort(inverse, kind="stable")
+    rows_of = np.split(order, np.cumsum(np.bincount(inverse))[:-1])
+    rng = np.random.default_rng(seed)
+    draws = []
+    for _ in range(n_refits):
+        picked = rng.integers(0, len(unique), len(unique))
+        index = np.concatenate([rows_of[i] for i in picked])
+        if y[index].min() == y[index].max():
+            continue
+        groups = np.repeat(np.arange(len(picked)), [len(rows_of[i]) for i in picked])
+        refit = HealthScore().fit(X.iloc[index].reset_index(drop=True), y[index], groups=groups)
+        draws.append([refit.points_.get(c, 0.0) for c in columns])
+    draws_array = np.array(draws) if draws else np.full((1, len(columns)), np.nan)
+    table = pd.DataFrame({
+        "signal": columns,
+        "model": "fitted",
+        "points": [fitted.points_.get(c, 0.0) for c in columns],
+        "low": np.nanpercentile(draws_array, 2.5, axis=0),
+        "high": np.nanpercentile(draws_array, 97.5, axis=0),
+    })
+    presets = []
+    for name, spec in PRESETS.items():
+        total = sum(spec["points"].values())
+        presets.append(pd.DataFrame({
+            "signal": list(spec["points"]), "model": name,
+            "points": [100 * v / total for v in spec["points"].values()],
+        }))
+    return pd.concat([table, *presets], ignore_index=True)
+
+
 def cli_fit(args) -> int:
     """`hsutils fit DIR --out MODEL.yml`: fit on the training period, judge on held-out time, write the model."""
-    from hsutils import evaluate
     from hsutils.panel import build_panel
     from hsutils.snapshot import load_snapshot
 
@@ -1261,39 +1418,12 @@ def cli_fit(args) -> int:
     signals = [s.strip() for s in args.signals.split(",") if s.strip()] if getattr(args, "signals", None) else None
     snapshot = load_snapshot(args.dir, mapping=getattr(args, "mapping", None))
     panel = build_panel(snapshot, horizon_days=args.horizon_days, signals=signals)
-    train, test, cutoff = evaluate.time_split(panel, cutoff=args.cutoff, horizon_days=args.horizon_days)
-    columns = evaluate.panel_signals(panel, signals)
-    if train.height == 0 or test.height == 0:
-        raise InputError(
-            f"panel of {args.dir}: the cutoff {cutoff} leaves {train.height} training and {test.height} test rows; "
-            "choose another --cutoff"
-        )
-    comparison = evaluate.compare_models(
-        panel, cutoff=cutoff, horizon_days=args.horizon_days, signals=signals, n_boot=200, seed=0
+    candidate = fit_candidate(
+        panel, cutoff=args.cutoff, horizon_days=args.horizon_days, signals=signals, source=args.dir,
+        source_created_at=snapshot.manifest.created_at,
     )
-    model = comparison.models.get("fitted")
-    if model is None:
-        labelled = train.filter(train["outcome_churned"].is_not_null())
-        model = HealthScore().fit(
-            labelled.select(columns).to_pandas(), labelled["outcome_churned"].to_numpy(),
-            groups=labelled["company_id"].to_numpy(),
-        )
-    labelled = train.filter(train["outcome_churned"].is_not_null())
-    table = comparison.table
-    metadata = {
-        "training": {
-            "cutoff": evaluate.iso(cutoff),
-            "from": evaluate.iso(labelled["as_of"].min()),
-            "to": evaluate.iso(labelled["as_of"].max()),
-            "horizon_days": int(args.horizon_days),
-            "rows": int(labelled.height),
-            "churns": int(labelled["outcome_churned"].sum()),
-        },
-        "source": {"snapshot": str(Path(args.dir).name), "created_at": evaluate.iso(snapshot.manifest.created_at)},
-        "metrics": {"held_out": evaluate.json_safe(table.to_dict(orient="records"))},
-    }
-    path = save_model(model, out, metadata)
-    for line in _summary_lines(model, table, path, model.version_):
+    path = save_model(candidate.model, out, candidate.metadata)
+    for line in _summary_lines(candidate.model, candidate.comparison.table, path, candidate.model.version_):
         print(line)
     sys.stdout.flush()
     return 0
