@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -27,6 +25,7 @@ import pandas as pd
 import polars as pl
 
 from hsutils.errors import InputError
+from hsutils.files import write_text_atomic
 
 OUTCOME = "outcome_churned"
 SEGMENT_ALL = "all"
@@ -126,18 +125,8 @@ def json_safe(value: Any, digits: int = 6) -> Any:
 
 def write_json_atomic(payload: dict[str, Any], out: str | Path) -> Path:
     """Write `payload` as sorted, NaN-free JSON to `out` through a temporary file and a rename."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(json_safe(payload), indent=2, sort_keys=True, allow_nan=False) + "\n"
-    handle, temp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
-        os.replace(temp, out)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-    return out
+    return write_text_atomic(out, text)
 
 
 def panel_signals(panel: pl.DataFrame, signals: Sequence[str] | None = None) -> list[str]:

@@ -55,9 +55,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
 import sys
-import tempfile
 import warnings
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -79,6 +77,7 @@ from threadpoolctl import threadpool_limits
 
 from hsutils.baselines import BoostingReference, LogisticBaseline, coefficient_table
 from hsutils.errors import InputError, example_rows
+from hsutils.files import write_text_atomic
 
 __all__ = [
     "BAND_AT_RISK",
@@ -1146,19 +1145,10 @@ def save_model(model, path: str | Path, metadata: dict[str, Any] | None = None) 
     content = model_to_dict(model, metadata)
     version = _version(content)
     ordered = {"version": version, **content}
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     text = "# hsutils health score model: points per signal, transforms, bands, calibration.\n" + yaml.safe_dump(
         ordered, sort_keys=False, allow_unicode=True, width=110, default_flow_style=None
     )
-    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+    path = write_text_atomic(path, text)
     model.version_ = version
     return path
 

@@ -22,6 +22,7 @@ import nbformat
 import yaml
 
 from hsutils.errors import InputError
+from hsutils.files import read_yaml_mapping
 
 KERNEL_NAME = "hsutils"
 PERIOD_PATTERN = re.compile(r"^(\d{4})Q([1-4])$")
@@ -94,15 +95,7 @@ def load_parameters(path: str | Path | None) -> dict[str, Any]:
     parameters = dict(DEFAULT_PARAMETERS)
     if path is None:
         return parameters
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"parameters file {path} does not exist")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise InputError(f"parameters file {path} is not valid YAML ({exc.__class__.__name__})") from None
-    if not isinstance(raw, dict):
-        raise InputError(f"parameters file {path} must hold a mapping of name: value")
+    raw = read_yaml_mapping(path, "parameters file")
     for key in raw:
         if any(word in str(key).lower() for word in SECRET_WORDS):
             raise InputError(

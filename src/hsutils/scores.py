@@ -15,8 +15,6 @@ calibration: it is first fitted on the snapshot's labelled history whose outcome
 
 from __future__ import annotations
 
-import os
-import tempfile
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -37,6 +35,7 @@ from hsutils.evaluate import (
     resolve_model,
     when_literal,
 )
+from hsutils.files import write_frame_atomic
 
 EXPANSION_SCORE = 85.0
 EXPANSION_SEATS = 0.8
@@ -172,27 +171,6 @@ def fit_preset_on_history(scorer: Any, snapshot: Any, as_of: datetime, horizon_d
             f"{iso(as_of)}; a preset needs churned and renewed accounts in the history to learn its transforms"
         )
     return fit_scorer(scorer, history, columns)
-
-
-def write_frame_atomic(frame: pl.DataFrame, out: str | Path) -> Path:
-    """Write a frame to .parquet or .csv through a temporary file in the same folder and a rename."""
-    out = Path(out)
-    suffix = out.suffix.lower()
-    if suffix not in (".parquet", ".csv"):
-        raise InputError(f"--out {out}: use a .parquet or .csv file name")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    os.close(handle)
-    try:
-        if suffix == ".parquet":
-            frame.write_parquet(temp)
-        else:
-            frame.write_csv(temp, datetime_format="%Y-%m-%dT%H:%M:%SZ")
-        os.replace(temp, out)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-    return out
 
 
 def cli_score(args: Any) -> int:

@@ -30,9 +30,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import polars as pl
-import yaml
 
 from hsutils.errors import InputError, example_rows
+from hsutils.files import read_yaml_mapping
 from hsutils.schema import TABLES, Column
 
 if TYPE_CHECKING:
@@ -154,14 +154,8 @@ def load_mapping(path: str | Path) -> PortalMapping:
     optionally, `columns: {table: {portal_column: canonical_column}}`.
     """
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"mapping file {path} does not exist")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        reason = str(exc).splitlines()[0]
-        raise InputError(f"mapping file {path} is not valid YAML ({reason})") from None
-    if not isinstance(raw, dict) or set(raw) - {"values", "columns"}:
+    raw = read_yaml_mapping(path, "mapping file")
+    if set(raw) - {"values", "columns"}:
         raise InputError(f"mapping file {path}: expected top-level keys 'values' and/or 'columns'")
 
     values: dict[str, dict[str, dict[str, str | None]]] = {}

@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from hsutils.errors import InputError
+from hsutils.files import read_yaml_mapping
 
 EXAMPLE_CONFIG = Path(__file__).with_name("portal.example.yml")
 ENGAGEMENT_OBJECTS = ("emails", "meetings", "calls", "notes")
@@ -155,14 +156,7 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
     source = "defaults"
     if path:
         path = Path(path)
-        if not path.is_file():
-            raise InputError(f"portal config {path} does not exist")
-        try:
-            user = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as exc:
-            raise InputError(f"portal config {path} is not valid YAML ({str(exc).splitlines()[0]})") from None
-        if not isinstance(user, dict):
-            raise InputError(f"portal config {path} must be a mapping of sections (companies, contacts, ...)")
+        user = read_yaml_mapping(path, "portal config")
         unknown = sorted(set(user) - TOP_KEYS)
         if unknown:
             raise InputError(f"portal config {path}: unknown section(s) {', '.join(unknown)}; "
