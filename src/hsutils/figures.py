@@ -197,13 +197,17 @@ def threshold_tradeoff(table: pd.DataFrame, chosen: float | None) -> plt.Figure:
 
 def playbook_bars(playbook: pd.DataFrame) -> plt.Figure:
     """Precision and recall of each playbook rule."""
-    data = playbook.melt(id_vars=["rule"], value_vars=["precision", "recall"], var_name="measure", value_name="share")
+    labelled = playbook.assign(label=playbook["condition"] + "\n→ " + playbook["action"])
+    data = labelled.melt(id_vars=["label"], value_vars=["precision", "recall"], var_name="measure", value_name="share")
     data["share"] = 100 * data["share"].astype(float)
-    fig, ax = plt.subplots(figsize=(11, 0.7 * len(playbook) + 2))
-    sns.barplot(data=data, y="rule", x="share", hue="measure", palette=["#4575b4", "#d73027"], ax=ax)
-    ax.set_xlabel("% (precision: alerts followed by the event; recall: events alerted in time)")
+    data["measure"] = data["measure"].map({"precision": "alerts followed by the event", "recall": "events flagged in time"})
+    fig, ax = plt.subplots(figsize=(12, 1.0 * len(playbook) + 2.2))
+    sns.barplot(data=data, y="label", x="share", hue="measure", palette=["#4575b4", "#d73027"], ax=ax)
+    ax.set_xlabel("share (%)")
     ax.set_ylabel("")
     ax.set_xlim(0, 100)
+    ax.tick_params(axis="y", labelsize=9)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2, frameon=False)
     return _finish(fig, "Alert playbook on past weeks")
 
 

@@ -116,7 +116,8 @@ def for_readers(table: pd.DataFrame, empty_note: str = "Nothing to list this qua
 
     if table.empty:
         return Markdown(f"*{empty_note}*")
-    return table.style.hide(axis="index").format(precision=1)
+    readable = table.rename(columns=lambda c: c.replace("_", " ").capitalize() if "_" in c else c)
+    return readable.style.hide(axis="index").format(precision=1, na_rep="")
 
 
 def account_list(scores: pd.DataFrame, which: str, limit: int = 20) -> pd.DataFrame:
@@ -134,7 +135,8 @@ def account_list(scores: pd.DataFrame, which: str, limit: int = 20) -> pd.DataFr
     table = table[[c for c in columns if c in table.columns]].rename(columns=columns)
     formats = {"ARR": money, "Score": lambda v: f"{v:.0f}", "Churn risk": percent, "Seats used": percent,
                "Change (30 days)": lambda v: "" if pd.isna(v) else f"{v:+.0f}",
-               "Days to renewal": lambda v: "" if pd.isna(v) else f"{v:.0f}"}
+               "Days to renewal": lambda v: "" if pd.isna(v) else f"{v:.0f}",
+               "CS owner": lambda v: "unassigned" if pd.isna(v) or v in ("", "nan", "None") else v}
     for column, formatter in formats.items():
         if column in table.columns:
             table[column] = table[column].map(formatter)
@@ -210,7 +212,10 @@ def leadership_summary(
             f"with. {drift.words} Against the field's hand-set weights, the fitted points move most on: "
             + "; ".join(f"{r.signal} {r.change:+.1f}" for r in moved.itertuples()) + "."
         )
-    lines.append(f"- **The At-risk line.** {threshold_text}")
+    lines.append(
+        "- **Where to draw the At-risk line.** Picked on past weeks for the quarter's target of flagging most "
+        f"churns in time (the band used today starts below 55): {threshold_text}"
+    )
     lines.append("")
     return "\n".join(lines)
 
