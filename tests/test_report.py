@@ -165,3 +165,12 @@ def test_shutil_is_not_left_holding_a_partial_folder(report_run):
     out, _ = report_run
     shutil.rmtree(out / "scratch", ignore_errors=True)
     assert not [p for p in out.iterdir() if p.name.endswith((".partial", ".previous"))]
+
+
+def test_hsutils_kernel_runs_this_environment():
+    import sys
+
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    spec = KernelSpecManager().get_kernel_spec("hsutils")
+    assert Path(spec.argv[0]).parent == Path(sys.executable).parent  # make lab / papermill use the project venv
