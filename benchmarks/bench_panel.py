@@ -3,12 +3,16 @@
 Figures (each timed in a fresh child process by `peak.measure`):
 - raw_scan_seconds: `pl.scan_parquet(...).collect()` of every table of the snapshot (the floor for any reader);
 - panel_seconds: `load_snapshot` + `build_panel` (all signals, weekly as-of dates, 90-day horizon), with the two
-  parts (load_seconds, build_seconds), its peak memory, and rows per second;
+  parts (load_seconds: reading, coercing and validating the snapshot; build_seconds: `build_panel` alone on the
+  loaded snapshot), its peak memory, and rows per second of both;
+- ratios to the raw scan: panel_vs_scan (load + build), build_vs_scan (build alone) and load_vs_scan;
 - pandas: the straightforward pandas implementation of the same panel (benchmarks/pandas_reference.py) and the
   polars panel on the same as-of dates, both timed from reading the files. The pandas loop over as-of dates is
   slow at this size, so both run on the last `PANDAS_WEEKS` weekly as-of dates; `pandas_full_estimate_seconds`
   scales the pandas time per as-of date up to the full panel (an estimate, labelled as such).
-Targets: panel_seconds <= 3 x raw_scan_seconds, >= 5 x faster than pandas, peak memory <= 4 GB.
+Targets: panel time <= 3 x raw_scan_seconds (reported both for load + build and for the build alone: the load
+validates every row of every table and is a cost of its own), >= 5 x faster than pandas, peak memory <= 4 GB.
+Timings share the machine with whatever else runs: compare the ratios of one run, not seconds across runs.
 """
 
 from __future__ import annotations
@@ -44,8 +48,8 @@ def polars_panel(folder: str, last_weeks: int | None = None) -> dict[str, Any]:
     dates = default_as_of_dates(snapshot)
     panel = build_panel(snapshot, as_of_dates=dates[-last_weeks:] if last_weeks else None)
     built = time.perf_counter()
-    return {"rows": panel.height, "as_of_dates": panel["as_of"].n_unique(), "load_seconds": round(loaded - started, 2),
-            "build_seconds": round(built - loaded, 2)}
+    return {"rows": panel.height, "as_of_dates": panel["as_of"].n_unique(), "load_seconds": round(loaded - started, 3),
+            "build_seconds": round(built - loaded, 3)}
 
 
 def pandas_panel(folder: str, last_weeks: int) -> dict[str, Any]:
@@ -92,9 +96,12 @@ def run(ctx: Any) -> dict[str, Any]:
         "panel_rows": full["result"]["rows"],
         "as_of_dates": full["result"]["as_of_dates"],
         "rows_per_second": round(full["result"]["rows"] / panel_seconds),
+        "build_rows_per_second": round(full["result"]["rows"] / full["result"]["build_seconds"]),
         "peak_memory_mb": full["peak_memory_mb"],
         "raw_scan_peak_memory_mb": scan["peak_memory_mb"],
         "panel_vs_scan": round(panel_seconds / scan["seconds"], 2),
+        "build_vs_scan": round(full["result"]["build_seconds"] / scan["seconds"], 2),
+        "load_vs_scan": round(full["result"]["load_seconds"] / scan["seconds"], 2),
         "pandas_as_of_dates": weeks,
         "pandas_seconds": round(reference["seconds"], 2),
         "polars_same_dates_seconds": round(subset["seconds"], 2),
@@ -104,6 +111,7 @@ def run(ctx: Any) -> dict[str, Any]:
     }
     figures["targets_met"] = {
         "panel_within_3x_scan": figures["panel_vs_scan"] <= TARGET_SCAN_RATIO,
+        "build_within_3x_scan": figures["build_vs_scan"] <= TARGET_SCAN_RATIO,
         "5x_faster_than_pandas": figures["pandas_speedup_same_dates"] >= TARGET_PANDAS_SPEEDUP,
         "peak_memory_within_4gb": figures["peak_memory_mb"] <= TARGET_PEAK_MB,
     }

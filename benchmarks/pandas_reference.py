@@ -103,7 +103,7 @@ def panel_pandas(tables: dict[str, pd.DataFrame], manifest: dict, as_of_dates=No
         frame["seat_utilisation"] = np.where(frame.contracted_seats > 0, frame.active_seats / frame.contracted_seats.where(frame.contracted_seats > 0, 1), np.nan)
         frame["days_to_renewal"] = _days(frame.term_end - as_of)
         frame["logins_28d"] = recent[recent.event == login_event].groupby("company_id")["count"].sum().reindex(frame.index).fillna(0.0)
-        frame["feature_breadth_28d"] = recent[recent.event != login_event].groupby("company_id").event.nunique().reindex(frame.index).fillna(0.0)
+        frame["feature_breadth_28d"] = recent[(recent.event != login_event) & ~recent.event.isin(core_events)].groupby("company_id").event.nunique().reindex(frame.index).fillna(0.0)
 
         # economic buyer
         eb_seen = eb[eb.occurred_at <= as_of]

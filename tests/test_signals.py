@@ -137,7 +137,7 @@ def test_hand_made_values_at_an_as_of():
     assert a["active_seats"] == 3  # u1, u2, u3; u4 sits exactly 28 days back, u5 after as-of
     assert a["core_depth"] == pytest.approx(4 / 3)
     assert a["logins_28d"] == 2
-    assert a["feature_breadth_28d"] == 3  # report_published, workflow_run, export
+    assert a["feature_breadth_28d"] == 1  # export (logins and the core events are not "features")
     assert a["contracted_seats"] == 15 and a["arr"] == 18000.0
     assert a["seat_utilisation"] == pytest.approx(3 / 15)
     assert a["days_to_renewal"] == pytest.approx((ts("2025-01-01") - AS_OF).days)

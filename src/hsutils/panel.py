@@ -33,6 +33,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
 
 from hsutils.errors import InputError
@@ -109,7 +110,7 @@ def _check_core_events(snapshot: Any, chosen: list[Signal]) -> None:
     if not core:
         raise InputError("manifest.json core_events is empty: name the usage events that are the product's value moments")
     usage = snapshot["usage_events"]
-    if usage.filter(pl.col("event").is_in(core)).height == 0:
+    if not usage.lazy().select(pl.col("event").is_in(core).any()).collect().item():
         seen = usage.group_by("event").len().sort("len", descending=True).head(3)["event"].to_list()
         raise InputError(
             f"table usage_events, column event: the core events {', '.join(core)} never occur"
@@ -145,17 +146,26 @@ def _class_panel(snapshot: Any, anchor: datetime, dates: list[datetime], chosen:
         if values.height == keys.height and values.select(KEYS).equals(keys):  # helper results come in grid order
             frame = frame.with_columns(values[signal.name])
         else:
-            frame = frame.join(values.unique(KEYS, keep="first"), on=KEYS, how="left")
+            frame = frame.join(values.unique(KEYS, keep="first"), on=KEYS, how="left", maintain_order="left")
     if "days_to_renewal" not in frame.columns:
         frame = frame.with_columns(((pl.col("term_end") - pl.col("as_of")).dt.total_microseconds() / DAY_US).alias("days_to_renewal"))
     return frame.drop("k")
 
 
-def _outcomes(panel: pl.DataFrame, snapshot: Any, horizon_days: int) -> pl.DataFrame:
-    """Add outcome_churned, outcome_expanded and outcome_days_to_churn (they look only past as_of)."""
+def _company_codes(snapshot: Any) -> pl.DataFrame:
+    """company_id -> cid, the company codes of `SignalContext` (row numbers of the sorted company ids)."""
+    return (
+        snapshot["companies"].select(pl.col("company_id").drop_nulls().unique().sort())
+        .with_row_index("cid").with_columns(pl.col("cid").cast(pl.UInt32))
+    )
+
+
+def _outcomes(panel: pl.DataFrame, snapshot: Any, horizon_days: int, codes: pl.DataFrame, ordered: bool) -> pl.DataFrame:
+    """Add outcome_churned, outcome_expanded and outcome_days_to_churn (they look only past as_of).
+
+    `ordered`: the panel's rows are already sorted by cid, then as_of."""
     deals = snapshot["deals"]
     horizon = pl.duration(days=horizon_days)
-    codes = panel.select("company_id", "cid").unique("company_id")
     deals = deals.join(codes, on="company_id", how="inner")
     renewals = (
         deals.filter(pl.col("deal_type") == "renewal")
@@ -170,7 +180,7 @@ def _outcomes(panel: pl.DataFrame, snapshot: Any, horizon_days: int) -> pl.DataF
             renewals, left_on="term_end", right_on="renewal_start", by="cid", strategy="nearest",
             tolerance=timedelta(days=RENEWAL_MATCH_DAYS), check_sortedness=False,
         ).filter(pl.col("renewal_deal_id") != pl.col("term_deal_id"))
-    out = panel.join(matched.drop("term_end"), on=["cid", "term_deal_id"], how="left")
+    out = panel.join(matched.drop("term_end"), on=["cid", "term_deal_id"], how="left", maintain_order="left")
     in_horizon = (pl.col("term_end") > pl.col("as_of")) & (pl.col("term_end") <= pl.col("as_of") + horizon)
     churned = (
         pl.when(in_horizon & (pl.col("renewal_stage") == "lost")).then(1)
@@ -190,7 +200,8 @@ def _outcomes(panel: pl.DataFrame, snapshot: Any, horizon_days: int) -> pl.DataF
         .sort("cid", "expansion_close")
     )
     created = snapshot.manifest.created_at.astimezone(UTC)
-    out = out.sort("cid", "as_of")
+    if not ordered:
+        out = out.sort("cid", "as_of")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         out = out.join_asof(
@@ -229,7 +240,10 @@ def build_panel(
             raise InputError("no as-of date given")
         _check_as_of(snapshot, dates)
     _check_core_events(snapshot, chosen)
+    return _build_panel(snapshot, chosen, dates, horizon_days)
 
+
+def _build_panel(snapshot: Any, chosen: list[Signal], dates: list[datetime], horizon_days: int) -> pl.DataFrame:
     # as-of dates 7 days apart share one weekly grid; other spacings form at most 7 grids
     last = dates[-1]
     classes: dict[int, list[datetime]] = {}
@@ -242,21 +256,23 @@ def build_panel(
         raise InputError(f"empty panel: no company is a customer at the as-of date(s) {shown}")
     panel = pl.concat(parts, how="vertical")
 
+    codes = _company_codes(snapshot)
     companies = snapshot["companies"].select(
         "company_id", pl.col("tier").fill_null("unknown"), _size_bucket().alias("size_bucket"), "cs_owner_id", "ae_owner_id"
-    ).unique("company_id", keep="first")
+    ).unique("company_id", keep="first").join(codes, on="company_id").drop("company_id")
     rank = pl.col("arr").rank("min", descending=True).over("as_of")
     cut = (pl.len().over("as_of") * HIGH_TOUCH_SHARE).ceil()
-    panel = panel.join(companies, on="company_id", how="left").with_columns(
+    panel = panel.join(companies, on="cid", how="left", maintain_order="left").with_columns(
         pl.when(rank <= cut).then(pl.lit("high_touch")).otherwise(pl.lit("scaled")).alias("arr_segment")
     )
-    panel = _outcomes(panel, snapshot, horizon_days)
+    panel = _outcomes(panel, snapshot, horizon_days, codes, ordered=len(parts) == 1)  # one grid: rows by cid, then as_of
     signal_columns = [s.name for s in chosen]
     context = [c for c in CONTEXT_COLUMNS if c not in signal_columns]
     leading = ["company_id", "as_of", *signal_columns, *context]
     extra = [c for c in panel.columns if c not in leading and c not in OUTCOME_COLUMNS and c != "cid"]
-    # company codes follow the sorted company ids: this sorts by as_of, then company_id
-    return panel.sort("as_of", "cid").select(*leading, *extra, *OUTCOME_COLUMNS)
+    # sort by as_of, then company_id (company codes follow the sorted company ids); keys are unique per row
+    order = np.lexsort((panel["cid"].to_numpy(), panel["as_of"].to_physical().to_numpy()))
+    return panel.select(*leading, *extra, *OUTCOME_COLUMNS)[order]
 
 
 def write_panel(panel: pl.DataFrame, out: str | Path) -> Path:

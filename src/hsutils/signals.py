@@ -10,9 +10,12 @@ points).
 How the computation works (and why it is fast): as-of dates lie on a weekly grid. Every dated row falls into the
 week that ends at the first as-of moment at or after it, so each table is aggregated once per (company, week)
 with lazy polars, and windows of any length in days are sums of whole weeks plus the tail of one more week,
-read from cumulative sums over a (company x week) array. Distinct counts (active users, features used) become
-per-value activity intervals whose starts and ends are counted cumulatively; values with few distinct entries
-(event names) use bit sets. Companies are integer codes in the sorted order of company_id. No Python loop runs
+read from cumulative sums over a (company x week) array. Distinct counts become per-value activity intervals
+whose starts and ends are counted cumulatively; values with few distinct entries (event names) use bit sets.
+Usage events, the largest table, are encoded once per panel into integer arrays (company, week, exact user code,
+event code, count; `usage_codes()`): usage sums are counts per (company, week) cell, active users come from a
+(user x week) activity bitmap (or sorted intervals when a user id appears in several companies), feature breadth
+from per-cell event bit sets. Companies are integer codes in the sorted order of company_id. No Python loop runs
 over companies or dates.
 
 Windows are half-open on the left: "the 28 days up to as-of" is (as_of - 28 days, as_of].
@@ -43,7 +46,8 @@ activity
   "login" by default. 0 when none.
 - ticket_volume_90d: tickets created in 90 days. 0 when none.
 - latest_nps: score of the latest NPS response at or before as-of; null when there is none.
-- feature_breadth_28d: distinct usage events other than the login event in 28 days. 0 when none.
+- feature_breadth_28d: distinct usage events other than the login event and the core events in 28 days. 0
+  when none.
 
 An economic-buyer interaction counts only when its contact existed at the time of the interaction
 (`contacts.created_at <= occurred_at`), so contacts created later never change the past.
@@ -63,7 +67,9 @@ helpers do the windowing and the point-in-time guarantee::
 `hsutils panel` and `build_panel` then carry an `integrations_synced_28d` column. Other helpers:
 `window_sums` (several sums and windows in one pass), `window_distinct` (distinct values in a window), `latest`
 (latest value at or before as-of), `weekly` (weekly totals for trend-like arithmetic, read with `.at(shift)`),
-`usage_weekly()` (usage counts per company, week and event: much faster for whole-week windows), `values(array)`
+`usage_weekly()` (usage counts per company, week and event, as a table), the fast usage helpers for windows of
+whole weeks (up to 18) filtered by an expression on `event` (`usage_window_sum`, `usage_weekly_totals`,
+`usage_distinct_events`, `usage_active_users`; other windows fall back to the general helpers), `values(array)`
 (a result from an array aligned with the grid) and `ctx.grid` (the panel's rows with contract columns).
 """
 
@@ -71,7 +77,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -186,6 +192,9 @@ class WeeklyTotals:
     totals: dict[str, np.ndarray]
     tails: dict[str, dict[int, np.ndarray]]
     flat_index: np.ndarray  # position * width + (week - k0) of every panel row
+    reach: int = 0  # every panel row can be read up to `reach` weeks back within its company's row of the rectangle
+    running: dict[str, np.ndarray] = field(default_factory=dict, repr=False, compare=False)  # cumulative sums
+    _base: list[np.ndarray] = field(default_factory=list, repr=False, compare=False)
 
     @property
     def total(self) -> np.ndarray:
@@ -195,16 +204,42 @@ class WeeklyTotals:
     def at(self, shift: int = 0, array: np.ndarray | None = None) -> np.ndarray:
         """Values `shift` weeks before each panel row (of `total`, or of another array of the same shape)."""
         source = self.total if array is None else array
+        if 0 <= shift <= self.reach:  # read through a shifted view: no index array per shift
+            if not self._base:
+                self._base.append(self.flat_index - self.reach)
+            return np.take(source.reshape(-1)[self.reach - shift:], self._base[0])
         return np.take(source, self.flat_index - shift)
 
     def window(self, name: str, days: int) -> np.ndarray:
         """Sum over (as_of - days, as_of] of value `name`, aligned with the grid."""
         whole, tail = divmod(days, 7)
-        running = np.cumsum(self.totals[name], axis=1)
+        if name not in self.running:
+            self.running[name] = np.cumsum(self.totals[name], axis=1)
+        running = self.running[name]
         result = self.at(0, running) - self.at(whole, running) if whole else np.zeros(self.flat_index.size)
         if tail:
             result = result + self.at(whole, self.tails[name][tail])
         return result
+
+
+@dataclass(frozen=True)
+class UsageCodes:
+    """The usage rows the panel can look at, as integers: one entry per row of the panel's customers.
+
+    `cell` is the row's place in the (customer position x week) rectangle starting at week `k0`, `width` weeks
+    wide; `user` is an exact code of user_id (equal codes = equal ids); `event` indexes `event_names`.
+    """
+
+    k0: int
+    width: int
+    cid: np.ndarray
+    k: np.ndarray
+    position: np.ndarray
+    cell: np.ndarray
+    user: np.ndarray
+    event: np.ndarray
+    count: np.ndarray
+    event_names: pl.Series
 
 
 class SignalContext:
@@ -243,7 +278,7 @@ class SignalContext:
         self.grid_position = self._position_of_cid[grid_cids]
         self.grid_week = self.grid["k"].to_numpy().astype(np.int64)
         if self.grid.height:
-            active = self.window_distinct("usage_events", "occurred_at", pl.col("user_id"), days=28)
+            active = self.usage_active_users(days=28)
             self.grid = self.grid.with_columns(active["value"].alias("active_seats"))
 
     # --- time ------------------------------------------------------------------------------------------------
@@ -305,6 +340,153 @@ class SignalContext:
             weekly = sums.select("cid", self.as_of_expr("k").alias("occurred_at"), "event", "count")
             self.add_table(name, weekly.collect())
         return name
+
+    def usage_codes(self) -> UsageCodes:
+        """The usage rows of the panel's customers from 18 weeks before the first as-of to the last one, encoded
+        once as integer arrays (company, week, exact user code, event code, count) for the usage helpers."""
+        key = "usage_codes"
+        if key in self._cache:
+            return self._cache[key]
+        time = pl.col("occurred_at")
+        k0 = self.k_min - SHARED_LOOKBACK_WEEKS
+        width = self.k_max - k0 + 1
+        since = self.as_of(self.k_min) - timedelta(weeks=SHARED_LOOKBACK_WEEKS + 1)
+        week = self.week_of(time).cast(pl.Int64)
+        rows = (
+            self.frame("usage_events").lazy()
+            .filter((time <= pl.lit(self.as_of_max, dtype=UTC_DATETIME)) & (time > pl.lit(since, dtype=UTC_DATETIME)))
+            .with_columns(self.company_code())
+            .filter(pl.col("cid").is_not_null())
+            .with_columns(pl.lit(pl.Series(self._position_of_cid)).gather(pl.col("cid")).alias("_position"))
+            .filter(pl.col("_position") >= 0)  # customers of the panel only
+            .select(
+                pl.col("cid").cast(pl.Int32),
+                week.cast(pl.Int32).alias("k"),
+                pl.col("_position").cast(pl.Int32),
+                (pl.col("_position") * width + week - k0).alias("cell"),
+                pl.col("user_id").cast(pl.String).cast(pl.Categorical).to_physical().cast(pl.Int64).fill_null(-1).alias("user"),
+                pl.col("event").cast(pl.String).cast(pl.Categorical).alias("event"),
+                pl.col("count").cast(pl.Float64).fill_null(0.0),
+            )
+            .collect()
+        )
+        events = rows["event"].drop_nulls().unique()
+        physical = events.to_physical().to_numpy().astype(np.int64)
+        dense = np.full(int(physical.max()) + 2 if physical.size else 1, -1, dtype=np.int64)
+        dense[physical] = np.arange(physical.size)
+        codes = UsageCodes(
+            k0=k0,
+            width=width,
+            cid=rows["cid"].to_numpy(),
+            k=rows["k"].to_numpy(),
+            position=rows["_position"].to_numpy(),
+            cell=rows["cell"].to_numpy(),
+            user=rows["user"].to_numpy(),
+            event=dense[rows["event"].to_physical().cast(pl.Int64).fill_null(-1).to_numpy()],
+            count=rows["count"].to_numpy(),
+            event_names=events.cast(pl.String),
+        )
+        self._cache[key] = codes
+        return codes
+
+    def _usage_by_event(self, events: np.ndarray, merge: bool = True) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int]]]:
+        """The usage rows grouped by event code: (cell, count, runs), where runs are the [start, stop) slices of
+        the given event codes (adjacent ones merged unless `merge` is False)."""
+        key = "usage_by_event"
+        if key not in self._cache:
+            codes = self.usage_codes()
+            n_events = codes.event_names.len()
+            event = codes.event if n_events >= 2**15 - 1 else codes.event.astype(np.int16)
+            order = np.argsort(event, kind="stable")  # radix sort for small integers
+            bounds = np.searchsorted(event[order], np.arange(-1, n_events + 1))  # rows without an event first
+            self._cache[key] = (codes.cell[order], codes.count[order], bounds)
+        cell, count, bounds = self._cache[key]
+        runs: list[tuple[int, int]] = []
+        for e in events.tolist():
+            start, stop = int(bounds[e + 1]), int(bounds[e + 2])
+            if merge and runs and runs[-1][1] == start:
+                runs[-1] = (runs[-1][0], stop)
+            else:
+                runs.append((start, stop))
+        return cell, count, runs
+
+    def _event_mask(self, where: pl.Expr | None) -> np.ndarray:
+        """Which usage event codes satisfy `where`, an expression on the `event` column (evaluated per name)."""
+        names = self.usage_codes().event_names
+        if where is None:
+            return np.ones(names.len() + 1, dtype=bool)
+        try:
+            mask = pl.DataFrame({"event": names}).select(where.fill_null(False)).to_series()
+        except pl.exceptions.ColumnNotFoundError:
+            raise InputError("usage helpers filter on the event column only; use window_sum on usage_events") from None
+        return np.append(mask.to_numpy().astype(bool), False)  # the last entry: rows without an event
+
+    def usage_weekly_totals(self, where: pl.Expr | None = None) -> WeeklyTotals:
+        """Weekly totals of usage `count` per customer for events matching `where` (an expression on `event`),
+        from 18 weeks before the first as-of: the same as `weekly(usage_weekly(), ...)`, without a table."""
+        key = ("usage_weekly_totals", str(where))
+        if key in self._cache:
+            return self._cache[key]
+        codes = self.usage_codes()
+        size = self.n_positions * codes.width
+        if where is None:
+            totals = np.bincount(codes.cell, weights=codes.count, minlength=size)
+        else:
+            cell, count, runs = self._usage_by_event(np.flatnonzero(self._event_mask(where)[:-1]))
+            totals = np.zeros(size)
+            for start, stop in runs:  # sums of whole counts are exact in any order
+                totals += np.bincount(cell[start:stop], weights=count[start:stop], minlength=size)
+        result = WeeklyTotals(codes.k0, {"value": totals.reshape(self.n_positions, codes.width)}, {"value": {}},
+                              self.grid_position * codes.width + (self.grid_week - codes.k0), reach=self.k_min - codes.k0)
+        self._cache[key] = result
+        return result
+
+    def usage_window_sum(self, days: int, where: pl.Expr | None = None) -> pl.DataFrame:
+        """Usage `count` summed over (as_of - days, as_of] for events matching `where`: frame[cid, k, value]."""
+        if days % 7 or not 7 <= days <= 7 * SHARED_LOOKBACK_WEEKS:
+            return self.window_sum("usage_events", "occurred_at", pl.col("count"), days=days, where=where)
+        return self.values(self.usage_weekly_totals(where).window("value", days))
+
+    def usage_distinct_events(self, days: int, where: pl.Expr | None = None) -> pl.DataFrame:
+        """Distinct usage events matching `where` in (as_of - days, as_of]: frame[cid, k, value]."""
+        codes = self.usage_codes()
+        weeks = days // 7
+        if days % 7 or not 1 <= weeks <= SHARED_LOOKBACK_WEEKS:
+            return self.window_distinct("usage_events", "occurred_at", pl.col("event"), days=days, where=where)
+        chosen = np.flatnonzero(self._event_mask(where)[:-1])
+        first = self.k_min - codes.k0  # column of the first as-of week
+        counts = np.zeros((self.n_positions, codes.width - first), dtype=np.int64)
+        for group in range(0, chosen.size, 64):  # one bit per event: 64 events per pass
+            cell, _, _ = self._usage_by_event(chosen[group:group + 64])
+            bits = np.zeros(self.n_positions * codes.width, dtype=np.uint64)
+            _, _, runs = self._usage_by_event(chosen[group:group + 64], merge=False)
+            for bit, (start, stop) in enumerate(runs):
+                bits[cell[start:stop]] |= np.uint64(1 << bit)
+            bits = bits.reshape(self.n_positions, codes.width)
+            window = bits[:, first:].copy()
+            for back in range(1, weeks):
+                window |= bits[:, first - back:codes.width - back]
+            counts += np.bitwise_count(window)
+        return self.values(counts[self.grid_position, self.grid_week - self.k_min].astype(np.float64))
+
+    def usage_active_users(self, days: int = 28) -> pl.DataFrame:
+        """Distinct users with any usage event in (as_of - days, as_of] (exact): frame[cid, k, value]."""
+        key = ("usage_active_users", days)
+        if key in self._cache:
+            return self._cache[key]
+        codes = self.usage_codes()
+        weeks = days // 7
+        result = None
+        if days % 7 == 0 and 1 <= weeks <= SHARED_LOOKBACK_WEEKS and not (codes.user < 0).any():
+            counts = self._user_week_bitmap_counts(codes, weeks)
+            if counts is None:
+                reach = codes.k >= self.k_min - weeks + 1  # older rows cannot reach any as-of window
+                counts = self._distinct_whole_weeks(codes.cid[reach], codes.user[reach], codes.k[reach], weeks)
+            result = None if counts is None else self.values(counts)
+        if result is None:
+            result = self.window_distinct("usage_events", "occurred_at", pl.col("user_id"), days=days)
+        self._cache[key] = result
+        return result
 
     def table(self, name: str, time: str | None = None, where: pl.Expr | None = None, days: int | None = None) -> pl.LazyFrame:
         """A table, lazily, with `cid` and, given `time`, `k` (the week from whose as-of on the row is visible).
@@ -371,6 +553,7 @@ class SignalContext:
             {label: arrays[n] for label, n in zip(values, names, strict=True)},
             {label: {m: arrays[f"{n}_tail_{m}"] for m in tail_days} for label, n in zip(values, names, strict=True)},
             self.grid_position * width + (self.grid_week - k0),
+            reach=self.k_min - k0,
         )
         self._cache[key] = result
         return result
@@ -414,25 +597,12 @@ class SignalContext:
                 result = self.values(few)
                 self._cache[cache_key] = result
                 return result
-        # one integer per (company, value, week): sorting and de-duplicating integers is fast
-        k_lo = int(rows["k"].min())
-        bits_k = max(1, (int(rows["k"].max()) + days // 7 + 2 - k_lo).bit_length())
-        bits_key = max(1, (int(rows["_key"].max()) + 1).bit_length())
-        bits_cid = max(1, (int(rows["cid"].max()) + 1).bit_length())
-        if whole_weeks and bits_k + bits_key + bits_cid <= 62:
-            packed = rows.select(
-                pl.col("cid") * 2 ** (bits_key + bits_k) + pl.col("_key") * 2**bits_k + (pl.col("k") - k_lo)
-            ).to_series().to_numpy()
-            packed = np.sort(packed)
-            packed = packed[np.concatenate(([True], packed[1:] != packed[:-1]))]
-            entity = packed >> bits_k
-            k = (packed & ((1 << bits_k) - 1)) + k_lo
-            k_end = k + days // 7
-            same = entity[1:] == entity[:-1]  # the next active week of the same value ends this interval early
-            k_end[:-1][same] = np.minimum(k_end[:-1][same], k[1:][same])
-            result = self.values(self._count_intervals(packed >> (bits_key + bits_k), k, k_end))
-            self._cache[cache_key] = result
-            return result
+        if whole_weeks and rows["_key"].null_count() == 0:
+            counts = self._distinct_whole_weeks(rows["cid"].to_numpy(), rows["_key"].to_numpy(), rows["k"].to_numpy(), days // 7)
+            if counts is not None:
+                result = self.values(counts)
+                self._cache[cache_key] = result
+                return result
         # general case (windows of whole weeks plus days, or codes too large to pack): sort on the columns
         buckets = rows.unique() if whole_weeks else rows.group_by("cid", "_key", "k").agg(pl.col(time).max().alias("_last"))
         buckets = buckets.sort("cid", "_key", "k")
@@ -454,6 +624,57 @@ class SignalContext:
         result = self.values(self.cumulate(deltas))
         self._cache[cache_key] = result
         return result
+
+    def _user_week_bitmap_counts(self, codes: UsageCodes, weeks: int) -> np.ndarray | None:
+        """Distinct users per customer over `weeks` whole weeks from a (user x week) activity bitmap, aligned with
+        the grid. Needs every user code to belong to one company; None otherwise or when the bitmap is too large."""
+        if codes.user.size == 0:
+            return np.zeros(self.grid.height)
+        first = self.k_min - weeks + 1  # rows of older weeks cannot reach any as-of window: column 0 takes them
+        seen = np.zeros(int(codes.user.max()) + 1, dtype=bool)
+        seen[codes.user] = True
+        dense = np.cumsum(seen) - 1
+        n_users = int(dense[-1]) + 1
+        span = self.k_max - first + 2
+        if n_users * span > 2**28:
+            return None
+        user = dense[codes.user]
+        owner = np.full(n_users, -1, dtype=np.int64)
+        owner[user] = codes.position
+        if not np.array_equal(owner[user], codes.position):  # a user id shared by companies: count per company
+            return None
+        active = np.zeros((n_users, span), dtype=bool)
+        active[user, np.maximum(codes.k - first + 1, 0)] = True
+        in_window = active[:, weeks:].copy()  # column j: week k_min + j
+        for back in range(1, weeks):
+            in_window |= active[:, weeks - back:span - back]
+        order = np.argsort(owner, kind="stable")
+        owners, starts = np.unique(owner[order], return_index=True)
+        per_owner = np.add.reduceat(in_window[order].view(np.uint8), starts, axis=0, dtype=np.int32)
+        counts = np.zeros((self.n_positions, span - weeks), dtype=np.int64)
+        counts[owners] = per_owner
+        return counts[self.grid_position, self.grid_week - self.k_min].astype(np.float64)
+
+    def _distinct_whole_weeks(self, cid: np.ndarray, key: np.ndarray, k: np.ndarray, weeks: int) -> np.ndarray | None:
+        """Distinct keys per company over `weeks` whole weeks, aligned with the grid; None when (company, key,
+        week) does not pack into one 62-bit integer. Sorting and de-duplicating integers is fast."""
+        if k.size == 0:
+            return np.zeros(self.grid.height)
+        k_lo = int(k.min())
+        bits_k = max(1, (int(k.max()) + weeks + 2 - k_lo).bit_length())
+        bits_key = max(1, (int(key.max()) + 1).bit_length())
+        bits_cid = max(1, (int(cid.max()) + 1).bit_length())
+        if bits_k + bits_key + bits_cid > 62:
+            return None
+        packed = (cid.astype(np.int64) << (bits_key + bits_k)) | (key.astype(np.int64) << bits_k) | (k.astype(np.int64) - k_lo)
+        packed.sort()
+        packed = packed[np.concatenate(([True], packed[1:] != packed[:-1]))]
+        entity = packed >> bits_k
+        k = (packed & ((1 << bits_k) - 1)) + k_lo
+        k_end = k + weeks
+        same = entity[1:] == entity[:-1]  # the next active week of the same value ends this interval early
+        k_end[:-1][same] = np.minimum(k_end[:-1][same], k[1:][same])
+        return self._count_intervals(packed >> (bits_key + bits_k), k, k_end)
 
     def _distinct_few(self, rows: pl.DataFrame, weeks: int) -> np.ndarray | None:
         """Distinct counts over `weeks` whole weeks when there are at most 63 distinct values (e.g. event names):
@@ -668,7 +889,7 @@ NEGATIVE_TICKET = (pl.col("sentiment") == "negative") | pl.col("escalated").fill
 def core_depth(ctx: SignalContext) -> pl.DataFrame:
     """Value-moment events (manifest core_events) in the 28 days up to as-of per active user (distinct users with
     any usage in those days); 0 when nobody was active."""
-    core = ctx.window_sum(ctx.usage_weekly(), "occurred_at", pl.col("count"), days=28, where=_core_filter(ctx))["value"]
+    core = ctx.usage_window_sum(28, where=_core_filter(ctx))["value"]
     active = ctx.grid["active_seats"]
     return ctx.values(pl.select(pl.when(active > 0).then(core / active).otherwise(0.0)).to_series())
 
@@ -678,11 +899,16 @@ def core_depth_trend(ctx: SignalContext) -> pl.DataFrame:
     """OLS slope of the 8 weekly value-moment counts ending at as-of divided by their mean; 0 without core events
     in the 8 weeks, null while the company has been a customer for under 8 weeks."""
     weeks = TREND_WEEKS
-    weekly = ctx.weekly(ctx.usage_weekly(), "occurred_at", pl.col("count"), where=_core_filter(ctx), lookback_weeks=weeks)
+    weekly = ctx.usage_weekly_totals(where=_core_filter(ctx))
     x = np.arange(weeks) - (weeks - 1) / 2  # week 0 is the oldest, weeks-1 the one ending at as-of
-    counts = np.stack([weekly.at(weeks - 1 - i) for i in range(weeks)], axis=1)
-    slope = counts @ x / (x**2).sum()
-    mean = counts.mean(axis=1)
+    weighted = np.zeros(ctx.grid.height)
+    total = np.zeros(ctx.grid.height)
+    for i in range(weeks):  # whole counts: these sums are exact, whatever the order
+        count = weekly.at(weeks - 1 - i)
+        weighted += x[i] * count
+        total += count
+    slope = weighted / (x**2).sum()
+    mean = total / weeks
     trend = np.divide(slope, mean, out=np.zeros_like(slope), where=mean > 0)
     full_history = ctx.grid.select(pl.col("as_of") - pl.col("tenure_start") >= pl.duration(weeks=weeks)).to_series()
     return ctx.values(trend).with_columns(pl.when(full_history).then(pl.col("value")).alias("value"))
@@ -755,7 +981,7 @@ def email_open_rate(ctx: SignalContext) -> pl.DataFrame:
 @register_signal("logins_28d", family="activity", unit="logins", direction=+1)
 def logins_28d(ctx: SignalContext) -> pl.DataFrame:
     """Login events (manifest login_event, default "login") in the 28 days up to as-of."""
-    return ctx.window_sum(ctx.usage_weekly(), "occurred_at", pl.col("count"), days=28, where=pl.col("event") == ctx.login_event)
+    return ctx.usage_window_sum(28, where=pl.col("event") == ctx.login_event)
 
 
 @register_signal("ticket_volume_90d", family="activity", unit="tickets", direction=-1)
@@ -772,6 +998,7 @@ def latest_nps(ctx: SignalContext) -> pl.DataFrame:
 
 @register_signal("feature_breadth_28d", family="activity", unit="distinct features", direction=+1)
 def feature_breadth_28d(ctx: SignalContext) -> pl.DataFrame:
-    """Distinct usage events other than the login event used in the 28 days up to as-of."""
-    return ctx.window_distinct(ctx.usage_weekly(), "occurred_at", pl.col("event"), days=28,
-                               where=pl.col("event") != ctx.login_event)
+    """Distinct usage events other than the login event and the core (value-moment) events used in the 28 days
+    up to as-of: how many features an account touches, apart from the work the product is bought for."""
+    excluded = [ctx.login_event, *ctx.core_events]
+    return ctx.usage_distinct_events(28, where=~pl.col("event").is_in(excluded))
