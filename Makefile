@@ -7,6 +7,7 @@ DEMO   := data/demo
 DEMO_REPORTS := reports/demo
 PERIOD ?= 2026Q4
 SNAPSHOT ?= $(DEMO)/snapshot
+LAB_ARGS ?= $(if $(filter 0,$(shell id -u)),--allow-root,)  # Jupyter refuses root unless told
 
 .PHONY: setup demo test bench lab report lint clean
 
@@ -40,7 +41,7 @@ bench: setup  ## speed and memory figures -> reports/bench.json
 	$(BIN)/python benchmarks/run.py --out reports/bench.json
 
 lab: setup  ## JupyterLab on the notebooks with the hsutils kernel
-	$(BIN)/jupyter lab notebooks/
+	$(BIN)/jupyter lab $(LAB_ARGS) notebooks/
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks
