@@ -568,8 +568,10 @@ def pull(out: str | Path, host: str = DEFAULT_HOST, token: str | None = None,
         deals.append(row)
     deals = _drop_incomplete("deals", deals, skipped)
 
-    def activity(object_type: str, tmap: TableMap, time_column: str) -> list[tuple[dict, str | None, str | None]]:
-        """Records of an activity object since `since`, with their company and contact ids."""
+    def activity_rows(object_type: str, table: str, tmap: TableMap, id_column: str, time_column: str) -> list[dict]:
+        """Canonical rows of `table` from one activity object since `since`: mapped properties, the record's id,
+        its company and contact (a contact's company when the record has none), and the record's creation time
+        where the mapped time property is empty."""
         records = reader.objects(object_type, props_for(object_type, tmap))
         if since_dt is not None:
             prop = tmap.properties.get(time_column)
@@ -579,54 +581,40 @@ def pull(out: str | Path, host: str = DEFAULT_HOST, token: str | None = None,
         ids = [r["id"] for r in records]
         to_company = reader.associations(object_type, "companies", ids)
         to_contact = reader.associations(object_type, "contacts", ids)
-        out = []
+        rows = []
         for rec in records:
             contact = _pick_link(to_contact.get(rec["id"], []))
             contact_id = contact[0] if contact else None
             company = _pick_link(to_company.get(rec["id"], []))
-            company_id = company[0] if company else contact_company.get(contact_id)
-            out.append((rec, company_id, contact_id))
-        return out
+            p = rec["properties"]
+            row = {col: convert(table, col, p.get(prop), tmap) for col, prop in tmap.properties.items()}
+            row.update({id_column: rec["id"], "contact_id": contact_id,
+                        "company_id": company[0] if company else contact_company.get(contact_id)})
+            row[time_column] = row.get(time_column) or to_datetime(rec.get("createdAt"))
+            rows.append(row)
+        return rows
 
-    # tickets
-    tmap = config.table("tickets")
-    tickets = []
-    for rec, company_id, contact_id in activity("tickets", tmap, "created_at"):
-        p = rec["properties"]
-        row = {col: convert("tickets", col, p.get(prop), tmap) for col, prop in tmap.properties.items()}
-        row.update({"ticket_id": rec["id"], "company_id": company_id, "contact_id": contact_id})
-        row["created_at"] = row.get("created_at") or to_datetime(rec.get("createdAt"))
-        tickets.append(row)
-    tickets = _drop_incomplete("tickets", tickets, skipped)
+    tickets = _drop_incomplete(
+        "tickets", activity_rows("tickets", "tickets", config.table("tickets"), "ticket_id", "created_at"), skipped)
 
     # engagements: emails, meetings, calls, notes (paged here: the client has no get_all for them)
     engagements = []
     for object_type in ENGAGEMENT_OBJECTS:
         tmap = config.engagement(object_type)
-        for rec, company_id, contact_id in activity(object_type, tmap, "occurred_at"):
-            p = rec["properties"]
-            row = {col: convert("engagements", col, p.get(prop), tmap) for col, prop in tmap.properties.items()}
-            row.update({"engagement_id": rec["id"], "company_id": company_id, "contact_id": contact_id,
-                        "type": ENGAGEMENT_TYPE[object_type]})
+        for row in activity_rows(object_type, "engagements", tmap, "engagement_id", "occurred_at"):
+            row["type"] = ENGAGEMENT_TYPE[object_type]
             if object_type != "meetings":
                 row["meeting_kind"] = None
             if object_type != "emails":
                 row["opened"] = row["replied"] = None
-            row["occurred_at"] = row.get("occurred_at") or to_datetime(rec.get("createdAt"))
             row.setdefault("direction", "outbound")
             engagements.append(row)
     engagements = _drop_incomplete("engagements", engagements, skipped)
 
     # feedback submissions (NPS / CSAT)
     tmap = config.table("surveys")
-    surveys = []
-    for rec, company_id, contact_id in activity(tmap.object_type, tmap, "submitted_at"):
-        p = rec["properties"]
-        row = {col: convert("surveys", col, p.get(prop), tmap) for col, prop in tmap.properties.items()}
-        row.update({"response_id": rec["id"], "company_id": company_id, "contact_id": contact_id})
-        row["submitted_at"] = row.get("submitted_at") or to_datetime(rec.get("createdAt"))
-        surveys.append(row)
-    surveys = _drop_incomplete("surveys", surveys, skipped)
+    surveys = _drop_incomplete(
+        "surveys", activity_rows(tmap.object_type, "surveys", tmap, "response_id", "submitted_at"), skipped)
     owners = reader.owners()
 
     # keep rows whose company was pulled
