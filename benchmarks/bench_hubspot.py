@@ -17,12 +17,17 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
-import yaml
 
 from hsutils.hubspot.config import load_config
 from hsutils.hubspot.pull import pull
 from hsutils.hubspot.push import push
-from hsutils.hubspot.sandbox import Sandbox, seed_portal, write_usage_export
+from hsutils.hubspot.sandbox import (
+    Sandbox,
+    seed_portal,
+    write_synthetic_model,
+    write_synthetic_scores,
+    write_usage_export,
+)
 from hsutils.schema import TABLES
 
 COMPANIES = 10_000
@@ -120,18 +125,8 @@ def run(ctx) -> dict:
         time.sleep(10.5)  # let the stand-in's 10-second window empty between the phases
         sandbox.reset_counts()
         ids = tables["companies"].get_column("company_id").to_list()
-        rng = random.Random(2)
-        rows = []
-        for cid in ids:
-            points = {f"points_{k}": round(rng.uniform(0, v), 2) for k, v in SIGNALS.items()}
-            score = sum(points.values())
-            rows.append({"company_id": cid, "as_of": datetime(2026, 11, 9, tzinfo=UTC), "health_score": score,
-                         "band": "Healthy" if score >= 70 else ("At risk" if score < 55 else "Neutral"),
-                         "churn_probability": rng.random(), **points, "score_change_30d": rng.uniform(-9, 9),
-                         "expansion_candidate": score >= 85, "model_version": "bench-1"})
-        pl.DataFrame(rows).write_parquet(work / "scores.parquet")
-        (work / "model.yml").write_text(yaml.safe_dump({"version": "bench-1", "kind": "fitted", "signals": [
-            {"name": k, "points": v} for k, v in SIGNALS.items()]}))
+        write_synthetic_scores(work / "scores.parquet", ids, SIGNALS, seed=2, version="bench-1")
+        write_synthetic_model(work / "model.yml", SIGNALS, version="bench-1")
         t0 = time.perf_counter()
         report = push(work / "model.yml", work / "scores.parquet", host=sandbox.url, token=sandbox.token,
                       apply=True, config=config, audit=work / "audit.csv", rate="pro")

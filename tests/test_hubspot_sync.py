@@ -10,14 +10,20 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-import yaml
 
 from hsutils.errors import InputError
 from hsutils.hubspot.client import HubSpotError
 from hsutils.hubspot.config import load_config
 from hsutils.hubspot.pull import pull
 from hsutils.hubspot.push import push, rollback
-from hsutils.hubspot.sandbox import Faults, Sandbox, seed_portal, write_usage_export
+from hsutils.hubspot.sandbox import (
+    Faults,
+    Sandbox,
+    seed_portal,
+    write_synthetic_model,
+    write_synthetic_scores,
+    write_usage_export,
+)
 from hsutils.schema import TABLES
 from hsutils.snapshot import Manifest, load_snapshot, write_snapshot
 
@@ -88,27 +94,11 @@ def usage_file(tables: dict[str, pl.DataFrame], tmp_path: Path) -> Path:
 
 
 def write_model(path: Path, version: str = "2026.11-t") -> Path:
-    signals = [{"name": k, "family": "value", "points": v} for k, v in SIGNALS.items()]
-    signals.append({"name": "days_to_renewal", "family": "value", "points": 0})
-    path.write_text(yaml.safe_dump({"version": version, "kind": "fitted", "signals": signals}))
-    return path
+    return write_synthetic_model(path, SIGNALS, version)
 
 
 def write_scores(path: Path, company_ids: list[str], seed: int = 0, version: str = "2026.11-t") -> pl.DataFrame:
-    rng = random.Random(seed)
-    rows = []
-    for cid in company_ids:
-        points = {f"points_{k}": round(rng.uniform(0, v), 2) for k, v in SIGNALS.items()}
-        score = sum(points.values())
-        rows.append({"company_id": cid, "as_of": datetime(2026, 11, 9, tzinfo=UTC), "health_score": score,
-                     "band": "Healthy" if score >= 70 else ("At risk" if score < 55 else "Neutral"),
-                     "churn_probability": round(rng.random(), 4), **points,
-                     "score_change_30d": round(rng.uniform(-20, 20), 2) if rng.random() < 0.8 else None,
-                     "expansion_candidate": score >= 85, "arr": 12_000.0, "cs_owner_id": "501",
-                     "model_version": version})
-    frame = pl.DataFrame(rows)
-    frame.write_parquet(path)
-    return frame
+    return write_synthetic_scores(path, company_ids, SIGNALS, seed, version)
 
 
 def canonical(frame: pl.DataFrame, table: str) -> pl.DataFrame:

@@ -395,6 +395,37 @@ def seed_portal(tables: dict[str, pl.DataFrame], config: PortalConfig, created_a
     return portal
 
 
+def write_synthetic_model(path: str | Path, points: dict[str, float], version: str) -> Path:
+    """A minimal model file (version and points per signal) for stand-in runs of `push`."""
+    import yaml
+
+    signals = [{"name": name, "family": "value", "points": value} for name, value in points.items()]
+    signals.append({"name": "days_to_renewal", "family": "value", "points": 0})
+    path = Path(path)
+    path.write_text(yaml.safe_dump({"version": version, "kind": "fitted", "signals": signals}), encoding="utf-8")
+    return path
+
+
+def write_synthetic_scores(path: str | Path, company_ids: list[str], points: dict[str, float], seed: int = 0,
+                           version: str = "standin-1") -> pl.DataFrame:
+    """A scores file in the `hsutils score` layout with random component points (each within its signal's
+    points) for stand-in runs of `push`; about a fifth of the 30-day changes are unknown."""
+    rng = random.Random(seed)
+    rows = []
+    for cid in company_ids:
+        earned = {f"points_{k}": round(rng.uniform(0, v), 2) for k, v in points.items()}
+        score = sum(earned.values())
+        rows.append({"company_id": cid, "as_of": datetime(2026, 11, 9, tzinfo=UTC), "health_score": score,
+                     "band": "Healthy" if score >= 70 else ("At risk" if score < 55 else "Neutral"),
+                     "churn_probability": round(rng.random(), 4), **earned,
+                     "score_change_30d": round(rng.uniform(-20, 20), 2) if rng.random() < 0.8 else None,
+                     "expansion_candidate": score >= 85, "arr": 12_000.0, "cs_owner_id": "501",
+                     "model_version": version})
+    frame = pl.DataFrame(rows)
+    frame.write_parquet(path)
+    return frame
+
+
 def write_usage_export(usage: pl.DataFrame, path: str | Path, style: str = "segment") -> Path:
     """Write canonical usage events as a product-analytics export (segment, mixpanel or amplitude columns)."""
     path = Path(path)
