@@ -1309,7 +1309,9 @@ def fit_candidate(
     """Fit every scorer on the panel's training period, judge them on held-out time, and return the fitted
     HealthScore as the candidate with its metadata (training period, source, held-out metrics).
 
-    With a `segment_column`, a SegmentedHealthScore ("fitted_by_segment") joins the comparison.
+    With a `segment_column`, a SegmentedHealthScore ("fitted_by_segment") joins the comparison. When
+    `source_created_at` (the snapshot's moment) is given, it is the model's `created_at`, so the same snapshot
+    always gives the same model version (and a repeated push changes nothing).
     """
     from hsutils import evaluate
 
@@ -1340,6 +1342,8 @@ def fit_candidate(
         "source": {"snapshot": Path(source).name if source else None, "created_at": evaluate.iso(source_created_at)},
         "metrics": {"held_out": evaluate.json_safe(comparison.table.to_dict(orient="records"))},
     }
+    if source_created_at is not None:
+        metadata["created_at"] = evaluate.iso(source_created_at)
     model.version_ = _version(model_to_dict(model, metadata))
     coefficients = coefficient_table(
         labelled.select(columns).to_pandas(), labelled["outcome_churned"].cast(int).to_numpy()
