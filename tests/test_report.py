@@ -90,11 +90,19 @@ def test_same_inputs_give_the_same_metrics(report_run, small_demo):
     assert (again.folder / "metrics.json").read_bytes() == first
 
 
-def test_next_quarter_compares_with_the_previous_report(report_run, tmp_path):
+def test_next_quarter_compares_with_the_previous_report(report_run, small_demo):
     out, _ = report_run
     assert find_previous_report(out, "2027Q1") == out / "2026Q4"
     assert find_previous_report(out, "2026Q4") is None
     assert find_previous_report(out, "2026Q3") is None
+    first_html = (out / "2026Q4" / "leadership.html").read_text(encoding="utf-8")
+    assert "first report" in first_html
+    nxt = run_report(small_demo, "2027Q1", out=out, progress=False)
+    assert nxt.metrics["summary"]["drift_compared_with"] == "the 2026Q4 report"
+    assert nxt.metrics["summary"]["psi"] == pytest.approx(0.0, abs=1e-9)  # same data, same scores
+    html = nxt.leadership_html.read_text(encoding="utf-8")
+    assert "What changed since 2026Q4" in html and "first report" not in html
+    assert "AUC (ranking of churners, 0.5 = chance)" in html  # the metrics-change table
 
 
 def test_failed_cell_stops_the_run_and_keeps_the_notebook(small_demo, tmp_path, capsys):

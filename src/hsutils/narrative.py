@@ -237,3 +237,34 @@ def summary_figures(scores: pd.DataFrame, drift: Drift, comparison: dict[str, An
         "drift_compared_with": drift.compared_with,
         "held_out_auc": {row["model"]: row.get("auc") for row in overall},
     }
+
+
+METRIC_WORDS = {
+    "auc": "AUC (ranking of churners, 0.5 = chance)",
+    "pr_auc": "PR-AUC (precision on churners)",
+    "top_decile_lift": "Churn rate in the riskiest 10% vs average",
+    "brier": "Brier score (lower is better)",
+    "ece": "Calibration error (lower is better)",
+}
+
+
+def metrics_change(comparison: dict[str, Any], previous: PreviousReport | None, model: str = "fitted") -> pd.DataFrame:
+    """The fitted score's held-out metrics this quarter against the previous report's (empty for a first report)."""
+    def overall(table: list[dict[str, Any]]) -> dict[str, Any]:
+        rows = [r for r in table if r.get("model") == model and r.get("segment") == "all"]
+        return rows[0] if rows else {}
+
+    if previous is None:
+        return pd.DataFrame()
+    now = overall(comparison.get("table", []))
+    before = overall(previous.metrics.get("comparison", {}).get("table", []))
+    rows = []
+    for key, words in METRIC_WORDS.items():
+        current, earlier = now.get(key), before.get(key)
+        rows.append({
+            "Measure": words,
+            "This quarter": None if current is None else round(float(current), 3),
+            previous.period: None if earlier is None else round(float(earlier), 3),
+            "Change": None if current is None or earlier is None else round(float(current) - float(earlier), 3),
+        })
+    return pd.DataFrame(rows)
