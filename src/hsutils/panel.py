@@ -25,8 +25,6 @@ seats are those of that term plus won expansions in force.
 
 from __future__ import annotations
 
-import os
-import tempfile
 import warnings
 from collections.abc import Iterable
 from datetime import UTC, date, datetime, timedelta
@@ -37,6 +35,7 @@ import numpy as np
 import polars as pl
 
 from hsutils.errors import InputError
+from hsutils.files import check_frame_suffix, write_frame_atomic
 from hsutils.schema import UTC_DATETIME
 from hsutils.signals import DAY_US, KEYS, WEEK_US, Signal, SignalContext, resolve_signals
 
@@ -277,34 +276,17 @@ def _build_panel(snapshot: Any, chosen: list[Signal], dates: list[datetime], hor
 
 def write_panel(panel: pl.DataFrame, out: str | Path) -> Path:
     """Write a panel to .parquet or .csv atomically (temporary file in the same folder, then rename)."""
-    out = Path(out)
-    suffix = out.suffix.lower()
-    if suffix not in (".parquet", ".csv"):
-        raise InputError(f"output {out}: use a .parquet or .csv file name")
+    out = check_frame_suffix(out, "output")
     if panel.height == 0:
         raise InputError(f"output {out}: the panel is empty, nothing written")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    os.close(handle)
-    try:
-        if suffix == ".parquet":
-            panel.write_parquet(tmp, compression="zstd")
-        else:
-            panel.write_csv(tmp, datetime_format="%Y-%m-%dT%H:%M:%S%.fZ")
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return out
+    return write_frame_atomic(panel, out)
 
 
 def cli_panel(args: Any) -> int:
     """`hsutils panel DIR --out FILE`: build the panel and write it; one line of summary."""
     from hsutils.snapshot import load_snapshot
 
-    out = Path(args.out)
-    if out.suffix.lower() not in (".parquet", ".csv"):
-        raise InputError(f"output {out}: use a .parquet or .csv file name")
+    out = check_frame_suffix(args.out, "output")
     chosen = resolve_signals(args.signals)
     snapshot = load_snapshot(args.dir, mapping=args.mapping)
     panel = build_panel(snapshot, horizon_days=args.horizon_days, signals=[s.name for s in chosen])

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import shutil
 import sys
 import time
@@ -26,6 +25,7 @@ import polars as pl
 from tqdm import tqdm
 
 from hsutils.errors import InputError, example_rows
+from hsutils.files import write_text_atomic
 from hsutils.hubspot.client import DEFAULT_HOST, Connection, HubSpotError
 from hsutils.hubspot.config import ENGAGEMENT_OBJECTS, ENGAGEMENT_TYPE, PortalConfig, TableMap, load_config
 from hsutils.schema import SCHEMA_VERSION, TABLES
@@ -117,9 +117,7 @@ class Checkpoint:
 
     @staticmethod
     def _write(path: Path, payload: Any) -> None:
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps(payload), encoding="utf-8")
-        os.replace(tmp, path)
+        write_text_atomic(path, json.dumps(payload))
 
     def load(self, kind: str, n: int) -> Any | None:
         path = self.folder / kind / f"{n:06d}.json"

@@ -24,10 +24,10 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
-import yaml
 from tqdm import tqdm
 
 from hsutils.errors import InputError
+from hsutils.files import read_yaml_mapping
 from hsutils.hubspot.client import DEFAULT_HOST, Connection, HubSpotError
 from hsutils.hubspot.config import PortalConfig, load_config
 from hsutils.snapshot import parse_utc
@@ -168,13 +168,8 @@ def safe_name(text: str) -> str:
 def read_model(path: str | Path) -> dict[str, Any]:
     """The model file: at least `version` and `signals: [{name, points}]`."""
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"model file {path} does not exist")
-    try:
-        model = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise InputError(f"model file {path} is not valid YAML ({str(exc).splitlines()[0]})") from None
-    if not isinstance(model, dict) or not model.get("version") or not isinstance(model.get("signals"), list):
+    model = read_yaml_mapping(path, "model file")
+    if not model.get("version") or not isinstance(model.get("signals"), list):
         raise InputError(f"model file {path}: needs `version` and a `signals` list of {{name, points}}")
     for signal in model["signals"]:
         if not isinstance(signal, dict) or "name" not in signal or _float(signal.get("points")) is None:
