@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
 
 from hsutils.explore import population_stability_index
+from hsutils.files import read_yaml_mapping
 
 PSI_NOTABLE = 0.1
 PSI_MAJOR = 0.25
@@ -55,7 +55,7 @@ def load_previous_report(folder: str | Path | None) -> PreviousReport | None:
     if not folder:
         return None
     folder = Path(folder)
-    model = yaml.safe_load((folder / "model.yml").read_text(encoding="utf-8"))
+    model = read_yaml_mapping(folder / "model.yml", "previous report's model file")
     points = {s["name"]: float(s.get("points") or 0.0) for s in model.get("signals", [])}
     metrics = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
     scores_path = folder / "scores.parquet"
