@@ -129,19 +129,23 @@ def _class_panel(snapshot: Any, anchor: datetime, dates: list[datetime], chosen:
     """The panel rows of as-of dates that lie on one weekly grid (all `dates` = anchor + k weeks)."""
     weeks = [int((d - anchor) // timedelta(weeks=1)) for d in dates]
     ctx = SignalContext(snapshot, anchor, weeks)
-    frame = ctx.grid
-    if frame.height == 0:
-        return frame
-    keys = frame.select(KEYS)
-    for signal in chosen:
+    keys = ctx.keys
+    if keys.height == 0:
+        return ctx.grid
+    # signals that read no usage events first: the usage events are encoded in the background meanwhile
+    computed: dict[str, pl.DataFrame] = {}
+    for signal in sorted(chosen, key=lambda s: s.reads is None or "usage_events" in s.reads):
         values = signal.compute(ctx)
         values = values.collect() if isinstance(values, pl.LazyFrame) else values
         missing = {"cid", "k", "value"} - set(values.columns)
         if missing:
             raise InputError(f"signal {signal.name}: its computation must return columns cid, k, value (missing {', '.join(sorted(missing))})")
-        values = values.select(
+        computed[signal.name] = values.select(
             pl.col("cid").cast(pl.UInt32), pl.col("k").cast(pl.Int32), pl.col("value").cast(pl.Float64).alias(signal.name)
         )
+    frame = ctx.grid
+    for signal in chosen:
+        values = computed[signal.name]
         if values.height == keys.height and values.select(KEYS).equals(keys):  # helper results come in grid order
             frame = frame.with_columns(values[signal.name])
         else:

@@ -75,8 +75,11 @@ whole weeks (up to 18) filtered by an expression on `event` (`usage_window_sum`,
 
 from __future__ import annotations
 
+import math
+import threading
 import warnings
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -109,6 +112,7 @@ class Signal:
     description: str
     compute: Callable[[SignalContext], pl.DataFrame | pl.LazyFrame]
     point_source: bool = True
+    reads: tuple[str, ...] | None = None  # the tables it reads, when known (lets the panel order the work)
 
 
 SIGNALS: dict[str, Signal] = {}
@@ -123,11 +127,14 @@ def register_signal(
     description: str | None = None,
     point_source: bool = True,
     replace: bool = False,
+    reads: tuple[str, ...] | None = None,
 ) -> Callable[[Callable[[SignalContext], Any]], Callable[[SignalContext], Any]]:
     """Decorator adding a signal to `SIGNALS`; the description defaults to the function's docstring.
 
     The function receives a `SignalContext` and returns a polars frame with columns cid, k and value (one row per
     panel row or fewer: absent rows become null). Use the context's helpers so only data at or before as-of is read.
+    `reads` optionally names the tables the signal reads: signals that read no usage events are computed while
+    the usage events are still being encoded.
     """
     if family not in FAMILIES:
         raise InputError(f"signal {name}: family must be one of {'/'.join(FAMILIES)}, not {family!r}")
@@ -138,7 +145,7 @@ def register_signal(
         if name in SIGNALS and not replace:
             raise InputError(f"signal {name} is already registered; pass replace=True to redefine it")
         text = description or " ".join((func.__doc__ or "").split()) or name
-        SIGNALS[name] = Signal(name, family, unit, direction, text, func, point_source)
+        SIGNALS[name] = Signal(name, family, unit, direction, text, func, point_source, reads)
         return func
 
     return decorator
@@ -185,14 +192,17 @@ class WeeklyTotals:
     """Weekly totals per customer on a rectangle of weeks: `totals[name][p, j]` is company position p, week k0 + j.
 
     `tails[name][m]` holds the totals of only the last m days of each week. `at(shift)` reads the value `shift`
-    weeks before each panel row's as-of, aligned with `SignalContext.grid`.
+    weeks before each panel row's as-of, aligned with `SignalContext.grid`. The arrays may be laid out week by week
+    in memory (a transposed view): `flat_index` addresses every panel row in the arrays' memory order and
+    `week_step` is the distance in that order between two weeks of one company.
     """
 
     k0: int
     totals: dict[str, np.ndarray]
     tails: dict[str, dict[int, np.ndarray]]
-    flat_index: np.ndarray  # position * width + (week - k0) of every panel row
+    flat_index: np.ndarray  # place of every panel row (its company, the week of its as-of) in memory order
     reach: int = 0  # every panel row can be read up to `reach` weeks back within its company's row of the rectangle
+    week_step: int = 1
     running: dict[str, np.ndarray] = field(default_factory=dict, repr=False, compare=False)  # cumulative sums
     _base: list[np.ndarray] = field(default_factory=list, repr=False, compare=False)
 
@@ -202,19 +212,20 @@ class WeeklyTotals:
         return next(iter(self.totals.values()))
 
     def at(self, shift: int = 0, array: np.ndarray | None = None) -> np.ndarray:
-        """Values `shift` weeks before each panel row (of `total`, or of another array of the same shape)."""
-        source = self.total if array is None else array
+        """Values `shift` weeks before each panel row (of `total`, or of another array of the same layout)."""
+        source = (self.total if array is None else array).ravel(order="K")  # a view: the arrays are contiguous
         if 0 <= shift <= self.reach:  # read through a shifted view: no index array per shift
             if not self._base:
-                self._base.append(self.flat_index - self.reach)
-            return np.take(source.reshape(-1)[self.reach - shift:], self._base[0])
-        return np.take(source, self.flat_index - shift)
+                self._base.append(self.flat_index - self.reach * self.week_step)
+            return np.take(source[(self.reach - shift) * self.week_step:], self._base[0])
+        return np.take(source, self.flat_index - shift * self.week_step)
 
     def window(self, name: str, days: int) -> np.ndarray:
         """Sum over (as_of - days, as_of] of value `name`, aligned with the grid."""
         whole, tail = divmod(days, 7)
         if name not in self.running:
-            self.running[name] = np.cumsum(self.totals[name], axis=1)
+            totals = self.totals[name]
+            self.running[name] = np.cumsum(totals, axis=1, out=np.empty_like(totals))  # same memory layout
         running = self.running[name]
         result = self.at(0, running) - self.at(whole, running) if whole else np.zeros(self.flat_index.size)
         if tail:
@@ -226,27 +237,44 @@ class WeeklyTotals:
 class UsageCodes:
     """The usage rows the panel can look at, as integers: one entry per row of the panel's customers.
 
-    `cell` is the row's place in the (customer position x week) rectangle starting at week `k0`, `width` weeks
-    wide; `user` is an exact code of user_id (equal codes = equal ids); `event` indexes `event_names`.
+    `cell` is the row's place in the (week x customer position) rectangle that starts at week `k0`, `width` weeks
+    long and `n_positions` customers wide, laid out week by week: cell = (week - k0) * n_positions + position, so
+    rows in time order touch nearby cells. `user` holds exact codes of user_id (equal codes = equal ids;
+    `users_complete` is False when some user ids are missing); `event` indexes `event_names` (-1: no event).
     """
 
     k0: int
     width: int
-    cid: np.ndarray
-    k: np.ndarray
-    position: np.ndarray
+    n_positions: int
+    members: np.ndarray  # company code of each position
     cell: np.ndarray
     user: np.ndarray
     event: np.ndarray
     count: np.ndarray
     event_names: pl.Series
+    users_complete: bool = True
+
+    @property
+    def position(self) -> np.ndarray:
+        """Customer position of every row."""
+        return self.cell % self.n_positions
+
+    @property
+    def k(self) -> np.ndarray:
+        """Week index of every row."""
+        return self.cell // self.n_positions + self.k0
+
+    @property
+    def cid(self) -> np.ndarray:
+        """Company code of every row."""
+        return self.members[self.position]
 
 
 class SignalContext:
     """Everything a signal needs at the panel's as-of dates: the snapshot, the customer rows and window helpers.
 
-    `grid` holds one row per (company, as-of) while the company is a customer, sorted by `cid` (company code) and
-    `k` (week index; as_of = anchor + k weeks), with company_id, as_of, the current term (term_deal_id,
+    `grid` holds one row per (company, as-of) while the company is a customer, sorted by `k` (week index; as_of =
+    anchor + k weeks) and `cid` (company code), with company_id, as_of, the current term (term_deal_id,
     term_start, term_end), contracted_seats, arr, tenure_start and active_seats. Helpers return frames with
     cid, k and value in the grid's row order (`values(array)` builds one from an array aligned with the grid).
     """
@@ -268,18 +296,48 @@ class SignalContext:
         self.as_of_max = self.as_of(self.k_max)
         self._cache: dict[Any, Any] = {}
         self.extra_tables: dict[str, pl.DataFrame] = {}
-        self.grid = self._customer_rows()
+        self._grid: pl.DataFrame | None = None
+        self._prefetch: Future | None = None
+        self._prefetch_thread: int | None = None
+        self._rows = self._customer_rows()
         # rectangle layout: customers of the grid (positions) x weeks
-        grid_cids = self.grid["cid"].to_numpy()
+        grid_cids = self._rows["cid"].to_numpy()
         members = np.unique(grid_cids)
         self._position_of_cid = np.full(self.companies.height + 1, -1, dtype=np.int64)
         self._position_of_cid[members] = np.arange(members.size)
+        self.members = members
         self.n_positions = int(members.size)
         self.grid_position = self._position_of_cid[grid_cids]
-        self.grid_week = self.grid["k"].to_numpy().astype(np.int64)
-        if self.grid.height:
-            active = self.usage_active_users(days=28)
-            self.grid = self.grid.with_columns(active["value"].alias("active_seats"))
+        self.grid_week = self._rows["k"].to_numpy().astype(np.int64)
+        if self._rows.height:  # encode the usage events (the largest table) in the background
+            executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hsutils-usage")
+            self._prefetch = executor.submit(self._prefetch_usage)
+            executor.shutdown(wait=False)
+
+    @property
+    def grid(self) -> pl.DataFrame:
+        """The panel's rows with their contract columns and active_seats (see the class docstring)."""
+        if self._grid is None:
+            if self._rows.height:
+                active = self.usage_active_users(days=28)
+                self._grid = self._rows.with_columns(active["value"].alias("active_seats"))
+            else:
+                self._grid = self._rows
+        return self._grid
+
+    @property
+    def keys(self) -> pl.DataFrame:
+        """The panel rows' keys (cid, k) in the grid's order, available before active_seats is known."""
+        return self._rows.select(*KEYS)
+
+    def _prefetch_usage(self) -> None:
+        self._prefetch_thread = threading.get_ident()
+        self.usage_active_users(days=28)
+
+    def _await_prefetch(self) -> None:
+        """Wait for the background encoding of the usage events (and raise its error, if any)."""
+        if self._prefetch is not None and threading.get_ident() != self._prefetch_thread:
+            self._prefetch.result()
 
     # --- time ------------------------------------------------------------------------------------------------
     def as_of(self, k: int) -> datetime:
@@ -343,83 +401,64 @@ class SignalContext:
 
     def usage_codes(self) -> UsageCodes:
         """The usage rows of the panel's customers from 18 weeks before the first as-of to the last one, encoded
-        once as integer arrays (company, week, exact user code, event code, count) for the usage helpers."""
+        once as integer arrays (week x customer cell, exact user code, event code, count) for the usage helpers."""
+        self._await_prefetch()
         key = "usage_codes"
         if key in self._cache:
             return self._cache[key]
-        time = pl.col("occurred_at")
         k0 = self.k_min - SHARED_LOOKBACK_WEEKS
         width = self.k_max - k0 + 1
-        since = self.as_of(self.k_min) - timedelta(weeks=SHARED_LOOKBACK_WEEKS + 1)
-        week = self.week_of(time).cast(pl.Int64)
+        n = max(self.n_positions, 1)
+        cell_type = pl.Int32 if width * n < 2**31 else pl.Int64
+        week = self.week_of(pl.col("occurred_at")).cast(cell_type) - k0
+        position = pl.lit(pl.Series(self._position_of_cid, dtype=pl.Int64)).gather(self.company_code()).cast(cell_type)
         rows = (
             self.frame("usage_events").lazy()
-            .filter((time <= pl.lit(self.as_of_max, dtype=UTC_DATETIME)) & (time > pl.lit(since, dtype=UTC_DATETIME)))
-            .with_columns(self.company_code())
-            .filter(pl.col("cid").is_not_null())
-            .with_columns(pl.lit(pl.Series(self._position_of_cid)).gather(pl.col("cid")).alias("_position"))
-            .filter(pl.col("_position") >= 0)  # customers of the panel only
             .select(
-                pl.col("cid").cast(pl.Int32),
-                week.cast(pl.Int32).alias("k"),
-                pl.col("_position").cast(pl.Int32),
-                (pl.col("_position") * width + week - k0).alias("cell"),
-                pl.col("user_id").cast(pl.String).cast(pl.Categorical).to_physical().cast(pl.Int64).fill_null(-1).alias("user"),
+                pl.when((position >= 0) & (week >= 0) & (week < width)).then(week * n + position).alias("cell"),
+                pl.col("user_id").cast(pl.String).cast(pl.Categorical).to_physical().alias("user"),
                 pl.col("event").cast(pl.String).cast(pl.Categorical).alias("event"),
                 pl.col("count").cast(pl.Float64).fill_null(0.0),
             )
+            .filter(pl.col("cell").is_not_null())  # customers of the panel, weeks it can look at
             .collect()
         )
-        events = rows["event"].drop_nulls().unique()
+        events = rows["event"].unique().drop_nulls()
         physical = events.to_physical().to_numpy().astype(np.int64)
-        dense = np.full(int(physical.max()) + 2 if physical.size else 1, -1, dtype=np.int64)
+        dense = np.full(int(physical.max()) + 2 if physical.size else 1, -1, dtype=np.int16 if physical.size < 2**15 else np.int32)
         dense[physical] = np.arange(physical.size)
+        event = rows["event"].to_physical().fill_null(dense.size - 1).to_numpy()
+        users_complete = rows["user"].null_count() == 0
         codes = UsageCodes(
             k0=k0,
             width=width,
-            cid=rows["cid"].to_numpy(),
-            k=rows["k"].to_numpy(),
-            position=rows["_position"].to_numpy(),
+            n_positions=n,
+            members=self.members,
             cell=rows["cell"].to_numpy(),
-            user=rows["user"].to_numpy(),
-            event=dense[rows["event"].to_physical().cast(pl.Int64).fill_null(-1).to_numpy()],
+            user=rows["user"].fill_null(0).to_numpy(),
+            event=dense[event],
             count=rows["count"].to_numpy(),
             event_names=events.cast(pl.String),
+            users_complete=users_complete,
         )
         self._cache[key] = codes
         return codes
 
-    def _usage_by_event(self, events: np.ndarray, merge: bool = True) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int]]]:
-        """The usage rows grouped by event code: (cell, count, runs), where runs are the [start, stop) slices of
-        the given event codes (adjacent ones merged unless `merge` is False)."""
-        key = "usage_by_event"
-        if key not in self._cache:
-            codes = self.usage_codes()
-            n_events = codes.event_names.len()
-            event = codes.event if n_events >= 2**15 - 1 else codes.event.astype(np.int16)
-            order = np.argsort(event, kind="stable")  # radix sort for small integers
-            bounds = np.searchsorted(event[order], np.arange(-1, n_events + 1))  # rows without an event first
-            self._cache[key] = (codes.cell[order], codes.count[order], bounds)
-        cell, count, bounds = self._cache[key]
-        runs: list[tuple[int, int]] = []
-        for e in events.tolist():
-            start, stop = int(bounds[e + 1]), int(bounds[e + 2])
-            if merge and runs and runs[-1][1] == start:
-                runs[-1] = (runs[-1][0], stop)
-            else:
-                runs.append((start, stop))
-        return cell, count, runs
-
     def _event_mask(self, where: pl.Expr | None) -> np.ndarray:
-        """Which usage event codes satisfy `where`, an expression on the `event` column (evaluated per name)."""
+        """Which usage event codes satisfy `where`, an expression on the `event` column (evaluated per name); the
+        last entry (False) stands for rows without an event, whose code is -1."""
         names = self.usage_codes().event_names
         if where is None:
-            return np.ones(names.len() + 1, dtype=bool)
+            return np.append(np.ones(names.len(), dtype=bool), True)
         try:
             mask = pl.DataFrame({"event": names}).select(where.fill_null(False)).to_series()
         except pl.exceptions.ColumnNotFoundError:
             raise InputError("usage helpers filter on the event column only; use window_sum on usage_events") from None
-        return np.append(mask.to_numpy().astype(bool), False)  # the last entry: rows without an event
+        return np.append(mask.to_numpy().astype(bool), False)
+
+    def _usage_grid_index(self, k0: int, shift: int = 0) -> np.ndarray:
+        """Place of every panel row in a week-by-week (week x position) array starting at week k0."""
+        return (self.grid_week - k0 - shift) * max(self.n_positions, 1) + self.grid_position
 
     def usage_weekly_totals(self, where: pl.Expr | None = None) -> WeeklyTotals:
         """Weekly totals of usage `count` per customer for events matching `where` (an expression on `event`),
@@ -428,16 +467,13 @@ class SignalContext:
         if key in self._cache:
             return self._cache[key]
         codes = self.usage_codes()
-        size = self.n_positions * codes.width
-        if where is None:
-            totals = np.bincount(codes.cell, weights=codes.count, minlength=size)
-        else:
-            cell, count, runs = self._usage_by_event(np.flatnonzero(self._event_mask(where)[:-1]))
-            totals = np.zeros(size)
-            for start, stop in runs:  # sums of whole counts are exact in any order
-                totals += np.bincount(cell[start:stop], weights=count[start:stop], minlength=size)
-        result = WeeklyTotals(codes.k0, {"value": totals.reshape(self.n_positions, codes.width)}, {"value": {}},
-                              self.grid_position * codes.width + (self.grid_week - codes.k0), reach=self.k_min - codes.k0)
+        mask = self._event_mask(where)
+        weights = codes.count if mask.all() else codes.count * mask[codes.event]
+        totals = np.bincount(codes.cell, weights=weights, minlength=codes.n_positions * codes.width)
+        result = WeeklyTotals(
+            codes.k0, {"value": totals.reshape(codes.width, codes.n_positions).T}, {"value": {}},
+            self._usage_grid_index(codes.k0), reach=self.k_min - codes.k0, week_step=codes.n_positions,
+        )
         self._cache[key] = result
         return result
 
@@ -445,7 +481,11 @@ class SignalContext:
         """Usage `count` summed over (as_of - days, as_of] for events matching `where`: frame[cid, k, value]."""
         if days % 7 or not 7 <= days <= 7 * SHARED_LOOKBACK_WEEKS:
             return self.window_sum("usage_events", "occurred_at", pl.col("count"), days=days, where=where)
-        return self.values(self.usage_weekly_totals(where).window("value", days))
+        weekly = self.usage_weekly_totals(where)
+        result = weekly.at(0)
+        for back in range(1, days // 7):
+            result = result + weekly.at(back)
+        return self.values(result)
 
     def usage_distinct_events(self, days: int, where: pl.Expr | None = None) -> pl.DataFrame:
         """Distinct usage events matching `where` in (as_of - days, as_of]: frame[cid, k, value]."""
@@ -454,34 +494,38 @@ class SignalContext:
         if days % 7 or not 1 <= weeks <= SHARED_LOOKBACK_WEEKS:
             return self.window_distinct("usage_events", "occurred_at", pl.col("event"), days=days, where=where)
         chosen = np.flatnonzero(self._event_mask(where)[:-1])
-        first = self.k_min - codes.k0  # column of the first as-of week
-        counts = np.zeros((self.n_positions, codes.width - first), dtype=np.int64)
-        for group in range(0, chosen.size, 64):  # one bit per event: 64 events per pass
-            cell, _, _ = self._usage_by_event(chosen[group:group + 64])
-            bits = np.zeros(self.n_positions * codes.width, dtype=np.uint64)
-            _, _, runs = self._usage_by_event(chosen[group:group + 64], merge=False)
-            for bit, (start, stop) in enumerate(runs):
-                bits[cell[start:stop]] |= np.uint64(1 << bit)
-            bits = bits.reshape(self.n_positions, codes.width)
-            window = bits[:, first:].copy()
+        first = self.k_min - codes.k0  # week row of the first as-of
+        counts = np.zeros(self._rows.height, dtype=np.int64)
+        index = self._usage_grid_index(self.k_min)
+        for group in range(0, chosen.size, 64):  # one bit per event: up to 64 events per pass
+            members = chosen[group:group + 64]
+            dtype = next(t for t in (np.uint8, np.uint16, np.uint32, np.uint64) if np.dtype(t).itemsize * 8 >= members.size)
+            bit_of_event = np.zeros(codes.event_names.len() + 1, dtype=dtype)  # the last entry: rows without event
+            bit_of_event[members] = np.left_shift(np.ones(members.size, dtype=dtype), np.arange(members.size, dtype=dtype))
+            bits = np.zeros(codes.width * codes.n_positions, dtype=dtype)
+            np.bitwise_or.at(bits, codes.cell, bit_of_event[codes.event])
+            bits = bits.reshape(codes.width, codes.n_positions)
+            window = bits[first:].copy()  # row j: week k_min + j
             for back in range(1, weeks):
-                window |= bits[:, first - back:codes.width - back]
-            counts += np.bitwise_count(window)
-        return self.values(counts[self.grid_position, self.grid_week - self.k_min].astype(np.float64))
+                window |= bits[first - back:codes.width - back]
+            counts += np.bitwise_count(window).reshape(-1)[index]
+        return self.values(counts.astype(np.float64))
 
     def usage_active_users(self, days: int = 28) -> pl.DataFrame:
         """Distinct users with any usage event in (as_of - days, as_of] (exact): frame[cid, k, value]."""
+        self._await_prefetch()
         key = ("usage_active_users", days)
         if key in self._cache:
             return self._cache[key]
         codes = self.usage_codes()
         weeks = days // 7
         result = None
-        if days % 7 == 0 and 1 <= weeks <= SHARED_LOOKBACK_WEEKS and not (codes.user < 0).any():
+        if days % 7 == 0 and 1 <= weeks <= SHARED_LOOKBACK_WEEKS and codes.users_complete:
             counts = self._user_week_bitmap_counts(codes, weeks)
             if counts is None:
-                reach = codes.k >= self.k_min - weeks + 1  # older rows cannot reach any as-of window
-                counts = self._distinct_whole_weeks(codes.cid[reach], codes.user[reach], codes.k[reach], weeks)
+                k = codes.k
+                reach = k >= self.k_min - weeks + 1  # older rows cannot reach any as-of window
+                counts = self._distinct_whole_weeks(codes.cid[reach], codes.user[reach], k[reach], weeks)
             result = None if counts is None else self.values(counts)
         if result is None:
             result = self.window_distinct("usage_events", "occurred_at", pl.col("user_id"), days=days)
@@ -505,7 +549,7 @@ class SignalContext:
 
     def values(self, array: np.ndarray | pl.Series) -> pl.DataFrame:
         """A helper result: the grid's keys with `array` (aligned with the grid's rows) as column value."""
-        return self.grid.select(*KEYS).with_columns(pl.Series("value", array, dtype=pl.Float64))
+        return self._rows.select(*KEYS).with_columns(pl.Series("value", array, dtype=pl.Float64))
 
     def _rectangle(self, frame: pl.DataFrame, columns: list[str], k0: int, width: int) -> dict[str, np.ndarray]:
         """Sum frame[cid, k, columns...] into (position x week) arrays covering weeks k0 .. k0 + width - 1."""
@@ -567,9 +611,104 @@ class SignalContext:
         """Several windowed sums in one pass over the table: {(name, days): array aligned with the grid}."""
         if min(days) < 1:
             raise InputError(f"window of {min(days)} days: a window must last at least one day")
-        weekly = self.weekly(table, time, values, where, lookback_weeks=max(days) // 7 + 1,
-                             tail_days=tuple(d % 7 for d in days if d % 7))
-        return {(name, d): weekly.window(name, d) for name in values for d in days}
+        return self._sorted_window_sums(table, time, values, days, where)
+
+    def _dated_rows(self, table: str, time: str, where: pl.Expr | None) -> pl.LazyFrame:
+        """Rows of `table` of the panel's customers matching `where` and dated at or before the last as-of, with
+        their customer `_position` and `_time` (microseconds)."""
+        lf = self._with_cid(table).lazy().filter(pl.col("cid").is_not_null())
+        if where is not None:
+            lf = lf.filter(where)
+        position = pl.lit(pl.Series(self._position_of_cid, dtype=pl.Int64)).gather(pl.col("cid"))
+        return (
+            lf.filter(pl.col(time).is_not_null() & (pl.col(time) <= pl.lit(self.as_of_max, dtype=UTC_DATETIME)))
+            .with_columns(position.alias("_position"), pl.col(time).dt.epoch("us").alias("_time"))
+            .filter(pl.col("_position") >= 0)
+        )
+
+    def _time_unit(self) -> int:
+        """The coarsest time unit (microseconds) in which every window bound (an as-of moment minus whole days) is a
+        whole number: a day when the as-of dates fall at midnight. Rounding a time up to this unit keeps every
+        comparison with a bound exact."""
+        offset = (int(self.anchor.timestamp()) * 1_000_000 + self.anchor.microsecond) % DAY_US
+        return math.gcd(offset, DAY_US) if offset else DAY_US
+
+    def _search_index(self, table: str, time: str, where: pl.Expr | None, tiebreak: str | None = None) -> dict[str, Any]:
+        """The rows of `_dated_rows` sorted by customer, then time (then `tiebreak`), as integer search keys, and the
+        panel rows' as-of keys: binary search then finds, for each panel row, how many rows precede any window
+        bound. Cached per table, time column, filter and tiebreak; searches are cached per window length."""
+        key = ("search_index", table, time, str(where), tiebreak)
+        if key in self._cache:
+            return self._cache[key]
+        order = ["_position", "_time", *([tiebreak] if tiebreak else [])]
+        base = self._dated_rows(table, time, where)
+        rows = base.select(order).with_row_index("_row").sort(order).collect()
+        unit = self._time_unit()
+        as_of = np.array([(int(self.as_of(k).timestamp()) * 1_000_000 + self.as_of(k).microsecond) // unit
+                          for k in range(self.k_min, self.k_max + 1)], dtype=np.int64)
+        row_time = -((-rows["_time"].to_numpy()) // unit)  # rounded up to the unit
+        lowest = int(min(as_of.min(), row_time.min())) if row_time.size else int(as_of.min())
+        span = int(as_of.max()) - lowest + 1
+        if span * (max(self.n_positions, 1) + 1) >= 2**62:
+            raise InputError(
+                f"table {table}: the as-of times ({self.anchor.isoformat()}) and the {time} values span too long a time "
+                "at this precision; use as-of dates at midnight"
+            )
+        dtype = np.int32 if span * (max(self.n_positions, 1) + 1) < 2**31 else np.int64
+        index = {
+            "base": base,
+            "row": rows["_row"],
+            "position": rows["_position"].to_numpy(),
+            "keys": (rows["_position"].to_numpy() * span + (row_time - lowest)).astype(dtype),
+            # the panel rows in (customer, week) order: sorted queries make the binary searches cache-friendly
+            "grid_base": (self.grid_position[self._by_customer] * span).astype(dtype),
+            "grid_offset": (as_of[self.grid_week[self._by_customer] - self.k_min] - lowest).astype(dtype),
+            "per_day": DAY_US // unit,
+            "found": {},
+        }
+        self._cache[key] = index
+        return index
+
+    @property
+    def _by_customer(self) -> np.ndarray:
+        """The panel rows' order by customer, then week."""
+        if "by_customer" not in self._cache:
+            self._cache["by_customer"] = np.lexsort((self.grid_week, self.grid_position))
+        return self._cache["by_customer"]
+
+    def _in_grid_order(self, array: np.ndarray) -> np.ndarray:
+        """An array aligned with the panel rows in (customer, week) order, put back in the grid's order."""
+        result = np.empty_like(array)
+        result[self._by_customer] = array
+        return result
+
+    @staticmethod
+    def _rows_up_to(index: dict[str, Any], days: int) -> np.ndarray:
+        """For every panel row, in (customer, week) order: how many sorted rows come before its customer's rows
+        dated after as-of - days."""
+        if days not in index["found"]:
+            offset = index["grid_offset"] - index["grid_offset"].dtype.type(days * index["per_day"])
+            np.maximum(offset, -1, out=offset)  # a bound before every row: count all earlier customers' rows
+            index["found"][days] = np.searchsorted(index["keys"], index["grid_base"] + offset, side="right")
+        return index["found"][days]
+
+    def _sorted_window_sums(self, table: str, time: str, values: dict[str, pl.Expr], days: tuple[int, ...],
+                            where: pl.Expr | None) -> dict[tuple[str, int], np.ndarray]:
+        """Exact windowed sums from cumulative sums over the rows sorted by customer and time: each window is the
+        difference of two cumulative sums found by binary search."""
+        index = self._search_index(table, time, where)
+        names = [f"_v{i}" for i in range(len(values))]
+        frame = index["base"].with_columns(
+            [(v + pl.lit(0.0)).cast(pl.Float64).fill_null(0.0).alias(n) for n, v in zip(names, values.values(), strict=True)]
+        ).select(names).collect()  # with_columns gives a bare literal one value per row
+        upto = self._rows_up_to(index, 0)
+        result = {}
+        for name, column in zip(values, names, strict=True):
+            running = np.concatenate(([0.0], np.cumsum(frame[column].gather(index["row"]).to_numpy())))
+            at_as_of = running[upto]
+            for d in days:
+                result[name, d] = self._in_grid_order(at_as_of - running[self._rows_up_to(index, d)])
+        return result
 
     def window_distinct(self, table: str, time: str, key_expr: pl.Expr, days: int, where: pl.Expr | None = None) -> pl.DataFrame:
         """Number of distinct `key_expr` values among rows with `time` in (as_of - days, as_of]: frame[cid, k, value].
@@ -588,7 +727,7 @@ class SignalContext:
             pl.col("cid").cast(pl.Int64), code, pl.col("k").cast(pl.Int64), *([] if whole_weeks else [time])
         ).collect()
         if rows.height == 0:
-            result = self.values(np.zeros(self.grid.height))
+            result = self.values(np.zeros(self._rows.height))
             self._cache[cache_key] = result
             return result
         if whole_weeks:
@@ -626,40 +765,48 @@ class SignalContext:
         return result
 
     def _user_week_bitmap_counts(self, codes: UsageCodes, weeks: int) -> np.ndarray | None:
-        """Distinct users per customer over `weeks` whole weeks from a (user x week) activity bitmap, aligned with
+        """Distinct users per customer over `weeks` whole weeks from a (week x user) activity bitmap, aligned with
         the grid. Needs every user code to belong to one company; None otherwise or when the bitmap is too large."""
         if codes.user.size == 0:
-            return np.zeros(self.grid.height)
-        first = self.k_min - weeks + 1  # rows of older weeks cannot reach any as-of window: column 0 takes them
+            return np.zeros(self._rows.height)
+        from scipy import sparse
+
         seen = np.zeros(int(codes.user.max()) + 1, dtype=bool)
         seen[codes.user] = True
-        dense = np.cumsum(seen) - 1
+        dense = np.cumsum(seen, dtype=np.int32) - 1
         n_users = int(dense[-1]) + 1
+        # bitmap rows: row 0 takes every week too old to reach an as-of window, row j >= 1 week first - 1 + j
+        first = self.k_min - weeks + 1
         span = self.k_max - first + 2
         if n_users * span > 2**28:
             return None
         user = dense[codes.user]
-        owner = np.full(n_users, -1, dtype=np.int64)
-        owner[user] = codes.position
-        if not np.array_equal(owner[user], codes.position):  # a user id shared by companies: count per company
+        week, position = np.divmod(codes.cell, codes.cell.dtype.type(codes.n_positions))
+        owner = np.full(n_users, -1, dtype=position.dtype)
+        owner[user] = position
+        if not np.array_equal(owner[user], position):  # a user id shared by companies: count per company
             return None
-        active = np.zeros((n_users, span), dtype=bool)
-        active[user, np.maximum(codes.k - first + 1, 0)] = True
-        in_window = active[:, weeks:].copy()  # column j: week k_min + j
+        del position
+        week += codes.cell.dtype.type(codes.k0 - first + 1)  # now the bitmap row
+        np.maximum(week, 0, out=week)
+        week *= codes.cell.dtype.type(n_users)
+        week += user
+        active = np.zeros((span, n_users), dtype=bool)
+        active.reshape(-1)[week] = True
+        in_window = active[weeks:].copy()  # row j: week k_min + j
         for back in range(1, weeks):
-            in_window |= active[:, weeks - back:span - back]
-        order = np.argsort(owner, kind="stable")
-        owners, starts = np.unique(owner[order], return_index=True)
-        per_owner = np.add.reduceat(in_window[order].view(np.uint8), starts, axis=0, dtype=np.int32)
-        counts = np.zeros((self.n_positions, span - weeks), dtype=np.int64)
-        counts[owners] = per_owner
+            in_window |= active[weeks - back:span - back]
+        users_of = sparse.csr_matrix(
+            (np.ones(n_users, dtype=np.float32), (owner, np.arange(n_users))), shape=(codes.n_positions, n_users)
+        )
+        counts = np.asarray(users_of @ in_window.T.view(np.uint8))  # position x week (exact: float32 holds counts)
         return counts[self.grid_position, self.grid_week - self.k_min].astype(np.float64)
 
     def _distinct_whole_weeks(self, cid: np.ndarray, key: np.ndarray, k: np.ndarray, weeks: int) -> np.ndarray | None:
         """Distinct keys per company over `weeks` whole weeks, aligned with the grid; None when (company, key,
         week) does not pack into one 62-bit integer. Sorting and de-duplicating integers is fast."""
         if k.size == 0:
-            return np.zeros(self.grid.height)
+            return np.zeros(self._rows.height)
         k_lo = int(k.min())
         bits_k = max(1, (int(k.max()) + weeks + 2 - k_lo).bit_length())
         bits_key = max(1, (int(key.max()) + 1).bit_length())
@@ -698,7 +845,7 @@ class SignalContext:
         weekly = np.zeros((self.n_positions, width), dtype=np.uint64)
         weekly[position[keep], offset[keep]] = bits["_bit"].to_numpy()[keep]
         column = self.grid_week - k0
-        window = np.zeros(self.grid.height, dtype=np.uint64)
+        window = np.zeros(self._rows.height, dtype=np.uint64)
         for back in range(weeks):
             window |= weekly[self.grid_position, column - back]
         return np.bitwise_count(window).astype(np.float64)
@@ -737,28 +884,117 @@ class SignalContext:
 
     def latest(self, table: str, time: str, value: pl.Expr, where: pl.Expr | None = None,
                tiebreak: str | None = None) -> pl.DataFrame:
-        """The value of the latest row at or before as-of: frame[cid, k, value, time] (time = that row's time)."""
+        """The value of the latest row at or before as-of: frame[cid, k, value, time] (time = that row's time).
+
+        Rows are ordered by time, then by `tiebreak`; found by binary search in the rows sorted by customer."""
         key = ("latest", table, time, str(value), str(where), tiebreak)
         if key in self._cache:
             return self._cache[key]
-        order = [time] + ([tiebreak] if tiebreak else [])
-        per_week = (
-            self.table(table, time, where)
-            .select("cid", "k", *order, value.alias("value"))
-            .sort(order)
-            .group_by(KEYS)
-            .agg(pl.col("value").last(), pl.col(time).last().alias("time"))
-        )
-        right = per_week.sort(KEYS).collect()
-        left = self.grid.select(KEYS)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            result = left.join_asof(right, on="k", by="cid", strategy="backward", check_sortedness=False)
+        index = self._search_index(table, time, where, tiebreak)
+        picked = index["base"].select(value.alias("value"), pl.col(time).alias("time")).collect()
+        if picked.height == 0:  # nothing to find: all null
+            result = self.keys.with_columns(picked.clear(self._rows.height))
+        else:
+            last = self._rows_up_to(index, 0).astype(np.int64) - 1
+            found = last >= 0
+            found[found] = index["position"][last[found]] == self.grid_position[self._by_customer][found]
+            last, found = self._in_grid_order(last), self._in_grid_order(found)
+            rows = index["row"].gather(pl.Series(np.maximum(last, 0)))
+            result = self.keys.with_columns(picked[rows].with_columns(pl.when(pl.Series(found)).then(pl.all()).name.keep()))
         self._cache[key] = result
         return result
 
     # --- customers and contracts -----------------------------------------------------------------------------
     def _customer_rows(self) -> pl.DataFrame:
+        """One row per (company, requested week) while a contract term is in force and known at as-of, sorted by
+        week, then company.
+
+        A term is a won new/renewal deal; it is known from its close_date and in force from max(term_start,
+        close_date) until term_end (exclusive). Where terms overlap, the latest-starting one is current (then the
+        latest-ending, then the highest deal_id). A company whose renewal was recorded lost at or before as-of,
+        during the current term, is no longer a customer. Won expansions in force (closed by as-of, term_start <=
+        as_of < term_end) add seats and ARR. Computed on a (week x company) array; a portal too large for one
+        falls back to joins.
+        """
+        lo, hi = self.k_min, self.k_max + 1
+        n_weeks, n_companies = hi - lo, max(self.companies.height, 1)
+        if n_weeks * n_companies > 2**27:
+            return self._customer_rows_by_join()
+        deals = self._with_cid("deals").lazy().filter(pl.col("cid").is_not_null() & pl.col("close_date").is_not_null())
+        start = pl.max_horizontal("term_start", "close_date")
+        in_force_columns = (start.alias("effective_start"), self.week_of(start).alias("k_from"),
+                            self.week_of(pl.col("term_end")).alias("k_to"))
+        terms, expansions, lost = pl.collect_all([
+            deals.filter(pl.col("deal_type").is_in(["new", "renewal"]) & (pl.col("stage") == "won"))
+            .sort(start, "term_end", "deal_id")  # ascending rank: the highest rank in force is the current term
+            .with_columns(*in_force_columns),
+            deals.filter((pl.col("deal_type") == "expansion") & (pl.col("stage") == "won")).with_columns(*in_force_columns),
+            deals.filter((pl.col("deal_type") == "renewal") & (pl.col("stage") == "lost"))
+            .select("cid", self.week_of(pl.col("close_date")).alias("k"), pl.col("close_date").dt.epoch("us").alias("close")),
+        ])
+
+        def weeks_in_force(frame: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+            """(cell, row) of every (week, company) cell in which a row of `frame` is in force."""
+            k_from = np.clip(frame["k_from"].fill_null(hi).to_numpy(), lo, hi)
+            k_to = np.clip(frame["k_to"].fill_null(lo).to_numpy(), lo, hi)
+            length = np.maximum(k_to - k_from, 0).astype(np.int64)
+            row = np.repeat(np.arange(frame.height), length)
+            week = np.arange(row.size) - np.repeat(np.cumsum(length) - length, length) + np.repeat(k_from - lo, length)
+            return week * n_companies + frame["cid"].to_numpy().astype(np.int64)[row], row
+
+        size = n_weeks * n_companies
+        cell, row = weeks_in_force(terms)
+        current = np.full(size, -1, dtype=np.int64)
+        np.maximum.at(current, cell, row)
+        # the latest lost renewal at or before each as-of (older ones count from the first week)
+        lost_close = np.full(size, np.iinfo(np.int64).min, dtype=np.int64)
+        lost_week = lost["k"].to_numpy().astype(np.int64)
+        seen = lost_week < hi
+        np.maximum.at(lost_close, np.maximum(lost_week[seen] - lo, 0) * n_companies + lost["cid"].to_numpy().astype(np.int64)[seen],
+                      lost["close"].to_numpy()[seen])
+        lost_close = np.maximum.accumulate(lost_close.reshape(n_weeks, n_companies), axis=0).reshape(-1)
+        term_start = terms["term_start"].dt.epoch("us").fill_null(np.iinfo(np.int64).min).to_numpy()
+        customer = current >= 0
+        ended = customer & (lost_close != np.iinfo(np.int64).min)
+        ended[ended] = lost_close[ended] >= term_start[current[ended]]  # a null term_start ends at any loss
+        customer &= ~ended
+        if len(self.weeks) < n_weeks:
+            requested = np.zeros(n_weeks, dtype=bool)
+            requested[np.asarray(self.weeks) - lo] = True
+            customer &= np.repeat(requested, n_companies)
+        cells = np.flatnonzero(customer)  # week, then company
+        rank = current[cells]
+        exp_cell, exp_row = weeks_in_force(expansions)
+        slot = np.full(size, -1, dtype=np.int64)
+        slot[cells] = np.arange(cells.size)
+        exp_slot = slot[exp_cell]
+        counted = exp_slot >= 0
+        expansion_arr = np.bincount(exp_slot[counted], weights=expansions["arr"].fill_null(0.0).to_numpy()[exp_row[counted]],
+                                    minlength=cells.size)
+        expansion_seats = np.bincount(exp_slot[counted], weights=expansions["seats"].fill_null(0).to_numpy()[exp_row[counted]],
+                                      minlength=cells.size)
+        tenure = terms.group_by("cid").agg(pl.col("effective_start").min().alias("tenure_start"))
+        cid = pl.Series("cid", cells % n_companies, dtype=pl.UInt32)
+        rows = pl.DataFrame([cid, pl.Series("k", cells // n_companies + lo, dtype=pl.Int32)]).with_columns(
+            self.companies["company_id"].gather(cid),
+            self.as_of_expr("k").alias("as_of"),
+        )
+        picked = terms.select(
+            pl.col("deal_id").alias("term_deal_id"), "term_start", "term_end", pl.col("seats").alias("term_seats"),
+            pl.col("arr").alias("term_arr"),
+        )[rank]
+        return (
+            pl.concat([rows, picked], how="horizontal")
+            .with_columns(
+                (pl.col("term_seats") + pl.Series(expansion_seats).cast(pl.Int64)).alias("contracted_seats"),
+                (pl.col("term_arr") + pl.Series(expansion_arr)).alias("arr"),
+            )
+            .join(tenure, on="cid", how="left", maintain_order="left")
+            .select("cid", "k", "company_id", "as_of", "term_deal_id", "term_start", "term_end", "contracted_seats", "arr",
+                    "tenure_start")
+        )
+
+    def _customer_rows_by_join(self) -> pl.DataFrame:
         """One row per (company, requested week) while a contract term is in force and known at as-of.
 
         A term is a won new/renewal deal; it is known from its close_date and in force from max(term_start,
@@ -841,7 +1077,7 @@ class SignalContext:
                 (pl.col("term_arr") + pl.col("expansion_arr").fill_null(0.0)).alias("arr"),
                 "tenure_start",
             )
-            .sort(KEYS)
+            .sort("k", "cid")
         )
         return rows.collect()
 
@@ -885,7 +1121,7 @@ EB_POINTS = (
 NEGATIVE_TICKET = (pl.col("sentiment") == "negative") | pl.col("escalated").fill_null(False)
 
 
-@register_signal("core_depth", family="value", unit="core events per active user", direction=+1)
+@register_signal("core_depth", family="value", unit="core events per active user", direction=+1, reads=("usage_events",))
 def core_depth(ctx: SignalContext) -> pl.DataFrame:
     """Value-moment events (manifest core_events) in the 28 days up to as-of per active user (distinct users with
     any usage in those days); 0 when nobody was active."""
@@ -894,7 +1130,7 @@ def core_depth(ctx: SignalContext) -> pl.DataFrame:
     return ctx.values(pl.select(pl.when(active > 0).then(core / active).otherwise(0.0)).to_series())
 
 
-@register_signal("core_depth_trend", family="value", unit="relative change per week", direction=+1)
+@register_signal("core_depth_trend", family="value", unit="relative change per week", direction=+1, reads=("usage_events",))
 def core_depth_trend(ctx: SignalContext) -> pl.DataFrame:
     """OLS slope of the 8 weekly value-moment counts ending at as-of divided by their mean; 0 without core events
     in the 8 weeks, null while the company has been a customer for under 8 weeks."""
@@ -914,14 +1150,14 @@ def core_depth_trend(ctx: SignalContext) -> pl.DataFrame:
     return ctx.values(trend).with_columns(pl.when(full_history).then(pl.col("value")).alias("value"))
 
 
-@register_signal("eb_engagement", family="value", unit="weighted interactions", direction=+1)
+@register_signal("eb_engagement", family="value", unit="weighted interactions", direction=+1, reads=("engagements", "contacts"))
 def eb_engagement(ctx: SignalContext) -> pl.DataFrame:
     """Economic-buyer interactions over 90 days: reply or inbound email 1, meeting 1, QBR/renewal meeting 2,
     call 1; 0 when none."""
     return ctx.window_sum(_eb_engagements(ctx), "occurred_at", EB_POINTS, days=90, where=EB_POINTS > 0)
 
 
-@register_signal("eb_days_since_touch", family="value", unit="days", direction=-1)
+@register_signal("eb_days_since_touch", family="value", unit="days", direction=-1, reads=("engagements", "contacts"))
 def eb_days_since_touch(ctx: SignalContext) -> pl.DataFrame:
     """Days since the economic buyer's last two-way touch (reply, inbound email, meeting, call), capped at 365;
     365 when never touched."""
@@ -932,28 +1168,31 @@ def eb_days_since_touch(ctx: SignalContext) -> pl.DataFrame:
 
 
 def _negative_shares(ctx: SignalContext) -> pl.DataFrame:
+    if "negative_shares" in ctx._cache:
+        return ctx._cache["negative_shares"]
     sums = ctx.window_sums("tickets", "created_at", {"n": pl.lit(1.0), "negative": NEGATIVE_TICKET.cast(pl.Float64)},
                            days=(60, 120))
     n_now, neg_now = sums["n", 60], sums["negative", 60]
     n_before, neg_before = sums["n", 120] - n_now, sums["negative", 120] - neg_now
     share = np.divide(neg_now, n_now, out=np.zeros_like(n_now), where=n_now > 0)
     share_before = np.divide(neg_before, n_before, out=np.zeros_like(n_before), where=n_before > 0)
-    return ctx.values(share).with_columns(pl.Series("share_before", share_before))
+    ctx._cache["negative_shares"] = ctx.values(share).with_columns(pl.Series("share_before", share_before))
+    return ctx._cache["negative_shares"]
 
 
-@register_signal("support_negative_share", family="value", unit="share of tickets", direction=-1)
+@register_signal("support_negative_share", family="value", unit="share of tickets", direction=-1, reads=("tickets",))
 def support_negative_share(ctx: SignalContext) -> pl.DataFrame:
     """Share of tickets created in the last 60 days that were negative or escalated; 0 without tickets."""
     return _negative_shares(ctx).select(*KEYS, "value")
 
 
-@register_signal("support_negative_trend", family="value", unit="change in share", direction=-1)
+@register_signal("support_negative_trend", family="value", unit="change in share", direction=-1, reads=("tickets",))
 def support_negative_trend(ctx: SignalContext) -> pl.DataFrame:
     """Negative-or-escalated share of tickets in the last 60 days minus the share in the 60 days before."""
     return _negative_shares(ctx).select(*KEYS, pl.col("value") - pl.col("share_before"))
 
 
-@register_signal("seat_utilisation", family="value", unit="active users per contracted seat", direction=+1)
+@register_signal("seat_utilisation", family="value", unit="active users per contracted seat", direction=+1, reads=("usage_events", "deals"))
 def seat_utilisation(ctx: SignalContext) -> pl.DataFrame:
     """Distinct users active in 28 days divided by contracted seats (current term plus won expansions in force);
     null when no seats are contracted."""
@@ -961,13 +1200,13 @@ def seat_utilisation(ctx: SignalContext) -> pl.DataFrame:
     return _grid_value(ctx.grid, pl.when(seats > 0).then(pl.col("active_seats") / seats))
 
 
-@register_signal("days_to_renewal", family="value", unit="days", direction=0, point_source=False)
+@register_signal("days_to_renewal", family="value", unit="days", direction=0, point_source=False, reads=("deals",))
 def days_to_renewal(ctx: SignalContext) -> pl.DataFrame:
     """Days from as-of to the end of the current term: renewal urgency, not a point source."""
     return _grid_value(ctx.grid, (pl.col("term_end") - pl.col("as_of")).dt.total_microseconds() / DAY_US)
 
 
-@register_signal("email_open_rate", family="activity", unit="share of emails", direction=+1)
+@register_signal("email_open_rate", family="activity", unit="share of emails", direction=+1, reads=("engagements",))
 def email_open_rate(ctx: SignalContext) -> pl.DataFrame:
     """Share of outbound emails to the company's contacts in 90 days that were opened; null when none was sent."""
     outbound = (pl.col("type") == "email") & (pl.col("direction") == "outbound")
@@ -978,25 +1217,25 @@ def email_open_rate(ctx: SignalContext) -> pl.DataFrame:
         pl.col("value").fill_nan(None))
 
 
-@register_signal("logins_28d", family="activity", unit="logins", direction=+1)
+@register_signal("logins_28d", family="activity", unit="logins", direction=+1, reads=("usage_events",))
 def logins_28d(ctx: SignalContext) -> pl.DataFrame:
     """Login events (manifest login_event, default "login") in the 28 days up to as-of."""
     return ctx.usage_window_sum(28, where=pl.col("event") == ctx.login_event)
 
 
-@register_signal("ticket_volume_90d", family="activity", unit="tickets", direction=-1)
+@register_signal("ticket_volume_90d", family="activity", unit="tickets", direction=-1, reads=("tickets",))
 def ticket_volume_90d(ctx: SignalContext) -> pl.DataFrame:
     """Tickets created in the 90 days up to as-of."""
     return ctx.window_sum("tickets", "created_at", pl.lit(1.0), days=90)
 
 
-@register_signal("latest_nps", family="activity", unit="NPS score (0-10)", direction=+1)
+@register_signal("latest_nps", family="activity", unit="NPS score (0-10)", direction=+1, reads=("surveys",))
 def latest_nps(ctx: SignalContext) -> pl.DataFrame:
     """Score of the latest NPS response at or before as-of; null when there is none."""
     return ctx.latest("surveys", "submitted_at", pl.col("score"), where=pl.col("kind") == "nps", tiebreak="response_id").drop("time")
 
 
-@register_signal("feature_breadth_28d", family="activity", unit="distinct features", direction=+1)
+@register_signal("feature_breadth_28d", family="activity", unit="distinct features", direction=+1, reads=("usage_events",))
 def feature_breadth_28d(ctx: SignalContext) -> pl.DataFrame:
     """Distinct usage events other than the login event and the core (value-moment) events used in the 28 days
     up to as-of: how many features an account touches, apart from the work the product is bought for."""
