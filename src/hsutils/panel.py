@@ -166,7 +166,7 @@ def _company_codes(snapshot: Any) -> pl.DataFrame:
 def _outcomes(panel: pl.DataFrame, snapshot: Any, horizon_days: int, codes: pl.DataFrame, ordered: bool) -> pl.DataFrame:
     """Add outcome_churned, outcome_expanded and outcome_days_to_churn (they look only past as_of).
 
-    `ordered`: the panel's rows are already sorted by cid, then as_of."""
+    `ordered`: the panel's rows are already sorted by as_of within each cid (e.g. by as_of, then cid)."""
     deals = snapshot["deals"]
     horizon = pl.duration(days=horizon_days)
     deals = deals.join(codes, on="company_id", how="inner")
@@ -268,14 +268,19 @@ def _build_panel(snapshot: Any, chosen: list[Signal], dates: list[datetime], hor
     panel = panel.join(companies, on="cid", how="left", maintain_order="left").with_columns(
         pl.when(rank <= cut).then(pl.lit("high_touch")).otherwise(pl.lit("scaled")).alias("arr_segment")
     )
-    panel = _outcomes(panel, snapshot, horizon_days, codes, ordered=len(parts) == 1)  # one grid: rows by cid, then as_of
+    panel = _outcomes(panel, snapshot, horizon_days, codes, ordered=len(parts) == 1)  # one grid: rows by as_of, then cid
     signal_columns = [s.name for s in chosen]
     context = [c for c in CONTEXT_COLUMNS if c not in signal_columns]
     leading = ["company_id", "as_of", *signal_columns, *context]
     extra = [c for c in panel.columns if c not in leading and c not in OUTCOME_COLUMNS and c != "cid"]
-    # sort by as_of, then company_id (company codes follow the sorted company ids); keys are unique per row
-    order = np.lexsort((panel["cid"].to_numpy(), panel["as_of"].to_physical().to_numpy()))
-    return panel.select(*leading, *extra, *OUTCOME_COLUMNS)[order]
+    # sort by as_of, then company_id (company codes follow the sorted company ids); keys are unique per row. One
+    # weekly grid comes in that order already.
+    panel = panel.select(*leading, *extra, *OUTCOME_COLUMNS, "cid")
+    as_of, cid = panel["as_of"].to_physical().to_numpy(), panel["cid"].to_numpy().astype(np.int64)
+    step, cid_step = np.diff(as_of), np.diff(cid)
+    if not np.all((step > 0) | ((step == 0) & (cid_step > 0))):
+        panel = panel[np.lexsort((cid, as_of))]
+    return panel.drop("cid")
 
 
 def write_panel(panel: pl.DataFrame, out: str | Path) -> Path:

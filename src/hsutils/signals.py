@@ -1097,17 +1097,18 @@ def _eb_engagements(ctx: SignalContext) -> str:
     """Table name of the engagements with economic-buyer contacts that existed when the engagement happened."""
     name = "eb_engagements"
     if name not in ctx.extra_tables:
-        buyers = ctx.snapshot["contacts"].filter(pl.col("role") == "economic_buyer").select(
+        buyers = ctx.snapshot["contacts"].filter((pl.col("role") == "economic_buyer") & pl.col("contact_id").is_not_null()).select(
             "contact_id", pl.col("created_at").alias("_contact_created")
         )
-        ctx.add_table(name, (
-            ctx.snapshot["engagements"].lazy()
-            .filter(pl.col("contact_id").is_not_null())
-            .join(buyers.lazy(), on="contact_id", how="inner")
-            .filter(pl.col("_contact_created") <= pl.col("occurred_at"))
-            .drop("_contact_created")
-            .collect()
-        ))
+        engagements = ctx.snapshot["engagements"].lazy().filter(pl.col("contact_id").is_not_null())
+        if buyers["contact_id"].is_unique().all():  # look the buyer up by code: cheaper than a join on text
+            buyer = pl.col("contact_id").cast(pl.String).cast(pl.Enum(buyers["contact_id"].cast(pl.String)), strict=False).to_physical()
+            created = pl.lit(buyers["_contact_created"]).gather(buyer)
+            eb = engagements.filter(buyer.is_not_null()).filter(created <= pl.col("occurred_at"))
+        else:
+            eb = (engagements.join(buyers.lazy(), on="contact_id", how="inner")
+                  .filter(pl.col("_contact_created") <= pl.col("occurred_at")).drop("_contact_created"))
+        ctx.add_table(name, eb.collect())
     return name
 
 
