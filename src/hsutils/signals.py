@@ -7,16 +7,17 @@ from them cannot look ahead. Each signal has a family ("value": what the field f
 riskier, 0: no fixed direction) and `point_source` (False for days_to_renewal: it sets urgency, it earns no
 points).
 
-How the computation works (and why it is fast): as-of dates lie on a weekly grid. Every dated row falls into the
-week that ends at the first as-of moment at or after it, so each table is aggregated once per (company, week)
-with lazy polars, and windows of any length in days are sums of whole weeks plus the tail of one more week,
-read from cumulative sums over a (company x week) array. Distinct counts become per-value activity intervals
-whose starts and ends are counted cumulatively; values with few distinct entries (event names) use bit sets.
-Usage events, the largest table, are encoded once per panel into integer arrays (company, week, exact user code,
-event code, count; `usage_codes()`): usage sums are counts per (company, week) cell, active users come from a
-(user x week) activity bitmap (or sorted intervals when a user id appears in several companies), feature breadth
-from per-cell event bit sets. Companies are integer codes in the sorted order of company_id. No Python loop runs
-over companies or dates.
+How the computation works (and why it is fast): as-of dates lie on a weekly grid, and the panel rows (`grid`)
+are the customers at each as-of, found on a (week x company) array of contract terms. Companies are integer codes
+in the sorted order of company_id. Windowed sums and latest values over the smaller tables (engagements, tickets,
+surveys) are exact for windows of any number of days: the rows are sorted once by customer and time, and a
+binary search finds, for every panel row, the rows before a window's bounds; a window's sum is the difference
+of two cumulative sums. Usage events, the largest table, are encoded once per panel, in a background thread
+while the other signals are computed, into integer arrays (week x customer cell, exact user code, event code,
+count; `usage_codes()`): usage sums are counts per cell, active users come from a (week x user) activity
+bitmap summed per company (or sorted intervals when a user id appears in several companies), feature breadth
+from per-cell event bit sets. Other distinct counts become per-value activity intervals whose starts and ends
+are counted cumulatively. No Python loop runs over companies or dates.
 
 Windows are half-open on the left: "the 28 days up to as-of" is (as_of - 28 days, as_of].
 
