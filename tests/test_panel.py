@@ -217,3 +217,13 @@ def test_bad_as_of_dates_and_horizon(demo):
         build_panel(demo, horizon_days=0)
     with pytest.raises(InputError, match="no as-of"):
         build_panel(demo, as_of_dates=[])
+
+
+def test_large_portals_find_the_same_customers_by_joins(demo, panel, monkeypatch):
+    """Above MAX_CUSTOMER_CELLS the customer rows come from joins instead of the (week x company) array: same panel."""
+    import hsutils.signals as signals
+
+    monkeypatch.setattr(signals, "MAX_CUSTOMER_CELLS", 0)
+    by_joins = build_panel(demo)
+    assert by_joins.height == panel.height
+    assert by_joins.equals(panel)

@@ -98,6 +98,7 @@ KEYS = ["cid", "k"]  # internal row keys: company code and week index (as_of = a
 FAMILIES = ("value", "activity")
 TOUCH_CAP_DAYS = 365
 TREND_WEEKS = 8
+MAX_CUSTOMER_CELLS = 2**27  # (week x company) cells of the customer array; larger portals use joins
 SHARED_LOOKBACK_WEEKS = 18  # weekly totals cover at least 120 days before the first as-of
 DEFAULT_LOGIN_EVENT = "login"
 
@@ -295,6 +296,7 @@ class SignalContext:
         self._company_enum = pl.Enum(self.companies["company_id"])
         self.k_min, self.k_max = self.weeks[0], self.weeks[-1]
         self.as_of_max = self.as_of(self.k_max)
+        self._anchor_us = int(anchor.timestamp()) * 1_000_000 + anchor.microsecond  # exact microseconds since 1970
         self._cache: dict[Any, Any] = {}
         self.extra_tables: dict[str, pl.DataFrame] = {}
         self._grid: pl.DataFrame | None = None
@@ -412,7 +414,7 @@ class SignalContext:
         n = max(self.n_positions, 1)
         cell_type = pl.Int32 if width * n < 2**31 else pl.Int64
         week = self.week_of(pl.col("occurred_at")).cast(cell_type) - k0
-        position = pl.lit(pl.Series(self._position_of_cid, dtype=pl.Int64)).gather(self.company_code()).cast(cell_type)
+        position = self._position_of(self.company_code()).cast(cell_type)
         rows = (
             self.frame("usage_events").lazy()
             .select(
@@ -457,9 +459,9 @@ class SignalContext:
             raise InputError("usage helpers filter on the event column only; use window_sum on usage_events") from None
         return np.append(mask.to_numpy().astype(bool), False)
 
-    def _usage_grid_index(self, k0: int, shift: int = 0) -> np.ndarray:
+    def _usage_grid_index(self, k0: int) -> np.ndarray:
         """Place of every panel row in a week-by-week (week x position) array starting at week k0."""
-        return (self.grid_week - k0 - shift) * max(self.n_positions, 1) + self.grid_position
+        return (self.grid_week - k0) * max(self.n_positions, 1) + self.grid_position
 
     def usage_weekly_totals(self, where: pl.Expr | None = None) -> WeeklyTotals:
         """Weekly totals of usage `count` per customer for events matching `where` (an expression on `event`),
@@ -614,13 +616,17 @@ class SignalContext:
             raise InputError(f"window of {min(days)} days: a window must last at least one day")
         return self._sorted_window_sums(table, time, values, days, where)
 
+    def _position_of(self, cid: pl.Expr) -> pl.Expr:
+        """Customer position of a company-code expression (-1: not a customer in the panel; null: no code)."""
+        return pl.lit(pl.Series(self._position_of_cid, dtype=pl.Int64)).gather(cid)
+
     def _dated_rows(self, table: str, time: str, where: pl.Expr | None) -> pl.LazyFrame:
         """Rows of `table` of the panel's customers matching `where` and dated at or before the last as-of, with
         their customer `_position` and `_time` (microseconds)."""
         lf = self._with_cid(table).lazy().filter(pl.col("cid").is_not_null())
         if where is not None:
             lf = lf.filter(where)
-        position = pl.lit(pl.Series(self._position_of_cid, dtype=pl.Int64)).gather(pl.col("cid"))
+        position = self._position_of(pl.col("cid"))
         return (
             lf.filter(pl.col(time).is_not_null() & (pl.col(time) <= pl.lit(self.as_of_max, dtype=UTC_DATETIME)))
             .with_columns(position.alias("_position"), pl.col(time).dt.epoch("us").alias("_time"))
@@ -631,7 +637,7 @@ class SignalContext:
         """The coarsest time unit (microseconds) in which every window bound (an as-of moment minus whole days) is a
         whole number: a day when the as-of dates fall at midnight. Rounding a time up to this unit keeps every
         comparison with a bound exact."""
-        offset = (int(self.anchor.timestamp()) * 1_000_000 + self.anchor.microsecond) % DAY_US
+        offset = self._anchor_us % DAY_US
         return math.gcd(offset, DAY_US) if offset else DAY_US
 
     def _search_index(self, table: str, time: str, where: pl.Expr | None, tiebreak: str | None = None) -> dict[str, Any]:
@@ -645,8 +651,7 @@ class SignalContext:
         base = self._dated_rows(table, time, where)
         rows = base.select(order).with_row_index("_row").sort(order).collect()
         unit = self._time_unit()
-        as_of = np.array([(int(self.as_of(k).timestamp()) * 1_000_000 + self.as_of(k).microsecond) // unit
-                          for k in range(self.k_min, self.k_max + 1)], dtype=np.int64)
+        as_of = (self._anchor_us + np.arange(self.k_min, self.k_max + 1, dtype=np.int64) * WEEK_US) // unit
         row_time = -((-rows["_time"].to_numpy()) // unit)  # rounded up to the unit
         lowest = int(min(as_of.min(), row_time.min())) if row_time.size else int(as_of.min())
         span = int(as_of.max()) - lowest + 1
@@ -919,7 +924,7 @@ class SignalContext:
         """
         lo, hi = self.k_min, self.k_max + 1
         n_weeks, n_companies = hi - lo, max(self.companies.height, 1)
-        if n_weeks * n_companies > 2**27:
+        if n_weeks * n_companies > MAX_CUSTOMER_CELLS:
             return self._customer_rows_by_join()
         deals = self._with_cid("deals").lazy().filter(pl.col("cid").is_not_null() & pl.col("close_date").is_not_null())
         start = pl.max_horizontal("term_start", "close_date")
