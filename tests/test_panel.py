@@ -225,5 +225,7 @@ def test_large_portals_find_the_same_customers_by_joins(demo, panel, monkeypatch
 
     monkeypatch.setattr(signals, "MAX_CUSTOMER_CELLS", 0)
     by_joins = build_panel(demo)
-    assert by_joins.height == panel.height
-    assert by_joins.equals(panel)
+    assert by_joins.columns == panel.columns
+    # expansion ARR is summed in a different order (polars groups in parallel): equal up to rounding
+    assert [c for c in panel.columns if c != "arr" and not by_joins[c].equals(panel[c])] == []
+    np.testing.assert_allclose(by_joins["arr"].to_numpy(), panel["arr"].to_numpy(), rtol=1e-12)
