@@ -244,6 +244,34 @@ def test_window_helpers_match_brute_force(n_users):
             assert distinct[i] == np.unique(users[inside7]).size, (days, g)
 
 
+
+def test_latest_matches_brute_force_with_ties_broken_by_the_tiebreak():
+    rng = np.random.default_rng(7)
+    start, n = ts("2023-01-01"), 3000
+    offsets = rng.integers(0, 400, n) * 86_400 + rng.choice([0, 6 * 3600, 9 * 3600], n)  # many equal times
+    times = [start + timedelta(seconds=int(s)) for s in offsets]
+    companies = rng.choice(["a", "b", "c"], n)
+    kinds = rng.choice(["nps", "csat"], n)
+    ids = rng.permutation(n)
+    scores = rng.integers(0, 11, n).astype(float)
+    tables = tiny_tables()
+    tables["surveys"] = pl.DataFrame({
+        "response_id": [f"r{i:05d}" for i in ids], "company_id": companies, "contact_id": [None] * n,
+        "submitted_at": times, "kind": kinds, "score": scores,
+    }).cast(TABLES["surveys"].polars_schema)
+    tables["deals"] = frame("deals", [
+        {"deal_id": c, "company_id": c, "deal_type": "new", "stage": "won", "term_start": start,
+         "term_end": ts("2030-01-01"), "close_date": start, "arr": 1.0, "seats": 1} for c in "abc"
+    ])
+    snapshot = Snapshot(Manifest(1, "test", ts("2024-04-01"), ["login"]), tables)
+    ctx = SignalContext(snapshot, ts("2024-03-13T06:00:00"), [-60, -59, -30, -3, 0])
+    found = ctx.latest("surveys", "submitted_at", pl.col("score"), where=pl.col("kind") == "nps", tiebreak="response_id")
+    t = np.array([x.replace(tzinfo=None) for x in times], dtype="datetime64[us]")
+    for g, value in zip(ctx.grid.select("company_id", "as_of").to_dicts(), found["value"].to_list(), strict=True):
+        seen = np.flatnonzero((companies == g["company_id"]) & (kinds == "nps") & (t <= np.datetime64(g["as_of"].replace(tzinfo=None))))
+        last = max(seen, key=lambda i: (t[i], ids[i]))  # latest time, then highest response_id
+        assert value == scores[last], g
+
 def test_empty_result_and_missing_core_events_are_input_errors():
     snapshot = tiny_snapshot()
     snapshot.tables["deals"] = snapshot.tables["deals"].filter(pl.col("company_id") == "b")

@@ -9,10 +9,12 @@ points).
 
 How the computation works (and why it is fast): as-of dates lie on a weekly grid, and the panel rows (`grid`)
 are the customers at each as-of, found on a (week x company) array of contract terms. Companies are integer codes
-in the sorted order of company_id. Windowed sums and latest values over the smaller tables (engagements, tickets,
-surveys) are exact for windows of any number of days: the rows are sorted once by customer and time, and a
-binary search finds, for every panel row, the rows before a window's bounds; a window's sum is the difference
-of two cumulative sums. Usage events, the largest table, are encoded once per panel, in a background thread
+in the sorted order of company_id. Windowed sums over the smaller tables (engagements, tickets, surveys) are
+exact for windows of any number of days: a row dated t lies in the window (as_of - d, as_of] of exactly the
+weeks from the first as-of at or after t to the last one before t + d, so it adds its value to a (week x
+customer) array at the first of those weeks and takes it away after the last; running totals over the weeks
+give every window at once. A latest value is the highest-ranked row (by time) of each (week, customer) cell,
+carried forward over the weeks. Usage events, the largest table, are encoded once per panel, in a background thread
 while the other signals are computed, into integer arrays (week x customer cell, exact user code, event code,
 count; `usage_codes()`): usage sums are counts per cell, active users come from a (week x user) activity
 bitmap summed per company (or sorted intervals when a user id appears in several companies), feature breadth
@@ -76,7 +78,6 @@ whole weeks (up to 18) filtered by an expression on `event` (`usage_window_sum`,
 
 from __future__ import annotations
 
-import math
 import threading
 import warnings
 from collections.abc import Callable
@@ -620,100 +621,70 @@ class SignalContext:
         """Customer position of a company-code expression (-1: not a customer in the panel; null: no code)."""
         return pl.lit(pl.Series(self._position_of_cid, dtype=pl.Int64)).gather(cid)
 
-    def _dated_rows(self, table: str, time: str, where: pl.Expr | None) -> pl.LazyFrame:
-        """Rows of `table` of the panel's customers matching `where` and dated at or before the last as-of, with
-        their customer `_position` and `_time` (microseconds)."""
+    def _dated_rows(self, table: str, time: str, where: pl.Expr | None) -> dict[str, Any]:
+        """The rows of `table` of the panel's customers matching `where` and dated at or before the last as-of:
+        the lazy frame (`base`, for their values), each row's customer `position`, `time` (microseconds since
+        1970) and the week `k_in` from whose as-of on it is visible. Cached per table, time column and filter."""
+        key = ("dated_rows", table, time, str(where))
+        if key in self._cache:
+            return self._cache[key]
         lf = self._with_cid(table).lazy().filter(pl.col("cid").is_not_null())
         if where is not None:
             lf = lf.filter(where)
-        position = self._position_of(pl.col("cid"))
-        return (
+        base = (
             lf.filter(pl.col(time).is_not_null() & (pl.col(time) <= pl.lit(self.as_of_max, dtype=UTC_DATETIME)))
-            .with_columns(position.alias("_position"), pl.col(time).dt.epoch("us").alias("_time"))
+            .with_columns(self._position_of(pl.col("cid")).alias("_position"))
             .filter(pl.col("_position") >= 0)
         )
-
-    def _time_unit(self) -> int:
-        """The coarsest time unit (microseconds) in which every window bound (an as-of moment minus whole days) is a
-        whole number: a day when the as-of dates fall at midnight. Rounding a time up to this unit keeps every
-        comparison with a bound exact."""
-        offset = self._anchor_us % DAY_US
-        return math.gcd(offset, DAY_US) if offset else DAY_US
-
-    def _search_index(self, table: str, time: str, where: pl.Expr | None, tiebreak: str | None = None) -> dict[str, Any]:
-        """The rows of `_dated_rows` sorted by customer, then time (then `tiebreak`), as integer search keys, and the
-        panel rows' as-of keys: binary search then finds, for each panel row, how many rows precede any window
-        bound. Cached per table, time column, filter and tiebreak; searches are cached per window length."""
-        key = ("search_index", table, time, str(where), tiebreak)
-        if key in self._cache:
-            return self._cache[key]
-        order = ["_position", "_time", *([tiebreak] if tiebreak else [])]
-        base = self._dated_rows(table, time, where)
-        rows = base.select(order).with_row_index("_row").sort(order).collect()
-        unit = self._time_unit()
-        as_of = (self._anchor_us + np.arange(self.k_min, self.k_max + 1, dtype=np.int64) * WEEK_US) // unit
-        row_time = -((-rows["_time"].to_numpy()) // unit)  # rounded up to the unit
-        lowest = int(min(as_of.min(), row_time.min())) if row_time.size else int(as_of.min())
-        span = int(as_of.max()) - lowest + 1
-        if span * (max(self.n_positions, 1) + 1) >= 2**62:
-            raise InputError(
-                f"table {table}: the as-of times ({self.anchor.isoformat()}) and the {time} values span too long a time "
-                "at this precision; use as-of dates at midnight"
-            )
-        dtype = np.int32 if span * (max(self.n_positions, 1) + 1) < 2**31 else np.int64
-        index = {
+        located = base.select("_position", pl.col(time).dt.epoch("us").alias("_time")).collect()
+        row_time = located["_time"].to_numpy()
+        rows = {
             "base": base,
-            "row": rows["_row"],
-            "position": rows["_position"].to_numpy(),
-            "keys": (rows["_position"].to_numpy() * span + (row_time - lowest)).astype(dtype),
-            # the panel rows in (customer, week) order: sorted queries make the binary searches cache-friendly
-            "grid_base": (self.grid_position[self._by_customer] * span).astype(dtype),
-            "grid_offset": (as_of[self.grid_week[self._by_customer] - self.k_min] - lowest).astype(dtype),
-            "per_day": DAY_US // unit,
-            "found": {},
+            "position": located["_position"].to_numpy(),
+            "time": row_time,
+            "k_in": self._week_of_us(row_time),
         }
-        self._cache[key] = index
-        return index
+        self._cache[key] = rows
+        return rows
+
+    def _week_of_us(self, micros: np.ndarray) -> np.ndarray:
+        """Week index of times in microseconds since 1970 (as `week_of`: the first as-of at or after them)."""
+        return -((self._anchor_us - micros) // WEEK_US)
+
+    def _week_cells(self, k: np.ndarray, position: np.ndarray) -> np.ndarray:
+        """Cells of a (week x customer) array whose row 0 is the first as-of week and whose last row (one past
+        the last as-of) collects whatever lies beyond; weeks before the first as-of fold into row 0."""
+        week = np.clip(k - self.k_min, 0, self.k_max - self.k_min + 1)
+        return week * max(self.n_positions, 1) + position
 
     @property
-    def _by_customer(self) -> np.ndarray:
-        """The panel rows' order by customer, then week."""
-        if "by_customer" not in self._cache:
-            self._cache["by_customer"] = np.lexsort((self.grid_week, self.grid_position))
-        return self._cache["by_customer"]
-
-    def _in_grid_order(self, array: np.ndarray) -> np.ndarray:
-        """An array aligned with the panel rows in (customer, week) order, put back in the grid's order."""
-        result = np.empty_like(array)
-        result[self._by_customer] = array
-        return result
-
-    @staticmethod
-    def _rows_up_to(index: dict[str, Any], days: int) -> np.ndarray:
-        """For every panel row, in (customer, week) order: how many sorted rows come before its customer's rows
-        dated after as-of - days."""
-        if days not in index["found"]:
-            offset = index["grid_offset"] - index["grid_offset"].dtype.type(days * index["per_day"])
-            np.maximum(offset, -1, out=offset)  # a bound before every row: count all earlier customers' rows
-            index["found"][days] = np.searchsorted(index["keys"], index["grid_base"] + offset, side="right")
-        return index["found"][days]
+    def _grid_cells(self) -> np.ndarray:
+        """The panel rows' cells in the arrays of `_week_cells` (rows come in week, then customer order)."""
+        if "grid_cells" not in self._cache:
+            self._cache["grid_cells"] = self._week_cells(self.grid_week, self.grid_position)
+        return self._cache["grid_cells"]
 
     def _sorted_window_sums(self, table: str, time: str, values: dict[str, pl.Expr], days: tuple[int, ...],
                             where: pl.Expr | None) -> dict[tuple[str, int], np.ndarray]:
-        """Exact windowed sums from cumulative sums over the rows sorted by customer and time: each window is the
-        difference of two cumulative sums found by binary search."""
-        index = self._search_index(table, time, where)
+        """Exact windowed sums: a row dated t is in the window (as_of - d, as_of] of every as-of week k with
+        week_of(t) <= k < week_of(t + d), so it adds its value from the first of those weeks and takes it away
+        from the week after the last; a running total per customer over the weeks gives every window."""
+        rows = self._dated_rows(table, time, where)
         names = [f"_v{i}" for i in range(len(values))]
-        frame = index["base"].with_columns(
+        frame = rows["base"].with_columns(
             [(v + pl.lit(0.0)).cast(pl.Float64).fill_null(0.0).alias(n) for n, v in zip(names, values.values(), strict=True)]
         ).select(names).collect()  # with_columns gives a bare literal one value per row
-        upto = self._rows_up_to(index, 0)
+        size = (self.k_max - self.k_min + 2) * max(self.n_positions, 1)
+        start = self._week_cells(rows["k_in"], rows["position"])
         result = {}
-        for name, column in zip(values, names, strict=True):
-            running = np.concatenate(([0.0], np.cumsum(frame[column].gather(index["row"]).to_numpy())))
-            at_as_of = running[upto]
-            for d in days:
-                result[name, d] = self._in_grid_order(at_as_of - running[self._rows_up_to(index, d)])
+        for d in days:
+            end = self._week_cells(self._week_of_us(rows["time"] + d * DAY_US), rows["position"])
+            cells = np.concatenate((start, end))
+            for name, column in zip(values, names, strict=True):
+                value = frame[column].to_numpy()
+                deltas = np.bincount(cells, weights=np.concatenate((value, -value)), minlength=size).astype(np.float64, copy=False)
+                running = np.cumsum(deltas.reshape(-1, max(self.n_positions, 1)), axis=0).reshape(-1)
+                result[name, d] = running[self._grid_cells]
         return result
 
     def window_distinct(self, table: str, time: str, key_expr: pl.Expr, days: int, where: pl.Expr | None = None) -> pl.DataFrame:
@@ -892,21 +863,28 @@ class SignalContext:
                tiebreak: str | None = None) -> pl.DataFrame:
         """The value of the latest row at or before as-of: frame[cid, k, value, time] (time = that row's time).
 
-        Rows are ordered by time, then by `tiebreak`; found by binary search in the rows sorted by customer."""
+        Rows are ordered by time, then by `tiebreak`: the highest-ranked row of each (week, customer) cell is
+        carried forward over the weeks."""
         key = ("latest", table, time, str(value), str(where), tiebreak)
         if key in self._cache:
             return self._cache[key]
-        index = self._search_index(table, time, where, tiebreak)
-        picked = index["base"].select(value.alias("value"), pl.col(time).alias("time")).collect()
+        rows = self._dated_rows(table, time, where)
+        picked = rows["base"].select(
+            value.alias("value"), pl.col(time).alias("time"),
+            pl.arg_sort_by([time, *([tiebreak] if tiebreak else [])]).alias("_order"),
+        ).collect()
         if picked.height == 0:  # nothing to find: all null
-            result = self.keys.with_columns(picked.clear(self._rows.height))
+            result = self.keys.with_columns(picked.drop("_order").clear(self._rows.height))
         else:
-            last = self._rows_up_to(index, 0).astype(np.int64) - 1
-            found = last >= 0
-            found[found] = index["position"][last[found]] == self.grid_position[self._by_customer][found]
-            last, found = self._in_grid_order(last), self._in_grid_order(found)
-            rows = index["row"].gather(pl.Series(np.maximum(last, 0)))
-            result = self.keys.with_columns(picked[rows].with_columns(pl.when(pl.Series(found)).then(pl.all()).name.keep()))
+            order = picked["_order"].to_numpy()
+            rank = np.empty(order.size, dtype=np.int64)
+            rank[order] = np.arange(order.size)
+            best = np.full((self.k_max - self.k_min + 2) * max(self.n_positions, 1), -1, dtype=np.int64)
+            np.maximum.at(best, self._week_cells(rows["k_in"], rows["position"]), rank)
+            best = np.maximum.accumulate(best.reshape(-1, max(self.n_positions, 1)), axis=0).reshape(-1)[self._grid_cells]
+            found = best >= 0
+            chosen = picked.drop("_order")[order[np.maximum(best, 0)]]
+            result = self.keys.with_columns(chosen.with_columns(pl.when(pl.Series(found)).then(pl.all()).name.keep()))
         self._cache[key] = result
         return result
 
