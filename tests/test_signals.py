@@ -284,6 +284,37 @@ def test_empty_result_and_missing_core_events_are_input_errors():
     assert build_panel(no_core, as_of_dates=[AS_OF], signals=["logins_28d"]).height == 1  # no core signal chosen
 
 
+
+def test_usage_signals_run_in_the_background_and_their_errors_reach_the_caller():
+    import threading
+
+    threads: dict[str, str] = {}
+
+    @register_signal("seats_seen", family="value", unit="x", direction=1, reads=("tickets",))
+    def seats_seen(ctx: SignalContext) -> pl.DataFrame:
+        threads["seats_seen"] = threading.current_thread().name
+        return ctx.grid.select("cid", "k", pl.col("active_seats").alias("value"))  # waits for the usage encoding
+
+    @register_signal("usage_rows", family="value", unit="x", direction=1, reads=("usage_events",))
+    def usage_rows(ctx: SignalContext) -> pl.DataFrame:
+        threads["usage_rows"] = threading.current_thread().name
+        return ctx.usage_window_sum(28)
+
+    @register_signal("broken_usage", family="value", unit="x", direction=1, reads=("usage_events",))
+    def broken_usage(ctx: SignalContext) -> pl.DataFrame:
+        raise InputError("signal broken_usage: no such product event")
+
+    try:
+        panel = build_panel(tiny_snapshot(), as_of_dates=[AS_OF], signals=["seats_seen", "usage_rows", "logins_28d"])
+        a = row(panel, "a", AS_OF)
+        assert a["seats_seen"] == a["active_seats"] == 3 and a["usage_rows"] > a["logins_28d"] > 0
+        assert threads["seats_seen"] == threading.main_thread().name and threads["usage_rows"] == "hsutils-usage"
+        with pytest.raises(InputError, match="no such product event"):
+            build_panel(tiny_snapshot(), as_of_dates=[AS_OF], signals=["seats_seen", "broken_usage"])
+    finally:
+        for name in ("seats_seen", "usage_rows", "broken_usage"):
+            unregister_signal(name)
+
 def test_the_documented_example_registers_a_working_signal():
     import textwrap
 

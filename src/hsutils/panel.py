@@ -125,24 +125,35 @@ def _size_bucket() -> pl.Expr:
     return expr.otherwise(pl.lit("1000+"))
 
 
-def _class_panel(snapshot: Any, anchor: datetime, dates: list[datetime], chosen: list[Signal]) -> pl.DataFrame:
-    """The panel rows of as-of dates that lie on one weekly grid (all `dates` = anchor + k weeks)."""
+def _signal_values(ctx: SignalContext, signal: Signal) -> pl.DataFrame:
+    """One signal's values as frame[cid, k, <signal name>] (checked: a computation must return cid, k, value)."""
+    values = signal.compute(ctx)
+    values = values.collect() if isinstance(values, pl.LazyFrame) else values
+    missing = {"cid", "k", "value"} - set(values.columns)
+    if missing:
+        raise InputError(f"signal {signal.name}: its computation must return columns cid, k, value (missing {', '.join(sorted(missing))})")
+    return values.select(pl.col("cid").cast(pl.UInt32), pl.col("k").cast(pl.Int32), pl.col("value").cast(pl.Float64).alias(signal.name))
+
+
+def _class_panel(snapshot: Any, anchor: datetime, dates: list[datetime], chosen: list[Signal], horizon_days: int,
+                 attributes: pl.DataFrame) -> pl.DataFrame:
+    """The panel rows of as-of dates that lie on one weekly grid (all `dates` = anchor + k weeks).
+
+    Signals that read usage events run in a background thread, after the usage events are encoded; meanwhile
+    this thread computes the signals that declare other tables, the segments and the outcomes. Signals that
+    declare nothing run last, here."""
     weeks = [int((d - anchor) // timedelta(weeks=1)) for d in dates]
     ctx = SignalContext(snapshot, anchor, weeks)
     keys = ctx.keys
     if keys.height == 0:
-        return ctx.grid
-    # signals that read no usage events first: the usage events are encoded in the background meanwhile
-    computed: dict[str, pl.DataFrame] = {}
-    for signal in sorted(chosen, key=lambda s: s.reads is None or "usage_events" in s.reads):
-        values = signal.compute(ctx)
-        values = values.collect() if isinstance(values, pl.LazyFrame) else values
-        missing = {"cid", "k", "value"} - set(values.columns)
-        if missing:
-            raise InputError(f"signal {signal.name}: its computation must return columns cid, k, value (missing {', '.join(sorted(missing))})")
-        computed[signal.name] = values.select(
-            pl.col("cid").cast(pl.UInt32), pl.col("k").cast(pl.Int32), pl.col("value").cast(pl.Float64).alias(signal.name)
-        )
+        return ctx.contracts.drop("k")
+    in_background = [s for s in chosen if s.reads is not None and "usage_events" in s.reads]
+    last = [s for s in chosen if s.reads is None]
+    background = ctx.run_in_background(lambda: {s.name: _signal_values(ctx, s) for s in in_background})
+    computed = {s.name: _signal_values(ctx, s) for s in chosen if s not in in_background and s not in last}
+    context = _row_context(ctx.contracts, snapshot, horizon_days, attributes)
+    computed.update(background.result())
+    computed.update({s.name: _signal_values(ctx, s) for s in last})
     frame = ctx.grid
     for signal in chosen:
         values = computed[signal.name]
@@ -152,21 +163,31 @@ def _class_panel(snapshot: Any, anchor: datetime, dates: list[datetime], chosen:
             frame = frame.join(values.unique(KEYS, keep="first"), on=KEYS, how="left", maintain_order="left")
     if "days_to_renewal" not in frame.columns:
         frame = frame.with_columns(((pl.col("term_end") - pl.col("as_of")).dt.total_microseconds() / DAY_US).alias("days_to_renewal"))
-    return frame.drop("k")
+    return pl.concat([frame.drop("k"), context], how="horizontal")
 
 
-def _company_codes(snapshot: Any) -> pl.DataFrame:
-    """company_id -> cid, the company codes of `SignalContext` (row numbers of the sorted company ids)."""
+def _company_attributes(snapshot: Any) -> pl.DataFrame:
+    """One row per company code cid (the codes of `SignalContext`: row numbers of the sorted company ids), in
+    code order: tier, size_bucket and owners."""
     return (
-        snapshot["companies"].select(pl.col("company_id").drop_nulls().unique().sort())
-        .with_row_index("cid").with_columns(pl.col("cid").cast(pl.UInt32))
+        snapshot["companies"].filter(pl.col("company_id").is_not_null()).unique("company_id", keep="first")
+        .sort("company_id")
+        .select(pl.col("tier").fill_null("unknown"), _size_bucket().alias("size_bucket"), "cs_owner_id", "ae_owner_id")
     )
 
 
-def _outcomes(panel: pl.DataFrame, snapshot: Any, horizon_days: int, codes: pl.DataFrame, ordered: bool) -> pl.DataFrame:
-    """Add outcome_churned, outcome_expanded and outcome_days_to_churn (they look only past as_of).
+def _row_context(rows: pl.DataFrame, snapshot: Any, horizon_days: int, attributes: pl.DataFrame) -> pl.DataFrame:
+    """Company attributes, arr_segment and the outcomes of the customer rows (one row each, in their order)."""
+    rank = pl.col("arr").rank("min", descending=True).over("as_of")
+    cut = (pl.len().over("as_of") * HIGH_TOUCH_SHARE).ceil()
+    segment = rows.select(pl.when(rank <= cut).then(pl.lit("high_touch")).otherwise(pl.lit("scaled")).alias("arr_segment"))
+    return pl.concat([attributes[rows["cid"]], segment, _outcomes(rows, snapshot, horizon_days)], how="horizontal")
 
-    `ordered`: the panel's rows are already sorted by as_of within each cid (e.g. by as_of, then cid)."""
+
+def _outcomes(rows: pl.DataFrame, snapshot: Any, horizon_days: int) -> pl.DataFrame:
+    """outcome_churned, outcome_expanded and outcome_days_to_churn of the customer rows, in their order (they
+    look only past as_of). The rows come sorted by as_of within each company code cid."""
+    codes = rows.select("cid", "company_id").unique("cid")
     deals = snapshot["deals"]
     horizon = pl.duration(days=horizon_days)
     deals = deals.join(codes, on="company_id", how="inner")
@@ -176,14 +197,15 @@ def _outcomes(panel: pl.DataFrame, snapshot: Any, horizon_days: int, codes: pl.D
                 pl.col("stage").alias("renewal_stage"), pl.col("close_date").alias("renewal_close"))
         .sort("cid", "renewal_start")
     )
-    terms = panel.select("cid", "term_deal_id", "term_end").unique(["cid", "term_deal_id"]).sort("cid", "term_end")
+    terms = rows.select("cid", "term_deal_id", "term_end").unique(["cid", "term_deal_id"]).sort("cid", "term_end")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         matched = terms.join_asof(
             renewals, left_on="term_end", right_on="renewal_start", by="cid", strategy="nearest",
             tolerance=timedelta(days=RENEWAL_MATCH_DAYS), check_sortedness=False,
         ).filter(pl.col("renewal_deal_id") != pl.col("term_deal_id"))
-    out = panel.join(matched.drop("term_end"), on=["cid", "term_deal_id"], how="left", maintain_order="left")
+    out = rows.select("cid", "as_of", "term_deal_id", "term_end").join(
+        matched.drop("term_end"), on=["cid", "term_deal_id"], how="left", maintain_order="left")
     in_horizon = (pl.col("term_end") > pl.col("as_of")) & (pl.col("term_end") <= pl.col("as_of") + horizon)
     churned = (
         pl.when(in_horizon & (pl.col("renewal_stage") == "lost")).then(1)
@@ -203,8 +225,6 @@ def _outcomes(panel: pl.DataFrame, snapshot: Any, horizon_days: int, codes: pl.D
         .sort("cid", "expansion_close")
     )
     created = snapshot.manifest.created_at.astimezone(UTC)
-    if not ordered:
-        out = out.sort("cid", "as_of")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         out = out.join_asof(
@@ -216,9 +236,7 @@ def _outcomes(panel: pl.DataFrame, snapshot: Any, horizon_days: int, codes: pl.D
         .when(pl.col("as_of") + horizon <= pl.lit(created, dtype=UTC_DATETIME)).then(0)
         .otherwise(None).cast(pl.Int8)
     )
-    return out.with_columns(expanded.alias("outcome_expanded")).drop(
-        "renewal_deal_id", "renewal_start", "renewal_stage", "renewal_close", "expansion_close"
-    )
+    return out.select(expanded.alias("outcome_expanded"), "outcome_churned", "outcome_days_to_churn")
 
 
 def build_panel(
@@ -252,23 +270,13 @@ def _build_panel(snapshot: Any, chosen: list[Signal], dates: list[datetime], hor
     classes: dict[int, list[datetime]] = {}
     for d in dates:
         classes.setdefault(int((last - d) // timedelta(microseconds=1)) % WEEK_US, []).append(d)
-    parts = [_class_panel(snapshot, max(group), group, chosen) for group in classes.values()]
+    attributes = _company_attributes(snapshot)
+    parts = [_class_panel(snapshot, max(group), group, chosen, horizon_days, attributes) for group in classes.values()]
     parts = [p for p in parts if p.height]
     if not parts:
         shown = ", ".join(d.date().isoformat() for d in dates[:3])
         raise InputError(f"empty panel: no company is a customer at the as-of date(s) {shown}")
     panel = pl.concat(parts, how="vertical")
-
-    codes = _company_codes(snapshot)
-    companies = snapshot["companies"].select(
-        "company_id", pl.col("tier").fill_null("unknown"), _size_bucket().alias("size_bucket"), "cs_owner_id", "ae_owner_id"
-    ).unique("company_id", keep="first").join(codes, on="company_id").drop("company_id")
-    rank = pl.col("arr").rank("min", descending=True).over("as_of")
-    cut = (pl.len().over("as_of") * HIGH_TOUCH_SHARE).ceil()
-    panel = panel.join(companies, on="cid", how="left", maintain_order="left").with_columns(
-        pl.when(rank <= cut).then(pl.lit("high_touch")).otherwise(pl.lit("scaled")).alias("arr_segment")
-    )
-    panel = _outcomes(panel, snapshot, horizon_days, codes, ordered=len(parts) == 1)  # one grid: rows by as_of, then cid
     signal_columns = [s.name for s in chosen]
     context = [c for c in CONTEXT_COLUMNS if c not in signal_columns]
     leading = ["company_id", "as_of", *signal_columns, *context]

@@ -15,7 +15,7 @@ weeks from the first as-of at or after t to the last one before t + d, so it add
 customer) array at the first of those weeks and takes it away after the last; running totals over the weeks
 give every window at once. A latest value is the highest-ranked row (by time) of each (week, customer) cell,
 carried forward over the weeks. Usage events, the largest table, are encoded once per panel, in a background thread
-while the other signals are computed, into integer arrays (week x customer cell, exact user code, event code,
+that then computes the usage signals while the calling thread computes the others, into integer arrays (week x customer cell, exact user code, event code,
 count; `usage_codes()`): usage sums are counts per cell, active users come from a (week x user) activity
 bitmap summed per company (or sorted intervals when a user id appears in several companies), feature breadth
 from per-cell event bit sets. Other distinct counts become per-value activity intervals whose starts and ends
@@ -81,7 +81,7 @@ from __future__ import annotations
 import threading
 import warnings
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -115,7 +115,7 @@ class Signal:
     description: str
     compute: Callable[[SignalContext], pl.DataFrame | pl.LazyFrame]
     point_source: bool = True
-    reads: tuple[str, ...] | None = None  # the tables it reads, when known (lets the panel order the work)
+    reads: tuple[str, ...] | None = None  # the tables it reads, when known (lets the panel share the work out)
 
 
 SIGNALS: dict[str, Signal] = {}
@@ -136,8 +136,9 @@ def register_signal(
 
     The function receives a `SignalContext` and returns a polars frame with columns cid, k and value (one row per
     panel row or fewer: absent rows become null). Use the context's helpers so only data at or before as-of is read.
-    `reads` optionally names the tables the signal reads: signals that read no usage events are computed while
-    the usage events are still being encoded.
+    `reads` optionally names the tables the signal reads. Signals that read usage_events run in a background
+    thread once the usage events are encoded, while the calling thread computes the others; a signal that
+    declares nothing runs last, in the calling thread.
     """
     if family not in FAMILIES:
         raise InputError(f"signal {name}: family must be one of {'/'.join(FAMILIES)}, not {family!r}")
@@ -313,10 +314,6 @@ class SignalContext:
         self.n_positions = int(members.size)
         self.grid_position = self._position_of_cid[grid_cids]
         self.grid_week = self._rows["k"].to_numpy().astype(np.int64)
-        if self._rows.height:  # encode the usage events (the largest table) in the background
-            executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hsutils-usage")
-            self._prefetch = executor.submit(self._prefetch_usage)
-            executor.shutdown(wait=False)
 
     @property
     def grid(self) -> pl.DataFrame:
@@ -334,9 +331,36 @@ class SignalContext:
         """The panel rows' keys (cid, k) in the grid's order, available before active_seats is known."""
         return self._rows.select(*KEYS)
 
-    def _prefetch_usage(self) -> None:
-        self._prefetch_thread = threading.get_ident()
-        self.usage_active_users(days=28)
+    @property
+    def contracts(self) -> pl.DataFrame:
+        """The grid without active_seats: available at once, without reading the usage events."""
+        return self._rows
+
+    def run_in_background(self, work: Callable[[], Any]) -> Future:
+        """Encode the usage events (the largest table), then run `work`, in a daemon thread; returns the future
+        of work's result. Usage helpers called meanwhile from another thread wait for the encoding (and raise its
+        error, if any)."""
+        encoded: Future = Future()
+        done: Future = Future()
+        self._prefetch = encoded
+
+        def run() -> None:
+            self._prefetch_thread = threading.get_ident()
+            try:
+                if self._rows.height:
+                    self.usage_active_users(days=28)
+                encoded.set_result(None)
+            except BaseException as exc:  # noqa: BLE001 - handed to the waiting threads
+                encoded.set_exception(exc)
+                done.set_exception(exc)
+                return
+            try:
+                done.set_result(work())
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller
+                done.set_exception(exc)
+
+        threading.Thread(target=run, name="hsutils-usage", daemon=True).start()
+        return done
 
     def _await_prefetch(self) -> None:
         """Wait for the background encoding of the usage events (and raise its error, if any)."""
@@ -413,36 +437,53 @@ class SignalContext:
         k0 = self.k_min - SHARED_LOOKBACK_WEEKS
         width = self.k_max - k0 + 1
         n = max(self.n_positions, 1)
-        cell_type = pl.Int32 if width * n < 2**31 else pl.Int64
-        week = self.week_of(pl.col("occurred_at")).cast(cell_type) - k0
-        position = self._position_of(self.company_code()).cast(cell_type)
+        cell_type = np.int32 if (width + 1) * n < 2**31 else np.int64
         rows = (
             self.frame("usage_events").lazy()
             .select(
-                pl.when((position >= 0) & (week >= 0) & (week < width)).then(week * n + position).alias("cell"),
+                (self.week_of(pl.col("occurred_at")) - k0).fill_null(-1).alias("week"),
+                self._position_of(self.company_code()).fill_null(-1).alias("position"),
                 pl.col("user_id").cast(pl.String).cast(pl.Categorical).to_physical().alias("user"),
                 pl.col("event").cast(pl.String).cast(pl.Categorical).alias("event"),
                 pl.col("count").cast(pl.Float64).fill_null(0.0),
             )
-            .filter(pl.col("cell").is_not_null())  # customers of the panel, weeks it can look at
             .collect()
         )
-        events = rows["event"].unique().drop_nulls()
-        physical = events.to_physical().to_numpy().astype(np.int64)
-        dense = np.full(int(physical.max()) + 2 if physical.size else 1, -1, dtype=np.int16 if physical.size < 2**15 else np.int32)
-        dense[physical] = np.arange(physical.size)
-        event = rows["event"].to_physical().fill_null(dense.size - 1).to_numpy()
+        week = rows["week"].to_numpy().astype(cell_type, copy=False)
+        position = rows["position"].to_numpy().astype(cell_type, copy=False)
+        keep = (position >= 0) & (week >= 0) & (week < width)  # customers of the panel, weeks it can look at
+        cell = week * cell_type(n) + position
+        del week, position
         users_complete = rows["user"].null_count() == 0
+        user = rows["user"].to_numpy() if users_complete else rows["user"].fill_null(0).to_numpy()
+        names = rows["event"]
+        physical = names.to_physical()
+        size = int(physical.max()) + 2 if physical.len() > physical.null_count() else 1
+        event = (physical.fill_null(size - 1) if physical.null_count() else physical).to_numpy()
+        count = rows["count"].to_numpy()
+        del rows
+        if not keep.all():
+            cell, user, event, count = cell[keep], user[keep], event[keep], count[keep]
+            names = names.filter(pl.Series(keep))
+        # dense event codes 0..E-1 in order of the names' codes; -1 for rows without an event (code size - 1)
+        present = np.zeros(size, dtype=bool)
+        present[event] = True
+        present[-1] = False
+        codes_present = np.flatnonzero(present)
+        dense = np.full(size, -1, dtype=np.int16 if codes_present.size < 2**15 else np.int32)
+        dense[codes_present] = np.arange(codes_present.size)
+        some_row = np.zeros(size, dtype=np.int64)
+        some_row[event] = np.arange(event.size)  # any row holding each code names it
         codes = UsageCodes(
             k0=k0,
             width=width,
             n_positions=n,
             members=self.members,
-            cell=rows["cell"].to_numpy(),
-            user=rows["user"].fill_null(0).to_numpy(),
+            cell=cell,
+            user=user,
             event=dense[event],
-            count=rows["count"].to_numpy(),
-            event_names=events.cast(pl.String),
+            count=count,
+            event_names=names.gather(some_row[codes_present]).cast(pl.String),
             users_complete=users_complete,
         )
         self._cache[key] = codes
@@ -1188,7 +1229,7 @@ def seat_utilisation(ctx: SignalContext) -> pl.DataFrame:
 @register_signal("days_to_renewal", family="value", unit="days", direction=0, point_source=False, reads=("deals",))
 def days_to_renewal(ctx: SignalContext) -> pl.DataFrame:
     """Days from as-of to the end of the current term: renewal urgency, not a point source."""
-    return _grid_value(ctx.grid, (pl.col("term_end") - pl.col("as_of")).dt.total_microseconds() / DAY_US)
+    return _grid_value(ctx.contracts, (pl.col("term_end") - pl.col("as_of")).dt.total_microseconds() / DAY_US)
 
 
 @register_signal("email_open_rate", family="activity", unit="share of emails", direction=+1, reads=("engagements",))
