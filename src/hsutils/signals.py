@@ -472,8 +472,11 @@ class SignalContext:
         codes_present = np.flatnonzero(present)
         dense = np.full(size, -1, dtype=np.int16 if codes_present.size < 2**15 else np.int32)
         dense[codes_present] = np.arange(codes_present.size)
-        some_row = np.zeros(size, dtype=np.int64)
-        some_row[event] = np.arange(event.size)  # any row holding each code names it
+        some_row = np.full(size, -1, dtype=np.int64)  # any row holding each code names it
+        head = event[:65536]
+        some_row[head] = np.arange(head.size)
+        if (some_row[codes_present] < 0).any():  # an event first seen further down
+            some_row[event] = np.arange(event.size)
         codes = UsageCodes(
             k0=k0,
             width=width,
