@@ -442,7 +442,7 @@ class SignalContext:
             self.frame("usage_events").lazy()
             .select(
                 (self.week_of(pl.col("occurred_at")) - k0).fill_null(-1).alias("week"),
-                self._position_of(self.company_code()).fill_null(-1).alias("position"),
+                self._position_of(self.company_code()).fill_null(-1).cast(pl.Int32).alias("position"),
                 pl.col("user_id").cast(pl.String).cast(pl.Categorical).to_physical().alias("user"),
                 pl.col("event").cast(pl.String).cast(pl.Categorical).alias("event"),
                 pl.col("count").cast(pl.Float64).fill_null(0.0),
