@@ -37,7 +37,7 @@ import polars as pl
 from hsutils.errors import InputError
 from hsutils.files import check_frame_suffix, write_frame_atomic
 from hsutils.schema import UTC_DATETIME
-from hsutils.signals import DAY_US, KEYS, WEEK_US, Signal, SignalContext, resolve_signals
+from hsutils.signals import DAY_US, DAYS_TO_RENEWAL, KEYS, WEEK_US, Signal, SignalContext, resolve_signals
 
 HIGH_TOUCH_SHARE = 0.20
 RENEWAL_MATCH_DAYS = 45
@@ -151,7 +151,7 @@ def _class_panel(snapshot: Any, anchor: datetime, dates: list[datetime], chosen:
     last = [s for s in chosen if s.reads is None]
     background = ctx.run_in_background(lambda: {s.name: _signal_values(ctx, s) for s in in_background})
     computed = {s.name: _signal_values(ctx, s) for s in chosen if s not in in_background and s not in last}
-    context = _row_context(ctx.contracts, snapshot, horizon_days, attributes)
+    context = _row_context(ctx, snapshot, horizon_days, attributes)
     computed.update(background.result())
     computed.update({s.name: _signal_values(ctx, s) for s in last})
     frame = ctx.grid
@@ -162,32 +162,31 @@ def _class_panel(snapshot: Any, anchor: datetime, dates: list[datetime], chosen:
         else:
             frame = frame.join(values.unique(KEYS, keep="first"), on=KEYS, how="left", maintain_order="left")
     if "days_to_renewal" not in frame.columns:
-        frame = frame.with_columns(((pl.col("term_end") - pl.col("as_of")).dt.total_microseconds() / DAY_US).alias("days_to_renewal"))
+        frame = frame.with_columns(DAYS_TO_RENEWAL.alias("days_to_renewal"))
     return pl.concat([frame.drop("k"), context], how="horizontal")
 
 
 def _company_attributes(snapshot: Any) -> pl.DataFrame:
-    """One row per company code cid (the codes of `SignalContext`: row numbers of the sorted company ids), in
-    code order: tier, size_bucket and owners."""
-    return (
-        snapshot["companies"].filter(pl.col("company_id").is_not_null()).unique("company_id", keep="first")
-        .sort("company_id")
-        .select(pl.col("tier").fill_null("unknown"), _size_bucket().alias("size_bucket"), "cs_owner_id", "ae_owner_id")
-    )
+    """One row per company_id: tier, size_bucket and owners."""
+    return snapshot["companies"].select(
+        "company_id", pl.col("tier").fill_null("unknown"), _size_bucket().alias("size_bucket"), "cs_owner_id", "ae_owner_id"
+    ).unique("company_id", keep="first")
 
 
-def _row_context(rows: pl.DataFrame, snapshot: Any, horizon_days: int, attributes: pl.DataFrame) -> pl.DataFrame:
+def _row_context(ctx: SignalContext, snapshot: Any, horizon_days: int, attributes: pl.DataFrame) -> pl.DataFrame:
     """Company attributes, arr_segment and the outcomes of the customer rows (one row each, in their order)."""
+    rows = ctx.contracts
+    by_code = ctx.companies.join(attributes, on="company_id", how="left", maintain_order="left").drop("cid", "company_id")
     rank = pl.col("arr").rank("min", descending=True).over("as_of")
     cut = (pl.len().over("as_of") * HIGH_TOUCH_SHARE).ceil()
     segment = rows.select(pl.when(rank <= cut).then(pl.lit("high_touch")).otherwise(pl.lit("scaled")).alias("arr_segment"))
-    return pl.concat([attributes[rows["cid"]], segment, _outcomes(rows, snapshot, horizon_days)], how="horizontal")
+    return pl.concat([by_code[rows["cid"]], segment, _outcomes(rows, ctx.companies, snapshot, horizon_days)], how="horizontal")
 
 
-def _outcomes(rows: pl.DataFrame, snapshot: Any, horizon_days: int) -> pl.DataFrame:
+def _outcomes(rows: pl.DataFrame, codes: pl.DataFrame, snapshot: Any, horizon_days: int) -> pl.DataFrame:
     """outcome_churned, outcome_expanded and outcome_days_to_churn of the customer rows, in their order (they
-    look only past as_of). The rows come sorted by as_of within each company code cid."""
-    codes = rows.select("cid", "company_id").unique("cid")
+    look only past as_of). The rows come sorted by as_of within each company code cid; `codes` maps company_id
+    to cid."""
     deals = snapshot["deals"]
     horizon = pl.duration(days=horizon_days)
     deals = deals.join(codes, on="company_id", how="inner")

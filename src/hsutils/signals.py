@@ -656,10 +656,27 @@ class SignalContext:
 
     def window_sums(self, table: str, time: str, values: dict[str, pl.Expr], days: tuple[int, ...],
                     where: pl.Expr | None = None) -> dict[tuple[str, int], np.ndarray]:
-        """Several windowed sums in one pass over the table: {(name, days): array aligned with the grid}."""
+        """Several windowed sums in one pass over the table: {(name, days): array aligned with the grid}.
+
+        Exact for any number of days: a row dated t is in the window (as_of - d, as_of] of every as-of week k with
+        week_of(t) <= k < week_of(t + d), so it adds its value from the first of those weeks and takes it away
+        from the week after the last; a running total per customer over the weeks gives every window."""
         if min(days) < 1:
             raise InputError(f"window of {min(days)} days: a window must last at least one day")
-        return self._sorted_window_sums(table, time, values, days, where)
+        rows = self._dated_rows(table, time, where)
+        names = [f"_v{i}" for i in range(len(values))]
+        frame = rows["base"].with_columns(
+            [(v + pl.lit(0.0)).cast(pl.Float64).fill_null(0.0).alias(n) for n, v in zip(names, values.values(), strict=True)]
+        ).select(names).collect()  # with_columns gives a bare literal one value per row
+        deltas = {name: np.concatenate((frame[n].to_numpy(), -frame[n].to_numpy())) for name, n in zip(values, names, strict=True)}
+        start = self._week_cells(rows["k_in"], rows["position"])
+        result = {}
+        for d in days:
+            cells = np.concatenate((start, self._week_cells(self._week_of_us(rows["time"] + d * DAY_US), rows["position"])))
+            for name, weights in deltas.items():
+                changes = np.bincount(cells, weights=weights, minlength=self._week_cells_size).astype(np.float64, copy=False)
+                result[name, d] = self._accumulated_at_grid(np.add, changes)
+        return result
 
     def _position_of(self, cid: pl.Expr) -> pl.Expr:
         """Customer position of a company-code expression (-1: not a customer in the panel; null: no code)."""
@@ -702,34 +719,21 @@ class SignalContext:
         return week * max(self.n_positions, 1) + position
 
     @property
+    def _week_cells_size(self) -> int:
+        """Number of cells of the arrays of `_week_cells`."""
+        return (self.k_max - self.k_min + 2) * max(self.n_positions, 1)
+
+    @property
     def _grid_cells(self) -> np.ndarray:
         """The panel rows' cells in the arrays of `_week_cells` (rows come in week, then customer order)."""
         if "grid_cells" not in self._cache:
             self._cache["grid_cells"] = self._week_cells(self.grid_week, self.grid_position)
         return self._cache["grid_cells"]
 
-    def _sorted_window_sums(self, table: str, time: str, values: dict[str, pl.Expr], days: tuple[int, ...],
-                            where: pl.Expr | None) -> dict[tuple[str, int], np.ndarray]:
-        """Exact windowed sums: a row dated t is in the window (as_of - d, as_of] of every as-of week k with
-        week_of(t) <= k < week_of(t + d), so it adds its value from the first of those weeks and takes it away
-        from the week after the last; a running total per customer over the weeks gives every window."""
-        rows = self._dated_rows(table, time, where)
-        names = [f"_v{i}" for i in range(len(values))]
-        frame = rows["base"].with_columns(
-            [(v + pl.lit(0.0)).cast(pl.Float64).fill_null(0.0).alias(n) for n, v in zip(names, values.values(), strict=True)]
-        ).select(names).collect()  # with_columns gives a bare literal one value per row
-        size = (self.k_max - self.k_min + 2) * max(self.n_positions, 1)
-        start = self._week_cells(rows["k_in"], rows["position"])
-        result = {}
-        for d in days:
-            end = self._week_cells(self._week_of_us(rows["time"] + d * DAY_US), rows["position"])
-            cells = np.concatenate((start, end))
-            for name, column in zip(values, names, strict=True):
-                value = frame[column].to_numpy()
-                deltas = np.bincount(cells, weights=np.concatenate((value, -value)), minlength=size).astype(np.float64, copy=False)
-                running = np.cumsum(deltas.reshape(-1, max(self.n_positions, 1)), axis=0).reshape(-1)
-                result[name, d] = running[self._grid_cells]
-        return result
+    def _accumulated_at_grid(self, ufunc: np.ufunc, cells: np.ndarray) -> np.ndarray:
+        """Accumulate an array of `_week_cells` over the weeks of each customer with `ufunc` (np.add: running
+        totals; np.maximum: carried forward) and read it at the panel rows."""
+        return ufunc.accumulate(cells.reshape(-1, max(self.n_positions, 1)), axis=0).reshape(-1)[self._grid_cells]
 
     def window_distinct(self, table: str, time: str, key_expr: pl.Expr, days: int, where: pl.Expr | None = None) -> pl.DataFrame:
         """Number of distinct `key_expr` values among rows with `time` in (as_of - days, as_of]: frame[cid, k, value].
@@ -923,9 +927,9 @@ class SignalContext:
             order = picked["_order"].to_numpy()
             rank = np.empty(order.size, dtype=np.int64)
             rank[order] = np.arange(order.size)
-            best = np.full((self.k_max - self.k_min + 2) * max(self.n_positions, 1), -1, dtype=np.int64)
+            best = np.full(self._week_cells_size, -1, dtype=np.int64)
             np.maximum.at(best, self._week_cells(rows["k_in"], rows["position"]), rank)
-            best = np.maximum.accumulate(best.reshape(-1, max(self.n_positions, 1)), axis=0).reshape(-1)[self._grid_cells]
+            best = self._accumulated_at_grid(np.maximum, best)
             found = best >= 0
             chosen = picked.drop("_order")[order[np.maximum(best, 0)]]
             result = self.keys.with_columns(chosen.with_columns(pl.when(pl.Series(found)).then(pl.all()).name.keep()))
@@ -1147,6 +1151,7 @@ EB_CALL = pl.col("type") == "call"
 EB_POINTS = (
     EB_REPLY.cast(pl.Float64) + EB_MEETING.cast(pl.Float64) + EB_DECISION_MEETING.cast(pl.Float64) + EB_CALL.cast(pl.Float64)
 )
+DAYS_TO_RENEWAL = (pl.col("term_end") - pl.col("as_of")).dt.total_microseconds() / DAY_US
 NEGATIVE_TICKET = (pl.col("sentiment") == "negative") | pl.col("escalated").fill_null(False)
 
 
@@ -1232,7 +1237,7 @@ def seat_utilisation(ctx: SignalContext) -> pl.DataFrame:
 @register_signal("days_to_renewal", family="value", unit="days", direction=0, point_source=False, reads=("deals",))
 def days_to_renewal(ctx: SignalContext) -> pl.DataFrame:
     """Days from as-of to the end of the current term: renewal urgency, not a point source."""
-    return _grid_value(ctx.contracts, (pl.col("term_end") - pl.col("as_of")).dt.total_microseconds() / DAY_US)
+    return _grid_value(ctx.contracts, DAYS_TO_RENEWAL)
 
 
 @register_signal("email_open_rate", family="activity", unit="share of emails", direction=+1, reads=("engagements",))
