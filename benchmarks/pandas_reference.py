@@ -21,6 +21,9 @@ def read_tables(folder: str | Path) -> tuple[dict[str, pd.DataFrame], dict]:
     """Read a parquet snapshot folder with pandas: the tables and the manifest."""
     folder = Path(folder)
     tables = {t: pd.read_parquet(folder / f"{t}.parquet") for t in TABLES}
+    for frame in tables.values():  # dictionary (Categorical) columns as plain text, as an analyst would have them
+        for column in frame.select_dtypes("category").columns:
+            frame[column] = frame[column].astype(object)
     manifest = json.loads((folder / "manifest.json").read_text())
     return tables, manifest
 

@@ -36,7 +36,7 @@ def renewal_signals(portal: Snapshot) -> pl.DataFrame:
     )
 
     def window(frame: pl.DataFrame, column: str, days: int) -> pl.DataFrame:
-        return dec.join(frame, on="company_id").filter(
+        return dec.join(frame.with_columns(pl.col("company_id").cast(pl.String)), on="company_id").filter(
             (pl.col(column) < pl.col("as_of")) & (pl.col(column) >= pl.col("as_of") - pl.duration(days=days))
         )
 
@@ -153,7 +153,8 @@ def test_churn_rate_is_realistic_and_probabilities_calibrated(truth):
 
 def test_churned_companies_go_quiet_after_churn(portal):
     churn = portal["deals"].filter(pl.col("stage") == "lost").select("company_id", "close_date")
-    late = portal["usage_events"].join(churn, on="company_id").filter(pl.col("occurred_at") >= pl.col("close_date"))
+    usage = portal["usage_events"].with_columns(pl.col("company_id").cast(pl.String))  # a dictionary column
+    late = usage.join(churn, on="company_id").filter(pl.col("occurred_at") >= pl.col("close_date"))
     assert churn.height > 0 and late.height == 0
     late_eng = portal["engagements"].join(churn, on="company_id").filter(pl.col("occurred_at") >= pl.col("close_date"))
     assert late_eng.height == 0

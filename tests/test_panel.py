@@ -229,3 +229,19 @@ def test_large_portals_find_the_same_customers_by_joins(demo, panel, monkeypatch
     # expansion ARR is summed in a different order (polars groups in parallel): equal up to rounding
     assert [c for c in panel.columns if c != "arr" and not by_joins[c].equals(panel[c])] == []
     np.testing.assert_allclose(by_joins["arr"].to_numpy(), panel["arr"].to_numpy(), rtol=1e-12)
+
+
+def test_usage_ids_as_text_or_dictionary_codes_give_the_same_panel(small_demo, demo, panel):
+    """Parquet snapshots store usage ids as dictionary columns and load them as Categorical; a usage table held as
+    text (e.g. assembled in memory) takes the text path of the encoding and gives the same panel."""
+    import pyarrow.parquet as pq
+
+    from hsutils.snapshot import Snapshot
+
+    stored = pq.read_schema(small_demo / "usage_events.parquet")
+    assert all(str(stored.field(c).type).startswith("dictionary") for c in ("company_id", "user_id", "event"))
+    usage = demo["usage_events"]
+    assert all(usage.schema[c] == pl.Categorical for c in ("company_id", "user_id", "event"))
+    as_text = usage.with_columns(pl.col("company_id", "user_id", "event").cast(pl.String))
+    text_panel = build_panel(Snapshot(demo.manifest, {**demo.tables, "usage_events": as_text}))
+    assert text_panel.equals(panel)

@@ -177,16 +177,22 @@ def _row_context(ctx: SignalContext, snapshot: Any, horizon_days: int, attribute
     """Company attributes, arr_segment and the outcomes of the customer rows (one row each, in their order)."""
     rows = ctx.contracts
     by_code = ctx.companies.join(attributes, on="company_id", how="left", maintain_order="left").drop("cid", "company_id")
-    rank = pl.col("arr").rank("min", descending=True).over("as_of")
-    cut = (pl.len().over("as_of") * HIGH_TOUCH_SHARE).ceil()
-    segment = rows.select(pl.when(rank <= cut).then(pl.lit("high_touch")).otherwise(pl.lit("scaled")).alias("arr_segment"))
-    return pl.concat([by_code[rows["cid"]], segment, _outcomes(rows, ctx.companies, snapshot, horizon_days)], how="horizontal")
+    # high_touch: rank <= ceil(20 % of the rows) by ARR, ties included, i.e. ARR at least the ARR ranked there
+    arr = pl.col("arr").drop_nulls().sort(descending=True)
+    at = pl.min_horizontal((pl.len() * HIGH_TOUCH_SHARE).ceil().cast(pl.Int64), pl.col("arr").count()) - 1
+    cuts = rows.group_by("k").agg(pl.when(at >= 0).then(arr.get(pl.max_horizontal(at, 0))).alias("_cut"))
+    segment = rows.select("k", "arr").join(cuts, on="k", how="left", maintain_order="left").select(
+        pl.when(pl.col("arr") >= pl.col("_cut")).then(pl.lit("high_touch")).otherwise(pl.lit("scaled")).alias("arr_segment"))
+    outcomes = _outcomes(rows, ctx.companies, snapshot, horizon_days, ctx.terms, ctx.term_of_row)
+    return pl.concat([by_code[rows["cid"]], segment, outcomes], how="horizontal")
 
 
-def _outcomes(rows: pl.DataFrame, codes: pl.DataFrame, snapshot: Any, horizon_days: int) -> pl.DataFrame:
+def _outcomes(rows: pl.DataFrame, codes: pl.DataFrame, snapshot: Any, horizon_days: int,
+              terms: pl.DataFrame | None = None, term_of_row: np.ndarray | None = None) -> pl.DataFrame:
     """outcome_churned, outcome_expanded and outcome_days_to_churn of the customer rows, in their order (they
     look only past as_of). The rows come sorted by as_of within each company code cid; `codes` maps company_id
-    to cid."""
+    to cid. Given the contract terms (cid, deal_id, term_end) and each row's term in them, renewals are matched
+    once per term; otherwise once per distinct (cid, term_deal_id) of the rows."""
     deals = snapshot["deals"]
     horizon = pl.duration(days=horizon_days)
     deals = deals.join(codes, on="company_id", how="inner")
@@ -196,15 +202,26 @@ def _outcomes(rows: pl.DataFrame, codes: pl.DataFrame, snapshot: Any, horizon_da
                 pl.col("stage").alias("renewal_stage"), pl.col("close_date").alias("renewal_close"))
         .sort("cid", "renewal_start")
     )
-    terms = rows.select("cid", "term_deal_id", "term_end").unique(["cid", "term_deal_id"]).sort("cid", "term_end")
+    by_term = terms is not None and term_of_row is not None
+    if by_term:
+        matching = terms.select("cid", pl.col("deal_id").alias("term_deal_id"), "term_end").with_row_index("_term")
+    else:
+        matching = rows.select("cid", "term_deal_id", "term_end").unique(["cid", "term_deal_id"])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        matched = terms.join_asof(
+        matched = matching.sort("cid", "term_end").join_asof(
             renewals, left_on="term_end", right_on="renewal_start", by="cid", strategy="nearest",
             tolerance=timedelta(days=RENEWAL_MATCH_DAYS), check_sortedness=False,
-        ).filter(pl.col("renewal_deal_id") != pl.col("term_deal_id"))
-    out = rows.select("cid", "as_of", "term_deal_id", "term_end").join(
-        matched.drop("term_end"), on=["cid", "term_deal_id"], how="left", maintain_order="left")
+        ).with_columns(  # a renewal is never its own term's renewal
+            pl.when(pl.col("renewal_deal_id") != pl.col("term_deal_id")).then(pl.col("renewal_stage", "renewal_close"))
+        )
+    if by_term:
+        per_term = matched.sort("_term").select("renewal_stage", "renewal_close")
+        out = pl.concat([rows.select("cid", "as_of", "term_end"), per_term[term_of_row]], how="horizontal")
+    else:
+        out = rows.select("cid", "as_of", "term_deal_id", "term_end").join(
+            matched.select("cid", "term_deal_id", "renewal_stage", "renewal_close"), on=["cid", "term_deal_id"],
+            how="left", maintain_order="left")
     in_horizon = (pl.col("term_end") > pl.col("as_of")) & (pl.col("term_end") <= pl.col("as_of") + horizon)
     churned = (
         pl.when(in_horizon & (pl.col("renewal_stage") == "lost")).then(1)

@@ -35,10 +35,12 @@ class Column:
     nullable: bool = False  # may hold empty values
     values: tuple[str, ...] | None = None  # allowed values for enum columns
     default: object = None  # value for an optional column that is absent or empty
+    dictionary: bool = False  # text held as a Categorical (dictionary) column: a few values repeat on many rows
 
     @property
     def dtype(self) -> pl.DataType:
-        return KIND_DTYPES[self.kind]
+        """The dtype of the column in a loaded snapshot (Categorical for dictionary columns)."""
+        return pl.Categorical() if self.dictionary else KIND_DTYPES[self.kind]
 
 
 @dataclass(frozen=True)
@@ -170,10 +172,10 @@ TABLES: dict[str, Table] = {
         Table(
             "usage_events",
             (
-                Column("company_id", "id"),
-                Column("user_id", "id"),
+                Column("company_id", "id", dictionary=True),
+                Column("user_id", "id", dictionary=True),
                 Column("occurred_at", "datetime"),
-                Column("event", "str"),
+                Column("event", "str", dictionary=True),
                 Column("count", "int", required=False, default=1),
             ),
             primary_key=None,

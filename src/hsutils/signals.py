@@ -101,6 +101,7 @@ TOUCH_CAP_DAYS = 365
 TREND_WEEKS = 8
 MAX_CUSTOMER_CELLS = 2**27  # (week x company) cells of the customer array; larger portals use joins
 SHARED_LOOKBACK_WEEKS = 18  # weekly totals cover at least 120 days before the first as-of
+CHUNK_ROWS = 1 << 20  # usage rows per chunk where the helpers work through the rows in pieces
 DEFAULT_LOGIN_EVENT = "login"
 
 
@@ -252,6 +253,8 @@ class UsageCodes:
     n_positions: int
     members: np.ndarray  # company code of each position
     cell: np.ndarray
+    week: np.ndarray  # week - k0 of every row (int16)
+    position: np.ndarray  # customer position of every row
     user: np.ndarray
     event: np.ndarray
     count: np.ndarray
@@ -259,14 +262,9 @@ class UsageCodes:
     users_complete: bool = True
 
     @property
-    def position(self) -> np.ndarray:
-        """Customer position of every row."""
-        return self.cell % self.n_positions
-
-    @property
     def k(self) -> np.ndarray:
         """Week index of every row."""
-        return self.cell // self.n_positions + self.k0
+        return self.week.astype(np.int64) + self.k0
 
     @property
     def cid(self) -> np.ndarray:
@@ -304,6 +302,10 @@ class SignalContext:
         self._grid: pl.DataFrame | None = None
         self._prefetch: Future | None = None
         self._prefetch_thread: int | None = None
+        # the contract terms (cid, deal_id, term_end) and each grid row's term in them, when the rows were found
+        # on the (week x company) array
+        self.terms: pl.DataFrame | None = None
+        self.term_of_row: np.ndarray | None = None
         self._rows = self._customer_rows()
         # rectangle layout: customers of the grid (positions) x weeks
         grid_cids = self._rows["cid"].to_numpy()
@@ -397,13 +399,27 @@ class SignalContext:
         expr = pl.col(expr) if isinstance(expr, str) else expr
         return expr.cast(pl.String).cast(self._company_enum, strict=False).to_physical().cast(pl.UInt32).alias("cid")
 
+    def _company_code_of(self, frame: pl.DataFrame, column: str = "company_id") -> pl.Expr:
+        """The company code cid of `frame[column]`: read from the dictionary codes when the column is Categorical
+        (no text is compared), else as `company_code`."""
+        if frame.schema.get(column) != pl.Categorical or frame.height == 0:
+            return self.company_code(column)
+        code = pl.col(column).to_physical()
+        # every Categorical column shares one dictionary: the companies' own ids give their codes in it
+        known = self.companies["company_id"].cast(pl.Categorical).to_physical().to_numpy()
+        top = max(int(frame.select(code.max()).item() or 0), int(known.max(initial=0)))
+        cid_of_code = np.full(top + 1, -1, dtype=np.int64)
+        cid_of_code[known] = np.arange(known.size)
+        lookup = pl.Series(cid_of_code).cast(pl.UInt32, strict=False)  # -1 (unknown company) becomes null
+        return pl.lit(lookup).gather(code).alias("cid")
+
     def _with_cid(self, name: str) -> pl.DataFrame:
         """The table with its company codes (computed once per table; kept when the table already has them)."""
         key = ("with_cid", name)
         if key not in self._cache:
             frame = self.frame(name)
             self._cache[key] = frame if "cid" in frame.columns else frame.with_columns(
-                frame.select(self.company_code()).to_series())
+                frame.select(self._company_code_of(frame)).to_series())
         return self._cache[key]
 
     def usage_weekly(self) -> str:
@@ -438,22 +454,29 @@ class SignalContext:
         width = self.k_max - k0 + 1
         n = max(self.n_positions, 1)
         cell_type = np.int32 if (width + 1) * n < 2**31 else np.int64
+        week_type = pl.Int16 if width < 2**15 else pl.Int32
+        usage = self.frame("usage_events")
+
+        def categorical(column: str) -> pl.Expr:  # dictionary columns are read as they are: no text is hashed
+            expr = pl.col(column)
+            return expr if usage.schema.get(column) == pl.Categorical else expr.cast(pl.String).cast(pl.Categorical)
+
         rows = (
-            self.frame("usage_events").lazy()
+            usage.lazy()
             .select(
-                (self.week_of(pl.col("occurred_at")) - k0).fill_null(-1).alias("week"),
-                self._position_of(self.company_code()).fill_null(-1).cast(pl.Int32).alias("position"),
-                pl.col("user_id").cast(pl.String).cast(pl.Categorical).to_physical().alias("user"),
-                pl.col("event").cast(pl.String).cast(pl.Categorical).alias("event"),
+                (self.week_of(pl.col("occurred_at")) - k0).clip(-1, width).fill_null(-1).cast(week_type).alias("week"),
+                self._position_of(self._company_code_of(usage)).fill_null(-1).cast(pl.Int32).alias("position"),
+                categorical("user_id").to_physical().alias("user"),
+                categorical("event").alias("event"),
                 pl.col("count").cast(pl.Float64).fill_null(0.0),
             )
             .collect()
         )
-        week = rows["week"].to_numpy().astype(cell_type, copy=False)
+        week = rows["week"].to_numpy()
         position = rows["position"].to_numpy().astype(cell_type, copy=False)
         keep = (position >= 0) & (week >= 0) & (week < width)  # customers of the panel, weeks it can look at
-        cell = week * cell_type(n) + position
-        del week, position
+        cell = week * cell_type(n)  # the cell type (not the week's narrower one): no overflow
+        cell += position
         users_complete = rows["user"].null_count() == 0
         user = rows["user"].to_numpy() if users_complete else rows["user"].fill_null(0).to_numpy()
         names = rows["event"]
@@ -463,7 +486,7 @@ class SignalContext:
         count = rows["count"].to_numpy()
         del rows
         if not keep.all():
-            cell, user, event, count = cell[keep], user[keep], event[keep], count[keep]
+            cell, week, position, user, event, count = (a[keep] for a in (cell, week, position, user, event, count))
             names = names.filter(pl.Series(keep))
         # dense event codes 0..E-1 in order of the names' codes; -1 for rows without an event (code size - 1)
         present = np.zeros(size, dtype=bool)
@@ -483,6 +506,8 @@ class SignalContext:
             n_positions=n,
             members=self.members,
             cell=cell,
+            week=week,
+            position=position,
             user=user,
             event=dense[event],
             count=count,
@@ -791,11 +816,12 @@ class SignalContext:
 
     def _user_week_bitmap_counts(self, codes: UsageCodes, weeks: int) -> np.ndarray | None:
         """Distinct users per customer over `weeks` whole weeks from a (week x user) activity bitmap, aligned with
-        the grid. Needs every user code to belong to one company; None otherwise or when the bitmap is too large."""
+        the grid. Needs every user code to belong to one company; None otherwise or when the bitmap is too large.
+
+        A user's window flag changes from one as-of week to the next only where a run of active weeks starts or
+        ends, so each company's count is the running total of +1 (a run starts) and -1 (a run ends) over the weeks."""
         if codes.user.size == 0:
             return np.zeros(self._rows.height)
-        from scipy import sparse
-
         seen = np.zeros(int(codes.user.max()) + 1, dtype=bool)
         seen[codes.user] = True
         dense = np.cumsum(seen, dtype=np.int32) - 1
@@ -805,27 +831,31 @@ class SignalContext:
         span = self.k_max - first + 2
         if n_users * span > 2**28:
             return None
-        user = dense[codes.user]
-        week, position = np.divmod(codes.cell, codes.cell.dtype.type(codes.n_positions))
-        owner = np.full(n_users, -1, dtype=position.dtype)
-        owner[user] = position
-        if not np.array_equal(owner[user], position):  # a user id shared by companies: count per company
-            return None
-        del position
-        week += codes.cell.dtype.type(codes.k0 - first + 1)  # now the bitmap row
-        np.maximum(week, 0, out=week)
-        week *= codes.cell.dtype.type(n_users)
-        week += user
+        owner = np.full(n_users, -1, dtype=codes.position.dtype)
         active = np.zeros((span, n_users), dtype=bool)
-        active.reshape(-1)[week] = True
+        flat = active.reshape(-1)
+        shift = codes.k0 - first + 1
+        for lo in range(0, codes.user.size, CHUNK_ROWS):  # chunks keep the temporaries small and reused
+            user = dense[codes.user[lo:lo + CHUNK_ROWS]]
+            owner[user] = codes.position[lo:lo + CHUNK_ROWS]
+            row = np.maximum(codes.week[lo:lo + CHUNK_ROWS].astype(np.int64) + shift, 0)
+            flat[row * n_users + user] = True
+        for lo in range(0, codes.user.size, CHUNK_ROWS):
+            if not np.array_equal(owner[dense[codes.user[lo:lo + CHUNK_ROWS]]], codes.position[lo:lo + CHUNK_ROWS]):
+                return None  # a user id shared by companies: count per company
         in_window = active[weeks:].copy()  # row j: week k_min + j
         for back in range(1, weeks):
             in_window |= active[weeks - back:span - back]
-        users_of = sparse.csr_matrix(
-            (np.ones(n_users, dtype=np.float32), (owner, np.arange(n_users))), shape=(codes.n_positions, n_users)
-        )
-        counts = np.asarray(users_of @ in_window.T.view(np.uint8))  # position x week (exact: float32 holds counts)
-        return counts[self.grid_position, self.grid_week - self.k_min].astype(np.float64)
+        del active, flat
+        changed = np.empty_like(in_window)
+        changed[0] = in_window[0]
+        np.not_equal(in_window[1:], in_window[:-1], out=changed[1:])
+        where = np.flatnonzero(changed)
+        week, user = np.divmod(where, n_users)
+        step = np.where(in_window.reshape(-1)[where], 1.0, -1.0)
+        changes = np.bincount(week * codes.n_positions + owner[user], weights=step, minlength=in_window.shape[0] * codes.n_positions)
+        counts = np.cumsum(changes.reshape(in_window.shape[0], codes.n_positions), axis=0)  # week x position
+        return counts[self.grid_week - self.k_min, self.grid_position]
 
     def _distinct_whole_weeks(self, cid: np.ndarray, key: np.ndarray, k: np.ndarray, weeks: int) -> np.ndarray | None:
         """Distinct keys per company over `weeks` whole weeks, aligned with the grid; None when (company, key,
@@ -1011,6 +1041,7 @@ class SignalContext:
             self.companies["company_id"].gather(cid),
             self.as_of_expr("k").alias("as_of"),
         )
+        self.terms, self.term_of_row = terms.select("cid", "deal_id", "term_end"), rank
         picked = terms.select(
             pl.col("deal_id").alias("term_deal_id"), "term_start", "term_end", pl.col("seats").alias("term_seats"),
             pl.col("arr").alias("term_arr"),

@@ -197,7 +197,11 @@ def write_snapshot(
             frame = tables[table]
             canonical = [c for c in TABLES[table].column_names if c in frame.columns]
             frame = frame.select(canonical + [c for c in frame.columns if c not in canonical])
-            if fmt == "parquet":
+            if fmt == "parquet":  # dictionary columns are stored as such: reading them back hashes no text
+                frame = frame.with_columns(
+                    pl.col(c.name).cast(pl.String).cast(pl.Categorical) for c in TABLES[table].columns
+                    if c.dictionary and c.name in frame.columns and frame.schema[c.name] != pl.Categorical
+                )
                 frame.write_parquet(staging / f"{table}.parquet", compression="zstd", statistics=True)
             else:
                 frame.write_csv(staging / f"{table}.csv", datetime_format="%Y-%m-%dT%H:%M:%S%.fZ")

@@ -23,7 +23,7 @@ from __future__ import annotations
 import codecs
 import contextlib
 import csv
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -403,6 +403,12 @@ def _parse_timestamps(text: pl.Series) -> pl.Series:
 def _convert(series: pl.Series, column: Column) -> tuple[pl.Series, pl.Series | None, str]:
     """Cast one column to its canonical dtype; return (values, mask of unreadable values or None, what is wrong)."""
     kind, dtype = column.kind, series.dtype
+    if column.dictionary:  # text kept as dictionary codes: read as they are when the file stores them so
+        if dtype == pl.Categorical:
+            empty = series == ""
+            return (series if not empty.any() else pl.select(pl.when(empty).then(None).otherwise(series)).to_series()
+                    .alias(series.name)), None, ""
+        return _as_text(series).cast(pl.Categorical), None, ""
     if kind in ("id", "str", "enum"):
         text = _as_text(series)
         if kind == "enum" and column.values:
@@ -595,11 +601,13 @@ def table_schema(
     table: str,
     created_at: datetime | None = None,
     known_ids: Mapping[str, pl.Series] | None = None,
+    plain_text: Collection[str] = (),
 ) -> pa.DataFrameSchema:
     """The pandera schema of a canonical table, built from `hsutils.schema.TABLES`.
 
     With `created_at`, no time column may be later than it; with `known_ids` (`{"company_id": ids, ...}`), id
-    columns must refer to known rows. Extra columns are allowed.
+    columns must refer to known rows. Dictionary columns are Categorical, or String when named in `plain_text`
+    (tables assembled in memory before they are written). Extra columns are allowed.
     """
     import pandera.polars as pa
 
@@ -645,7 +653,7 @@ def table_schema(
             )
         checks.extend(_relational_checks(table, name))
         columns[name] = pa.Column(
-            column.dtype,
+            pl.String if column.dictionary and name in plain_text else column.dtype,
             nullable=column.nullable,
             unique=name == spec.primary_key,
             checks=checks,
@@ -767,7 +775,8 @@ def validate_table(
 
     if table in NON_EMPTY_TABLES and frame.height == 0:
         raise InputError(f"table {table}: no rows (a snapshot needs at least one row in {table})")
-    schema = table_schema(table, created_at, known_ids)
+    plain_text = [c.name for c in TABLES[table].columns if c.dictionary and frame.schema.get(c.name) == pl.String]
+    schema = table_schema(table, created_at, known_ids, plain_text)
     try:
         schema.validate(frame, lazy=True)
     except pandera.errors.SchemaErrors as exc:
@@ -781,7 +790,7 @@ def validate_table(
 def check_core_events(usage_events: pl.DataFrame, manifest: Manifest) -> None:
     """Every event the manifest names as a value moment must occur in usage_events."""
     core = pl.Series("event", list(manifest.core_events), dtype=pl.String)
-    missing = core.filter(~core.is_in(usage_events["event"].unique().implode()))
+    missing = core.filter(~core.is_in(usage_events["event"].unique().cast(pl.String).implode()))
     if missing.len():
         seen = usage_events["event"].value_counts(sort=True)["event"].head(5).to_list()
         raise InputError(
