@@ -143,11 +143,11 @@ def _class_panel(snapshot: Any, anchor: datetime, dates: list[datetime], chosen:
     this thread computes the signals that declare other tables, the segments and the outcomes. Signals that
     declare nothing run last, here."""
     weeks = [int((d - anchor) // timedelta(weeks=1)) for d in dates]
-    ctx = SignalContext(snapshot, anchor, weeks)
+    in_background = [s for s in chosen if s.reads is not None and "usage_events" in s.reads]
+    ctx = SignalContext(snapshot, anchor, weeks, read_usage_early=bool(in_background))
     keys = ctx.keys
     if keys.height == 0:
         return ctx.contracts.drop("k")
-    in_background = [s for s in chosen if s.reads is not None and "usage_events" in s.reads]
     last = [s for s in chosen if s.reads is None]
     background = ctx.run_in_background(lambda: {s.name: _signal_values(ctx, s) for s in in_background})
     computed = {s.name: _signal_values(ctx, s) for s in chosen if s not in in_background and s not in last}

@@ -244,8 +244,9 @@ class UsageCodes:
 
     `cell` is the row's place in the (week x customer position) rectangle that starts at week `k0`, `width` weeks
     long and `n_positions` customers wide, laid out week by week: cell = (week - k0) * n_positions + position, so
-    rows in time order touch nearby cells. `user` holds exact codes of user_id (equal codes = equal ids;
-    `users_complete` is False when some user ids are missing); `event` indexes `event_names` (-1: no event).
+    rows in time order touch nearby cells. `user` holds exact, dense codes of user_id (equal codes = equal ids,
+    0 .. n_users - 1; `users_complete` is False when some user ids are missing); `event` indexes `event_names`
+    (-1: no event).
     """
 
     k0: int
@@ -254,12 +255,13 @@ class UsageCodes:
     members: np.ndarray  # company code of each position
     cell: np.ndarray
     week: np.ndarray  # week - k0 of every row (int16)
-    position: np.ndarray  # customer position of every row
+    company: np.ndarray  # company code cid of every row
     user: np.ndarray
     event: np.ndarray
     count: np.ndarray
     event_names: pl.Series
     users_complete: bool = True
+    n_users: int = 0  # user codes lie in 0 .. n_users - 1
 
     @property
     def k(self) -> np.ndarray:
@@ -267,9 +269,14 @@ class UsageCodes:
         return self.week.astype(np.int64) + self.k0
 
     @property
+    def position(self) -> np.ndarray:
+        """Customer position of every row."""
+        return self.cell % self.n_positions
+
+    @property
     def cid(self) -> np.ndarray:
         """Company code of every row."""
-        return self.members[self.position]
+        return self.company
 
 
 class SignalContext:
@@ -281,7 +288,9 @@ class SignalContext:
     cid, k and value in the grid's row order (`values(array)` builds one from an array aligned with the grid).
     """
 
-    def __init__(self, snapshot: Any, anchor: datetime, weeks: list[int]) -> None:
+    def __init__(self, snapshot: Any, anchor: datetime, weeks: list[int], read_usage_early: bool = False) -> None:
+        """`read_usage_early` starts reading the usage events in a daemon thread while the customer rows are found
+        (the panel does; it pays off when the usage helpers will be used)."""
         self.snapshot = snapshot
         self.anchor = anchor
         self.weeks = sorted(set(weeks))
@@ -306,15 +315,20 @@ class SignalContext:
         # on the (week x company) array
         self.terms: pl.DataFrame | None = None
         self.term_of_row: np.ndarray | None = None
+        self._usage_read: Future | None = None
+        if read_usage_early:
+            self._usage_read = Future()
+            threading.Thread(target=self._read_usage_into, args=(self._usage_read,), name="hsutils-usage-read",
+                             daemon=True).start()
         self._rows = self._customer_rows()
         # rectangle layout: customers of the grid (positions) x weeks
         grid_cids = self._rows["cid"].to_numpy()
         members = np.unique(grid_cids)
-        self._position_of_cid = np.full(self.companies.height + 1, -1, dtype=np.int64)
+        self._position_of_cid = np.full(self.companies.height + 1, -1, dtype=np.int32)
         self._position_of_cid[members] = np.arange(members.size)
         self.members = members
         self.n_positions = int(members.size)
-        self.grid_position = self._position_of_cid[grid_cids]
+        self.grid_position = self._position_of_cid[grid_cids].astype(np.int64)
         self.grid_week = self._rows["k"].to_numpy().astype(np.int64)
 
     @property
@@ -450,44 +464,65 @@ class SignalContext:
         key = "usage_codes"
         if key in self._cache:
             return self._cache[key]
-        k0 = self.k_min - SHARED_LOOKBACK_WEEKS
-        width = self.k_max - k0 + 1
+        k0, width = self._usage_weeks()
         n = max(self.n_positions, 1)
         cell_type = np.int32 if (width + 1) * n < 2**31 else np.int64
-        week_type = pl.Int16 if width < 2**15 else pl.Int32
+        read = self._usage_read.result() if self._usage_read is not None else self._read_usage()
+        week, company, user, event, count = read["week"], read["cid"], read["user"], read["event"], read["count"]
+        cell = np.empty(week.size, dtype=cell_type)
+        every_row = True
+        for lo in range(0, week.size, CHUNK_ROWS):  # chunks keep the temporaries small and reused
+            position = self._position_of_cid[company[lo:lo + CHUNK_ROWS]]  # no company code (-1): -1
+            np.multiply(week[lo:lo + CHUNK_ROWS], cell_type(n), out=cell[lo:lo + CHUNK_ROWS])
+            cell[lo:lo + CHUNK_ROWS] += position
+            every_row = every_row and bool(np.all((position >= 0) & (week[lo:lo + CHUNK_ROWS] >= 0)
+                                                  & (week[lo:lo + CHUNK_ROWS] < width)))
+        if not every_row:  # keep the panel's customers in the weeks it can look at
+            keep = (self._position_of_cid[company] >= 0) & (week >= 0) & (week < width)
+            cell, week, company, user, event, count = (a[keep] for a in (cell, week, company, user, event, count))
+        codes = UsageCodes(k0=k0, width=width, n_positions=n, members=self.members, cell=cell, week=week,
+                           company=company, user=user, event=event, count=count, event_names=read["event_names"],
+                           users_complete=read["users_complete"], n_users=read["n_users"])
+        self._cache[key] = codes
+        return codes
+
+    def _usage_weeks(self) -> tuple[int, int]:
+        """First week k0 and number of weeks of the usage the helpers look at."""
+        k0 = self.k_min - SHARED_LOOKBACK_WEEKS
+        return k0, self.k_max - k0 + 1
+
+    def _read_usage(self) -> dict[str, Any]:
+        """The usage rows as numpy arrays, before the customers are known: week - k0 (clipped to -1 .. width),
+        company code cid (-1 when none), dense user codes (0 .. n_users - 1), dense event codes (indexes of
+        event_names; -1 without an event) and count."""
+        k0, width = self._usage_weeks()
         usage = self.frame("usage_events")
 
         def categorical(column: str) -> pl.Expr:  # dictionary columns are read as they are: no text is hashed
             expr = pl.col(column)
             return expr if usage.schema.get(column) == pl.Categorical else expr.cast(pl.String).cast(pl.Categorical)
 
-        rows = (
-            usage.lazy()
-            .select(
-                (self.week_of(pl.col("occurred_at")) - k0).clip(-1, width).fill_null(-1).cast(week_type).alias("week"),
-                self._position_of(self._company_code_of(usage)).fill_null(-1).cast(pl.Int32).alias("position"),
-                categorical("user_id").to_physical().alias("user"),
-                categorical("event").alias("event"),
-                pl.col("count").cast(pl.Float64).fill_null(0.0),
-            )
-            .collect()
-        )
-        week = rows["week"].to_numpy()
-        position = rows["position"].to_numpy().astype(cell_type, copy=False)
-        keep = (position >= 0) & (week >= 0) & (week < width)  # customers of the panel, weeks it can look at
-        cell = week * cell_type(n)  # the cell type (not the week's narrower one): no overflow
-        cell += position
+        rows = usage.lazy().select(
+            (self.week_of(pl.col("occurred_at")) - k0).clip(-1, width).fill_null(-1)
+            .cast(pl.Int16 if width < 2**15 else pl.Int32).alias("week"),
+            self._company_code_of(usage).cast(pl.Int32).fill_null(-1).alias("cid"),
+            categorical("user_id").to_physical().alias("user"),
+            categorical("event").alias("event"),
+            pl.col("count").cast(pl.Float64).fill_null(0.0),
+        ).collect(engine="in-memory")  # from a table in one chunk, columns in one chunk: numpy reads them in place
         users_complete = rows["user"].null_count() == 0
-        user = rows["user"].to_numpy() if users_complete else rows["user"].fill_null(0).to_numpy()
+        raw_user = (rows["user"] if users_complete else rows["user"].fill_null(0)).to_numpy()
+        seen = np.zeros(int(raw_user.max(initial=0)) + 1, dtype=bool)
+        seen[raw_user] = True
+        n_users = int(np.count_nonzero(seen))
+        if seen.size <= n_users + n_users // 4:  # codes nearly dense already: use them as they are
+            user, n_users = raw_user, seen.size
+        else:
+            user = (np.cumsum(seen, dtype=np.int32) - 1)[raw_user]
         names = rows["event"]
         physical = names.to_physical()
         size = int(physical.max()) + 2 if physical.len() > physical.null_count() else 1
         event = (physical.fill_null(size - 1) if physical.null_count() else physical).to_numpy()
-        count = rows["count"].to_numpy()
-        del rows
-        if not keep.all():
-            cell, week, position, user, event, count = (a[keep] for a in (cell, week, position, user, event, count))
-            names = names.filter(pl.Series(keep))
         # dense event codes 0..E-1 in order of the names' codes; -1 for rows without an event (code size - 1)
         present = np.zeros(size, dtype=bool)
         present[event] = True
@@ -500,22 +535,22 @@ class SignalContext:
         some_row[head] = np.arange(head.size)
         if (some_row[codes_present] < 0).any():  # an event first seen further down
             some_row[event] = np.arange(event.size)
-        codes = UsageCodes(
-            k0=k0,
-            width=width,
-            n_positions=n,
-            members=self.members,
-            cell=cell,
-            week=week,
-            position=position,
-            user=user,
-            event=dense[event],
-            count=count,
-            event_names=names.gather(some_row[codes_present]).cast(pl.String),
-            users_complete=users_complete,
-        )
-        self._cache[key] = codes
-        return codes
+        return {
+            "week": rows["week"].to_numpy(),
+            "cid": rows["cid"].to_numpy(),
+            "user": user,
+            "n_users": n_users,
+            "users_complete": users_complete,
+            "event": dense[event],
+            "event_names": names.gather(some_row[codes_present]).cast(pl.String),
+            "count": rows["count"].to_numpy(),
+        }
+
+    def _read_usage_into(self, result: Future) -> None:
+        try:
+            result.set_result(self._read_usage())
+        except BaseException as exc:  # noqa: BLE001 - handed to the thread that encodes the usage
+            result.set_exception(exc)
 
     def _event_mask(self, where: pl.Expr | None) -> np.ndarray:
         """Which usage event codes satisfy `where`, an expression on the `event` column (evaluated per name); the
@@ -541,8 +576,11 @@ class SignalContext:
             return self._cache[key]
         codes = self.usage_codes()
         mask = self._event_mask(where)
-        weights = codes.count if mask.all() else codes.count * mask[codes.event]
-        totals = np.bincount(codes.cell, weights=weights, minlength=codes.n_positions * codes.width)
+        cells, weights = codes.cell, codes.count
+        if not mask.all():  # only the matching rows: a boolean pick is cheaper than weighting every row
+            picked = mask[codes.event]
+            cells, weights = cells[picked], weights[picked]
+        totals = np.bincount(cells, weights=weights, minlength=codes.n_positions * codes.width)
         result = WeeklyTotals(
             codes.k0, {"value": totals.reshape(codes.width, codes.n_positions).T}, {"value": {}},
             self._usage_grid_index(codes.k0), reach=self.k_min - codes.k0, week_step=codes.n_positions,
@@ -757,8 +795,9 @@ class SignalContext:
 
     def _accumulated_at_grid(self, ufunc: np.ufunc, cells: np.ndarray) -> np.ndarray:
         """Accumulate an array of `_week_cells` over the weeks of each customer with `ufunc` (np.add: running
-        totals; np.maximum: carried forward) and read it at the panel rows."""
-        return ufunc.accumulate(cells.reshape(-1, max(self.n_positions, 1)), axis=0).reshape(-1)[self._grid_cells]
+        totals; np.maximum: carried forward), in place (`cells` is overwritten), and read it at the panel rows."""
+        weekly = cells.reshape(-1, max(self.n_positions, 1))
+        return ufunc.accumulate(weekly, axis=0, out=weekly).reshape(-1)[self._grid_cells]  # in place: no new array
 
     def window_distinct(self, table: str, time: str, key_expr: pl.Expr, days: int, where: pl.Expr | None = None) -> pl.DataFrame:
         """Number of distinct `key_expr` values among rows with `time` in (as_of - days, as_of]: frame[cid, k, value].
@@ -822,27 +861,25 @@ class SignalContext:
         ends, so each company's count is the running total of +1 (a run starts) and -1 (a run ends) over the weeks."""
         if codes.user.size == 0:
             return np.zeros(self._rows.height)
-        seen = np.zeros(int(codes.user.max()) + 1, dtype=bool)
-        seen[codes.user] = True
-        dense = np.cumsum(seen, dtype=np.int32) - 1
-        n_users = int(dense[-1]) + 1
+        n_users = codes.n_users
         # bitmap rows: row 0 takes every week too old to reach an as-of window, row j >= 1 week first - 1 + j
         first = self.k_min - weeks + 1
         span = self.k_max - first + 2
         if n_users * span > 2**28:
             return None
-        owner = np.full(n_users, -1, dtype=codes.position.dtype)
+        owner = np.full(n_users, -1, dtype=codes.company.dtype)  # the company code of each user
         active = np.zeros((span, n_users), dtype=bool)
         flat = active.reshape(-1)
         shift = codes.k0 - first + 1
         for lo in range(0, codes.user.size, CHUNK_ROWS):  # chunks keep the temporaries small and reused
-            user = dense[codes.user[lo:lo + CHUNK_ROWS]]
-            owner[user] = codes.position[lo:lo + CHUNK_ROWS]
+            user = codes.user[lo:lo + CHUNK_ROWS]
+            owner[user] = codes.company[lo:lo + CHUNK_ROWS]
             row = np.maximum(codes.week[lo:lo + CHUNK_ROWS].astype(np.int64) + shift, 0)
             flat[row * n_users + user] = True
         for lo in range(0, codes.user.size, CHUNK_ROWS):
-            if not np.array_equal(owner[dense[codes.user[lo:lo + CHUNK_ROWS]]], codes.position[lo:lo + CHUNK_ROWS]):
+            if not np.array_equal(owner[codes.user[lo:lo + CHUNK_ROWS]], codes.company[lo:lo + CHUNK_ROWS]):
                 return None  # a user id shared by companies: count per company
+        owner = self._position_of_cid[owner]  # users of no kept row (-1) are never active
         in_window = active[weeks:].copy()  # row j: week k_min + j
         for back in range(1, weeks):
             in_window |= active[weeks - back:span - back]
@@ -1014,7 +1051,7 @@ class SignalContext:
         seen = lost_week < hi
         np.maximum.at(lost_close, np.maximum(lost_week[seen] - lo, 0) * n_companies + lost["cid"].to_numpy().astype(np.int64)[seen],
                       lost["close"].to_numpy()[seen])
-        lost_close = np.maximum.accumulate(lost_close.reshape(n_weeks, n_companies), axis=0).reshape(-1)
+        np.maximum.accumulate(lost_close.reshape(n_weeks, n_companies), axis=0, out=lost_close.reshape(n_weeks, n_companies))
         term_start = terms["term_start"].dt.epoch("us").fill_null(np.iinfo(np.int64).min).to_numpy()
         customer = current >= 0
         ended = customer & (lost_close != np.iinfo(np.int64).min)
@@ -1036,6 +1073,8 @@ class SignalContext:
         expansion_seats = np.bincount(exp_slot[counted], weights=expansions["seats"].fill_null(0).to_numpy()[exp_row[counted]],
                                       minlength=cells.size)
         tenure = terms.group_by("cid").agg(pl.col("effective_start").min().alias("tenure_start"))
+        tenure_by_cid = pl.Series("tenure_start", [None] * n_companies, dtype=UTC_DATETIME).scatter(
+            tenure["cid"], tenure["tenure_start"])
         cid = pl.Series("cid", cells % n_companies, dtype=pl.UInt32)
         rows = pl.DataFrame([cid, pl.Series("k", cells // n_companies + lo, dtype=pl.Int32)]).with_columns(
             self.companies["company_id"].gather(cid),
@@ -1051,8 +1090,8 @@ class SignalContext:
             .with_columns(
                 (pl.col("term_seats") + pl.Series(expansion_seats).cast(pl.Int64)).alias("contracted_seats"),
                 (pl.col("term_arr") + pl.Series(expansion_arr)).alias("arr"),
+                tenure_by_cid.gather(cid),
             )
-            .join(tenure, on="cid", how="left", maintain_order="left")
             .select("cid", "k", "company_id", "as_of", "term_deal_id", "term_start", "term_end", "contracted_seats", "arr",
                     "tenure_start")
         )

@@ -157,9 +157,10 @@ def load_snapshot(folder: str | Path, mapping: str | Path | None = None, validat
             raise InputError(f"table {table}: no {table}.parquet or {table}.csv in {folder}")
         raw = validation.read_table_file(path, table)
         value_map, column_map = portal.for_table(table)
+        # one chunk per column: later steps read the columns as numpy arrays without copying them
         tables[table] = validation.coerce_table(
             raw, table, value_map, column_map, source=path.name, strip_text=path.suffix == ".csv"
-        )
+        ).rechunk()
     snapshot = Snapshot(manifest=manifest, tables=tables, path=folder)
     if validate:
         validation.validate_snapshot(snapshot)
