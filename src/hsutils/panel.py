@@ -25,7 +25,9 @@ seats are those of that term plus won expansions in force.
 
 from __future__ import annotations
 
+import threading
 import warnings
+from collections import deque
 from collections.abc import Iterable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -135,23 +137,51 @@ def _signal_values(ctx: SignalContext, signal: Signal) -> pl.DataFrame:
     return values.select(pl.col("cid").cast(pl.UInt32), pl.col("k").cast(pl.Int32), pl.col("value").cast(pl.Float64).alias(signal.name))
 
 
+class _SharedQueue:
+    """Signals two threads share out: the background takes them from the front, the calling thread, once done
+    with its own work, from the back; each signal is computed once."""
+
+    def __init__(self, signals: list[Signal]) -> None:
+        self._left = deque(signals)
+        self._lock = threading.Lock()
+        self.started = threading.Event()  # set once the background thread has taken a signal (or found none)
+
+    def compute(self, ctx: SignalContext, from_front: bool) -> dict[str, pl.DataFrame]:
+        """Compute signals from one end of the queue until it is empty."""
+        done: dict[str, pl.DataFrame] = {}
+        while True:
+            with self._lock:
+                signal = (self._left.popleft() if from_front else self._left.pop()) if self._left else None
+            if from_front:
+                self.started.set()
+            if signal is None:
+                return done
+            done[signal.name] = _signal_values(ctx, signal)
+
+
 def _class_panel(snapshot: Any, anchor: datetime, dates: list[datetime], chosen: list[Signal], horizon_days: int,
                  attributes: pl.DataFrame) -> pl.DataFrame:
     """The panel rows of as-of dates that lie on one weekly grid (all `dates` = anchor + k weeks).
 
     Signals that read usage events run in a background thread, after the usage events are encoded; meanwhile
-    this thread computes the signals that declare other tables, the segments and the outcomes. Signals that
-    declare nothing run last, here."""
+    this thread computes the signals that declare other tables, the segments and the outcomes, then takes the
+    usage signals the background has not started, from the end of their list. Signals that declare nothing run
+    last, here."""
     weeks = [int((d - anchor) // timedelta(weeks=1)) for d in dates]
     in_background = [s for s in chosen if s.reads is not None and "usage_events" in s.reads]
-    ctx = SignalContext(snapshot, anchor, weeks, read_usage_early=bool(in_background))
+    read = {t for s in chosen if s.reads for t in s.reads} - {"usage_events", "deals"}  # deals: coded at once
+    ctx = SignalContext(snapshot, anchor, weeks, read_usage_early=bool(in_background), code_early=sorted(read))
     keys = ctx.keys
     if keys.height == 0:
         return ctx.contracts.drop("k")
     last = [s for s in chosen if s.reads is None]
-    background = ctx.run_in_background(lambda: {s.name: _signal_values(ctx, s) for s in in_background})
+    shared = _SharedQueue(in_background)
+    background = ctx.run_in_background(lambda: shared.compute(ctx, from_front=True))
     computed = {s.name: _signal_values(ctx, s) for s in chosen if s not in in_background and s not in last}
     context = _row_context(ctx, snapshot, horizon_days, attributes)
+    while not shared.started.wait(0.005) and not background.done():  # the first usage signal is the background's
+        pass
+    computed.update(shared.compute(ctx, from_front=False))  # help with the usage signals not yet started
     computed.update(background.result())
     computed.update({s.name: _signal_values(ctx, s) for s in last})
     frame = ctx.grid
@@ -178,9 +208,8 @@ def _row_context(ctx: SignalContext, snapshot: Any, horizon_days: int, attribute
     rows = ctx.contracts
     by_code = ctx.companies.join(attributes, on="company_id", how="left", maintain_order="left").drop("cid", "company_id")
     # high_touch: rank <= ceil(20 % of the rows) by ARR, ties included, i.e. ARR at least the ARR ranked there
-    arr = pl.col("arr").drop_nulls().sort(descending=True)
-    at = pl.min_horizontal((pl.len() * HIGH_TOUCH_SHARE).ceil().cast(pl.Int64), pl.col("arr").count()) - 1
-    cuts = rows.group_by("k").agg(pl.when(at >= 0).then(arr.get(pl.max_horizontal(at, 0))).alias("_cut"))
+    top = pl.min_horizontal((pl.len() * HIGH_TOUCH_SHARE).ceil().cast(pl.Int64), pl.col("arr").count())
+    cuts = rows.group_by("k").agg(pl.col("arr").drop_nulls().top_k(top).min().alias("_cut"))
     segment = rows.select("k", "arr").join(cuts, on="k", how="left", maintain_order="left").select(
         pl.when(pl.col("arr") >= pl.col("_cut")).then(pl.lit("high_touch")).otherwise(pl.lit("scaled")).alias("arr_segment"))
     outcomes = _outcomes(rows, ctx.companies, snapshot, horizon_days, ctx.terms, ctx.term_of_row)

@@ -80,7 +80,7 @@ from __future__ import annotations
 
 import threading
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -288,9 +288,11 @@ class SignalContext:
     cid, k and value in the grid's row order (`values(array)` builds one from an array aligned with the grid).
     """
 
-    def __init__(self, snapshot: Any, anchor: datetime, weeks: list[int], read_usage_early: bool = False) -> None:
+    def __init__(self, snapshot: Any, anchor: datetime, weeks: list[int], read_usage_early: bool = False,
+                 code_early: Collection[str] = ()) -> None:
         """`read_usage_early` starts reading the usage events in a daemon thread while the customer rows are found
-        (the panel does; it pays off when the usage helpers will be used)."""
+        (the panel does; it pays off when the usage helpers will be used); that thread then finds the company codes
+        of the tables named in `code_early`."""
         self.snapshot = snapshot
         self.anchor = anchor
         self.weeks = sorted(set(weeks))
@@ -318,12 +320,13 @@ class SignalContext:
         self._usage_read: Future | None = None
         if read_usage_early:
             self._usage_read = Future()
-            threading.Thread(target=self._read_usage_into, args=(self._usage_read,), name="hsutils-usage-read",
+            early = [t for t in code_early if t in self.snapshot.tables and t != "usage_events"]
+            threading.Thread(target=self._read_usage_into, args=(self._usage_read, early), name="hsutils-usage-read",
                              daemon=True).start()
         self._rows = self._customer_rows()
         # rectangle layout: customers of the grid (positions) x weeks
         grid_cids = self._rows["cid"].to_numpy()
-        members = np.unique(grid_cids)
+        members = np.flatnonzero(np.bincount(grid_cids, minlength=self.companies.height))  # sorted, unique
         self._position_of_cid = np.full(self.companies.height + 1, -1, dtype=np.int32)
         self._position_of_cid[members] = np.arange(members.size)
         self.members = members
@@ -502,8 +505,10 @@ class SignalContext:
             expr = pl.col(column)
             return expr if usage.schema.get(column) == pl.Categorical else expr.cast(pl.String).cast(pl.Categorical)
 
+        # week - k0 in one integer step: ceil((t - as_of(k0)) / 1 week), as `week_of`
+        since = pl.col("occurred_at").dt.epoch("us") - (self._anchor_us + k0 * WEEK_US)
         rows = usage.lazy().select(
-            (self.week_of(pl.col("occurred_at")) - k0).clip(-1, width).fill_null(-1)
+            ((since + (WEEK_US - 1)) // WEEK_US).clip(-1, width).fill_null(-1)
             .cast(pl.Int16 if width < 2**15 else pl.Int32).alias("week"),
             self._company_code_of(usage).cast(pl.Int32).fill_null(-1).alias("cid"),
             categorical("user_id").to_physical().alias("user"),
@@ -546,11 +551,17 @@ class SignalContext:
             "count": rows["count"].to_numpy(),
         }
 
-    def _read_usage_into(self, result: Future) -> None:
+    def _read_usage_into(self, result: Future, code_tables: list[str]) -> None:
         try:
             result.set_result(self._read_usage())
         except BaseException as exc:  # noqa: BLE001 - handed to the thread that encodes the usage
             result.set_exception(exc)
+            return
+        try:
+            for table in code_tables:  # done again (and any error raised) where the codes are used, if this fails
+                self._with_cid(table)
+        except Exception:  # noqa: BLE001, S110 - only a head start
+            pass
 
     def _event_mask(self, where: pl.Expr | None) -> np.ndarray:
         """Which usage event codes satisfy `where`, an expression on the `event` column (evaluated per name); the
