@@ -212,19 +212,18 @@ def _row_context(ctx: SignalContext, snapshot: Any, horizon_days: int, attribute
     cuts = rows.group_by("k").agg(pl.col("arr").drop_nulls().top_k(top).min().alias("_cut"))
     segment = rows.select("k", "arr").join(cuts, on="k", how="left", maintain_order="left").select(
         pl.when(pl.col("arr") >= pl.col("_cut")).then(pl.lit("high_touch")).otherwise(pl.lit("scaled")).alias("arr_segment"))
-    outcomes = _outcomes(rows, ctx.companies, snapshot, horizon_days, ctx.terms, ctx.term_of_row)
+    outcomes = _outcomes(ctx, snapshot, horizon_days)
     return pl.concat([by_code[rows["cid"]], segment, outcomes], how="horizontal")
 
 
-def _outcomes(rows: pl.DataFrame, codes: pl.DataFrame, snapshot: Any, horizon_days: int,
-              terms: pl.DataFrame | None = None, term_of_row: np.ndarray | None = None) -> pl.DataFrame:
-    """outcome_churned, outcome_expanded and outcome_days_to_churn of the customer rows, in their order (they
-    look only past as_of). The rows come sorted by as_of within each company code cid; `codes` maps company_id
-    to cid. Given the contract terms (cid, deal_id, term_end) and each row's term in them, renewals are matched
-    once per term; otherwise once per distinct (cid, term_deal_id) of the rows."""
+def _outcomes(ctx: SignalContext, snapshot: Any, horizon_days: int) -> pl.DataFrame:
+    """outcome_churned, outcome_expanded and outcome_days_to_churn of the customer rows `ctx.contracts`, in their
+    order (they look only past as_of). Given the contract terms and each row's term in them (`ctx.terms`,
+    `ctx.term_of_row`), renewals are matched once per term; otherwise once per distinct (cid, term_deal_id)."""
+    rows, terms, term_of_row = ctx.contracts, ctx.terms, ctx.term_of_row
     deals = snapshot["deals"]
     horizon = pl.duration(days=horizon_days)
-    deals = deals.join(codes, on="company_id", how="inner")
+    deals = deals.join(ctx.companies, on="company_id", how="inner")
     renewals = (
         deals.filter(pl.col("deal_type") == "renewal")
         .select("cid", pl.col("deal_id").alias("renewal_deal_id"), pl.col("term_start").alias("renewal_start"),
@@ -264,20 +263,21 @@ def _outcomes(rows: pl.DataFrame, codes: pl.DataFrame, snapshot: Any, horizon_da
         .alias("outcome_days_to_churn")
     )
 
-    expansions = (
-        deals.filter((pl.col("deal_type") == "expansion") & (pl.col("stage") == "won") & pl.col("close_date").is_not_null())
-        .select("cid", pl.col("close_date").alias("expansion_close"))
-        .sort("cid", "expansion_close")
-    )
+    # won expansions closing in (as_of, as_of + horizon]: one closing at c counts at the as-of weeks from the first
+    # at or after c - horizon to the last before c (entry/exit deltas summed over the weeks, as for window sums)
+    expansions = deals.filter(
+        (pl.col("deal_type") == "expansion") & (pl.col("stage") == "won") & pl.col("close_date").is_not_null()
+    ).select("cid", pl.col("close_date").dt.epoch("us").alias("close"))
+    position = ctx._position_of_cid[expansions["cid"].to_numpy()]
+    close = expansions["close"].to_numpy()[position >= 0]
+    position = position[position >= 0]
+    cells = np.concatenate((ctx._week_cells(ctx._week_of_us(close - horizon_days * DAY_US), position),
+                            ctx._week_cells(ctx._week_of_us(close), position)))
+    steps = np.concatenate((np.ones(close.size), -np.ones(close.size)))
+    closing = ctx._accumulated_at_grid(np.add, np.bincount(cells, weights=steps, minlength=ctx._week_cells_size))
     created = snapshot.manifest.created_at.astimezone(UTC)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        out = out.join_asof(
-            expansions, left_on="as_of", right_on="expansion_close", by="cid", strategy="forward",
-            allow_exact_matches=False, check_sortedness=False,
-        )
     expanded = (
-        pl.when(pl.col("expansion_close").is_not_null() & (pl.col("expansion_close") <= pl.col("as_of") + horizon)).then(1)
+        pl.when(pl.Series(closing > 0)).then(1)
         .when(pl.col("as_of") + horizon <= pl.lit(created, dtype=UTC_DATETIME)).then(0)
         .otherwise(None).cast(pl.Int8)
     )
