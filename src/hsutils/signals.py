@@ -318,6 +318,7 @@ class SignalContext:
         self.terms: pl.DataFrame | None = None
         self.term_of_row: np.ndarray | None = None
         self._usage_read: Future | None = None
+        self._weights_lock = threading.Lock()
         if read_usage_early:
             self._usage_read = Future()
             early = [t for t in code_early if t in self.snapshot.tables and t != "usage_events"]
@@ -469,7 +470,7 @@ class SignalContext:
             return self._cache[key]
         k0, width = self._usage_weeks()
         n = max(self.n_positions, 1)
-        cell_type = np.int32 if (width + 1) * n < 2**31 else np.int64
+        cell_type = np.intp  # numpy's index type: bincount and ufunc.at take the cells without converting them
         read = self._usage_read.result() if self._usage_read is not None else self._read_usage()
         week, company, user, event, count = read["week"], read["cid"], read["user"], read["event"], read["count"]
         cell = np.empty(week.size, dtype=cell_type)
@@ -587,11 +588,14 @@ class SignalContext:
             return self._cache[key]
         codes = self.usage_codes()
         mask = self._event_mask(where)
-        cells, weights = codes.cell, codes.count
-        if not mask.all():  # only the matching rows: a boolean pick is cheaper than weighting every row
-            picked = mask[codes.event]
-            cells, weights = cells[picked], weights[picked]
-        totals = np.bincount(cells, weights=weights, minlength=codes.n_positions * codes.width)
+        if mask.all():
+            totals = np.bincount(codes.cell, weights=codes.count, minlength=codes.n_positions * codes.width)
+        else:
+            with self._weights_lock:  # zero weight for the other events, in one buffer reused by every filter
+                if "usage_weights" not in self._cache:
+                    self._cache["usage_weights"] = np.empty_like(codes.count)
+                weights = np.multiply(codes.count, mask[codes.event], out=self._cache["usage_weights"])
+                totals = np.bincount(codes.cell, weights=weights, minlength=codes.n_positions * codes.width)
         result = WeeklyTotals(
             codes.k0, {"value": totals.reshape(codes.width, codes.n_positions).T}, {"value": {}},
             self._usage_grid_index(codes.k0), reach=self.k_min - codes.k0, week_step=codes.n_positions,
@@ -894,8 +898,7 @@ class SignalContext:
         in_window = active[weeks:].copy()  # row j: week k_min + j
         for back in range(1, weeks):
             in_window |= active[weeks - back:span - back]
-        del active, flat
-        changed = np.empty_like(in_window)
+        changed = active[:in_window.shape[0]]  # the bitmap's memory is free again: reuse it
         changed[0] = in_window[0]
         np.not_equal(in_window[1:], in_window[:-1], out=changed[1:])
         where = np.flatnonzero(changed)
@@ -1048,13 +1051,13 @@ class SignalContext:
             k_from = np.clip(frame["k_from"].fill_null(hi).to_numpy(), lo, hi)
             k_to = np.clip(frame["k_to"].fill_null(lo).to_numpy(), lo, hi)
             length = np.maximum(k_to - k_from, 0).astype(np.int64)
-            row = np.repeat(np.arange(frame.height), length)
+            row = np.repeat(np.arange(frame.height, dtype=np.int32), length)
             week = np.arange(row.size) - np.repeat(np.cumsum(length) - length, length) + np.repeat(k_from - lo, length)
-            return week * n_companies + frame["cid"].to_numpy().astype(np.int64)[row], row
+            return week * n_companies + frame["cid"].to_numpy()[row], row
 
         size = n_weeks * n_companies
         cell, row = weeks_in_force(terms)
-        current = np.full(size, -1, dtype=np.int64)
+        current = np.full(size, -1, dtype=np.int32)
         np.maximum.at(current, cell, row)
         # the latest lost renewal at or before each as-of (older ones count from the first week)
         lost_close = np.full(size, np.iinfo(np.int64).min, dtype=np.int64)
@@ -1075,8 +1078,8 @@ class SignalContext:
         cells = np.flatnonzero(customer)  # week, then company
         rank = current[cells]
         exp_cell, exp_row = weeks_in_force(expansions)
-        slot = np.full(size, -1, dtype=np.int64)
-        slot[cells] = np.arange(cells.size)
+        slot = np.full(size, -1, dtype=np.int32)
+        slot[cells] = np.arange(cells.size, dtype=np.int32)
         exp_slot = slot[exp_cell]
         counted = exp_slot >= 0
         expansion_arr = np.bincount(exp_slot[counted], weights=expansions["arr"].fill_null(0.0).to_numpy()[exp_row[counted]],

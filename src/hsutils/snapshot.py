@@ -157,10 +157,11 @@ def load_snapshot(folder: str | Path, mapping: str | Path | None = None, validat
             raise InputError(f"table {table}: no {table}.parquet or {table}.csv in {folder}")
         raw = validation.read_table_file(path, table)
         value_map, column_map = portal.for_table(table)
-        # one chunk per column: later steps read the columns as numpy arrays without copying them
         tables[table] = validation.coerce_table(
             raw, table, value_map, column_map, source=path.name, strip_text=path.suffix == ".csv"
-        ).rechunk()
+        )
+        if table == "usage_events":  # one chunk per column: the panel reads them as numpy arrays without a copy
+            tables[table] = tables[table].rechunk()
     snapshot = Snapshot(manifest=manifest, tables=tables, path=folder)
     if validate:
         validation.validate_snapshot(snapshot)
