@@ -192,6 +192,21 @@ def _week_index(expr: pl.Expr, anchor: datetime) -> pl.Expr:
     return (-((-micros) // WEEK_US)).cast(pl.Int32)
 
 
+def _gather(table: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """table[index] (negative indexes count from the end), a chunk of rows at a time: numpy first converts an index
+    array to its own index type, and chunks keep that copy small."""
+    out = np.empty(index.shape, dtype=table.dtype)
+    for lo in range(0, index.size, CHUNK_ROWS):
+        np.take(table, index[lo:lo + CHUNK_ROWS], out=out[lo:lo + CHUNK_ROWS], mode="wrap")
+    return out
+
+
+def _scatter(table: np.ndarray, index: np.ndarray, value: Any) -> None:
+    """table[index] = value, a chunk of rows at a time (see `_gather`)."""
+    for lo in range(0, index.size, CHUNK_ROWS):
+        table[index[lo:lo + CHUNK_ROWS]] = value
+
+
 @dataclass(frozen=True)
 class WeeklyTotals:
     """Weekly totals per customer on a rectangle of weeks: `totals[name][p, j]` is company position p, week k0 + j.
@@ -519,7 +534,7 @@ class SignalContext:
         users_complete = rows["user"].null_count() == 0
         raw_user = (rows["user"] if users_complete else rows["user"].fill_null(0)).to_numpy()
         seen = np.zeros(int(raw_user.max(initial=0)) + 1, dtype=bool)
-        seen[raw_user] = True
+        _scatter(seen, raw_user, True)
         n_users = int(np.count_nonzero(seen))
         if seen.size <= n_users + n_users // 4:  # codes nearly dense already: use them as they are
             user, n_users = raw_user, seen.size
@@ -531,7 +546,7 @@ class SignalContext:
         event = (physical.fill_null(size - 1) if physical.null_count() else physical).to_numpy()
         # dense event codes 0..E-1 in order of the names' codes; -1 for rows without an event (code size - 1)
         present = np.zeros(size, dtype=bool)
-        present[event] = True
+        _scatter(present, event, True)
         present[-1] = False
         codes_present = np.flatnonzero(present)
         dense = np.full(size, -1, dtype=np.int16 if codes_present.size < 2**15 else np.int32)
@@ -547,7 +562,7 @@ class SignalContext:
             "user": user,
             "n_users": n_users,
             "users_complete": users_complete,
-            "event": dense[event],
+            "event": _gather(dense, event),
             "event_names": names.gather(some_row[codes_present]).cast(pl.String),
             "count": rows["count"].to_numpy(),
         }
@@ -594,7 +609,7 @@ class SignalContext:
             with self._weights_lock:  # zero weight for the other events, in one buffer reused by every filter
                 if "usage_weights" not in self._cache:
                     self._cache["usage_weights"] = np.empty_like(codes.count)
-                weights = np.multiply(codes.count, mask[codes.event], out=self._cache["usage_weights"])
+                weights = np.multiply(codes.count, _gather(mask, codes.event), out=self._cache["usage_weights"])
                 totals = np.bincount(codes.cell, weights=weights, minlength=codes.n_positions * codes.width)
         result = WeeklyTotals(
             codes.k0, {"value": totals.reshape(codes.width, codes.n_positions).T}, {"value": {}},
@@ -629,7 +644,7 @@ class SignalContext:
             bit_of_event = np.zeros(codes.event_names.len() + 1, dtype=dtype)  # the last entry: rows without event
             bit_of_event[members] = np.left_shift(np.ones(members.size, dtype=dtype), np.arange(members.size, dtype=dtype))
             bits = np.zeros(codes.width * codes.n_positions, dtype=dtype)
-            np.bitwise_or.at(bits, codes.cell, bit_of_event[codes.event])
+            np.bitwise_or.at(bits, codes.cell, _gather(bit_of_event, codes.event))
             bits = bits.reshape(codes.width, codes.n_positions)
             window = bits[first:].copy()  # row j: week k_min + j
             for back in range(1, weeks):
