@@ -437,14 +437,18 @@ class SignalContext:
         (no text is compared), else as `company_code`."""
         if frame.schema.get(column) != pl.Categorical or frame.height == 0:
             return self.company_code(column)
-        code = pl.col(column).to_physical()
+        lookup = pl.Series(self._cid_of_code(frame[column])).cast(pl.UInt32, strict=False)  # -1 (unknown): null
+        return pl.lit(lookup).gather(pl.col(column).to_physical()).alias("cid")
+
+    def _cid_of_code(self, ids: pl.Series) -> np.ndarray:
+        """For a Categorical column of company ids: the company code cid of each dictionary code (-1: not a
+        company), as an array indexed by the column's codes."""
         # every Categorical column shares one dictionary: the companies' own ids give their codes in it
         known = self.companies["company_id"].cast(pl.Categorical).to_physical().to_numpy()
-        top = max(int(frame.select(code.max()).item() or 0), int(known.max(initial=0)))
-        cid_of_code = np.full(top + 1, -1, dtype=np.int64)
+        top = max(int(ids.to_physical().max() or 0), int(known.max(initial=0)))
+        cid_of_code = np.full(top + 1, -1, dtype=np.int32)
         cid_of_code[known] = np.arange(known.size)
-        lookup = pl.Series(cid_of_code).cast(pl.UInt32, strict=False)  # -1 (unknown company) becomes null
-        return pl.lit(lookup).gather(code).alias("cid")
+        return cid_of_code
 
     def _with_cid(self, name: str) -> pl.DataFrame:
         """The table with its company codes (computed once per table; kept when the table already has them)."""
@@ -516,21 +520,34 @@ class SignalContext:
         event_names; -1 without an event) and count."""
         k0, width = self._usage_weeks()
         usage = self.frame("usage_events")
+        week_type = np.int16 if width < 2**15 else np.int32
+        base = self._anchor_us + k0 * WEEK_US  # week - k0 = ceil((t - as_of(k0)) / 1 week), as `week_of`
+        text = ("company_id", "user_id", "event")
+        if all(usage.schema.get(c) == pl.Categorical for c in text) and not any(
+            usage[c].null_count() for c in (*text, "occurred_at", "count")
+        ):  # dictionary codes and times read in place with numpy: no text, and no polars work to wait for
+            times = usage["occurred_at"].to_numpy().view(np.int64)
+            week = np.empty(times.size, dtype=week_type)
+            for lo in range(0, times.size, CHUNK_ROWS):
+                chunk = (times[lo:lo + CHUNK_ROWS] - (base - WEEK_US + 1)) // WEEK_US
+                np.clip(chunk, -1, width, out=chunk)
+                week[lo:lo + CHUNK_ROWS] = chunk
+            cid = _gather(self._cid_of_code(usage["company_id"]), usage["company_id"].to_physical().to_numpy())
+            rows = pl.DataFrame({"week": week, "cid": cid, "user": usage["user_id"].to_physical(), "event": usage["event"],
+                                 "count": usage["count"].cast(pl.Float64)})
+        else:
+            def categorical(column: str) -> pl.Expr:  # dictionary columns are read as they are: no text is hashed
+                expr = pl.col(column)
+                return expr if usage.schema.get(column) == pl.Categorical else expr.cast(pl.String).cast(pl.Categorical)
 
-        def categorical(column: str) -> pl.Expr:  # dictionary columns are read as they are: no text is hashed
-            expr = pl.col(column)
-            return expr if usage.schema.get(column) == pl.Categorical else expr.cast(pl.String).cast(pl.Categorical)
-
-        # week - k0 in one integer step: ceil((t - as_of(k0)) / 1 week), as `week_of`
-        since = pl.col("occurred_at").dt.epoch("us") - (self._anchor_us + k0 * WEEK_US)
-        rows = usage.lazy().select(
-            ((since + (WEEK_US - 1)) // WEEK_US).clip(-1, width).fill_null(-1)
-            .cast(pl.Int16 if width < 2**15 else pl.Int32).alias("week"),
-            self._company_code_of(usage).cast(pl.Int32).fill_null(-1).alias("cid"),
-            categorical("user_id").to_physical().alias("user"),
-            categorical("event").alias("event"),
-            pl.col("count").cast(pl.Float64).fill_null(0.0),
-        ).collect(engine="in-memory")  # from a table in one chunk, columns in one chunk: numpy reads them in place
+            since = pl.col("occurred_at").dt.epoch("us") - base
+            rows = usage.lazy().select(
+                ((since + (WEEK_US - 1)) // WEEK_US).clip(-1, width).fill_null(-1).cast(pl.Int16 if width < 2**15 else pl.Int32).alias("week"),
+                self._company_code_of(usage).cast(pl.Int32).fill_null(-1).alias("cid"),
+                categorical("user_id").to_physical().alias("user"),
+                categorical("event").alias("event"),
+                pl.col("count").cast(pl.Float64).fill_null(0.0),
+            ).collect(engine="in-memory")  # from a table in one chunk, columns in one chunk: numpy reads them in place
         users_complete = rows["user"].null_count() == 0
         raw_user = (rows["user"] if users_complete else rows["user"].fill_null(0)).to_numpy()
         seen = np.zeros(int(raw_user.max(initial=0)) + 1, dtype=bool)
