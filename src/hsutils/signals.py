@@ -103,6 +103,7 @@ MAX_CUSTOMER_CELLS = 2**27  # (week x company) cells of the customer array; larg
 SHARED_LOOKBACK_WEEKS = 18  # weekly totals cover at least 120 days before the first as-of
 CHUNK_ROWS = 1 << 20  # usage rows per chunk where the helpers work through the rows in pieces
 DEFAULT_LOGIN_EVENT = "login"
+ACTIVE_USER_DAYS = 28  # active seats: distinct users in the 28 days up to as-of
 
 
 @dataclass(frozen=True)
@@ -333,10 +334,12 @@ class SignalContext:
         self.terms: pl.DataFrame | None = None
         self.term_of_row: np.ndarray | None = None
         self._usage_read: Future | None = None
+        self._window_changes: dict[int, Future] = {}  # active-user window changes found by the usage-read thread
         self._weights_lock = threading.Lock()
         if read_usage_early:
             self._usage_read = Future()
             early = [t for t in code_early if t in self.snapshot.tables and t != "usage_events"]
+            self._window_changes[ACTIVE_USER_DAYS // 7] = Future()
             threading.Thread(target=self._read_usage_into, args=(self._usage_read, early), name="hsutils-usage-read",
                              daemon=True).start()
         self._rows = self._customer_rows()
@@ -355,7 +358,7 @@ class SignalContext:
         """The panel's rows with their contract columns and active_seats (see the class docstring)."""
         if self._grid is None:
             if self._rows.height:
-                active = self.usage_active_users(days=28)
+                active = self.usage_active_users(days=ACTIVE_USER_DAYS)
                 self._grid = self._rows.with_columns(active["value"].alias("active_seats"))
             else:
                 self._grid = self._rows
@@ -383,7 +386,7 @@ class SignalContext:
             self._prefetch_thread = threading.get_ident()
             try:
                 if self._rows.height:
-                    self.usage_active_users(days=28)
+                    self.usage_active_users(days=ACTIVE_USER_DAYS)
                 encoded.set_result(None)
             except BaseException as exc:  # noqa: BLE001 - handed to the waiting threads
                 encoded.set_exception(exc)
@@ -534,7 +537,7 @@ class SignalContext:
                 week[lo:lo + CHUNK_ROWS] = chunk
             cid = _gather(self._cid_of_code(usage["company_id"]), usage["company_id"].to_physical().to_numpy())
             rows = pl.DataFrame({"week": week, "cid": cid, "user": usage["user_id"].to_physical(), "event": usage["event"],
-                                 "count": usage["count"].cast(pl.Float64)})
+                                 "count": usage["count"]})
         else:
             def categorical(column: str) -> pl.Expr:  # dictionary columns are read as they are: no text is hashed
                 expr = pl.col(column)
@@ -581,15 +584,27 @@ class SignalContext:
             "users_complete": users_complete,
             "event": _gather(dense, event),
             "event_names": names.gather(some_row[codes_present]).cast(pl.String),
-            "count": rows["count"].to_numpy(),
+            "count": rows["count"].to_numpy().astype(np.float64, copy=False),  # numpy memory: large pages
         }
 
     def _read_usage_into(self, result: Future, code_tables: list[str]) -> None:
+        """The usage-read thread: read the usage, then find the active-user window changes (they need no customer
+        rows) and the company codes of `code_tables` while the calling thread finds the customer rows."""
         try:
-            result.set_result(self._read_usage())
+            read = self._read_usage()
+            result.set_result(read)
         except BaseException as exc:  # noqa: BLE001 - handed to the thread that encodes the usage
             result.set_exception(exc)
+            for waiting in self._window_changes.values():
+                waiting.set_result(None)
             return
+        for weeks, waiting in self._window_changes.items():
+            try:  # an error here is raised again where the changes are computed without this head start
+                waiting.set_result(self._user_window_changes(read["week"], read["cid"], read["user"], read["n_users"],
+                                                             self._usage_weeks()[0], weeks)
+                                   if read["users_complete"] else None)
+            except Exception:  # noqa: BLE001
+                waiting.set_result(None)
         try:
             for table in code_tables:  # done again (and any error raised) where the codes are used, if this fails
                 self._with_cid(table)
@@ -669,7 +684,7 @@ class SignalContext:
             counts += np.bitwise_count(window).reshape(-1)[index]
         return self.values(counts.astype(np.float64))
 
-    def usage_active_users(self, days: int = 28) -> pl.DataFrame:
+    def usage_active_users(self, days: int = ACTIVE_USER_DAYS) -> pl.DataFrame:
         """Distinct users with any usage event in (as_of - days, as_of] (exact): frame[cid, k, value]."""
         self._await_prefetch()
         key = ("usage_active_users", days)
@@ -908,37 +923,54 @@ class SignalContext:
         ends, so each company's count is the running total of +1 (a run starts) and -1 (a run ends) over the weeks."""
         if codes.user.size == 0:
             return np.zeros(self._rows.height)
-        n_users = codes.n_users
-        # bitmap rows: row 0 takes every week too old to reach an as-of window, row j >= 1 week first - 1 + j
+        early = self._window_changes.get(weeks)
+        changes = early.result() if early is not None else None
+        if changes is None:
+            changes = self._user_window_changes(codes.week, codes.company, codes.user, codes.n_users, codes.k0, weeks)
+        if changes is None:
+            return None
+        row, company, step = changes
+        position = self._position_of_cid[company]  # users of companies outside the panel (-1) are left out
+        kept = position >= 0
+        rows = self.k_max - self.k_min + 1
+        totals = np.bincount(row[kept] * self.n_positions + position[kept], weights=step[kept],
+                             minlength=rows * self.n_positions)
+        counts = np.cumsum(totals.reshape(rows, self.n_positions), axis=0)  # week x position
+        return counts[self.grid_week - self.k_min, self.grid_position]
+
+    def _user_window_changes(self, week: np.ndarray, company: np.ndarray, user: np.ndarray, n_users: int, k0: int,
+                             weeks: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """Where each user's "active in the last `weeks` weeks" flag changes over the as-of weeks: (row j = week
+        k_min + j, the user's company code, +1 or -1), from usage rows given as week - k0 (-1: older, past the
+        last as-of: later), company code and user code (< n_users). Needs no customer rows. None when a user
+        appears under two companies or the bitmap would be too large."""
+        # bitmap rows: row 0 takes every week too old to reach an as-of window, row j >= 1 week first - 1 + j; one
+        # more row at the end takes the rows dated after the last as-of
         first = self.k_min - weeks + 1
         span = self.k_max - first + 2
         if n_users * span > 2**28:
             return None
-        owner = np.full(n_users, -1, dtype=codes.company.dtype)  # the company code of each user
-        active = np.zeros((span, n_users), dtype=bool)
+        owner = np.full(n_users, -1, dtype=company.dtype)  # the company code of each user
+        active = np.zeros((span + 1, n_users), dtype=bool)
         flat = active.reshape(-1)
-        shift = codes.k0 - first + 1
-        for lo in range(0, codes.user.size, CHUNK_ROWS):  # chunks keep the temporaries small and reused
-            user = codes.user[lo:lo + CHUNK_ROWS]
-            owner[user] = codes.company[lo:lo + CHUNK_ROWS]
-            row = np.maximum(codes.week[lo:lo + CHUNK_ROWS].astype(np.int64) + shift, 0)
-            flat[row * n_users + user] = True
-        for lo in range(0, codes.user.size, CHUNK_ROWS):
-            if not np.array_equal(owner[codes.user[lo:lo + CHUNK_ROWS]], codes.company[lo:lo + CHUNK_ROWS]):
+        shift = k0 - first + 1
+        for lo in range(0, user.size, CHUNK_ROWS):  # chunks keep the temporaries small and reused
+            users = user[lo:lo + CHUNK_ROWS]
+            owner[users] = company[lo:lo + CHUNK_ROWS]
+            row = np.clip(week[lo:lo + CHUNK_ROWS].astype(np.int64) + shift, 0, span)
+            flat[row * n_users + users] = True
+        for lo in range(0, user.size, CHUNK_ROWS):
+            if not np.array_equal(owner[user[lo:lo + CHUNK_ROWS]], company[lo:lo + CHUNK_ROWS]):
                 return None  # a user id shared by companies: count per company
-        owner = self._position_of_cid[owner]  # users of no kept row (-1) are never active
-        in_window = active[weeks:].copy()  # row j: week k_min + j
+        in_window = active[weeks:span].copy()  # row j: week k_min + j
         for back in range(1, weeks):
             in_window |= active[weeks - back:span - back]
         changed = active[:in_window.shape[0]]  # the bitmap's memory is free again: reuse it
         changed[0] = in_window[0]
         np.not_equal(in_window[1:], in_window[:-1], out=changed[1:])
         where = np.flatnonzero(changed)
-        week, user = np.divmod(where, n_users)
-        step = np.where(in_window.reshape(-1)[where], 1.0, -1.0)
-        changes = np.bincount(week * codes.n_positions + owner[user], weights=step, minlength=in_window.shape[0] * codes.n_positions)
-        counts = np.cumsum(changes.reshape(in_window.shape[0], codes.n_positions), axis=0)  # week x position
-        return counts[self.grid_week - self.k_min, self.grid_position]
+        row, users = np.divmod(where, n_users)
+        return row, owner[users], np.where(in_window.reshape(-1)[where], 1.0, -1.0)
 
     def _distinct_whole_weeks(self, cid: np.ndarray, key: np.ndarray, k: np.ndarray, weeks: int) -> np.ndarray | None:
         """Distinct keys per company over `weeks` whole weeks, aligned with the grid; None when (company, key,
