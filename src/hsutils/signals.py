@@ -1123,18 +1123,26 @@ class SignalContext:
         cell, row = weeks_in_force(terms)
         current = np.full(size, -1, dtype=np.int32)
         np.maximum.at(current, cell, row)
-        # the latest lost renewal at or before each as-of (older ones count from the first week)
-        lost_close = np.full(size, np.iinfo(np.int64).min, dtype=np.int64)
+        customer = current >= 0
+        # the latest lost renewal at or before each as-of (older ones count from the first week), on a (week x
+        # company) array of the companies with a lost renewal only
         lost_week = lost["k"].to_numpy().astype(np.int64)
         seen = lost_week < hi
-        np.maximum.at(lost_close, np.maximum(lost_week[seen] - lo, 0) * n_companies + lost["cid"].to_numpy().astype(np.int64)[seen],
-                      lost["close"].to_numpy()[seen])
-        np.maximum.accumulate(lost_close.reshape(n_weeks, n_companies), axis=0, out=lost_close.reshape(n_weeks, n_companies))
-        term_start = terms["term_start"].dt.epoch("us").fill_null(np.iinfo(np.int64).min).to_numpy()
-        customer = current >= 0
-        ended = customer & (lost_close != np.iinfo(np.int64).min)
-        ended[ended] = lost_close[ended] >= term_start[current[ended]]  # a null term_start ends at any loss
-        customer &= ~ended
+        lost_cid = lost["cid"].to_numpy().astype(np.int64)[seen]
+        losers = np.unique(lost_cid)
+        if losers.size:
+            never = np.iinfo(np.int64).min
+            lost_close = np.full((n_weeks, losers.size), never, dtype=np.int64)
+            np.maximum.at(lost_close.reshape(-1), np.maximum(lost_week[seen] - lo, 0) * losers.size
+                          + np.searchsorted(losers, lost_cid), lost["close"].to_numpy()[seen])
+            np.maximum.accumulate(lost_close, axis=0, out=lost_close)
+            their_cells = (np.arange(n_weeks)[:, None] * n_companies + losers[None, :]).reshape(-1)
+            latest_loss = lost_close.reshape(-1)
+            term_start = terms["term_start"].dt.epoch("us").fill_null(never).to_numpy()
+            term = current[their_cells]
+            ended = (term >= 0) & (latest_loss != never)
+            ended[ended] = latest_loss[ended] >= term_start[term[ended]]  # a null term_start ends at any loss
+            customer[their_cells[ended]] = False
         if len(self.weeks) < n_weeks:
             requested = np.zeros(n_weeks, dtype=bool)
             requested[np.asarray(self.weeks) - lo] = True
@@ -1153,8 +1161,9 @@ class SignalContext:
         tenure = terms.group_by("cid").agg(pl.col("effective_start").min().alias("tenure_start"))
         tenure_by_cid = pl.Series("tenure_start", [None] * n_companies, dtype=UTC_DATETIME).scatter(
             tenure["cid"], tenure["tenure_start"])
-        cid = pl.Series("cid", cells % n_companies, dtype=pl.UInt32)
-        rows = pl.DataFrame([cid, pl.Series("k", cells // n_companies + lo, dtype=pl.Int32)]).with_columns(
+        week, company = np.divmod(cells, n_companies)
+        cid = pl.Series("cid", company.astype(np.uint32))
+        rows = pl.DataFrame([cid, pl.Series("k", (week + lo).astype(np.int32))]).with_columns(
             self.companies["company_id"].gather(cid),
             self.as_of_expr("k").alias("as_of"),
         )
@@ -1280,7 +1289,8 @@ def _eb_engagements(ctx: SignalContext) -> str:
         buyers = ctx.snapshot["contacts"].filter((pl.col("role") == "economic_buyer") & pl.col("contact_id").is_not_null()).select(
             "contact_id", pl.col("created_at").alias("_contact_created")
         )
-        engagements = ctx.snapshot["engagements"].lazy().filter(pl.col("contact_id").is_not_null())
+        # from the engagements with their company codes (found once, often ahead in the usage-read thread)
+        engagements = ctx._with_cid("engagements").lazy().filter(pl.col("contact_id").is_not_null())
         if buyers["contact_id"].is_unique().all():  # look the buyer up by code: cheaper than a join on text
             buyer = pl.col("contact_id").cast(pl.String).cast(pl.Enum(buyers["contact_id"].cast(pl.String)), strict=False).to_physical()
             created = pl.lit(buyers["_contact_created"]).gather(buyer)
