@@ -28,7 +28,7 @@ from __future__ import annotations
 import threading
 import warnings
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -137,26 +137,35 @@ def _signal_values(ctx: SignalContext, signal: Signal) -> pl.DataFrame:
     return values.select(pl.col("cid").cast(pl.UInt32), pl.col("k").cast(pl.Int32), pl.col("value").cast(pl.Float64).alias(signal.name))
 
 
-class _SharedQueue:
-    """Signals two threads share out: the background takes them from the front, the calling thread, once done
-    with its own work, from the back; each signal is computed once."""
+class _SharedWork:
+    """Work two threads share out: each takes its own tasks from the front of its list and, once those are done,
+    the other thread's tasks not yet started from the back of the other list; every task runs once. The calling
+    thread takes from the background's list only after the background thread has started its first task."""
 
-    def __init__(self, signals: list[Signal]) -> None:
-        self._left = deque(signals)
+    def __init__(self, calling: list[tuple[str, Callable[[], Any]]], background: list[tuple[str, Callable[[], Any]]]) -> None:
+        self._lists = {False: deque(calling), True: deque(background)}
         self._lock = threading.Lock()
-        self.started = threading.Event()  # set once the background thread has taken a signal (or found none)
+        self.started = threading.Event()  # set once the background thread has taken a task (or found none)
 
-    def compute(self, ctx: SignalContext, from_front: bool) -> dict[str, pl.DataFrame]:
-        """Compute signals from one end of the queue until it is empty."""
-        done: dict[str, pl.DataFrame] = {}
+    def run(self, in_background: bool, background_done: Callable[[], bool] = lambda: False) -> dict[str, Any]:
+        """Run tasks until both lists are empty; returns {task name: result} of the tasks run here."""
+        done: dict[str, Any] = {}
+        own, other = self._lists[in_background], self._lists[not in_background]
         while True:
             with self._lock:
-                signal = (self._left.popleft() if from_front else self._left.pop()) if self._left else None
-            if from_front:
+                task = own.popleft() if own else None
+                if task is None and other and (in_background or self.started.is_set()):
+                    task = other.pop()
+                waiting = task is None and bool(other) and not in_background
+            if in_background:
                 self.started.set()
-            if signal is None:
+            if task is None:
+                if waiting and not background_done():  # the background's first task is its own
+                    self.started.wait(0.005)
+                    continue
                 return done
-            done[signal.name] = _signal_values(ctx, signal)
+            name, work = task
+            done[name] = work()
 
 
 def _class_panel(snapshot: Any, anchor: datetime, dates: list[datetime], chosen: list[Signal], horizon_days: int,
@@ -164,9 +173,9 @@ def _class_panel(snapshot: Any, anchor: datetime, dates: list[datetime], chosen:
     """The panel rows of as-of dates that lie on one weekly grid (all `dates` = anchor + k weeks).
 
     Signals that read usage events run in a background thread, after the usage events are encoded; meanwhile
-    this thread computes the signals that declare other tables, the segments and the outcomes, then takes the
-    usage signals the background has not started, from the end of their list. Signals that declare nothing run
-    last, here."""
+    this thread computes the signals that declare other tables, the segments and the outcomes. A thread done with
+    its own list takes the other's tasks not yet started, from the end of that list. Signals that declare
+    nothing run last, here."""
     weeks = [int((d - anchor) // timedelta(weeks=1)) for d in dates]
     in_background = [s for s in chosen if s.reads is not None and "usage_events" in s.reads]
     read = {t for s in chosen if s.reads for t in s.reads} - {"usage_events", "deals"}  # deals: coded at once
@@ -175,14 +184,17 @@ def _class_panel(snapshot: Any, anchor: datetime, dates: list[datetime], chosen:
     if keys.height == 0:
         return ctx.contracts.drop("k")
     last = [s for s in chosen if s.reads is None]
-    shared = _SharedQueue(in_background)
-    background = ctx.run_in_background(lambda: shared.compute(ctx, from_front=True))
-    computed = {s.name: _signal_values(ctx, s) for s in chosen if s not in in_background and s not in last}
-    context = _row_context(ctx, snapshot, horizon_days, attributes)
-    while not shared.started.wait(0.005) and not background.done():  # the first usage signal is the background's
-        pass
-    computed.update(shared.compute(ctx, from_front=False))  # help with the usage signals not yet started
+
+    def task(signal: Signal) -> tuple[str, Callable[[], Any]]:
+        return signal.name, lambda: _signal_values(ctx, signal)
+
+    context_task = ("\0context", lambda: _row_context(ctx, snapshot, horizon_days, attributes))
+    calling = [task(s) for s in chosen if s not in in_background and s not in last] + [context_task]
+    work = _SharedWork(calling, [task(s) for s in in_background])
+    background = ctx.run_in_background(lambda: work.run(in_background=True))
+    computed = work.run(in_background=False, background_done=background.done)
     computed.update(background.result())
+    context = computed.pop(context_task[0])
     computed.update({s.name: _signal_values(ctx, s) for s in last})
     frame = ctx.grid
     for signal in chosen:
