@@ -584,7 +584,7 @@ class SignalContext:
             "users_complete": users_complete,
             "event": _gather(dense, event),
             "event_names": names.gather(some_row[codes_present]).cast(pl.String),
-            "count": rows["count"].to_numpy().astype(np.float64, copy=False),  # numpy memory: large pages
+            "count": rows["count"].to_numpy(),  # whole numbers stay as read: weights are made from them per filter
         }
 
     def _read_usage_into(self, result: Future, code_tables: list[str]) -> None:
@@ -640,7 +640,7 @@ class SignalContext:
         else:
             with self._weights_lock:  # zero weight for the other events, in one buffer reused by every filter
                 if "usage_weights" not in self._cache:
-                    self._cache["usage_weights"] = np.empty_like(codes.count)
+                    self._cache["usage_weights"] = np.empty(codes.count.size, dtype=np.float64)
                 weights = np.multiply(codes.count, _gather(mask, codes.event), out=self._cache["usage_weights"])
                 totals = np.bincount(codes.cell, weights=weights, minlength=codes.n_positions * codes.width)
         result = WeeklyTotals(
