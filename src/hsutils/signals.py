@@ -14,11 +14,14 @@ exact for windows of any number of days: a row dated t lies in the window (as_of
 weeks from the first as-of at or after t to the last one before t + d, so it adds its value to a (week x
 customer) array at the first of those weeks and takes it away after the last; running totals over the weeks
 give every window at once. A latest value is the highest-ranked row (by time) of each (week, customer) cell,
-carried forward over the weeks. Usage events, the largest table, are encoded once per panel, in a background thread
-that then computes the usage signals while the calling thread computes the others, into integer arrays (week x customer cell, exact user code, event code,
-count; `usage_codes()`): usage sums are counts per cell, active users come from a (week x user) activity
-bitmap summed per company (or sorted intervals when a user id appears in several companies), feature breadth
-from per-cell event bit sets. Other distinct counts become per-value activity intervals whose starts and ends
+carried forward over the weeks. Usage events, the largest table, are encoded once per panel into integer
+arrays (week x customer cell, exact user code, event code, count; `usage_codes()`). Their id columns are
+dictionary (Categorical) columns, so the encoding reads codes and hashes no text; a thread reads them while the
+calling thread finds the customer rows, and a background thread then computes the usage signals while the
+calling thread computes the others. Usage sums are counts per cell; active users come from the weeks where a
+user's "active in the window" flag starts or ends on a (week x user) activity bitmap, summed per company (or
+from sorted intervals when a user id appears in several companies); feature breadth comes from per-cell event
+bit sets. Other distinct counts become per-value activity intervals whose starts and ends
 are counted cumulatively. No Python loop runs over companies or dates.
 
 Windows are half-open on the left: "the 28 days up to as-of" is (as_of - 28 days, as_of].
@@ -139,8 +142,8 @@ def register_signal(
     The function receives a `SignalContext` and returns a polars frame with columns cid, k and value (one row per
     panel row or fewer: absent rows become null). Use the context's helpers so only data at or before as-of is read.
     `reads` optionally names the tables the signal reads. Signals that read usage_events run in a background
-    thread once the usage events are encoded, while the calling thread computes the others; a signal that
-    declares nothing runs last, in the calling thread.
+    thread once the usage events are encoded, while the calling thread computes the others; a thread out of work
+    takes the other's signals not yet started. A signal that declares nothing runs last, in the calling thread.
     """
     if family not in FAMILIES:
         raise InputError(f"signal {name}: family must be one of {'/'.join(FAMILIES)}, not {family!r}")
