@@ -283,10 +283,8 @@ def _outcomes(ctx: SignalContext, snapshot: Any, horizon_days: int) -> pl.DataFr
     position = ctx._position_of_cid[expansions["cid"].to_numpy()]
     close = expansions["close"].to_numpy()[position >= 0]
     position = position[position >= 0]
-    cells = np.concatenate((ctx._week_cells(ctx._week_of_us(close - horizon_days * DAY_US), position),
-                            ctx._week_cells(ctx._week_of_us(close), position)))
-    steps = np.concatenate((np.ones(close.size), -np.ones(close.size)))
-    closing = ctx._accumulated_at_grid(np.add, np.bincount(cells, weights=steps, minlength=ctx._week_cells_size))
+    closing = ctx._entry_exit_totals(ctx._week_cells(ctx._week_of_us(close - horizon_days * DAY_US), position),
+                                     ctx._week_cells(ctx._week_of_us(close), position))
     created = snapshot.manifest.created_at.astimezone(UTC)
     expanded = (
         pl.when(pl.Series(closing > 0)).then(1)

@@ -522,12 +522,11 @@ class SignalContext:
 
     def _read_usage(self) -> dict[str, Any]:
         """The usage rows as numpy arrays, before the customers are known: week - k0 (clipped to -1 .. width),
-        company code cid (-1 when none), dense user codes (0 .. n_users - 1), dense event codes (indexes of
-        event_names; -1 without an event) and count."""
+        company code cid (-1 when none), exact user codes below n_users (dense, or the dictionary codes when those
+        are nearly dense already), dense event codes (indexes of event_names; -1 without an event) and count."""
         k0, width = self._usage_weeks()
         usage = self.frame("usage_events")
         week_type = np.int16 if width < 2**15 else np.int32
-        base = self._anchor_us + k0 * WEEK_US  # week - k0 = ceil((t - as_of(k0)) / 1 week), as `week_of`
         text = ("company_id", "user_id", "event")
         if all(usage.schema.get(c) == pl.Categorical for c in text) and not any(
             usage[c].null_count() for c in (*text, "occurred_at", "count")
@@ -535,7 +534,7 @@ class SignalContext:
             times = usage["occurred_at"].to_numpy().view(np.int64)
             week = np.empty(times.size, dtype=week_type)
             for lo in range(0, times.size, CHUNK_ROWS):
-                chunk = (times[lo:lo + CHUNK_ROWS] - (base - WEEK_US + 1)) // WEEK_US
+                chunk = self._week_of_us(times[lo:lo + CHUNK_ROWS]) - k0
                 np.clip(chunk, -1, width, out=chunk)
                 week[lo:lo + CHUNK_ROWS] = chunk
             cid = _gather(self._cid_of_code(usage["company_id"]), usage["company_id"].to_physical().to_numpy())
@@ -546,9 +545,9 @@ class SignalContext:
                 expr = pl.col(column)
                 return expr if usage.schema.get(column) == pl.Categorical else expr.cast(pl.String).cast(pl.Categorical)
 
-            since = pl.col("occurred_at").dt.epoch("us") - base
             rows = usage.lazy().select(
-                ((since + (WEEK_US - 1)) // WEEK_US).clip(-1, width).fill_null(-1).cast(pl.Int16 if width < 2**15 else pl.Int32).alias("week"),
+                (self.week_of(pl.col("occurred_at")) - k0).clip(-1, width).fill_null(-1)
+                .cast(pl.Int16 if width < 2**15 else pl.Int32).alias("week"),
                 self._company_code_of(usage).cast(pl.Int32).fill_null(-1).alias("cid"),
                 categorical("user_id").to_physical().alias("user"),
                 categorical("event").alias("event"),
@@ -796,15 +795,22 @@ class SignalContext:
         frame = rows["base"].with_columns(
             [(v + pl.lit(0.0)).cast(pl.Float64).fill_null(0.0).alias(n) for n, v in zip(names, values.values(), strict=True)]
         ).select(names).collect()  # with_columns gives a bare literal one value per row
-        deltas = {name: np.concatenate((frame[n].to_numpy(), -frame[n].to_numpy())) for name, n in zip(values, names, strict=True)}
         start = self._week_cells(rows["k_in"], rows["position"])
         result = {}
         for d in days:
-            cells = np.concatenate((start, self._week_cells(self._week_of_us(rows["time"] + d * DAY_US), rows["position"])))
-            for name, weights in deltas.items():
-                changes = np.bincount(cells, weights=weights, minlength=self._week_cells_size).astype(np.float64, copy=False)
-                result[name, d] = self._accumulated_at_grid(np.add, changes)
+            end = self._week_cells(self._week_of_us(rows["time"] + d * DAY_US), rows["position"])
+            for name, n in zip(values, names, strict=True):
+                result[name, d] = self._entry_exit_totals(start, end, frame[n].to_numpy())
         return result
+
+    def _entry_exit_totals(self, enter: np.ndarray, leave: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+        """Per panel row, the total weight (1 each by default) of the entries in force at its as-of: an entry adds
+        its weight from the week of its `enter` cell on and takes it away from the week of its `leave` cell on
+        (cells of `_week_cells`)."""
+        weights = np.ones(enter.size) if weights is None else weights
+        changes = np.bincount(np.concatenate((enter, leave)), weights=np.concatenate((weights, -weights)),
+                              minlength=self._week_cells_size)
+        return self._accumulated_at_grid(np.add, changes.astype(np.float64, copy=False))
 
     def _position_of(self, cid: pl.Expr) -> pl.Expr:
         """Customer position of a company-code expression (-1: not a customer in the panel; null: no code)."""
