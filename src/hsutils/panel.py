@@ -221,9 +221,11 @@ def _row_context(ctx: SignalContext, snapshot: Any, horizon_days: int, attribute
     by_code = ctx.companies.join(attributes, on="company_id", how="left", maintain_order="left").drop("cid", "company_id")
     # high_touch: rank <= ceil(20 % of the rows) by ARR, ties included, i.e. ARR at least the ARR ranked there
     top = pl.min_horizontal((pl.len() * HIGH_TOUCH_SHARE).ceil().cast(pl.Int64), pl.col("arr").count())
-    cuts = rows.group_by("k").agg(pl.col("arr").drop_nulls().top_k(top).min().alias("_cut"))
-    segment = rows.select("k", "arr").join(cuts, on="k", how="left", maintain_order="left").select(
-        pl.when(pl.col("arr") >= pl.col("_cut")).then(pl.lit("high_touch")).otherwise(pl.lit("scaled")).alias("arr_segment"))
+    cuts = rows.group_by("k").agg(pl.col("arr").drop_nulls().top_k(top).min().fill_null(np.nan).alias("_cut"))
+    cut_of_week = np.full(int(ctx.grid_week.max()) - int(ctx.grid_week.min()) + 1, np.nan)
+    cut_of_week[cuts["k"].to_numpy() - int(ctx.grid_week.min())] = cuts["_cut"].to_numpy()
+    high_touch = rows["arr"].to_numpy() >= cut_of_week[ctx.grid_week - int(ctx.grid_week.min())]  # NaN: scaled
+    segment = pl.Series("arr_segment", ["scaled", "high_touch"]).gather(high_touch.view(np.uint8)).to_frame()
     outcomes = _outcomes(ctx, snapshot, horizon_days)
     return pl.concat([by_code[rows["cid"]], segment, outcomes], how="horizontal")
 
@@ -254,26 +256,20 @@ def _outcomes(ctx: SignalContext, snapshot: Any, horizon_days: int) -> pl.DataFr
             tolerance=timedelta(days=RENEWAL_MATCH_DAYS), check_sortedness=False,
         ).with_columns(  # a renewal is never its own term's renewal
             pl.when(pl.col("renewal_deal_id") != pl.col("term_deal_id")).then(pl.col("renewal_stage", "renewal_close"))
+        ).with_columns(  # decided once per term: the rows carry numbers, not the stage's text
+            pl.when(pl.col("renewal_stage") == "lost").then(1).when(pl.col("renewal_stage") == "won").then(0)
+            .cast(pl.Int8).alias("renewal_lost"),
         )
     if by_term:
-        per_term = matched.sort("_term").select("renewal_stage", "renewal_close")
-        out = pl.concat([rows.select("cid", "as_of", "term_end"), per_term[term_of_row]], how="horizontal")
+        per_term = matched.sort("_term").select("renewal_lost", "renewal_close")
+        out = pl.concat([rows.select("as_of", "term_end"), per_term[term_of_row]], how="horizontal")
     else:
         out = rows.select("cid", "as_of", "term_deal_id", "term_end").join(
-            matched.select("cid", "term_deal_id", "renewal_stage", "renewal_close"), on=["cid", "term_deal_id"],
+            matched.select("cid", "term_deal_id", "renewal_lost", "renewal_close"), on=["cid", "term_deal_id"],
             how="left", maintain_order="left")
     in_horizon = (pl.col("term_end") > pl.col("as_of")) & (pl.col("term_end") <= pl.col("as_of") + horizon)
-    churned = (
-        pl.when(in_horizon & (pl.col("renewal_stage") == "lost")).then(1)
-        .when(in_horizon & (pl.col("renewal_stage") == "won")).then(0)
-        .otherwise(None).cast(pl.Int8)
-    )
-    churn_date = pl.coalesce("renewal_close", "term_end")
-    out = out.with_columns(churned.alias("outcome_churned")).with_columns(
-        pl.when(pl.col("outcome_churned") == 1)
-        .then((churn_date - pl.col("as_of")).dt.total_microseconds() / DAY_US)
-        .alias("outcome_days_to_churn")
-    )
+    churned = pl.when(in_horizon).then(pl.col("renewal_lost"))
+    days_to_churn = pl.when(churned == 1).then((pl.coalesce("renewal_close", "term_end") - pl.col("as_of")).dt.total_microseconds() / DAY_US)
 
     # won expansions closing in (as_of, as_of + horizon]: one closing at c counts at the as-of weeks from the first
     # at or after c - horizon to the last before c (entry/exit deltas summed over the weeks, as for window sums)
@@ -291,7 +287,8 @@ def _outcomes(ctx: SignalContext, snapshot: Any, horizon_days: int) -> pl.DataFr
         .when(pl.col("as_of") + horizon <= pl.lit(created, dtype=UTC_DATETIME)).then(0)
         .otherwise(None).cast(pl.Int8)
     )
-    return out.select(expanded.alias("outcome_expanded"), "outcome_churned", "outcome_days_to_churn")
+    return out.select(expanded.alias("outcome_expanded"), churned.alias("outcome_churned"),
+                      days_to_churn.alias("outcome_days_to_churn"))
 
 
 def build_panel(
