@@ -9,6 +9,7 @@ import numpy as np
 import polars as pl
 import pytest
 
+from hsutils import signals
 from hsutils.schema import TABLES
 from hsutils.signals import SignalContext
 from hsutils.snapshot import Manifest, Snapshot
@@ -57,8 +58,11 @@ def random_snapshot(seed: int, n_events: int, shared_users: bool) -> tuple[Snaps
     return snapshot, raw
 
 
-@pytest.mark.parametrize(("n_events", "shared_users"), [(6, False), (6, True), (80, False)])
-def test_usage_helpers_match_brute_force(n_events, shared_users):
+@pytest.mark.parametrize(("n_events", "shared_users", "presence_bytes"),
+                         [(6, False, None), (6, True, None), (80, False, None), (80, False, 1)])
+def test_usage_helpers_match_brute_force(n_events, shared_users, presence_bytes, monkeypatch):
+    if presence_bytes is not None:  # distinct events counted one event per pass over the rows
+        monkeypatch.setattr(signals, "PRESENCE_BYTES", presence_bytes)
     snapshot, raw = random_snapshot(n_events, n_events, shared_users)
     anchor = ts("2024-03-13T06:00:00")  # as-of moments need not be midnight
     ctx = SignalContext(snapshot, anchor, [w for w in range(-45, 1) if w % 5 != 2])  # with gaps

@@ -104,6 +104,7 @@ TOUCH_CAP_DAYS = 365
 TREND_WEEKS = 8
 MAX_CUSTOMER_CELLS = 2**27  # (week x company) cells of the customer array; larger portals use joins
 SHARED_LOOKBACK_WEEKS = 18  # weekly totals cover at least 120 days before the first as-of
+PRESENCE_BYTES = 1 << 26  # memory for the (event x week x customer) presence array of one pass
 CHUNK_ROWS = 1 << 20  # usage rows per chunk where the helpers work through the rows in pieces
 DEFAULT_LOGIN_EVENT = "login"
 ACTIVE_USER_DAYS = 28  # active seats: distinct users in the 28 days up to as-of
@@ -235,14 +236,23 @@ class WeeklyTotals:
         """The totals of the first (often the only) value."""
         return next(iter(self.totals.values()))
 
-    def at(self, shift: int = 0, array: np.ndarray | None = None) -> np.ndarray:
-        """Values `shift` weeks before each panel row (of `total`, or of another array of the same layout)."""
+    def at(self, shift: int = 0, array: np.ndarray | None = None, out: np.ndarray | None = None) -> np.ndarray:
+        """Values `shift` weeks before each panel row (of `total`, or of another array of the same layout), written
+        to `out` when given."""
         source = (self.total if array is None else array).ravel(order="K")  # a view: the arrays are contiguous
         if 0 <= shift <= self.reach:  # read through a shifted view: no index array per shift
             if not self._base:
                 self._base.append(self.flat_index - self.reach * self.week_step)
-            return np.take(source[(self.reach - shift) * self.week_step:], self._base[0])
-        return np.take(source, self.flat_index - shift * self.week_step)
+            return np.take(source[(self.reach - shift) * self.week_step:], self._base[0], out=out)
+        return np.take(source, self.flat_index - shift * self.week_step, out=out)
+
+    def sum_back(self, weeks: int) -> np.ndarray:
+        """Sum of the weekly totals over the `weeks` weeks ending at each panel row's as-of (added up in place)."""
+        result = np.zeros(self.flat_index.size)
+        buffer = np.empty(self.flat_index.size, dtype=self.total.dtype)
+        for shift in range(weeks):
+            result += self.at(shift, out=buffer)
+        return result
 
     def window(self, name: str, days: int) -> np.ndarray:
         """Sum over (as_of - days, as_of] of value `name`, aligned with the grid."""
@@ -626,8 +636,11 @@ class SignalContext:
         return np.append(mask.to_numpy().astype(bool), False)
 
     def _usage_grid_index(self, k0: int) -> np.ndarray:
-        """Place of every panel row in a week-by-week (week x position) array starting at week k0."""
-        return (self.grid_week - k0) * max(self.n_positions, 1) + self.grid_position
+        """Place of every panel row in a week-by-week (week x position) array starting at week k0 (cached)."""
+        key = ("usage_grid_index", k0)
+        if key not in self._cache:
+            self._cache[key] = (self.grid_week - k0) * max(self.n_positions, 1) + self.grid_position
+        return self._cache[key]
 
     def usage_weekly_totals(self, where: pl.Expr | None = None) -> WeeklyTotals:
         """Weekly totals of usage `count` per customer for events matching `where` (an expression on `event`),
@@ -645,6 +658,7 @@ class SignalContext:
                     self._cache["usage_weights"] = np.empty(codes.count.size, dtype=np.float64)
                 weights = np.multiply(codes.count, _gather(mask, codes.event), out=self._cache["usage_weights"])
                 totals = np.bincount(codes.cell, weights=weights, minlength=codes.n_positions * codes.width)
+        totals = totals.astype(np.float64, copy=False)  # bincount of no rows gives whole numbers
         result = WeeklyTotals(
             codes.k0, {"value": totals.reshape(codes.width, codes.n_positions).T}, {"value": {}},
             self._usage_grid_index(codes.k0), reach=self.k_min - codes.k0, week_step=codes.n_positions,
@@ -656,11 +670,7 @@ class SignalContext:
         """Usage `count` summed over (as_of - days, as_of] for events matching `where`: frame[cid, k, value]."""
         if days % 7 or not 7 <= days <= 7 * SHARED_LOOKBACK_WEEKS:
             return self.window_sum("usage_events", "occurred_at", pl.col("count"), days=days, where=where)
-        weekly = self.usage_weekly_totals(where)
-        result = weekly.at(0)
-        for back in range(1, days // 7):
-            result = result + weekly.at(back)
-        return self.values(result)
+        return self.values(self.usage_weekly_totals(where).sum_back(days // 7))
 
     def usage_distinct_events(self, days: int, where: pl.Expr | None = None) -> pl.DataFrame:
         """Distinct usage events matching `where` in (as_of - days, as_of]: frame[cid, k, value]."""
@@ -670,20 +680,26 @@ class SignalContext:
             return self.window_distinct("usage_events", "occurred_at", pl.col("event"), days=days, where=where)
         chosen = np.flatnonzero(self._event_mask(where)[:-1])
         first = self.k_min - codes.k0  # week row of the first as-of
+        cells = codes.width * codes.n_positions
         counts = np.zeros(self._rows.height, dtype=np.int64)
         index = self._usage_grid_index(self.k_min)
-        for group in range(0, chosen.size, 64):  # one bit per event: up to 64 events per pass
-            members = chosen[group:group + 64]
-            dtype = next(t for t in (np.uint8, np.uint16, np.uint32, np.uint64) if np.dtype(t).itemsize * 8 >= members.size)
-            bit_of_event = np.zeros(codes.event_names.len() + 1, dtype=dtype)  # the last entry: rows without event
-            bit_of_event[members] = np.left_shift(np.ones(members.size, dtype=dtype), np.arange(members.size, dtype=dtype))
-            bits = np.zeros(codes.width * codes.n_positions, dtype=dtype)
-            np.bitwise_or.at(bits, codes.cell, _gather(bit_of_event, codes.event))
-            bits = bits.reshape(codes.width, codes.n_positions)
-            window = bits[first:].copy()  # row j: week k_min + j
+        group_size = max(1, min(chosen.size, PRESENCE_BYTES // max(cells, 1) - 1))
+        for group in range(0, chosen.size, group_size):  # up to group_size events per pass over the rows
+            members = chosen[group:group + group_size]
+            slots = members.size + 1  # one slot per chosen event and one for every other event
+            slot_of_event = np.full(codes.event_names.len() + 1, members.size, dtype=np.intp)  # last: no event
+            slot_of_event[members] = np.arange(members.size)
+            present = np.zeros(slots * cells, dtype=bool)  # (slot x week x position): the event occurred there
+            for lo in range(0, codes.cell.size, CHUNK_ROWS):  # chunks keep the index temporaries small
+                at = np.take(slot_of_event, codes.event[lo:lo + CHUNK_ROWS], mode="wrap")  # event -1: the last entry
+                at *= cells
+                at += codes.cell[lo:lo + CHUNK_ROWS]
+                present[at] = True
+            present = present.reshape(slots, codes.width, codes.n_positions)[:members.size]
+            window = present[:, first:].copy()  # row j: week k_min + j
             for back in range(1, weeks):
-                window |= bits[first - back:codes.width - back]
-            counts += np.bitwise_count(window).reshape(-1)[index]
+                window |= present[:, first - back:codes.width - back]
+            counts += window.sum(axis=0, dtype=np.int32).reshape(-1)[index]
         return self.values(counts.astype(np.float64))
 
     def usage_active_users(self, days: int = ACTIVE_USER_DAYS) -> pl.DataFrame:
@@ -1338,12 +1354,12 @@ def core_depth_trend(ctx: SignalContext) -> pl.DataFrame:
     weeks = TREND_WEEKS
     weekly = ctx.usage_weekly_totals(where=_core_filter(ctx))
     x = np.arange(weeks) - (weeks - 1) / 2  # week 0 is the oldest, weeks-1 the one ending at as-of
-    weighted = np.zeros(ctx.grid.height)
-    total = np.zeros(ctx.grid.height)
+    weighted, total, count = np.zeros(ctx.grid.height), np.zeros(ctx.grid.height), np.empty(ctx.grid.height)
     for i in range(weeks):  # whole counts: these sums are exact, whatever the order
-        count = weekly.at(weeks - 1 - i)
-        weighted += x[i] * count
+        weekly.at(weeks - 1 - i, out=count)
         total += count
+        count *= x[i]
+        weighted += count
     slope = weighted / (x**2).sum()
     mean = total / weeks
     trend = np.divide(slope, mean, out=np.zeros_like(slope), where=mean > 0)
