@@ -978,12 +978,14 @@ class SignalContext:
         owner = np.full(n_users, -1, dtype=company.dtype)  # the company code of each user
         active = np.zeros((span + 1, n_users), dtype=bool)
         flat = active.reshape(-1)
-        shift = k0 - first + 1
+        # start of each usage week's bitmap row in `flat`, by week - k0 (0 .. max; the last entry is week -1)
+        row_start = np.clip(np.append(np.arange(int(week.max(initial=0)) + 1), -1) + k0 - first + 1, 0, span) * n_users
         for lo in range(0, user.size, CHUNK_ROWS):  # chunks keep the temporaries small and reused
             users = user[lo:lo + CHUNK_ROWS]
             owner[users] = company[lo:lo + CHUNK_ROWS]
-            row = np.clip(week[lo:lo + CHUNK_ROWS].astype(np.int64) + shift, 0, span)
-            flat[row * n_users + users] = True
+            at = np.take(row_start, week[lo:lo + CHUNK_ROWS], mode="wrap")  # week -1: the last entry
+            at += users
+            flat[at] = True
         for lo in range(0, user.size, CHUNK_ROWS):
             if not np.array_equal(owner[user[lo:lo + CHUNK_ROWS]], company[lo:lo + CHUNK_ROWS]):
                 return None  # a user id shared by companies: count per company
