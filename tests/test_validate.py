@@ -546,3 +546,15 @@ def test_example_mapping_file_maps_onto_canonical_values() -> None:
             allowed = TABLES[table].column(column).values
             if allowed is not None:
                 assert set(pairs.values()) <= set(allowed), (table, column)
+
+
+def test_core_events_found_past_the_first_rows(monkeypatch) -> None:
+    """The core-event check looks at the first rows first, then at all of them for the events still missing."""
+    from hsutils import validate
+
+    monkeypatch.setattr(validate, "CORE_EVENT_HEAD", 2)
+    usage = pl.DataFrame({"event": ["login", "login", "login", "report_published"]}).cast(pl.Categorical)
+    manifest = build_manifest(core_events=["report_published"])
+    validate.check_core_events(usage, manifest)  # found in the fourth row
+    with pytest.raises(InputError, match="core_events never occur: dashboard_shared"):
+        validate.check_core_events(usage, build_manifest(core_events=["report_published", "dashboard_shared"]))
