@@ -370,7 +370,9 @@ def _as_text(series: pl.Series) -> pl.Series:
             series = series.cast(pl.Int64)
     text = series.cast(pl.String)
     if series.dtype in (pl.String, pl.Categorical) or isinstance(series.dtype, pl.Enum):
-        text = pl.select(pl.when(text == "").then(None).otherwise(text)).to_series().alias(series.name)
+        empty = text == ""
+        if empty.any():  # rewritten only when some value is empty
+            text = pl.select(pl.when(empty).then(None).otherwise(text)).to_series().alias(series.name)
     return text
 
 
@@ -412,7 +414,7 @@ def _convert(series: pl.Series, column: Column) -> tuple[pl.Series, pl.Series | 
     if kind in ("id", "str", "enum"):
         text = _as_text(series)
         if kind == "enum" and column.values:  # spelled per distinct value: an enum column holds few of them
-            spelled = text.drop_nulls().unique()
+            spelled = text.unique().drop_nulls()
             canonical = spelled.str.to_lowercase().str.replace_all(r"[\s\-]+", "_")
             respelled = (canonical != spelled) & canonical.is_in(pl.Series(column.values).implode())
             if respelled.any():
