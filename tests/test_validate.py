@@ -334,6 +334,18 @@ def test_first_problem_is_reported_with_how_many_more(tmp_path: Path) -> None:
         load_snapshot(tmp_path / "s")
 
 
+
+def test_duplicated_key_with_another_problem_is_reported_with_how_many_more(tmp_path: Path) -> None:
+    tables = build_tables()
+    companies = tables["companies"]
+    tables["companies"] = pl.concat([companies, companies.head(1)])
+    set_value("companies", 1, "employees", -5)(tables)
+    write_tiny_snapshot(tmp_path / "s", tables=tables)
+    with pytest.raises(
+        InputError, match=r"table companies, column company_id: 1 duplicated key\(s\) on 2 rows.*\(\+1 more problem\(s\)"
+    ):
+        load_snapshot(tmp_path / "s")
+
 # --- valid snapshots -----------------------------------------------------------------------------------------
 
 

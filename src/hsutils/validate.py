@@ -602,13 +602,14 @@ def _row_check(
     )
 
 
-def _all_distinct(data: Any) -> bool:
-    """True when the checked column holds no value twice (a null counts as a value, as in pandera's own check).
-
-    Distinct 64-bit hashes prove distinct values; only when two hashes collide are the values compared.
-    """
+def _distinct_rows(data: Any) -> pl.LazyFrame:
+    """Per row of the checked column: True unless its value occurs twice (a null counts as a value, as in pandera's
+    own uniqueness check). Distinct 64-bit hashes prove distinct values; only when two hashes collide are the
+    values compared row by row."""
     values = data.lazyframe.select(data.key).collect().to_series()
-    return values.hash().n_unique() == values.len() or values.n_unique() == values.len()
+    if values.hash().n_unique() == values.len():
+        return data.lazyframe.select(pl.repeat(True, pl.len()).alias(data.key))
+    return data.lazyframe.select(~pl.col(data.key).is_duplicated())
 
 
 def table_schema(
@@ -666,7 +667,7 @@ def table_schema(
                 _row_check(table, name, f"id(s) not in {target_table}", lambda c=col, k=ids: c.is_in(k))
             )
         if name == spec.primary_key:
-            checks.append(pa.Check(_all_distinct, name=_UNIQUE_KEY, error=_UNIQUE_KEY))
+            checks.append(pa.Check(_distinct_rows, name=_UNIQUE_KEY, error=_UNIQUE_KEY, n_failure_cases=3))
         checks.extend(_relational_checks(table, name))
         columns[name] = pa.Column(
             pl.String if column.dictionary and name in plain_text else column.dtype,
