@@ -957,11 +957,9 @@ class SignalContext:
         row, company, step = changes
         position = self._position_of_cid[company]  # users of companies outside the panel (-1) are left out
         kept = position >= 0
-        rows = self.k_max - self.k_min + 1
-        totals = np.bincount(row[kept] * self.n_positions + position[kept], weights=step[kept],
-                             minlength=rows * self.n_positions)
-        counts = np.cumsum(totals.reshape(rows, self.n_positions), axis=0)  # week x position
-        return counts[self.grid_week - self.k_min, self.grid_position]
+        changes = np.bincount(self._week_cells(row[kept] + self.k_min, position[kept]), weights=step[kept],
+                              minlength=self._week_cells_size)
+        return self._accumulated_at_grid(np.add, changes)
 
     def _user_window_changes(self, week: np.ndarray, company: np.ndarray, user: np.ndarray, n_users: int, k0: int,
                              weeks: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
