@@ -222,9 +222,9 @@ def _row_context(ctx: SignalContext, snapshot: Any, horizon_days: int, attribute
     # high_touch: rank <= ceil(20 % of the rows) by ARR, ties included, i.e. ARR at least the ARR ranked there
     top = pl.min_horizontal((pl.len() * HIGH_TOUCH_SHARE).ceil().cast(pl.Int64), pl.col("arr").count())
     cuts = rows.group_by("k").agg(pl.col("arr").drop_nulls().top_k(top).min().fill_null(np.nan).alias("_cut"))
-    cut_of_week = np.full(int(ctx.grid_week.max()) - int(ctx.grid_week.min()) + 1, np.nan)
-    cut_of_week[cuts["k"].to_numpy() - int(ctx.grid_week.min())] = cuts["_cut"].to_numpy()
-    high_touch = rows["arr"].to_numpy() >= cut_of_week[ctx.grid_week - int(ctx.grid_week.min())]  # NaN: scaled
+    cut_of_week = np.full(ctx.k_max - ctx.k_min + 1, np.nan)
+    cut_of_week[cuts["k"].to_numpy() - ctx.k_min] = cuts["_cut"].to_numpy()
+    high_touch = rows["arr"].to_numpy() >= cut_of_week[ctx.grid_week - ctx.k_min]  # NaN: scaled
     segment = pl.Series("arr_segment", ["scaled", "high_touch"]).gather(high_touch.view(np.uint8)).to_frame()
     outcomes = _outcomes(ctx, snapshot, horizon_days)
     return pl.concat([by_code[rows["cid"]], segment, outcomes], how="horizontal")
