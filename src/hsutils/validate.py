@@ -370,10 +370,16 @@ def _as_text(series: pl.Series) -> pl.Series:
             series = series.cast(pl.Int64)
     text = series.cast(pl.String)
     if series.dtype in (pl.String, pl.Categorical) or isinstance(series.dtype, pl.Enum):
-        empty = text == ""
-        if empty.any():  # rewritten only when some value is empty
-            text = pl.select(pl.when(empty).then(None).otherwise(text)).to_series().alias(series.name)
+        text = _empty_as_null(text)
     return text
+
+
+def _empty_as_null(series: pl.Series) -> pl.Series:
+    """Empty text values as nulls (the column is rewritten only when some value is empty)."""
+    empty = series == ""
+    if not empty.any():
+        return series
+    return pl.select(pl.when(empty).then(None).otherwise(series)).to_series().alias(series.name)
 
 
 def _parse_timestamps(text: pl.Series) -> pl.Series:
@@ -407,9 +413,7 @@ def _convert(series: pl.Series, column: Column) -> tuple[pl.Series, pl.Series | 
     kind, dtype = column.kind, series.dtype
     if column.dictionary:  # text kept as dictionary codes: read as they are when the file stores them so
         if dtype == pl.Categorical:
-            empty = series == ""
-            return (series if not empty.any() else pl.select(pl.when(empty).then(None).otherwise(series)).to_series()
-                    .alias(series.name)), None, ""
+            return _empty_as_null(series), None, ""
         return _as_text(series).cast(pl.Categorical), None, ""
     if kind in ("id", "str", "enum"):
         text = _as_text(series)
