@@ -233,8 +233,10 @@ def test_window_helpers_match_brute_force(n_users):
     ctx = SignalContext(snapshot, anchor, weeks)
     t = np.array([x.replace(tzinfo=None) for x in times], dtype="datetime64[us]").astype(np.int64)
     grid = ctx.grid.select("company_id", "as_of").to_dicts()
-    for days in (1, 10, 28, 30, 45, 90):
+    weekly = ctx.weekly("usage_events", "occurred_at", pl.col("count"), tail_days=(1, 2, 3, 6))  # 18 weeks back
+    for days in (1, 10, 28, 30, 45, 90, 7 * 18 + 6):
         sums = ctx.window_sum("usage_events", "occurred_at", pl.col("count"), days=days)["value"].to_list()
+        assert weekly.window("value", days).tolist() == sums, days
         distinct = ctx.window_distinct("usage_events", "occurred_at", pl.col("user_id"), days=max(days, 7))["value"].to_list()
         for i, g in enumerate(grid):
             a = int(np.datetime64(g["as_of"].replace(tzinfo=None), "us").astype(np.int64))
@@ -242,6 +244,13 @@ def test_window_helpers_match_brute_force(n_users):
             assert sums[i] == counts[inside].sum(), (days, g)
             inside7 = (companies == g["company_id"]) & (t <= a) & (t > a - max(days, 7) * 86_400_000_000)
             assert distinct[i] == np.unique(users[inside7]).size, (days, g)
+    # weekly totals read only the weeks they hold: none after as-of, none before their lookback
+    for days, problem in ((5, "tail_days=\\(5,\\)"), (7 * 19, "19"), (0, "at least one day")):
+        with pytest.raises(InputError, match=problem):
+            weekly.window("value", days)
+    for shift in (-1, 19):
+        with pytest.raises(InputError, match=f"not {shift}"):
+            weekly.at(shift)
 
 
 

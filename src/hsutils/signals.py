@@ -238,13 +238,14 @@ class WeeklyTotals:
 
     def at(self, shift: int = 0, array: np.ndarray | None = None, out: np.ndarray | None = None) -> np.ndarray:
         """Values `shift` weeks before each panel row (of `total`, or of another array of the same layout), written
-        to `out` when given."""
+        to `out` when given; `shift` runs from 0 (the week ending at as-of) to `reach`."""
+        if not 0 <= shift <= self.reach:  # outside the rectangle: a later week, or one before the totals start
+            raise InputError(f"weekly totals reach 0 to {self.reach} weeks before each as-of, not {shift}"
+                             " (ask weekly() for more lookback_weeks)")
         source = (self.total if array is None else array).ravel(order="K")  # a view: the arrays are contiguous
-        if 0 <= shift <= self.reach:  # read through a shifted view: no index array per shift
-            if not self._base:
-                self._base.append(self.flat_index - self.reach * self.week_step)
-            return np.take(source[(self.reach - shift) * self.week_step:], self._base[0], out=out)
-        return np.take(source, self.flat_index - shift * self.week_step, out=out)
+        if not self._base:  # read through a shifted view: no index array per shift
+            self._base.append(self.flat_index - self.reach * self.week_step)
+        return np.take(source[(self.reach - shift) * self.week_step:], self._base[0], out=out)
 
     def sum_back(self, weeks: int) -> np.ndarray:
         """Sum of the weekly totals over the `weeks` weeks ending at each panel row's as-of (added up in place)."""
@@ -255,8 +256,13 @@ class WeeklyTotals:
         return result
 
     def window(self, name: str, days: int) -> np.ndarray:
-        """Sum over (as_of - days, as_of] of value `name`, aligned with the grid."""
+        """Sum over (as_of - days, as_of] of value `name`, aligned with the grid. Needs `days % 7` among the
+        `tail_days` given to `weekly` and whole weeks within its lookback."""
+        if days < 1:
+            raise InputError(f"window of {days} days: a window must last at least one day")
         whole, tail = divmod(days, 7)
+        if tail and tail not in self.tails[name]:
+            raise InputError(f"window of {days} days: ask weekly() for tail_days=({tail},) to cover the part week")
         if name not in self.running:
             totals = self.totals[name]
             self.running[name] = np.cumsum(totals, axis=1, out=np.empty_like(totals))  # same memory layout
