@@ -146,12 +146,15 @@ def test_pandas_reference_gives_the_same_numbers(small_demo, demo):
 
 def test_single_as_of_and_off_grid_dates_match_the_weekly_panel(demo, panel):
     last = default_as_of_dates(demo)[-1]
-    picked = [last - timedelta(weeks=30), last - timedelta(weeks=30, days=3), last - timedelta(weeks=2, days=1)]
+    # three weekly grids, two dates on one of them: the grids' rows interleave in time and are sorted back
+    picked = [last - timedelta(weeks=30), last - timedelta(weeks=30, days=3), last - timedelta(weeks=29, days=3),
+              last - timedelta(weeks=2, days=1)]
     alone = build_panel(demo, as_of_dates=[picked[0]])
     expected = panel.filter(pl.col("as_of") == picked[0])
     assert alone.equals(expected), "a single as-of differs from the weekly panel"
     mixed = build_panel(demo, as_of_dates=picked)
     assert sorted(mixed["as_of"].unique().to_list()) == sorted(picked)
+    assert mixed.equals(mixed.sort("as_of", "company_id")), "rows are not in as-of, then company order"
     for moment in picked[1:]:
         one = build_panel(demo, as_of_dates=[moment])
         assert mixed.filter(pl.col("as_of") == moment).equals(one)

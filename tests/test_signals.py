@@ -208,6 +208,38 @@ def test_a_registered_signal_appears_in_the_panel():
         register_signal("x", family="other", unit="x", direction=1)
 
 
+def test_a_signal_computed_its_own_way_is_matched_to_the_panel_rows_by_key():
+    """A signal may return its rows in any order, leave rows out (null), repeat a key (the first value counts) or
+    name rows that are not in the panel (ignored); one that misses a column is a one-line error."""
+
+    @register_signal("week_and_company", family="activity", unit="code", direction=0)
+    def week_and_company(ctx: SignalContext) -> pl.DataFrame:
+        coded = ctx.keys.with_columns((pl.col("k") * 10 + pl.col("cid")).cast(pl.Float64).alias("value"))
+        return pl.concat([
+            coded.slice(1).reverse(),  # every panel row but the first, backwards
+            coded.slice(1, 1).with_columns(pl.lit(-1.0).alias("value")),  # the second row again: ignored
+            coded.slice(1, 1).with_columns(pl.lit(99, dtype=pl.UInt32).alias("cid")),  # no such company
+        ])
+
+    @register_signal("no_value", family="activity", unit="code", direction=0)
+    def no_value(ctx: SignalContext) -> pl.DataFrame:
+        return ctx.keys
+
+    dates = [AS_OF - timedelta(weeks=5), AS_OF - timedelta(weeks=4), AS_OF]
+    try:
+        panel = build_panel(tiny_snapshot(), as_of_dates=dates, signals=["week_and_company", "logins_28d"])
+        with pytest.raises(InputError, match=r"signal no_value: .* cid, k, value \(missing value\)"):
+            build_panel(tiny_snapshot(), as_of_dates=dates, signals=["no_value"])
+    finally:
+        unregister_signal("week_and_company")
+        unregister_signal("no_value")
+    assert panel.height >= 3
+    company_code = {c: i for i, c in enumerate(sorted(tiny_snapshot()["companies"]["company_id"]))}
+    for i, r in enumerate(panel.iter_rows(named=True)):
+        k = (r["as_of"] - AS_OF) // timedelta(weeks=1)
+        assert r["week_and_company"] == (None if i == 0 else k * 10 + company_code[r["company_id"]]), r
+
+
 @pytest.mark.parametrize("n_users", [25, 90])  # few distinct values (bit sets) and many (sorted intervals)
 def test_window_helpers_match_brute_force(n_users):
     rng = np.random.default_rng(n_users)
