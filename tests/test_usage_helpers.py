@@ -25,9 +25,11 @@ def empty(table: str) -> pl.DataFrame:
     return pl.DataFrame(schema=TABLES[table].polars_schema)
 
 
-def random_snapshot(seed: int, n_events: int, shared_users: bool) -> tuple[Snapshot, dict[str, np.ndarray]]:
+def random_snapshot(seed: int, n_events: int, shared_users: bool, missing_users: bool = False
+                    ) -> tuple[Snapshot, dict[str, np.ndarray]]:
     """Four customer companies (d joins late) and usage with `n_events` event names; user ids repeat across
-    companies when `shared_users` (the per-company counting path), else each user belongs to one company."""
+    companies when `shared_users` (the per-company counting path), else each user belongs to one company; every
+    eleventh row has no user id when `missing_users`."""
     rng = np.random.default_rng(seed)
     start, n = ts("2023-01-01"), 6000
     offsets = rng.integers(0, 420 * 86_400, n)
@@ -35,12 +37,15 @@ def random_snapshot(seed: int, n_events: int, shared_users: bool) -> tuple[Snaps
     times = np.array([start + timedelta(seconds=int(s)) for s in offsets])
     companies = rng.choice(["a", "b", "c", "d", "e"], n)  # e is never a customer
     users = rng.integers(0, 40, n)
-    user_ids = np.array([f"u{u}" if shared_users else f"{c}-u{u}" for c, u in zip(companies, users, strict=True)])
+    user_ids = np.array([f"u{u}" if shared_users else f"{c}-u{u}" for c, u in zip(companies, users, strict=True)],
+                        dtype=object)
+    if missing_users:
+        user_ids[::11] = None
     events = np.array([f"ev{e}" for e in rng.integers(0, n_events, n)])
     events[::3] = "login"
     counts = rng.integers(1, 6, n)
     usage = pl.DataFrame({
-        "company_id": companies, "user_id": user_ids, "occurred_at": list(times), "event": events, "count": counts,
+        "company_id": companies, "user_id": list(user_ids), "occurred_at": list(times), "event": events, "count": counts,
     }).cast(TABLES["usage_events"].polars_schema)
     deals = pl.DataFrame([
         {"deal_id": c, "company_id": c, "deal_type": "new", "stage": "won", "term_start": begin,
@@ -58,12 +63,13 @@ def random_snapshot(seed: int, n_events: int, shared_users: bool) -> tuple[Snaps
     return snapshot, raw
 
 
-@pytest.mark.parametrize(("n_events", "shared_users", "presence_bytes"),
-                         [(6, False, None), (6, True, None), (80, False, None), (80, False, 1)])
-def test_usage_helpers_match_brute_force(n_events, shared_users, presence_bytes, monkeypatch):
+@pytest.mark.parametrize(("n_events", "shared_users", "presence_bytes", "missing_users"),
+                         [(6, False, None, False), (6, True, None, False), (80, False, None, False),
+                          (80, False, 1, False), (6, False, None, True)])
+def test_usage_helpers_match_brute_force(n_events, shared_users, presence_bytes, missing_users, monkeypatch):
     if presence_bytes is not None:  # distinct events counted one event per pass over the rows
         monkeypatch.setattr(signals, "PRESENCE_BYTES", presence_bytes)
-    snapshot, raw = random_snapshot(n_events, n_events, shared_users)
+    snapshot, raw = random_snapshot(n_events, n_events, shared_users, missing_users)
     anchor = ts("2024-03-13T06:00:00")  # as-of moments need not be midnight
     ctx = SignalContext(snapshot, anchor, [w for w in range(-45, 1) if w % 5 != 2])  # with gaps
     core = pl.col("event").is_in(["ev1", "ev2"])
@@ -89,7 +95,7 @@ def test_usage_helpers_match_brute_force(n_events, shared_users, presence_bytes,
         assert everything[i] == raw["count"][inside(28)].sum(), row
         assert three_back[i] == raw["count"][inside(7, at - 21 * DAY_US) & is_core].sum(), row
         assert breadth[i] == np.unique(raw["event"][inside(28) & (raw["event"] != "login")]).size, row
-        assert active[i] == np.unique(raw["user"][inside(28)]).size, row
+        assert active[i] == np.unique(raw["user"][inside(28) & (raw["user"] != None)].astype(str)).size, row  # noqa: E711
 
 
 def test_odd_windows_fall_back_to_the_general_helpers():

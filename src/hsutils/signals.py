@@ -894,6 +894,7 @@ class SignalContext:
 
     def window_distinct(self, table: str, time: str, key_expr: pl.Expr, days: int, where: pl.Expr | None = None) -> pl.DataFrame:
         """Number of distinct `key_expr` values among rows with `time` in (as_of - days, as_of]: frame[cid, k, value].
+        Rows whose key is null count for nothing (as in SQL's COUNT(DISTINCT ...)).
 
         Each distinct value is active from its row's week until `days` after its latest row; overlapping activity
         is merged per value, then the starts (+1) and ends (-1) are summed cumulatively over the weeks.
@@ -907,7 +908,7 @@ class SignalContext:
         code = key_expr.cast(pl.String).cast(pl.Categorical).to_physical().cast(pl.Int64).alias("_key")
         rows = self.table(table, time, where, days=days).select(
             pl.col("cid").cast(pl.Int64), code, pl.col("k").cast(pl.Int64), *([] if whole_weeks else [time])
-        ).collect()
+        ).filter(pl.col("_key").is_not_null()).collect()
         if rows.height == 0:
             result = self.values(np.zeros(self._rows.height))
             self._cache[cache_key] = result
@@ -918,7 +919,7 @@ class SignalContext:
                 result = self.values(few)
                 self._cache[cache_key] = result
                 return result
-        if whole_weeks and rows["_key"].null_count() == 0:
+        if whole_weeks:
             counts = self._distinct_whole_weeks(rows["cid"].to_numpy(), rows["_key"].to_numpy(), rows["k"].to_numpy(), days // 7)
             if counts is not None:
                 result = self.values(counts)
