@@ -327,6 +327,18 @@ def test_empty_result_and_missing_core_events_are_input_errors():
     with pytest.raises(InputError, match="core_events is empty"):
         build_panel(no_core, as_of_dates=[AS_OF])
     assert build_panel(no_core, as_of_dates=[AS_OF], signals=["logins_28d"]).height == 1  # no core signal chosen
+    unseen = tiny_snapshot()
+    unseen.manifest.core_events = ["invoice_sent"]
+    with pytest.raises(InputError, match=r"core events invoice_sent never occur \(most frequent events: "):
+        build_panel(unseen, as_of_dates=[AS_OF])
+    # stages an export did not map: no deal is a won new or renewal deal, so nobody is ever a customer
+    unmapped = tiny_snapshot()
+    unmapped.tables["deals"] = unmapped.tables["deals"].with_columns(pl.lit("closedwon").alias("stage"))
+    for dates in (None, [AS_OF]):
+        with pytest.raises(InputError, match="no won new or renewal deal with a term"):
+            build_panel(unmapped, as_of_dates=dates)
+    on_a_day = build_panel(tiny_snapshot(), as_of_dates=[AS_OF.date()], signals=["logins_28d"])  # a date: midnight UTC
+    assert on_a_day["as_of"].to_list() == [AS_OF]
 
 
 
