@@ -80,6 +80,11 @@ def test_usage_helpers_match_brute_force(n_events, shared_users, presence_bytes,
     active = ctx.grid["active_seats"].to_list()
     weekly = ctx.usage_weekly_totals(where=core)
     three_back = weekly.at(3)
+    # the weekly usage table, through the general helpers, gives the same whole-week sums
+    table = ctx.usage_weekly()
+    for days, values in sums.items():
+        assert ctx.window_sum(table, "occurred_at", pl.col("count"), days=days, where=core)["value"].to_list() == values
+        assert ctx.weekly(table, "occurred_at", pl.col("count"), where=core).sum_back(days // 7).tolist() == values
     grid = ctx.grid.select("company_id", "as_of").to_dicts()
     assert len(grid) > 100
     is_core = np.isin(raw["event"], ["ev1", "ev2"])
