@@ -9,6 +9,7 @@ import numpy as np
 import polars as pl
 import pytest
 
+from hsutils import signals
 from hsutils.errors import InputError
 from hsutils.panel import build_panel
 from hsutils.schema import TABLES
@@ -390,3 +391,76 @@ def test_the_documented_example_registers_a_working_signal():
         assert row(panel, "a", AS_OF)["integrations_synced_28d"] == 4
     finally:
         unregister_signal("integrations_synced_28d")
+
+
+def random_deal_history(seed: int, n_companies: int = 25) -> pl.DataFrame:
+    """Deals of companies that sign, renew, expand, lose renewals and come back, with overlapping terms, terms
+    known only after they start, deals without a close date and open deals."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for c in range(n_companies):
+        moment = ts("2022-01-01") + timedelta(days=int(rng.integers(0, 300)))
+        for j in range(int(rng.integers(1, 6))):
+            start = moment + timedelta(days=int(rng.integers(-40, 60)))
+            end = start + timedelta(days=int(rng.choice([30, 90, 180, 365, 400])))
+            stage = str(rng.choice(["won", "won", "won", "lost", "open"]))
+            close = start + timedelta(days=int(rng.integers(-30, 30)))
+            rows.append({"deal_id": f"c{c:02d}-{j}", "company_id": f"c{c:02d}",
+                         "deal_type": str(rng.choice(["new", "renewal", "renewal", "expansion"])), "stage": stage,
+                         "term_start": start, "term_end": end,
+                         "close_date": None if stage == "open" or rng.random() < 0.1 else close,
+                         "arr": float(rng.integers(1, 100)) * 100, "seats": int(rng.integers(1, 20))})
+            moment = end + timedelta(days=int(rng.integers(-60, 90)))
+    return frame("deals", rows)
+
+
+def customer_rows_by_the_rules(deals: pl.DataFrame, dates: list[datetime]) -> pl.DataFrame:
+    """The customer rows as the contract rules state them, one as-of and one company at a time."""
+    found = []
+    every = deals.to_dicts()
+    for as_of in sorted(dates):
+        for company in sorted({d["company_id"] for d in every}):
+            own = [d for d in every if d["company_id"] == company and d["close_date"] is not None]
+
+            def in_force(d: dict) -> bool:
+                return max(d["term_start"], d["close_date"]) <= as_of < d["term_end"]  # noqa: B023
+
+            terms = [d for d in own if d["deal_type"] in ("new", "renewal") and d["stage"] == "won" and in_force(d)]
+            if not terms:
+                continue
+            term = max(terms, key=lambda d: (max(d["term_start"], d["close_date"]), d["term_end"], d["deal_id"]))
+            if any(d["deal_type"] == "renewal" and d["stage"] == "lost" and term["term_start"] <= d["close_date"] <= as_of
+                   for d in own):
+                continue  # its renewal was recorded lost during the current term
+            expansions = [d for d in own if d["deal_type"] == "expansion" and d["stage"] == "won" and in_force(d)]
+            found.append({"company_id": company, "as_of": as_of, "term_deal_id": term["deal_id"],
+                          "contracted_seats": term["seats"] + sum(d["seats"] for d in expansions),
+                          "arr": term["arr"] + sum(d["arr"] for d in expansions)})
+    return pl.DataFrame(found)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_customer_rows_follow_the_contract_rules_on_random_deal_histories(seed, monkeypatch):
+    """Both ways of finding the customer rows (the (week x company) array, and joins for large portals) give the
+    rows, current term, seats and ARR that the rules give, on weekly and on scattered as-of moments."""
+    deals = random_deal_history(seed)
+    tables = tiny_tables()
+    tables["companies"] = frame("companies", [{"company_id": c, "name": c} for c in deals["company_id"].unique().sort()])
+    tables["deals"] = deals
+    snapshot = Snapshot(Manifest(1, "test", ts("2025-06-01"), ["report_published"]), tables)
+    rng = np.random.default_rng(seed)
+    last = ts("2025-05-30T06:00:00")
+    first = customer_rows_by_the_rules(deals, [last - timedelta(days=d) for d in range(1300)])["as_of"].min()
+    weekly = [last - timedelta(weeks=w) for w in range(170) if last - timedelta(weeks=w) >= first]
+    scattered = sorted({max(first, last - timedelta(days=int(d), hours=int(h)))
+                        for d, h in zip(rng.integers(0, 1100, 15), rng.integers(0, 24, 15), strict=True)})
+    columns = ["company_id", "as_of", "term_deal_id", "contracted_seats", "arr"]
+    for dates in (weekly, scattered):
+        expected = customer_rows_by_the_rules(deals, dates)
+        assert expected.height > 30 and expected["term_deal_id"].n_unique() > 10
+        by_array = build_panel(snapshot, as_of_dates=dates, signals=["days_to_renewal"]).select(columns)
+        assert by_array.equals(expected.cast(by_array.schema)), dates[0]
+        monkeypatch.setattr(signals, "MAX_CUSTOMER_CELLS", 0)
+        by_joins = build_panel(snapshot, as_of_dates=dates, signals=["days_to_renewal"]).select(columns)
+        monkeypatch.undo()
+        assert by_joins.equals(expected.cast(by_joins.schema)), dates[0]
