@@ -145,13 +145,17 @@ def panel_pandas(tables: dict[str, pd.DataFrame], manifest: dict, as_of_dates=No
         [emp.isna() | (emp <= 0), emp < 50, emp < 200, emp < 1000], ["unknown", "1-49", "50-199", "200-999"], "1000+"
     )
 
-    # outcomes: the renewal deal whose term_start is nearest the current term's end (within 45 days)
+    # outcomes: another renewal deal whose term_start is nearest the current term's end (within 45 days); of equally
+    # near ones a decided deal before an open one, then the latest closed, then the highest deal_id
     renewals = deals[deals.deal_type == "renewal"][["company_id", "deal_id", "term_start", "stage", "close_date"]]
-    renewals = renewals.rename(columns={"deal_id": "renewal_id", "term_start": "renewal_start"}).sort_values("renewal_start")
-    term_ends = panel[["term_deal_id", "company_id", "term_end"]].drop_duplicates().sort_values("term_end")
-    matched = pd.merge_asof(term_ends, renewals, left_on="term_end", right_on="renewal_start", by="company_id",
-                            direction="nearest", tolerance=pd.Timedelta(days=45))
-    matched = matched[matched.renewal_id != matched.term_deal_id].set_index("term_deal_id")
+    renewals = renewals.rename(columns={"deal_id": "renewal_id", "term_start": "renewal_start"})
+    term_ends = panel[["term_deal_id", "company_id", "term_end"]].drop_duplicates()
+    matched = term_ends.merge(renewals, on="company_id")
+    matched["distance"] = (matched.renewal_start - matched.term_end).abs()
+    matched["open"] = ~matched.stage.isin(["won", "lost"])
+    matched = matched[(matched.renewal_id != matched.term_deal_id) & (matched.distance <= pd.Timedelta(days=45))]
+    matched = matched.sort_values(["distance", "open", "close_date", "renewal_id"], ascending=[True, True, False, False],
+                                  na_position="last").drop_duplicates("term_deal_id").set_index("term_deal_id")
     stage = panel.term_deal_id.map(matched.stage)
     close = panel.term_deal_id.map(matched.close_date)
     horizon = pd.Timedelta(days=horizon_days)

@@ -4,9 +4,10 @@ Every column except `outcome_*` is computed only from rows dated at or before as
 then (a renewal that closes after as-of is still open at as-of). The outcome columns look at the horizon after
 as-of and at nothing before it:
 
-- outcome_churned: the current term ends within (as_of, as_of + horizon] and its renewal deal (the renewal
-  whose term_start is nearest that term_end, within 45 days) was lost (1) or won (0). Null when no term ends in
-  the horizon, or its renewal is still open or missing at snapshot time.
+- outcome_churned: the current term ends within (as_of, as_of + horizon] and its renewal deal (another renewal
+  deal of the company whose term_start is nearest that term_end, within 45 days; of equally near ones, a won or
+  lost deal before an open one, then the latest closed) was lost (1) or won (0). Null when no term ends in the
+  horizon, or its renewal is still open or missing at snapshot time.
 - outcome_expanded: a won expansion of the company closes within (as_of, as_of + horizon] (1); 0 when none
   did and the horizon has fully passed by the snapshot moment; null when none did yet but the horizon reaches
   past the snapshot.
@@ -26,7 +27,6 @@ seats are those of that term plus won expansions in force.
 from __future__ import annotations
 
 import threading
-import warnings
 from collections import deque
 from collections.abc import Callable, Iterable
 from datetime import UTC, date, datetime, timedelta
@@ -238,35 +238,38 @@ def _outcomes(ctx: SignalContext, snapshot: Any, horizon_days: int) -> pl.DataFr
     deals = snapshot["deals"]
     horizon = pl.duration(days=horizon_days)
     deals = deals.join(ctx.companies, on="company_id", how="inner")
-    renewals = (
-        deals.filter(pl.col("deal_type") == "renewal")
-        .select("cid", pl.col("deal_id").alias("renewal_deal_id"), pl.col("term_start").alias("renewal_start"),
-                pl.col("stage").alias("renewal_stage"), pl.col("close_date").alias("renewal_close"))
-        .sort("cid", "renewal_start")
+    renewals = deals.filter(pl.col("deal_type") == "renewal").select(
+        "cid", pl.col("deal_id").alias("renewal_deal_id"), pl.col("term_start").alias("renewal_start"),
+        pl.col("stage").alias("renewal_stage"), pl.col("close_date").alias("renewal_close"),
     )
     by_term = terms is not None and term_of_row is not None
     if by_term:
         matching = terms.select("cid", pl.col("deal_id").alias("term_deal_id"), "term_end").with_row_index("_term")
+        key = ["_term"]
     else:
         matching = rows.select("cid", "term_deal_id", "term_end").unique(["cid", "term_deal_id"])
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        matched = matching.sort("cid", "term_end").join_asof(
-            renewals, left_on="term_end", right_on="renewal_start", by="cid", strategy="nearest",
-            tolerance=timedelta(days=RENEWAL_MATCH_DAYS), check_sortedness=False,
-        ).with_columns(  # a renewal is never its own term's renewal
-            pl.when(pl.col("renewal_deal_id") != pl.col("term_deal_id")).then(pl.col("renewal_stage", "renewal_close"))
-        ).with_columns(  # decided once per term: the rows carry numbers, not the stage's text
-            pl.when(pl.col("renewal_stage") == "lost").then(1).when(pl.col("renewal_stage") == "won").then(0)
-            .cast(pl.Int8).alias("renewal_lost"),
+        key = ["cid", "term_deal_id"]
+    # each term's renewal: another renewal deal of the company starting nearest the term's end, within the match
+    # window; of equally near ones a decided deal (won or lost) before an open one, then the latest closed
+    distance = (pl.col("renewal_start") - pl.col("term_end")).abs()
+    renewal = (
+        matching.join(renewals, on="cid", how="inner")
+        .filter((pl.col("renewal_deal_id") != pl.col("term_deal_id")) & (distance <= timedelta(days=RENEWAL_MATCH_DAYS)))
+        .sort(distance, ~pl.col("renewal_stage").is_in(["won", "lost"]), "renewal_close", "renewal_deal_id",
+              descending=[False, False, True, True], nulls_last=True)
+        .unique(key, keep="first", maintain_order=True)
+        .select(  # decided once per term: the rows carry numbers, not the stage's text
+            *key, pl.when(pl.col("renewal_stage") == "lost").then(1).when(pl.col("renewal_stage") == "won").then(0)
+            .cast(pl.Int8).alias("renewal_lost"), "renewal_close",
         )
+    )
+    matched = matching.join(renewal, on=key, how="left", maintain_order="left")
     if by_term:
-        per_term = matched.sort("_term").select("renewal_lost", "renewal_close")
-        out = pl.concat([rows.select("as_of", "term_end"), per_term[term_of_row]], how="horizontal")
+        out = pl.concat([rows.select("as_of", "term_end"), matched.select("renewal_lost", "renewal_close")[term_of_row]],
+                        how="horizontal")
     else:
         out = rows.select("cid", "as_of", "term_deal_id", "term_end").join(
-            matched.select("cid", "term_deal_id", "renewal_lost", "renewal_close"), on=["cid", "term_deal_id"],
-            how="left", maintain_order="left")
+            matched.select(*key, "renewal_lost", "renewal_close"), on=key, how="left", maintain_order="left")
     in_horizon = (pl.col("term_end") > pl.col("as_of")) & (pl.col("term_end") <= pl.col("as_of") + horizon)
     churned = pl.when(in_horizon).then(pl.col("renewal_lost"))
     days_to_churn = pl.when(churned == 1).then((pl.coalesce("renewal_close", "term_end") - pl.col("as_of")).dt.total_microseconds() / DAY_US)
