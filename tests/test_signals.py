@@ -318,6 +318,11 @@ def test_latest_matches_brute_force_with_ties_broken_by_the_tiebreak():
         seen = np.flatnonzero((companies == g["company_id"]) & (kinds == "nps") & (t <= np.datetime64(g["as_of"].replace(tzinfo=None))))
         last = max(seen, key=lambda i: (t[i], ids[i]))  # latest time, then highest response_id
         assert value == scores[last], g
+    # without a tiebreak, of rows at the same time the one further down the table counts
+    unbroken = ctx.latest("surveys", "submitted_at", pl.col("score"), where=pl.col("kind") == "nps")
+    for g, value in zip(ctx.grid.select("company_id", "as_of").to_dicts(), unbroken["value"].to_list(), strict=True):
+        seen = np.flatnonzero((companies == g["company_id"]) & (kinds == "nps") & (t <= np.datetime64(g["as_of"].replace(tzinfo=None))))
+        assert value == scores[max(seen, key=lambda i: (t[i], i))], g
 
 def test_empty_result_and_missing_core_events_are_input_errors():
     snapshot = tiny_snapshot()

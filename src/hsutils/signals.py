@@ -1088,15 +1088,15 @@ class SignalContext:
                tiebreak: str | None = None) -> pl.DataFrame:
         """The value of the latest row at or before as-of: frame[cid, k, value, time] (time = that row's time).
 
-        Rows are ordered by time, then by `tiebreak`: the highest-ranked row of each (week, customer) cell is
-        carried forward over the weeks."""
+        Rows are ordered by time, then by `tiebreak`, then by their order in the table (the later row wins): the
+        highest-ranked row of each (week, customer) cell is carried forward over the weeks."""
         key = ("latest", table, time, str(value), str(where), tiebreak)
         if key in self._cache:
             return self._cache[key]
         rows = self._dated_rows(table, time, where)
         picked = rows["base"].select(
             value.alias("value"), pl.col(time).alias("time"),
-            pl.arg_sort_by([time, *([tiebreak] if tiebreak else [])]).alias("_order"),
+            pl.arg_sort_by([time, *([tiebreak] if tiebreak else [])], maintain_order=True).alias("_order"),
         ).collect()
         if picked.height == 0:  # nothing to find: all null
             result = self.keys.with_columns(picked.drop("_order").clear(self._rows.height))
