@@ -116,16 +116,16 @@ def test_value_signals_separate_churn_and_activity_signals_barely(decisions):
     assert max(healthy_auc[n] for n in value) > max(max(healthy_auc[n], 1 - healthy_auc[n]) for n in activity) + 0.05
 
 
-def test_pandas_reference_gives_the_same_numbers(small_demo, demo):
+def assert_pandas_reference_agrees(folder: Path, snapshot, dates: list[datetime]) -> None:
+    """The pandas reference (benchmarks/pandas_reference.py) on the snapshot's files gives the panel's rows and
+    numbers at `dates`."""
     sys.path.insert(0, str(BENCHMARKS))
     try:
         from pandas_reference import panel_pandas, read_tables
     finally:
         sys.path.remove(str(BENCHMARKS))
-    last = default_as_of_dates(demo)[-1]
-    dates = [last - timedelta(weeks=w) for w in (0, 1, 9, 40, 77, 120)]
-    ours = build_panel(demo, as_of_dates=dates).to_pandas()
-    tables, manifest = read_tables(small_demo)
+    ours = build_panel(snapshot, as_of_dates=dates).to_pandas()
+    tables, manifest = read_tables(folder)
     reference = panel_pandas(tables, manifest, as_of_dates=[pd.Timestamp(d) for d in dates])
     assert len(ours) == len(reference) > 500
     merged = ours.merge(reference, on=["as_of", "company_id"], suffixes=("", "_ref"), validate="one_to_one")
@@ -142,6 +142,48 @@ def test_pandas_reference_gives_the_same_numbers(small_demo, demo):
             assert ((a == b) | (a.isna() & b.isna())).all(), column
         compared += 1
     assert compared >= len(SIGNALS) + 8
+
+
+def test_pandas_reference_gives_the_same_numbers(small_demo, demo):
+    last = default_as_of_dates(demo)[-1]
+    assert_pandas_reference_agrees(small_demo, demo, [last - timedelta(weeks=w) for w in (0, 1, 9, 40, 77, 120)])
+
+
+def test_pandas_reference_gives_the_same_numbers_on_a_messy_export(small_demo, tmp_path):
+    """Dirty data the checks let through: engagements without a contact or open/reply flags, economic buyers
+    recorded after their meetings, many rows at the same moment (tickets, surveys and usage at midnight, duplicated
+    usage rows), open duplicates of renewal deals; and an as-of that is not on the weekly grid."""
+    rng = np.random.default_rng(5)
+    folder = tmp_path / "messy"
+    shutil.copytree(small_demo, folder)
+
+    def some(frame: pl.DataFrame, share: float) -> pl.Series:
+        return pl.Series(rng.random(frame.height) < share)
+
+    def rewrite(table: str, change) -> None:
+        path = folder / f"{table}.parquet"
+        change(pl.read_parquet(path)).write_parquet(path)
+
+    rewrite("engagements", lambda df: df.with_columns(
+        *[pl.when(some(df, 0.15)).then(None).otherwise(pl.col(c)).alias(c) for c in ("contact_id", "opened", "replied")],
+        pl.when(some(df, 0.3)).then(pl.col("occurred_at").dt.truncate("1d")).otherwise(pl.col("occurred_at")),
+    ))
+    created = datetime.fromisoformat(json.loads((folder / "manifest.json").read_text())["created_at"].replace("Z", "+00:00"))
+    rewrite("contacts", lambda df: df.with_columns(pl.min_horizontal(
+        pl.when(some(df, 0.2)).then(pl.col("created_at") + pl.duration(days=200)).otherwise(pl.col("created_at")),
+        pl.lit(created, dtype=df.schema["created_at"]),
+    )))
+    rewrite("tickets", lambda df: df.with_columns(pl.col("created_at").dt.truncate("1d")))
+    rewrite("surveys", lambda df: df.with_columns(pl.col("submitted_at").dt.truncate("1w")))
+    rewrite("usage_events", lambda df: pl.concat([df, df.sample(fraction=0.1, seed=5)]).with_columns(
+        pl.col("occurred_at").dt.truncate("1d")))
+    rewrite("deals", lambda df: pl.concat([df, df.filter((pl.col("deal_type") == "renewal") & some(df, 0.3)).with_columns(
+        pl.col("deal_id") + "-copy", pl.lit("open").alias("stage"), pl.lit(None, dtype=df.schema["close_date"]).alias("close_date"),
+    )]))
+    snapshot = load_snapshot(folder)
+    last = default_as_of_dates(snapshot)[-1]
+    dates = [last - timedelta(weeks=w) for w in (0, 1, 9, 40, 77)] + [last - timedelta(days=200, hours=5)]
+    assert_pandas_reference_agrees(folder, snapshot, dates)
 
 
 def test_single_as_of_and_off_grid_dates_match_the_weekly_panel(demo, panel):
