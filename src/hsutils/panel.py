@@ -40,6 +40,7 @@ from hsutils.errors import InputError
 from hsutils.files import check_frame_suffix, write_frame_atomic
 from hsutils.schema import UTC_DATETIME
 from hsutils.signals import DAY_US, DAYS_TO_RENEWAL, KEYS, WEEK_US, Signal, SignalContext, resolve_signals
+from hsutils.validate import check_core_events
 
 HIGH_TOUCH_SHARE = 0.20
 RENEWAL_MATCH_DAYS = 45
@@ -105,18 +106,13 @@ def _check_as_of(snapshot: Any, dates: list[datetime]) -> None:
 
 
 def _check_core_events(snapshot: Any, chosen: list[Signal]) -> None:
+    """The core signals need value moments: the manifest names some, and each occurs (the check a loaded snapshot
+    has passed already; snapshots built in memory meet it here)."""
     if not any(s.name in CORE_SIGNALS for s in chosen):
         return
-    core = [str(e) for e in snapshot.manifest.core_events]
-    if not core:
+    if not snapshot.manifest.core_events:
         raise InputError("manifest.json core_events is empty: name the usage events that are the product's value moments")
-    usage = snapshot["usage_events"]
-    if not usage.lazy().select(pl.col("event").is_in(core).any()).collect().item():
-        seen = usage.group_by("event").len().sort("len", descending=True).head(3)["event"].to_list()
-        raise InputError(
-            f"table usage_events, column event: the core events {', '.join(core)} never occur"
-            f" (most frequent events: {', '.join(map(str, seen)) or 'none'}); fix manifest core_events"
-        )
+    check_core_events(snapshot["usage_events"], snapshot.manifest)
 
 
 def _size_bucket() -> pl.Expr:
