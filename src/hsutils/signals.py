@@ -1057,32 +1057,18 @@ class SignalContext:
 
         Deltas before the first as-of are folded into it; deltas after the last are ignored.
         """
-        return self._cumulate_arrays(
-            deltas["cid"].to_numpy().astype(np.int64), deltas["k"].to_numpy().astype(np.int64),
-            deltas["delta"].to_numpy().astype(np.float64),
-        )
+        position = self._position_of_cid[deltas["cid"].to_numpy().astype(np.int64)]
+        kept = position >= 0  # companies outside the panel count for nothing
+        changes = np.bincount(self._week_cells(deltas["k"].to_numpy().astype(np.int64)[kept], position[kept]),
+                              weights=deltas["delta"].to_numpy().astype(np.float64)[kept], minlength=self._week_cells_size)
+        return self._accumulated_at_grid(np.add, changes.astype(np.float64, copy=False))
 
     def _count_intervals(self, cid: np.ndarray, k_from: np.ndarray, k_to: np.ndarray) -> np.ndarray:
         """Number of intervals [k_from, k_to) of each company covering each panel row's week."""
-        width = self.k_max - self.k_min + 1
         position = self._position_of_cid[cid]
-        counts = np.zeros(self.n_positions * width, dtype=np.int64)
-        for bound, sign in ((k_from, 1), (k_to, -1)):
-            offset = np.maximum(bound, self.k_min) - self.k_min
-            keep = (position >= 0) & (offset < width)
-            counts += sign * np.bincount(position[keep] * width + offset[keep], minlength=counts.size)
-        running = np.cumsum(counts.reshape(self.n_positions, width), axis=1)
-        return running[self.grid_position, self.grid_week - self.k_min].astype(np.float64)
-
-    def _cumulate_arrays(self, cid: np.ndarray, k: np.ndarray, delta: np.ndarray) -> np.ndarray:
-        width = self.k_max - self.k_min + 1
-        position = self._position_of_cid[cid]
-        offset = np.maximum(k, self.k_min) - self.k_min
-        keep = (position >= 0) & (offset < width)
-        flat = position[keep] * width + offset[keep]
-        sums = np.bincount(flat, weights=delta[keep], minlength=self.n_positions * width)
-        running = np.cumsum(sums.reshape(self.n_positions, width), axis=1)
-        return running[self.grid_position, self.grid_week - self.k_min]
+        kept = position >= 0
+        return self._entry_exit_totals(self._week_cells(k_from[kept], position[kept]),
+                                       self._week_cells(k_to[kept], position[kept]))
 
     def latest(self, table: str, time: str, value: pl.Expr, where: pl.Expr | None = None,
                tiebreak: str | None = None) -> pl.DataFrame:
