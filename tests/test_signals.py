@@ -292,6 +292,25 @@ def test_window_helpers_match_brute_force(n_users, packed, monkeypatch):
 
 
 
+def test_cumulate_sums_deltas_up_to_each_as_of():
+    """Running totals of frame[cid, k, delta]: earlier weeks fold into the first as-of, later ones and rows of
+    companies outside the panel or without a company, week or delta add nothing."""
+    ctx = SignalContext(tiny_snapshot(), AS_OF, [-5, -4, -1, 0])
+    rng = np.random.default_rng(3)
+    n = 300
+    cid = rng.integers(0, 4, n).astype(float)  # code 3 is no company
+    cid[::17] = np.nan
+    k = rng.integers(-12, 4, n)
+    delta = rng.integers(-3, 6, n).astype(float)
+    delta[::23] = np.nan
+    deltas = pl.DataFrame({"cid": cid, "k": k, "delta": delta}).with_columns(
+        pl.col("cid").fill_nan(None).cast(pl.UInt32), pl.col("delta").fill_nan(None))
+    totals = ctx.cumulate(deltas)
+    for i, g in enumerate(ctx.keys.to_dicts()):
+        counted = (cid == g["cid"]) & (k <= g["k"]) & ~np.isnan(delta)
+        assert totals[i] == delta[counted].sum(), g
+
+
 def test_latest_matches_brute_force_with_ties_broken_by_the_tiebreak():
     rng = np.random.default_rng(7)
     start, n = ts("2023-01-01"), 3000

@@ -1055,8 +1055,10 @@ class SignalContext:
     def cumulate(self, deltas: pl.DataFrame) -> np.ndarray:
         """Running total per company of frame[cid, k, delta] at each panel row (aligned with the grid).
 
-        Deltas before the first as-of are folded into it; deltas after the last are ignored.
+        Deltas before the first as-of are folded into it; deltas after the last, and rows without a company or a
+        week, are ignored; a null delta adds nothing.
         """
+        deltas = deltas.drop_nulls(["cid", "k"]).with_columns(pl.col("delta").fill_null(0))
         position = self._position_of_cid[deltas["cid"].to_numpy().astype(np.int64)]
         kept = position >= 0  # companies outside the panel count for nothing
         changes = np.bincount(self._week_cells(deltas["k"].to_numpy().astype(np.int64)[kept], position[kept]),
