@@ -208,7 +208,12 @@ def test_cli_writes_parquet_and_csv(small_demo, tmp_path, capsys):
     written = pl.read_parquet(out)
     assert {"core_depth", "logins_28d", "outcome_churned"} <= set(written.columns)
     assert "eb_engagement" not in written.columns
-    assert "rows" in capsys.readouterr().out
+    renewals = written.filter(pl.col("outcome_churned").is_not_null()).select("company_id", "term_end", "outcome_churned")
+    decided = renewals.unique(["company_id", "term_end"]).height
+    lost = renewals.filter(pl.col("outcome_churned") == 1).unique(["company_id", "term_end"]).height
+    assert 0 < lost < decided < renewals.height  # several rows look ahead to one renewal
+    assert f"{written.height:,} rows" in (printed := capsys.readouterr().out)
+    assert f"{decided:,} decided renewals in the horizon ({lost:,} lost)" in printed
     csv_out = tmp_path / "sub" / "panel.csv"
     assert main(["panel", str(small_demo), "--out", str(csv_out), "--horizon-days", "60"]) == 0
     text = pl.read_csv(csv_out)

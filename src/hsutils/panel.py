@@ -359,10 +359,13 @@ def cli_panel(args: Any) -> int:
     snapshot = load_snapshot(args.dir, mapping=args.mapping)
     panel = build_panel(snapshot, horizon_days=args.horizon_days, signals=[s.name for s in chosen])
     write_panel(panel, out)
-    labelled = panel["outcome_churned"].drop_nulls()
+    renewals = (  # a renewal: a (company, term_end) that some row's horizon reaches with its decision
+        panel.filter(pl.col("outcome_churned").is_not_null())
+        .group_by("company_id", "term_end").agg(pl.col("outcome_churned").max().alias("lost"))
+    )
     print(
         f"panel: {panel.height:,} rows, {panel['company_id'].n_unique():,} companies, "
-        f"{panel['as_of'].n_unique()} weekly as-of dates, {labelled.len():,} labelled renewals "
-        f"({int(labelled.sum()):,} churned) -> {out}"
+        f"{panel['as_of'].n_unique()} weekly as-of dates, {renewals.height:,} decided renewals in the horizon "
+        f"({int(renewals['lost'].sum()):,} lost) -> {out}"
     )
     return 0
