@@ -202,6 +202,18 @@ def test_single_as_of_and_off_grid_dates_match_the_weekly_panel(demo, panel):
         assert mixed.filter(pl.col("as_of") == moment).equals(one)
 
 
+def test_cli_warns_in_one_line_when_the_login_event_never_occurs(small_demo, tmp_path, capsys):
+    folder = tmp_path / "renamed"
+    shutil.copytree(small_demo, folder)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    (folder / "manifest.json").write_text(json.dumps({**manifest, "login_event": "sign_in"}))
+    assert main(["panel", str(folder), "--out", str(tmp_path / "panel.parquet"), "--signals", "logins_28d"]) == 0
+    printed = capsys.readouterr()
+    assert printed.err.startswith("hsutils panel: warning: table usage_events, column event: the login event 'sign_in'")
+    assert len(printed.err.strip().splitlines()) == 1 and "rows" in printed.out
+    assert pl.read_parquet(tmp_path / "panel.parquet")["logins_28d"].sum() == 0
+
+
 def test_cli_writes_parquet_and_csv(small_demo, tmp_path, capsys):
     out = tmp_path / "panel.parquet"
     assert main(["panel", str(small_demo), "--out", str(out), "--signals", "core_depth,logins_28d"]) == 0

@@ -516,3 +516,16 @@ def test_customer_rows_follow_the_contract_rules_on_random_deal_histories(seed, 
         by_joins = build_panel(snapshot, as_of_dates=dates, signals=["days_to_renewal"]).select(columns)
         monkeypatch.undo()
         assert_frame_equal(by_joins, expected.cast(by_joins.schema), check_exact=False, rel_tol=1e-12)
+
+
+def test_a_login_event_that_never_occurs_is_a_warning_not_silent_zeros():
+    import warnings
+
+    renamed = tiny_snapshot(login_event="sign_in")
+    with pytest.warns(UserWarning, match=r"login event 'sign_in' never occurs \(most frequent events: .*login"):
+        panel = build_panel(renamed, as_of_dates=[AS_OF], signals=["logins_28d"])
+    assert panel["logins_28d"].to_list() == [0.0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the recorded login event, or logins_28d not chosen: no warning
+        build_panel(tiny_snapshot(), as_of_dates=[AS_OF], signals=["logins_28d"])
+        build_panel(renamed, as_of_dates=[AS_OF], signals=["core_depth"])

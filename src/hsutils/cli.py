@@ -10,7 +10,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 from hsutils.errors import InputError
 
@@ -133,8 +136,19 @@ def resolve_handler(command: str):
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `hsutils` console script."""
     args = build_parser().parse_args(argv)
+    default_show = warnings.showwarning
+
+    def show(message: Warning | str, category: type[Warning], filename: str, lineno: int, file: Any = None,
+             line: str | None = None) -> None:  # the product's own warnings as one plain line
+        if Path(filename).parent.name == "hsutils":
+            print(f"hsutils {args.command}: warning: {message}", file=sys.stderr)
+        else:
+            default_show(message, category, filename, lineno, file, line)
+
     try:
-        return int(resolve_handler(args.command)(args) or 0)
+        with warnings.catch_warnings():
+            warnings.showwarning = show
+            return int(resolve_handler(args.command)(args) or 0)
     except InputError as exc:
         print(f"hsutils {args.command}: error: {exc}", file=sys.stderr)
         return exc.exit_code

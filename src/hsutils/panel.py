@@ -27,6 +27,7 @@ seats are those of that term plus won expansions in force.
 from __future__ import annotations
 
 import threading
+import warnings
 from collections import deque
 from collections.abc import Callable, Iterable
 from datetime import UTC, date, datetime, timedelta
@@ -39,8 +40,17 @@ import polars as pl
 from hsutils.errors import InputError
 from hsutils.files import check_frame_suffix, write_frame_atomic
 from hsutils.schema import UTC_DATETIME
-from hsutils.signals import DAY_US, DAYS_TO_RENEWAL, KEYS, WEEK_US, Signal, SignalContext, resolve_signals
-from hsutils.validate import check_core_events
+from hsutils.signals import (
+    DAY_US,
+    DAYS_TO_RENEWAL,
+    KEYS,
+    WEEK_US,
+    Signal,
+    SignalContext,
+    login_event,
+    resolve_signals,
+)
+from hsutils.validate import check_core_events, missing_events, most_frequent_events
 
 HIGH_TOUCH_SHARE = 0.20
 RENEWAL_MATCH_DAYS = 45
@@ -105,14 +115,21 @@ def _check_as_of(snapshot: Any, dates: list[datetime]) -> None:
         )
 
 
-def _check_core_events(snapshot: Any, chosen: list[Signal]) -> None:
+def _check_usage_events(snapshot: Any, chosen: list[Signal]) -> None:
     """The core signals need value moments: the manifest names some, and each occurs (the check a loaded snapshot
-    has passed already; snapshots built in memory meet it here)."""
-    if not any(s.name in CORE_SIGNALS for s in chosen):
-        return
-    if not snapshot.manifest.core_events:
-        raise InputError("manifest.json core_events is empty: name the usage events that are the product's value moments")
-    check_core_events(snapshot["usage_events"], snapshot.manifest)
+    has passed already; snapshots built in memory meet it here). A login event that never occurs leaves logins_28d
+    at 0 everywhere: a warning says so, as the product may simply not record logins."""
+    usage = snapshot["usage_events"]
+    if any(s.name in CORE_SIGNALS for s in chosen):
+        if not snapshot.manifest.core_events:
+            raise InputError("manifest.json core_events is empty: name the usage events that are the product's value moments")
+        check_core_events(usage, snapshot.manifest)
+    if any(s.name == "logins_28d" for s in chosen) and missing_events(usage, [login := login_event(snapshot.manifest)]):
+        warnings.warn(
+            f"table usage_events, column event: the login event {login!r} never occurs (most frequent events: "
+            f"{most_frequent_events(usage)}), so logins_28d is 0 for every row; name the product's login event as "
+            "login_event in manifest.json", UserWarning, stacklevel=3,
+        )
 
 
 def _size_bucket() -> pl.Expr:
@@ -311,7 +328,7 @@ def build_panel(
         if not dates:
             raise InputError("no as-of date given")
         _check_as_of(snapshot, dates)
-    _check_core_events(snapshot, chosen)
+    _check_usage_events(snapshot, chosen)
     return _build_panel(snapshot, chosen, dates, horizon_days)
 
 

@@ -191,6 +191,11 @@ def signal_table() -> pl.DataFrame:
     )
 
 
+def login_event(manifest: Any) -> str:
+    """The usage event that counts as a login: the manifest's `login_event`, default "login"."""
+    return str(manifest.extra.get("login_event") or DEFAULT_LOGIN_EVENT)
+
+
 def _week_index(expr: pl.Expr, anchor: datetime) -> pl.Expr:
     """Week k whose as-of moment (anchor + k weeks) is the first at or after the timestamp: ceil division."""
     micros = (expr - pl.lit(anchor, dtype=UTC_DATETIME)).dt.total_microseconds()
@@ -332,7 +337,7 @@ class SignalContext:
         self.anchor = anchor
         self.weeks = sorted(set(weeks))
         self.manifest = snapshot.manifest
-        self.login_event = str(snapshot.manifest.extra.get("login_event") or DEFAULT_LOGIN_EVENT)
+        self.login_event = login_event(snapshot.manifest)
         self.core_events = [str(e) for e in snapshot.manifest.core_events]
         # company codes follow the sorted company ids, so sorting by code sorts by company
         self.companies = (

@@ -23,7 +23,7 @@ from __future__ import annotations
 import codecs
 import contextlib
 import csv
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -807,18 +807,28 @@ def validate_table(
         raise problem(table, column, f"cannot be checked ({reason})") from None
 
 
+def missing_events(usage_events: pl.DataFrame, names: Sequence[str]) -> list[str]:
+    """The event names among `names` that no row of usage_events carries (the first rows are looked at first)."""
+    wanted = pl.Series("event", [str(n) for n in names], dtype=pl.String)
+    events = usage_events["event"]
+    missing = wanted.filter(~wanted.is_in(events.head(CORE_EVENT_HEAD).unique().cast(pl.String).implode()))
+    if missing.len() and events.len() > CORE_EVENT_HEAD:  # named events are frequent: the first rows name most
+        missing = missing.filter(~missing.is_in(events.unique().cast(pl.String).implode()))
+    return missing.to_list()
+
+
+def most_frequent_events(usage_events: pl.DataFrame, n: int = 5) -> str:
+    """The `n` most frequent event names, comma-separated (for messages)."""
+    return ", ".join(map(str, usage_events["event"].value_counts(sort=True)["event"].head(n).to_list())) or "none"
+
+
 def check_core_events(usage_events: pl.DataFrame, manifest: Manifest) -> None:
     """Every event the manifest names as a value moment must occur in usage_events."""
-    core = pl.Series("event", list(manifest.core_events), dtype=pl.String)
-    events = usage_events["event"]
-    missing = core.filter(~core.is_in(events.head(CORE_EVENT_HEAD).unique().cast(pl.String).implode()))
-    if missing.len() and events.len() > CORE_EVENT_HEAD:  # value moments are frequent: the first rows name most
-        missing = missing.filter(~missing.is_in(events.unique().cast(pl.String).implode()))
-    if missing.len():
-        seen = usage_events["event"].value_counts(sort=True)["event"].head(5).to_list()
+    missing = missing_events(usage_events, manifest.core_events)
+    if missing:
         raise InputError(
-            f"table usage_events, column event: manifest core_events never occur: {', '.join(missing.head(3))} "
-            f"(most frequent events: {', '.join(map(str, seen))})"
+            f"table usage_events, column event: manifest core_events never occur: {', '.join(missing[:3])} "
+            f"(most frequent events: {most_frequent_events(usage_events)})"
         )
 
 
@@ -855,6 +865,8 @@ def cli_validate(args: Any) -> int:
 __all__ = [
     "PortalMapping",
     "check_core_events",
+    "missing_events",
+    "most_frequent_events",
     "cli_validate",
     "coerce_table",
     "load_mapping",
