@@ -243,6 +243,65 @@ def _row_context(ctx: SignalContext, snapshot: Any, horizon_days: int, attribute
     return pl.concat([by_code[rows["cid"]], segment, outcomes], how="horizontal")
 
 
+def _candidate(side: str, column: str) -> pl.Expr:
+    return pl.col(f"{side}_renewal_{column}")
+
+
+def _candidate_distance(side: str) -> pl.Expr:
+    return (_candidate(side, "start") - pl.col("term_end")).abs()
+
+
+def _candidate_usable(side: str) -> pl.Expr:
+    return _candidate(side, "deal_id").is_not_null() & (_candidate_distance(side) <= timedelta(days=RENEWAL_MATCH_DAYS))
+
+
+def _renewal_of_terms(terms: pl.DataFrame, renewals: pl.DataFrame, key: list[str]) -> pl.DataFrame:
+    """Each term's renewal as frame[key, renewal_lost, renewal_close] (nulls when it has none): another
+    renewal deal of the company starting nearest the term's end, within RENEWAL_MATCH_DAYS; of equally near ones a
+    decided deal (won or lost) before an open one, then the latest closed, then the highest deal_id.
+
+    Two as-of joins find the two candidates, so the work grows with the number of terms, not with terms x renewals:
+    the first deal starting at or after the term's end, and the last starting at or before it (or, when that is
+    the term itself, the deal before it in the same order); equal starts are ordered by preference for each search.
+    """
+    fields = ["renewal_deal_id", "renewal_start", "renewal_stage", "renewal_close"]
+    undecided = ~pl.col("renewal_stage").is_in(["won", "lost"])
+    best_first = renewals.sort("cid", "renewal_start", undecided, "renewal_close", "renewal_deal_id",
+                               descending=[False, False, False, True, True], nulls_last=True)
+    best_last = renewals.sort("cid", "renewal_start", undecided, "renewal_close", "renewal_deal_id",
+                              descending=[False, False, True, False, False], nulls_last=False)
+    same_company = pl.col("cid").shift(1) == pl.col("cid")
+    best_last = best_last.with_columns(pl.when(same_company).then(pl.col(c).shift(1)).alias(f"_before_{c}") for c in fields)
+    ends = terms.sort("cid", "term_end")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        after = ends.join_asof(best_first, left_on="term_end", right_on="renewal_start", by="cid", strategy="forward",
+                               check_sortedness=False)
+        before = ends.join_asof(best_last, left_on="term_end", right_on="renewal_start", by="cid",
+                                strategy="backward", check_sortedness=False)
+    itself = pl.col("renewal_deal_id") == pl.col("term_deal_id")
+    candidates = pl.concat([  # side by side (the as-of joins keep the terms' order): a after the end, b before it
+        after.select(*key, "term_end", *(pl.col(c).alias(f"a_{c}") for c in fields)),
+        before.select(*(pl.when(itself).then(pl.col(f"_before_{c}")).otherwise(pl.col(c)).alias(f"b_{c}") for c in fields)),
+    ], how="horizontal")
+    decided = {side: _candidate(side, "stage").is_in(["won", "lost"]) for side in "ab"}
+    closed = {side: _candidate(side, "close").dt.epoch("us").fill_null(np.iinfo(np.int64).min) for side in "ab"}
+    nearer, as_near = (_candidate_distance("a") < _candidate_distance("b"),
+                       _candidate_distance("a") == _candidate_distance("b"))
+    a_first = nearer | (as_near & (
+        (decided["a"] & ~decided["b"])
+        | ((decided["a"] == decided["b"]) & ((closed["a"] > closed["b"]) | (
+            (closed["a"] == closed["b"]) & (_candidate("a", "deal_id") >= _candidate("b", "deal_id")))))
+    ))
+    pick_a = _candidate_usable("a") & (~_candidate_usable("b") | a_first)
+    stage = pl.when(pick_a).then(_candidate("a", "stage")).when(_candidate_usable("b")).then(_candidate("b", "stage"))
+    return candidates.select(  # decided once per term: the rows carry numbers, not the stage's text
+        *key, pl.when(stage == "lost").then(1).when(stage == "won").then(0).cast(pl.Int8).alias("renewal_lost"),
+        pl.when(pick_a).then(_candidate("a", "close")).when(_candidate_usable("b")).then(_candidate("b", "close"))
+        .alias("renewal_close"),
+    )
+
+
 def _outcomes(ctx: SignalContext, snapshot: Any, horizon_days: int) -> pl.DataFrame:
     """outcome_churned, outcome_expanded and outcome_days_to_churn of the customer rows `ctx.contracts`, in their
     order (they look only past as_of). Given the contract terms and each row's term in them (`ctx.terms`,
@@ -262,20 +321,7 @@ def _outcomes(ctx: SignalContext, snapshot: Any, horizon_days: int) -> pl.DataFr
     else:
         matching = rows.select("cid", "term_deal_id", "term_end").unique(["cid", "term_deal_id"])
         key = ["cid", "term_deal_id"]
-    # each term's renewal: another renewal deal of the company starting nearest the term's end, within the match
-    # window; of equally near ones a decided deal (won or lost) before an open one, then the latest closed
-    distance = (pl.col("renewal_start") - pl.col("term_end")).abs()
-    renewal = (
-        matching.join(renewals, on="cid", how="inner")
-        .filter((pl.col("renewal_deal_id") != pl.col("term_deal_id")) & (distance <= timedelta(days=RENEWAL_MATCH_DAYS)))
-        .sort(distance, ~pl.col("renewal_stage").is_in(["won", "lost"]), "renewal_close", "renewal_deal_id",
-              descending=[False, False, True, True], nulls_last=True)
-        .unique(key, keep="first", maintain_order=True)
-        .select(  # decided once per term: the rows carry numbers, not the stage's text
-            *key, pl.when(pl.col("renewal_stage") == "lost").then(1).when(pl.col("renewal_stage") == "won").then(0)
-            .cast(pl.Int8).alias("renewal_lost"), "renewal_close",
-        )
-    )
+    renewal = _renewal_of_terms(matching, renewals, key)
     matched = matching.join(renewal, on=key, how="left", maintain_order="left")
     if by_term:
         out = pl.concat([rows.select("as_of", "term_end"), matched.select("renewal_lost", "renewal_close")[term_of_row]],
