@@ -17,7 +17,8 @@ this file, so no timing includes an import):
   releases PREFAULT_MB of memory, so that the build's memory is already backed by the host when it is used. On a
   virtual machine whose host takes idle guest memory back (free-page reporting), the first touch of such memory
   is slow, and the build, which grows the process by about 0.8 GB, pays for it in kernel time; the gap between
-  build_seconds and prefaulted_build_seconds shows how much of the build time that is;
+  build_seconds and prefaulted_build_seconds estimates how much of the build time that is, in that run (it comes
+  and goes with what the host does: 0.23 s in one run, none in the next);
 Targets: panel time <= 3 x raw_scan_seconds (reported both for load + build and for the build alone: the load
 validates every row of every table and is a cost of its own), >= 5 x faster than pandas, peak memory <= 4 GB.
 Timings share the machine with whatever else runs: compare the ratios of one run, not seconds across runs.
