@@ -338,11 +338,9 @@ def _outcomes(ctx: SignalContext, snapshot: Any, horizon_days: int) -> pl.DataFr
     expansions = deals.filter(
         (pl.col("deal_type") == "expansion") & (pl.col("stage") == "won") & pl.col("close_date").is_not_null()
     ).select("cid", pl.col("close_date").dt.epoch("us").alias("close"))
-    position = ctx._position_of_cid[expansions["cid"].to_numpy()]
-    close = expansions["close"].to_numpy()[position >= 0]
-    position = position[position >= 0]
-    closing = ctx._entry_exit_totals(ctx._week_cells(ctx._week_of_us(close - horizon_days * DAY_US), position),
-                                     ctx._week_cells(ctx._week_of_us(close), position))
+    close = expansions["close"].to_numpy()
+    closing = ctx._company_totals(expansions["cid"].to_numpy(), ctx._week_of_us(close - horizon_days * DAY_US),
+                                  ctx._week_of_us(close))
     created = snapshot.manifest.created_at.astimezone(UTC)
     expanded = (
         pl.when(pl.Series(closing > 0)).then(1)

@@ -830,14 +830,28 @@ class SignalContext:
                 result[name, d] = self._entry_exit_totals(start, end, frame[n].to_numpy())
         return result
 
-    def _entry_exit_totals(self, enter: np.ndarray, leave: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+    def _entry_exit_totals(self, enter: np.ndarray, leave: np.ndarray | None = None,
+                           weights: np.ndarray | None = None) -> np.ndarray:
         """Per panel row, the total weight (1 each by default) of the entries in force at its as-of: an entry adds
-        its weight from the week of its `enter` cell on and takes it away from the week of its `leave` cell on
-        (cells of `_week_cells`)."""
+        its weight from the week of its `enter` cell on and, given `leave`, takes it away from the week of its
+        `leave` cell on (cells of `_week_cells`)."""
         weights = np.ones(enter.size) if weights is None else weights
-        changes = np.bincount(np.concatenate((enter, leave)), weights=np.concatenate((weights, -weights)),
-                              minlength=self._week_cells_size)
+        if leave is not None:
+            enter, weights = np.concatenate((enter, leave)), np.concatenate((weights, -weights))
+        changes = np.bincount(enter, weights=weights, minlength=self._week_cells_size)
         return self._accumulated_at_grid(np.add, changes.astype(np.float64, copy=False))
+
+    def _company_totals(self, cid: np.ndarray, enter: np.ndarray, leave: np.ndarray | None = None,
+                        weights: np.ndarray | None = None) -> np.ndarray:
+        """`_entry_exit_totals` of entries given by company code `cid` and weeks `enter` (and `leave`); entries of
+        companies outside the panel (and of code -1) count for nothing."""
+        position = self._position_of_cid[cid]
+        kept = position >= 0
+        return self._entry_exit_totals(
+            self._week_cells(enter[kept], position[kept]),
+            None if leave is None else self._week_cells(leave[kept], position[kept]),
+            None if weights is None else weights[kept],
+        )
 
     def _position_of(self, cid: pl.Expr) -> pl.Expr:
         """Customer position of a company-code expression (-1: not a customer in the panel; null: no code)."""
@@ -967,11 +981,7 @@ class SignalContext:
         if changes is None:
             return None
         row, company, step = changes
-        position = self._position_of_cid[company]  # users of companies outside the panel (-1) are left out
-        kept = position >= 0
-        changes = np.bincount(self._week_cells(row[kept] + self.k_min, position[kept]), weights=step[kept],
-                              minlength=self._week_cells_size)
-        return self._accumulated_at_grid(np.add, changes)
+        return self._company_totals(company, row + self.k_min, weights=step)
 
     def _user_window_changes(self, week: np.ndarray, company: np.ndarray, user: np.ndarray, n_users: int, k0: int,
                              weeks: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
@@ -1028,7 +1038,7 @@ class SignalContext:
         k_end = k + weeks
         same = entity[1:] == entity[:-1]  # the next active week of the same value ends this interval early
         k_end[:-1][same] = np.minimum(k_end[:-1][same], k[1:][same])
-        return self._count_intervals(packed >> (bits_key + bits_k), k, k_end)
+        return self._company_totals(packed >> (bits_key + bits_k), k, k_end)  # intervals [k, k_end) in force
 
     def _distinct_few(self, rows: pl.DataFrame, weeks: int) -> np.ndarray | None:
         """Distinct counts over `weeks` whole weeks when there are at most 63 distinct values (e.g. event names):
@@ -1064,18 +1074,8 @@ class SignalContext:
         week, are ignored; a null delta adds nothing.
         """
         deltas = deltas.drop_nulls(["cid", "k"]).with_columns(pl.col("delta").fill_null(0))
-        position = self._position_of_cid[deltas["cid"].to_numpy().astype(np.int64)]
-        kept = position >= 0  # companies outside the panel count for nothing
-        changes = np.bincount(self._week_cells(deltas["k"].to_numpy().astype(np.int64)[kept], position[kept]),
-                              weights=deltas["delta"].to_numpy().astype(np.float64)[kept], minlength=self._week_cells_size)
-        return self._accumulated_at_grid(np.add, changes.astype(np.float64, copy=False))
-
-    def _count_intervals(self, cid: np.ndarray, k_from: np.ndarray, k_to: np.ndarray) -> np.ndarray:
-        """Number of intervals [k_from, k_to) of each company covering each panel row's week."""
-        position = self._position_of_cid[cid]
-        kept = position >= 0
-        return self._entry_exit_totals(self._week_cells(k_from[kept], position[kept]),
-                                       self._week_cells(k_to[kept], position[kept]))
+        return self._company_totals(deltas["cid"].to_numpy().astype(np.int64), deltas["k"].to_numpy().astype(np.int64),
+                                    weights=deltas["delta"].to_numpy().astype(np.float64))
 
     def latest(self, table: str, time: str, value: pl.Expr, where: pl.Expr | None = None,
                tiebreak: str | None = None) -> pl.DataFrame:
