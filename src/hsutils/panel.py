@@ -264,12 +264,11 @@ def _renewal_of_terms(terms: pl.DataFrame, renewals: pl.DataFrame, key: list[str
     the first deal starting at or after the term's end, and the last starting at or before it (or, when that is
     the term itself, the deal before it in the same order); equal starts are ordered by preference for each search.
     """
-    fields = ["renewal_deal_id", "renewal_start", "renewal_stage", "renewal_close"]
-    undecided = ~pl.col("renewal_stage").is_in(["won", "lost"])
-    best_first = renewals.sort("cid", "renewal_start", undecided, "renewal_close", "renewal_deal_id",
-                               descending=[False, False, False, True, True], nulls_last=True)
-    best_last = renewals.sort("cid", "renewal_start", undecided, "renewal_close", "renewal_deal_id",
-                              descending=[False, False, True, False, False], nulls_last=False)
+    fields = ["renewal_deal_id", "renewal_start", "renewal_stage", "renewal_close", "renewal_rank"]
+    ranked = renewals.sort(~pl.col("renewal_stage").is_in(["won", "lost"]), "renewal_close", "renewal_deal_id",
+                           descending=[False, True, True], nulls_last=True).with_row_index("renewal_rank")  # 0: best
+    best_first = ranked.sort("cid", "renewal_start", "renewal_rank")
+    best_last = ranked.sort("cid", "renewal_start", "renewal_rank", descending=[False, False, True])
     same_company = pl.col("cid").shift(1) == pl.col("cid")
     best_last = best_last.with_columns(pl.when(same_company).then(pl.col(c).shift(1)).alias(f"_before_{c}") for c in fields)
     ends = terms.sort("cid", "term_end")
@@ -284,15 +283,8 @@ def _renewal_of_terms(terms: pl.DataFrame, renewals: pl.DataFrame, key: list[str
         after.select(*key, "term_end", *(pl.col(c).alias(f"a_{c}") for c in fields)),
         before.select(*(pl.when(itself).then(pl.col(f"_before_{c}")).otherwise(pl.col(c)).alias(f"b_{c}") for c in fields)),
     ], how="horizontal")
-    decided = {side: _candidate(side, "stage").is_in(["won", "lost"]) for side in "ab"}
-    closed = {side: _candidate(side, "close").dt.epoch("us").fill_null(np.iinfo(np.int64).min) for side in "ab"}
-    nearer, as_near = (_candidate_distance("a") < _candidate_distance("b"),
-                       _candidate_distance("a") == _candidate_distance("b"))
-    a_first = nearer | (as_near & (
-        (decided["a"] & ~decided["b"])
-        | ((decided["a"] == decided["b"]) & ((closed["a"] > closed["b"]) | (
-            (closed["a"] == closed["b"]) & (_candidate("a", "deal_id") >= _candidate("b", "deal_id")))))
-    ))
+    a_first = (_candidate_distance("a") < _candidate_distance("b")) | (
+        (_candidate_distance("a") == _candidate_distance("b")) & (_candidate("a", "rank") <= _candidate("b", "rank")))
     pick_a = _candidate_usable("a") & (~_candidate_usable("b") | a_first)
     stage = pl.when(pick_a).then(_candidate("a", "stage")).when(_candidate_usable("b")).then(_candidate("b", "stage"))
     return candidates.select(  # decided once per term: the rows carry numbers, not the stage's text
@@ -307,9 +299,8 @@ def _outcomes(ctx: SignalContext, snapshot: Any, horizon_days: int) -> pl.DataFr
     order (they look only past as_of). Given the contract terms and each row's term in them (`ctx.terms`,
     `ctx.term_of_row`), renewals are matched once per term; otherwise once per distinct (cid, term_deal_id)."""
     rows, terms, term_of_row = ctx.contracts, ctx.terms, ctx.term_of_row
-    deals = snapshot["deals"]
     horizon = pl.duration(days=horizon_days)
-    deals = deals.join(ctx.companies, on="company_id", how="inner")
+    deals = ctx._with_cid("deals").filter(pl.col("cid").is_not_null())  # coded once, as for the customer rows
     renewals = deals.filter(pl.col("deal_type") == "renewal").select(
         "cid", pl.col("deal_id").alias("renewal_deal_id"), pl.col("term_start").alias("renewal_start"),
         pl.col("stage").alias("renewal_stage"), pl.col("close_date").alias("renewal_close"),
