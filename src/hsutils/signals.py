@@ -211,6 +211,15 @@ def _gather(table: np.ndarray, index: np.ndarray) -> np.ndarray:
     return out
 
 
+def _any_in_last(rows: np.ndarray, first: int, weeks: int) -> np.ndarray:
+    """Flags OR-ed over windows of weeks: for every row j >= first of `rows` (axis 0: consecutive weeks), rows
+    j - weeks + 1 .. j OR-ed together, as a new array."""
+    window = rows[first:].copy()
+    for back in range(1, weeks):
+        window |= rows[first - back:rows.shape[0] - back]
+    return window
+
+
 def _scatter(table: np.ndarray, index: np.ndarray, value: Any) -> None:
     """table[index] = value, a chunk of rows at a time (see `_gather`)."""
     for lo in range(0, index.size, CHUNK_ROWS):
@@ -707,10 +716,8 @@ class SignalContext:
                 at += codes.cell[lo:lo + CHUNK_ROWS]
                 present[at] = True
             present = present.reshape(slots, codes.width, codes.n_positions)[:members.size]
-            window = present[:, first:].copy()  # row j: week k_min + j
-            for back in range(1, weeks):
-                window |= present[:, first - back:codes.width - back]
-            counts += window.sum(axis=0, dtype=np.int32).reshape(-1)[index]
+            window = _any_in_last(present.swapaxes(0, 1), first, weeks)  # (week k_min + j, event, position)
+            counts += window.sum(axis=1, dtype=np.int32).reshape(-1)[index]
         return self.values(counts.astype(np.float64))
 
     def usage_active_users(self, days: int = ACTIVE_USER_DAYS) -> pl.DataFrame:
@@ -1009,9 +1016,7 @@ class SignalContext:
         for lo in range(0, user.size, CHUNK_ROWS):
             if not np.array_equal(owner[user[lo:lo + CHUNK_ROWS]], company[lo:lo + CHUNK_ROWS]):
                 return None  # a user id shared by companies: count per company
-        in_window = active[weeks:span].copy()  # row j: week k_min + j
-        for back in range(1, weeks):
-            in_window |= active[weeks - back:span - back]
+        in_window = _any_in_last(active[:span], weeks, weeks)  # row j: week k_min + j
         changed = active[:in_window.shape[0]]  # the bitmap's memory is free again: reuse it
         changed[0] = in_window[0]
         np.not_equal(in_window[1:], in_window[:-1], out=changed[1:])
