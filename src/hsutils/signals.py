@@ -916,10 +916,9 @@ class SignalContext:
 
     @property
     def _grid_cells(self) -> np.ndarray:
-        """The panel rows' cells in the arrays of `_week_cells` (rows come in week, then customer order)."""
-        if "grid_cells" not in self._cache:
-            self._cache["grid_cells"] = self._week_cells(self.grid_week, self.grid_position)
-        return self._cache["grid_cells"]
+        """The panel rows' cells in the arrays of `_week_cells` (rows come in week, then customer order): their
+        places in a week-by-week array starting at the first as-of week, shared with the usage helpers."""
+        return self._usage_grid_index(self.k_min)
 
     def _accumulated_at_grid(self, ufunc: np.ufunc, cells: np.ndarray) -> np.ndarray:
         """Accumulate an array of `_week_cells` over the weeks of each customer with `ufunc` (np.add: running
