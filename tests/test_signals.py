@@ -291,7 +291,6 @@ def test_window_helpers_match_brute_force(n_users, packed, monkeypatch):
             weekly.at(shift)
 
 
-
 def test_cumulate_sums_deltas_up_to_each_as_of():
     """Running totals of frame[cid, k, delta]: earlier weeks fold into the first as-of, later ones and rows of
     companies outside the panel or without a company, week or delta add nothing."""
@@ -343,6 +342,7 @@ def test_latest_matches_brute_force_with_ties_broken_by_the_tiebreak():
         seen = np.flatnonzero((companies == g["company_id"]) & (kinds == "nps") & (t <= np.datetime64(g["as_of"].replace(tzinfo=None))))
         assert value == scores[max(seen, key=lambda i: (t[i], i))], g
 
+
 def test_empty_result_and_missing_core_events_are_input_errors():
     snapshot = tiny_snapshot()
     snapshot.tables["deals"] = snapshot.tables["deals"].filter(pl.col("company_id") == "b")
@@ -365,7 +365,6 @@ def test_empty_result_and_missing_core_events_are_input_errors():
             build_panel(unmapped, as_of_dates=dates)
     on_a_day = build_panel(tiny_snapshot(), as_of_dates=[AS_OF.date()], signals=["logins_28d"])  # a date: midnight UTC
     assert on_a_day["as_of"].to_list() == [AS_OF]
-
 
 
 def test_usage_signals_run_in_the_background_and_their_errors_reach_the_caller():
@@ -397,6 +396,7 @@ def test_usage_signals_run_in_the_background_and_their_errors_reach_the_caller()
     finally:
         for name in ("seats_seen", "usage_rows", "broken_usage"):
             unregister_signal(name)
+
 
 def test_the_documented_example_registers_a_working_signal():
     import textwrap

@@ -334,7 +334,6 @@ def test_first_problem_is_reported_with_how_many_more(tmp_path: Path) -> None:
         load_snapshot(tmp_path / "s")
 
 
-
 def test_duplicated_key_with_another_problem_is_reported_with_how_many_more(tmp_path: Path) -> None:
     tables = build_tables()
     companies = tables["companies"]
@@ -345,6 +344,7 @@ def test_duplicated_key_with_another_problem_is_reported_with_how_many_more(tmp_
         InputError, match=r"table companies, column company_id: 1 duplicated key\(s\) on 2 rows.*\(\+1 more problem\(s\)"
     ):
         load_snapshot(tmp_path / "s")
+
 
 # --- valid snapshots -----------------------------------------------------------------------------------------
 
