@@ -1016,13 +1016,13 @@ class SignalContext:
         # start of each usage week's bitmap row in `flat`, by week - k0 (0 .. max; the last entry is week -1)
         row_start = np.clip(np.append(np.arange(int(week.max(initial=0)) + 1), -1) + k0 - first + 1, 0, span) * n_users
         for lo in range(0, user.size, CHUNK_ROWS):  # chunks keep the temporaries small and reused
-            users = user[lo:lo + CHUNK_ROWS]
+            users = user[lo:lo + CHUNK_ROWS].astype(np.intp)  # numpy's index type: cast once, used twice
             owner[users] = company[lo:lo + CHUNK_ROWS]
             at = np.take(row_start, week[lo:lo + CHUNK_ROWS], mode="wrap")  # week -1: the last entry
             at += users
             flat[at] = True
         for lo in range(0, user.size, CHUNK_ROWS):
-            if not np.array_equal(owner[user[lo:lo + CHUNK_ROWS]], company[lo:lo + CHUNK_ROWS]):
+            if not np.array_equal(np.take(owner, user[lo:lo + CHUNK_ROWS]), company[lo:lo + CHUNK_ROWS]):
                 return None  # a user id shared by companies: count per company
         in_window = _any_in_last(active[:span], weeks, weeks)  # row j: week k_min + j
         changed = active[:in_window.shape[0]]  # the bitmap's memory is free again: reuse it
