@@ -331,11 +331,6 @@ class UsageCodes:
         """Customer position of every row."""
         return self.cell % self.n_positions
 
-    @property
-    def cid(self) -> np.ndarray:
-        """Company code of every row."""
-        return self.company
-
 
 class SignalContext:
     """Everything a signal needs at the panel's as-of dates: the snapshot, the customer rows and window helpers.
@@ -743,7 +738,7 @@ class SignalContext:
             if counts is None:
                 k = codes.k
                 reach = k >= self.k_min - weeks + 1  # older rows cannot reach any as-of window
-                counts = self._distinct_whole_weeks(codes.cid[reach], codes.user[reach], k[reach], weeks)
+                counts = self._distinct_whole_weeks(codes.company[reach], codes.user[reach], k[reach], weeks)
             result = None if counts is None else self.values(counts)
         if result is None:
             result = self.window_distinct("usage_events", "occurred_at", pl.col("user_id"), days=days)
