@@ -126,3 +126,33 @@ def test_week_by_week_accumulation_equals_numpy_accumulate(ufunc):
     assert result is weekly  # in place
     np.testing.assert_array_equal(result, expected)
     assert signals._accumulate_weeks(ufunc, np.zeros((0, 4))).shape == (0, 4)
+
+
+@pytest.mark.parametrize("null_share", [0.0, 0.3])
+def test_row_gathers_and_sums_read_with_numpy_equal_polars(null_share):
+    """The customer rows' columns gathered with numpy (`_take_rows`) and their expansions added with numpy
+    (`_plus`) equal what polars gives: values, nulls and types, for numbers, times, flags and text, with nulls
+    at the gathered places or only elsewhere."""
+    rng = np.random.default_rng(11)
+    n = 500
+    nulls = rng.random(n) < null_share
+    values = {
+        "int": pl.Series("int", rng.integers(-10**12, 10**12, n), dtype=pl.Int64),
+        "int32": pl.Series("int32", rng.integers(-1000, 1000, n), dtype=pl.Int32),
+        "real": pl.Series("real", rng.normal(size=n) * 1e6),
+        "time": pl.Series("time", rng.integers(0, 2 * 10**15, n)).cast(pl.Datetime("us", "UTC")),
+        "flag": pl.Series("flag", rng.random(n) < 0.5),
+        "text": pl.Series("text", [f"t{i}" for i in rng.integers(0, 50, n)]),
+    }
+    not_null = np.flatnonzero(~nulls)
+    for column in values.values():
+        column = pl.select(pl.when(pl.Series(~nulls)).then(column)).to_series().alias(column.name)
+        for index in (rng.integers(0, n, 2000), rng.choice(not_null, 2000)):  # nulls at some places; at none
+            taken = signals._take_rows(column, index)
+            assert taken.dtype == column.dtype and taken.name == column.name
+            assert taken.equals(column.gather(index)), column.name
+        if column.dtype in (pl.Int64, pl.Int32, pl.Float64):
+            extra = rng.integers(0, 100, n).astype(np.float64)
+            expected = column + pl.Series(extra).cast(pl.Int64 if column.dtype.is_integer() else pl.Float64)
+            result = signals._plus(column, extra)
+            assert result.dtype == expected.dtype and result.equals(expected), column.name
