@@ -529,3 +529,12 @@ def test_a_login_event_that_never_occurs_is_a_warning_not_silent_zeros():
         warnings.simplefilter("error")  # the recorded login event, or logins_28d not chosen: no warning
         build_panel(tiny_snapshot(), as_of_dates=[AS_OF], signals=["logins_28d"])
         build_panel(renamed, as_of_dates=[AS_OF], signals=["core_depth"])
+
+
+def test_expansion_outcome_is_known_only_once_the_whole_horizon_lies_before_the_snapshot():
+    """outcome_expanded is 0 (not null) when as_of + horizon falls exactly on the snapshot's time, null a day later."""
+    snapshot = tiny_snapshot()  # created 2024-04-01; b has no expansion
+    on_the_day = datetime(2024, 1, 2, tzinfo=UTC)  # + 90 days = 2024-04-01
+    panel = build_panel(snapshot, as_of_dates=[on_the_day, on_the_day + timedelta(days=1)], horizon_days=90)
+    assert row(panel, "b", on_the_day)["outcome_expanded"] == 0
+    assert row(panel, "b", on_the_day + timedelta(days=1))["outcome_expanded"] is None

@@ -39,7 +39,6 @@ import polars as pl
 
 from hsutils.errors import InputError
 from hsutils.files import check_frame_suffix, write_frame_atomic
-from hsutils.schema import UTC_DATETIME
 from hsutils.signals import (
     DAY_US,
     DAYS_TO_RENEWAL,
@@ -54,6 +53,7 @@ from hsutils.validate import check_core_events, missing_events, most_frequent_ev
 
 HIGH_TOUCH_SHARE = 0.20
 RENEWAL_MATCH_DAYS = 45
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 CORE_SIGNALS = ("core_depth", "core_depth_trend")
 SIZE_BUCKETS = ((50, "1-49"), (200, "50-199"), (1000, "200-999"))
 CONTEXT_COLUMNS = ("arr_segment", "tier", "size_bucket", "arr", "contracted_seats", "active_seats",
@@ -299,7 +299,6 @@ def _outcomes(ctx: SignalContext, snapshot: Any, horizon_days: int) -> pl.DataFr
     order (they look only past as_of). Given the contract terms and each row's term in them (`ctx.terms`,
     `ctx.term_of_row`), renewals are matched once per term; otherwise once per distinct (cid, term_deal_id)."""
     rows, terms, term_of_row = ctx.contracts, ctx.terms, ctx.term_of_row
-    horizon = pl.duration(days=horizon_days)
     deals = ctx._with_cid("deals").filter(pl.col("cid").is_not_null())  # coded once, as for the customer rows
     renewals = deals.filter(pl.col("deal_type") == "renewal").select(
         "cid", pl.col("deal_id").alias("renewal_deal_id"), pl.col("term_start").alias("renewal_start"),
@@ -314,15 +313,27 @@ def _outcomes(ctx: SignalContext, snapshot: Any, horizon_days: int) -> pl.DataFr
         key = ["cid", "term_deal_id"]
     renewal = _renewal_of_terms(matching, renewals, key)
     matched = matching.join(renewal, on=key, how="left", maintain_order="left")
-    if by_term:
-        out = pl.concat([rows.select("as_of", "term_end"), matched.select("renewal_lost", "renewal_close")[term_of_row]],
-                        how="horizontal")
+    if by_term:  # each row's renewal is its term's: numpy gathers (huge pages, see signals._take_rows)
+        renewal_close = matched["renewal_close"].to_physical()
+        lost = matched["renewal_lost"].fill_null(-1).to_numpy()[term_of_row]
+        has_close = renewal_close.is_not_null().to_numpy()[term_of_row]
+        close = np.take(renewal_close.fill_null(0).to_numpy(), term_of_row)
     else:
-        out = rows.select("cid", "as_of", "term_deal_id", "term_end").join(
+        out = rows.select("cid", "term_deal_id").join(
             matched.select(*key, "renewal_lost", "renewal_close"), on=key, how="left", maintain_order="left")
-    in_horizon = (pl.col("term_end") > pl.col("as_of")) & (pl.col("term_end") <= pl.col("as_of") + horizon)
-    churned = pl.when(in_horizon).then(pl.col("renewal_lost"))
-    days_to_churn = pl.when(churned == 1).then((pl.coalesce("renewal_close", "term_end") - pl.col("as_of")).dt.total_microseconds() / DAY_US)
+        lost = out["renewal_lost"].fill_null(-1).to_numpy()
+        has_close = out["renewal_close"].is_not_null().to_numpy()
+        close = out["renewal_close"].to_physical().fill_null(0).to_numpy()
+    as_of = rows["as_of"].to_physical().to_numpy()
+    term_end = rows["term_end"].to_physical()
+    horizon_us = horizon_days * DAY_US
+    in_horizon = term_end.is_not_null().to_numpy() if term_end.null_count() else np.ones(as_of.size, dtype=bool)
+    term_end = term_end.fill_null(0).to_numpy()
+    in_horizon &= (term_end > as_of) & (term_end <= as_of + horizon_us)
+    churned = np.where(in_horizon, lost, -1).astype(np.int8)  # -1: no renewal decided in the horizon (null)
+    churn = churned == 1
+    days_to_churn = np.full(as_of.size, np.nan)  # the lost renewal's close date (else the term's end) - as_of
+    days_to_churn[churn] = (np.where(has_close, close, term_end)[churn] - as_of[churn]) / DAY_US
 
     # won expansions closing in (as_of, as_of + horizon]: one closing at c counts at the as-of weeks from the first
     # at or after c - horizon to the last before c (entry/exit deltas summed over the weeks, as for window sums)
@@ -330,16 +341,22 @@ def _outcomes(ctx: SignalContext, snapshot: Any, horizon_days: int) -> pl.DataFr
         (pl.col("deal_type") == "expansion") & (pl.col("stage") == "won") & pl.col("close_date").is_not_null()
     ).select("cid", pl.col("close_date").dt.epoch("us").alias("close"))
     close = expansions["close"].to_numpy()
-    closing = ctx._company_totals(expansions["cid"].to_numpy(), ctx._week_of_us(close - horizon_days * DAY_US),
+    closing = ctx._company_totals(expansions["cid"].to_numpy(), ctx._week_of_us(close - horizon_us),
                                   ctx._week_of_us(close))
-    created = snapshot.manifest.created_at.astimezone(UTC)
-    expanded = (
-        pl.when(pl.Series(closing > 0)).then(1)
-        .when(pl.col("as_of") + horizon <= pl.lit(created, dtype=UTC_DATETIME)).then(0)
-        .otherwise(None).cast(pl.Int8)
-    )
-    return out.select(expanded.alias("outcome_expanded"), churned.alias("outcome_churned"),
-                      days_to_churn.alias("outcome_days_to_churn"))
+    created = (snapshot.manifest.created_at.astimezone(UTC) - EPOCH) // timedelta(microseconds=1)
+    # 1: expanded; 0: no expansion and the whole horizon lies before the snapshot; -1: not known yet (null)
+    expanded = np.where(closing > 0, 1, np.where(as_of + horizon_us <= created, 0, -1)).astype(np.int8)
+    return pl.DataFrame([
+        _int8_or_null("outcome_expanded", expanded),
+        _int8_or_null("outcome_churned", churned),
+        pl.Series("outcome_days_to_churn", days_to_churn, nan_to_null=True),
+    ])
+
+
+def _int8_or_null(name: str, values: np.ndarray) -> pl.Series:
+    """An Int8 column of `values`, null where they are negative."""
+    column = pl.Series(name, values)
+    return pl.select(pl.when(column >= 0).then(column)).to_series().alias(name) if (values < 0).any() else column
 
 
 def build_panel(
