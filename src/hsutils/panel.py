@@ -317,13 +317,13 @@ def _outcomes(ctx: SignalContext, snapshot: Any, horizon_days: int) -> pl.DataFr
         renewal_close = matched["renewal_close"].to_physical()
         lost = matched["renewal_lost"].fill_null(-1).to_numpy()[term_of_row]
         has_close = renewal_close.is_not_null().to_numpy()[term_of_row]
-        close = np.take(renewal_close.fill_null(0).to_numpy(), term_of_row)
+        renewal_close_us = np.take(renewal_close.fill_null(0).to_numpy(), term_of_row)
     else:
         out = rows.select("cid", "term_deal_id").join(
             matched.select(*key, "renewal_lost", "renewal_close"), on=key, how="left", maintain_order="left")
         lost = out["renewal_lost"].fill_null(-1).to_numpy()
         has_close = out["renewal_close"].is_not_null().to_numpy()
-        close = out["renewal_close"].to_physical().fill_null(0).to_numpy()
+        renewal_close_us = out["renewal_close"].to_physical().fill_null(0).to_numpy()
     as_of = rows["as_of"].to_physical().to_numpy()
     term_end = rows["term_end"].to_physical()
     horizon_us = horizon_days * DAY_US
@@ -333,7 +333,7 @@ def _outcomes(ctx: SignalContext, snapshot: Any, horizon_days: int) -> pl.DataFr
     churned = np.where(in_horizon, lost, -1).astype(np.int8)  # -1: no renewal decided in the horizon (null)
     churn = churned == 1
     days_to_churn = np.full(as_of.size, np.nan)  # the lost renewal's close date (else the term's end) - as_of
-    days_to_churn[churn] = (np.where(has_close, close, term_end)[churn] - as_of[churn]) / DAY_US
+    days_to_churn[churn] = (np.where(has_close, renewal_close_us, term_end)[churn] - as_of[churn]) / DAY_US
 
     # won expansions closing in (as_of, as_of + horizon]: one closing at c counts at the as-of weeks from the first
     # at or after c - horizon to the last before c (entry/exit deltas summed over the weeks, as for window sums)
