@@ -46,6 +46,7 @@ from hsutils.signals import (
     WEEK_US,
     Signal,
     SignalContext,
+    epoch_us,
     login_event,
     resolve_signals,
 )
@@ -53,7 +54,6 @@ from hsutils.validate import check_core_events, missing_events, most_frequent_ev
 
 HIGH_TOUCH_SHARE = 0.20
 RENEWAL_MATCH_DAYS = 45
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 CORE_SIGNALS = ("core_depth", "core_depth_trend")
 SIZE_BUCKETS = ((50, "1-49"), (200, "50-199"), (1000, "200-999"))
 CONTEXT_COLUMNS = ("arr_segment", "tier", "size_bucket", "arr", "contracted_seats", "active_seats",
@@ -313,17 +313,16 @@ def _outcomes(ctx: SignalContext, snapshot: Any, horizon_days: int) -> pl.DataFr
         key = ["cid", "term_deal_id"]
     renewal = _renewal_of_terms(matching, renewals, key)
     matched = matching.join(renewal, on=key, how="left", maintain_order="left")
-    if by_term:  # each row's renewal is its term's: numpy gathers (huge pages, see signals._take_rows)
-        renewal_close = matched["renewal_close"].to_physical()
-        lost = matched["renewal_lost"].fill_null(-1).to_numpy()[term_of_row]
-        has_close = renewal_close.is_not_null().to_numpy()[term_of_row]
-        renewal_close_us = np.take(renewal_close.fill_null(0).to_numpy(), term_of_row)
+    if by_term:  # each row's renewal is its term's: read per term, gathered with numpy (see signals._take_rows)
+        renewal_of, row_of = matched, term_of_row
     else:
-        out = rows.select("cid", "term_deal_id").join(
+        renewal_of = rows.select("cid", "term_deal_id").join(
             matched.select(*key, "renewal_lost", "renewal_close"), on=key, how="left", maintain_order="left")
-        lost = out["renewal_lost"].fill_null(-1).to_numpy()
-        has_close = out["renewal_close"].is_not_null().to_numpy()
-        renewal_close_us = out["renewal_close"].to_physical().fill_null(0).to_numpy()
+        row_of = slice(None)
+    renewal_close = renewal_of["renewal_close"].to_physical()
+    lost = renewal_of["renewal_lost"].fill_null(-1).to_numpy()[row_of]
+    has_close = renewal_close.is_not_null().to_numpy()[row_of]
+    renewal_close_us = renewal_close.fill_null(0).to_numpy()[row_of]
     as_of = rows["as_of"].to_physical().to_numpy()
     term_end = rows["term_end"].to_physical()
     horizon_us = horizon_days * DAY_US
@@ -343,7 +342,7 @@ def _outcomes(ctx: SignalContext, snapshot: Any, horizon_days: int) -> pl.DataFr
     close = expansions["close"].to_numpy()
     closing = ctx._company_totals(expansions["cid"].to_numpy(), ctx._week_of_us(close - horizon_us),
                                   ctx._week_of_us(close))
-    created = (snapshot.manifest.created_at.astimezone(UTC) - EPOCH) // timedelta(microseconds=1)
+    created = epoch_us(snapshot.manifest.created_at.astimezone(UTC))
     # 1: expanded; 0: no expansion and the whole horizon lies before the snapshot; -1: not known yet (null)
     expanded = np.where(closing > 0, 1, np.where(as_of + horizon_us <= created, 0, -1)).astype(np.int8)
     return pl.DataFrame([

@@ -86,7 +86,7 @@ import warnings
 from collections.abc import Callable, Collection
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -96,6 +96,7 @@ from hsutils.errors import InputError
 from hsutils.schema import UTC_DATETIME
 
 DAY_US = 86_400_000_000
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 WEEK_US = 7 * DAY_US
 KEYS = ["cid", "k"]  # internal row keys: company code and week index (as_of = anchor + k weeks)
 
@@ -194,6 +195,11 @@ def signal_table() -> pl.DataFrame:
 def login_event(manifest: Any) -> str:
     """The usage event that counts as a login: the manifest's `login_event`, default "login"."""
     return str(manifest.extra.get("login_event") or DEFAULT_LOGIN_EVENT)
+
+
+def epoch_us(moment: datetime) -> int:
+    """Exact microseconds from 1970 to a timezone-aware moment."""
+    return (moment - EPOCH) // timedelta(microseconds=1)
 
 
 def _week_index(expr: pl.Expr, anchor: datetime) -> pl.Expr:
@@ -383,7 +389,7 @@ class SignalContext:
         self._company_enum = pl.Enum(self.companies["company_id"])
         self.k_min, self.k_max = self.weeks[0], self.weeks[-1]
         self.as_of_max = self.as_of(self.k_max)
-        self._anchor_us = int(anchor.timestamp()) * 1_000_000 + anchor.microsecond  # exact microseconds since 1970
+        self._anchor_us = epoch_us(anchor)
         self._cache: dict[Any, Any] = {}
         self.extra_tables: dict[str, pl.DataFrame] = {}
         self._grid: pl.DataFrame | None = None
