@@ -20,7 +20,7 @@ from hsutils.cli import main
 from hsutils.errors import InputError
 from hsutils.panel import build_panel, default_as_of_dates
 from hsutils.signals import SIGNALS
-from hsutils.snapshot import load_snapshot
+from hsutils.snapshot import Snapshot, load_snapshot
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 CONTRACT_COLUMNS = list(dict.fromkeys([
@@ -200,6 +200,19 @@ def test_single_as_of_and_off_grid_dates_match_the_weekly_panel(demo, panel):
     for moment in picked[1:]:
         one = build_panel(demo, as_of_dates=[moment])
         assert mixed.filter(pl.col("as_of") == moment).equals(one)
+
+
+def test_extra_columns_named_like_the_panels_own_change_nothing(demo, panel):
+    """Extra columns of a portal's tables are kept, whatever their names: ones named like the panel's internal
+    columns (the company code cid, the week k, value, ...) must not be taken for them."""
+    dates = default_as_of_dates(demo)[-12:]
+    names = ["cid", "k", "value", "rank", "delta", "week", "user", "close", "lost", "as_of", "arr_segment",
+             "term_deal_id", "tenure_start", "renewal_lost", "outcome_churned", "_v0", "_time", "_key", "_packed"]
+    for kind, values in (("whole numbers", lambda n: pl.Series(np.arange(n) % 37)), ("text", lambda n: pl.repeat("x", n, eager=True))):
+        tables = {name: table.with_columns(values(table.height).alias(c) for c in names if c not in table.columns)
+                  for name, table in demo.tables.items()}
+        with_extras = build_panel(Snapshot(demo.manifest, tables), as_of_dates=dates)
+        assert with_extras.equals(panel.filter(pl.col("as_of").is_in(dates))), kind
 
 
 def test_cli_warns_in_one_line_when_the_login_event_never_occurs(small_demo, tmp_path, capsys):

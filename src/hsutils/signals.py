@@ -495,6 +495,12 @@ class SignalContext:
     def add_table(self, name: str, frame: pl.DataFrame) -> None:
         """Make a prepared frame (with company_id and its time column) available to the helpers as `name`."""
         self.extra_tables[name] = frame
+        self._cache.pop(("with_cid", name), None)
+
+    def _add_coded_table(self, name: str, frame: pl.DataFrame) -> None:
+        """add_table for a frame whose `cid` column already holds this context's company codes."""
+        self.add_table(name, frame)
+        self._cache[("with_cid", name)] = frame
 
     def company_code(self, expr: pl.Expr | str = "company_id") -> pl.Expr:
         """The company code cid of a company_id expression (null for a company not in the companies table)."""
@@ -520,12 +526,12 @@ class SignalContext:
         return cid_of_code
 
     def _with_cid(self, name: str) -> pl.DataFrame:
-        """The table with its company codes (computed once per table; kept when the table already has them)."""
+        """The table with its company codes in column `cid` (computed once per table). A column of the table that
+        is already called cid (an extra column of the portal's) is replaced: it is not this context's codes."""
         key = ("with_cid", name)
         if key not in self._cache:
             frame = self.frame(name)
-            self._cache[key] = frame if "cid" in frame.columns else frame.with_columns(
-                frame.select(self._company_code_of(frame)).to_series())
+            self._cache[key] = frame.with_columns(frame.select(self._company_code_of(frame)).to_series())
         return self._cache[key]
 
     def usage_weekly(self) -> str:
@@ -546,7 +552,7 @@ class SignalContext:
                 (pl.col("_packed") % 2**bits_k + k_lo).cast(pl.Int32).alias("k"),
             )
             weekly = sums.select("cid", self.as_of_expr("k").alias("occurred_at"), "event", "count")
-            self.add_table(name, weekly.collect())
+            self._add_coded_table(name, weekly.collect())
         return name
 
     def usage_codes(self) -> UsageCodes:
@@ -1356,7 +1362,7 @@ def _eb_engagements(ctx: SignalContext) -> str:
         else:
             eb = (engagements.join(buyers.lazy(), on="contact_id", how="inner")
                   .filter(pl.col("_contact_created") <= pl.col("occurred_at")).drop("_contact_created"))
-        ctx.add_table(name, eb.collect())
+        ctx._add_coded_table(name, eb.collect())  # cid: the engagements' codes
     return name
 
 
