@@ -150,7 +150,7 @@ def test_pandas_reference_gives_the_same_numbers(small_demo, demo):
 
 
 def test_pandas_reference_gives_the_same_numbers_on_a_messy_export(small_demo, tmp_path):
-    """Dirty data the checks let through: engagements without a contact or open/reply flags, economic buyers
+    """Dirty data the checks let through: engagements without a contact, open/reply flags or meeting kind, economic buyers
     recorded after their meetings, many rows at the same moment (tickets, surveys and usage at midnight, duplicated
     usage rows), open duplicates of renewal deals; and an as-of that is not on the weekly grid."""
     rng = np.random.default_rng(5)
@@ -167,6 +167,7 @@ def test_pandas_reference_gives_the_same_numbers_on_a_messy_export(small_demo, t
     rewrite("engagements", lambda df: df.with_columns(
         *[pl.when(some(df, 0.15)).then(None).otherwise(pl.col(c)).alias(c) for c in ("contact_id", "opened", "replied")],
         pl.when(some(df, 0.3)).then(pl.col("occurred_at").dt.truncate("1d")).otherwise(pl.col("occurred_at")),
+        pl.when(some(df, 0.3)).then(None).otherwise(pl.col("meeting_kind")).alias("meeting_kind"),  # kind not recorded
     ))
     created = datetime.fromisoformat(json.loads((folder / "manifest.json").read_text())["created_at"].replace("Z", "+00:00"))
     rewrite("contacts", lambda df: df.with_columns(pl.min_horizontal(

@@ -1368,7 +1368,7 @@ def _eb_engagements(ctx: SignalContext) -> str:
 
 EB_REPLY = (pl.col("type") == "email") & (pl.col("replied").fill_null(False) | (pl.col("direction") == "inbound"))
 EB_MEETING = pl.col("type") == "meeting"
-EB_DECISION_MEETING = EB_MEETING & pl.col("meeting_kind").is_in(["qbr", "renewal"])
+EB_DECISION_MEETING = EB_MEETING & pl.col("meeting_kind").is_in(["qbr", "renewal"]).fill_null(False)  # kind unknown: a meeting
 EB_CALL = pl.col("type") == "call"
 EB_POINTS = (
     EB_REPLY.cast(pl.Float64) + EB_MEETING.cast(pl.Float64) + EB_DECISION_MEETING.cast(pl.Float64) + EB_CALL.cast(pl.Float64)
