@@ -293,6 +293,20 @@ def test_bad_as_of_dates_and_horizon(demo):
         build_panel(demo, horizon_days=0)
     with pytest.raises(InputError, match="no as-of"):
         build_panel(demo, as_of_dates=[])
+    with pytest.raises(InputError, match="as-of date NaT is empty"):
+        build_panel(demo, as_of_dates=[default_as_of_dates(demo)[-1], pd.NaT])
+    with pytest.raises(InputError, match="as-of date None is empty"):
+        build_panel(demo, as_of_dates=[None])
+    with pytest.raises(InputError, match="horizon"):
+        build_panel(demo, horizon_days=True)
+
+
+def test_one_as_of_date_need_not_be_in_a_list_and_numpy_whole_numbers_are_days(demo, panel):
+    last = default_as_of_dates(demo)[-1]
+    expected = panel.filter(pl.col("as_of") == last)
+    assert build_panel(demo, as_of_dates=last).equals(expected)
+    assert build_panel(demo, as_of_dates=last.date().isoformat()).equals(expected)
+    assert build_panel(demo, as_of_dates=[last], horizon_days=np.int64(90)).equals(expected)
 
 
 def test_large_portals_find_the_same_customers_by_joins(demo, panel, monkeypatch):

@@ -31,6 +31,7 @@ import warnings
 from collections import deque
 from collections.abc import Callable, Iterable
 from datetime import UTC, date, datetime, timedelta
+from numbers import Integral
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,8 @@ OUTCOME_COLUMNS = ("outcome_churned", "outcome_expanded", "outcome_days_to_churn
 
 def to_utc(value: Any) -> datetime:
     """A date, datetime or ISO text as an aware UTC datetime (a bare date is midnight UTC)."""
+    if value is None or value != value:  # None, or a missing value such as pandas' NaT (not equal to itself)
+        raise InputError(f"as-of date {value!r} is empty: give a date (YYYY-MM-DD)")
     if isinstance(value, datetime):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
     if isinstance(value, date):
@@ -370,11 +373,14 @@ def build_panel(
     snapshot day. `signals`: registered signal names (default all). Raises InputError on bad input.
     """
     chosen = resolve_signals(signals)
-    if not isinstance(horizon_days, int) or horizon_days < 1:
+    if isinstance(horizon_days, bool) or not isinstance(horizon_days, Integral) or horizon_days < 1:
         raise InputError(f"horizon_days must be a whole number of days >= 1, not {horizon_days!r}")
+    horizon_days = int(horizon_days)
     if as_of_dates is None:
         dates = default_as_of_dates(snapshot)
     else:
+        if isinstance(as_of_dates, str | date):  # one date (datetime is a date too), not a list of them
+            as_of_dates = [as_of_dates]
         dates = sorted({to_utc(d) for d in as_of_dates})
         if not dates:
             raise InputError("no as-of date given")
