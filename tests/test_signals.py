@@ -355,7 +355,10 @@ def test_empty_result_and_missing_core_events_are_input_errors():
     assert build_panel(no_core, as_of_dates=[AS_OF], signals=["logins_28d"]).height == 1  # no core signal chosen
     unseen = tiny_snapshot()
     unseen.manifest.core_events = ["invoice_sent"]
-    with pytest.raises(InputError, match=r"core_events never occur: invoice_sent \(most frequent events: "):
+    with pytest.raises(InputError, match=r"core_events never occur: 'invoice_sent' \(most frequent events: '"):
+        build_panel(unseen, as_of_dates=[AS_OF])
+    unseen.manifest.core_events = ["export "]  # names are quoted, so a stray space shows
+    with pytest.raises(InputError, match=r"core_events never occur: 'export ' \(most frequent events: .*'export'"):
         build_panel(unseen, as_of_dates=[AS_OF])
     # stages an export did not map: no deal is a won new or renewal deal, so nobody is ever a customer
     unmapped = tiny_snapshot()

@@ -568,5 +568,5 @@ def test_core_events_found_past_the_first_rows(monkeypatch) -> None:
     usage = pl.DataFrame({"event": ["login", "login", "login", "report_published"]}).cast(pl.Categorical)
     manifest = build_manifest(core_events=["report_published"])
     validate.check_core_events(usage, manifest)  # found in the fourth row
-    with pytest.raises(InputError, match="core_events never occur: dashboard_shared"):
+    with pytest.raises(InputError, match="core_events never occur: 'dashboard_shared'"):
         validate.check_core_events(usage, build_manifest(core_events=["report_published", "dashboard_shared"]))

@@ -819,7 +819,7 @@ def missing_events(usage_events: pl.DataFrame, names: Sequence[str]) -> list[str
 
 def most_frequent_events(usage_events: pl.DataFrame, n: int = 5) -> str:
     """The `n` most frequent event names, comma-separated (for messages)."""
-    return ", ".join(map(str, usage_events["event"].value_counts(sort=True)["event"].head(n).to_list())) or "none"
+    return ", ".join(map(repr, usage_events["event"].value_counts(sort=True)["event"].head(n).to_list())) or "none"
 
 
 def check_core_events(usage_events: pl.DataFrame, manifest: Manifest) -> None:
@@ -827,7 +827,7 @@ def check_core_events(usage_events: pl.DataFrame, manifest: Manifest) -> None:
     missing = missing_events(usage_events, manifest.core_events)
     if missing:
         raise InputError(
-            f"table usage_events, column event: manifest core_events never occur: {', '.join(missing[:3])} "
+            f"table usage_events, column event: manifest core_events never occur: {', '.join(map(repr, missing[:3]))} "
             f"(most frequent events: {most_frequent_events(usage_events)})"
         )
 
