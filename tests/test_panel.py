@@ -306,6 +306,7 @@ def test_one_as_of_date_need_not_be_in_a_list_and_numpy_whole_numbers_are_days(d
     expected = panel.filter(pl.col("as_of") == last)
     assert build_panel(demo, as_of_dates=last).equals(expected)
     assert build_panel(demo, as_of_dates=last.date().isoformat()).equals(expected)
+    assert build_panel(demo, as_of_dates=np.datetime64(last.replace(tzinfo=None), "ns")).equals(expected)
     assert build_panel(demo, as_of_dates=[last], horizon_days=np.int64(90)).equals(expected)
 
 

@@ -379,7 +379,7 @@ def build_panel(
     if as_of_dates is None:
         dates = default_as_of_dates(snapshot)
     else:
-        if isinstance(as_of_dates, str | date):  # one date (datetime is a date too), not a list of them
+        if isinstance(as_of_dates, str | date) or not isinstance(as_of_dates, Iterable):  # one date, not a list
             as_of_dates = [as_of_dates]
         dates = sorted({to_utc(d) for d in as_of_dates})
         if not dates:
