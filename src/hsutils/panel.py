@@ -369,8 +369,8 @@ def build_panel(
 ) -> pl.DataFrame:
     """Build the weekly point-in-time panel of a snapshot (see the module docstring for the columns).
 
-    `as_of_dates`: dates or datetimes (UTC; a bare date is midnight); default every 7 days back from the
-    snapshot day. `signals`: registered signal names (default all). Raises InputError on bad input.
+    `as_of_dates`: dates, datetimes or ISO texts (UTC; a bare date is midnight), or one of them alone; default
+    every 7 days back from the snapshot day. `signals`: registered signal names (default all). Raises InputError on bad input.
     """
     chosen = resolve_signals(signals)
     if isinstance(horizon_days, bool) or not isinstance(horizon_days, Integral) or horizon_days < 1:
