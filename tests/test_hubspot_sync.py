@@ -593,6 +593,34 @@ def test_companies_only_portal_round_trips_and_usage_is_required(tmp_path):
         assert canonical(pulled[table], table).equals(canonical(tables[table], table)), table
 
 
+def test_activity_of_a_contact_without_a_company_keeps_its_company_and_loses_the_link(snapshot, config, usage, tmp_path):
+    """A contact with no company association is left out of the pull; the activity linked to it must not make
+    the whole snapshot fail its contact_id check: it keeps its company, its contact is left empty, and it is counted."""
+    portal = seed_portal(snapshot.tables, config, snapshot.manifest.created_at)
+    engagements = snapshot["engagements"]
+    contact = engagements.filter(pl.col("contact_id").is_not_null())["contact_id"][0]
+    portal.assoc[("contacts", "companies")].pop(contact)
+    for linked in portal.assoc[("companies", "contacts")].values():
+        linked.pop(contact, None)
+    sandbox = Sandbox(portal=portal)
+    sandbox.start()
+    try:
+        result = pull(tmp_path / "pulled", host=sandbox.url, token=sandbox.token, config=config, usage=usage,
+                      progress=False, **FAST)
+    finally:
+        sandbox.stop()
+    pulled = load_snapshot(tmp_path / "pulled")
+    assert contact not in pulled["contacts"]["contact_id"].to_list()
+    theirs = engagements.filter(pl.col("contact_id") == contact)["engagement_id"]
+    assert theirs.len() > 0 and pulled["engagements"].height == engagements.height
+    unlinked = pulled["engagements"].filter(pl.col("engagement_id").is_in(theirs.implode()))
+    assert unlinked["contact_id"].null_count() == theirs.len()
+    assert unlinked.sort("engagement_id")["company_id"].equals(
+        engagements.filter(pl.col("contact_id") == contact).sort("engagement_id")["company_id"])
+    assert result.skipped["contacts without a usable company_id"] == 1
+    assert result.skipped["engagements linked to a contact not pulled (contact left empty)"] == theirs.len()
+
+
 def test_activity_scheduled_after_the_pull_is_left_out_and_counted(config, tmp_path):
     tables = companies_only(6)
     future = datetime(2031, 5, 4, tzinfo=UTC)

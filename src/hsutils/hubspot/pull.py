@@ -622,6 +622,14 @@ def pull(out: str | Path, host: str = DEFAULT_HOST, token: str | None = None,
         rows[:] = [r for r in rows if r["company_id"] in company_ids]
         if before - len(rows):
             skipped[f"{name} of a company not pulled"] += before - len(rows)
+    # activity linked to a contact that was not pulled (one without a company, say) keeps its company, not the link
+    contact_ids = {r["contact_id"] for r in contacts}
+    for name, rows in (("tickets", tickets), ("engagements", engagements), ("surveys", surveys)):
+        unlinked = [r for r in rows if r.get("contact_id") is not None and r["contact_id"] not in contact_ids]
+        for r in unlinked:
+            r["contact_id"] = None
+        if unlinked:
+            skipped[f"{name} linked to a contact not pulled (contact left empty)"] += len(unlinked)
 
     tables = {
         "companies": _frame("companies", companies, ["domain", *own]),
