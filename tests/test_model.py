@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 from scipy.special import expit
 from sklearn.base import clone
+from sklearn.metrics import roc_auc_score
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from hsutils.baselines import cross_validated_auc
@@ -220,11 +221,36 @@ def test_non_numeric_column_named_in_error():
         HealthScore().fit(X, y)
 
 
-def test_all_missing_column_named_in_error():
-    X, y = synthetic_table("linear", n=200)
+def test_a_column_without_values_earns_no_points_and_all_empty_is_an_error():
+    """A signal the portal does not record (no NPS surveys, no emails) is all missing: the score is fitted on the
+    other columns, with a warning naming it; a table whose every column is empty is refused."""
+    X, y = synthetic_table("linear", n=400)
     X["s4"] = np.nan
-    with pytest.raises(InputError, match="s4.*all missing"):
-        HealthScore().fit(X, y)
+    with pytest.warns(UserWarning, match="s4 have no values"):
+        model = HealthScore().fit(X, y)
+    assert model.points_["s4"] == 0.0 and sum(model.points_.values()) == pytest.approx(100.0)
+    scores = model.health_score(X)
+    assert np.isfinite(scores).all() and np.allclose(scores, model.health_score(X.assign(s4=1.0)))
+    with pytest.warns(UserWarning, match="share the preset's points"):
+        fixed = HealthScore(fixed_points={"s0": 30, "s1": 30, "s4": 40}).fit(X, y)
+    assert fixed.points_["s4"] == 0.0 and fixed.points_["s0"] == pytest.approx(50.0)
+    with pytest.raises(InputError, match="s0.*all missing"):
+        HealthScore().fit(X.assign(**{c: np.nan for c in X.columns}), y)
+
+
+def test_references_and_segments_fit_with_a_column_without_values():
+    X, y = synthetic_table("linear", n=600)
+    X["s4"] = np.nan
+    for reference in (LogisticBaseline(), BoostingReference()):
+        probabilities = reference.fit(X, y).predict_proba(X)[:, 1]
+        assert np.isfinite(probabilities).all() and roc_auc_score(y, probabilities) > 0.7
+    segments, _ = _segmented_table()
+    segmented = segments.assign(s2=np.where(segments.arr_segment == "high_touch", np.nan, segments.s2))
+    _, y_segments = _segmented_table()
+    with warnings.catch_warnings():  # s2 has values in the scaled segment only
+        warnings.simplefilter("ignore")
+        model = SegmentedHealthScore(shrinkage=5).fit(segmented, y_segments)
+    assert np.isfinite(model.health_score(segmented)).all()
 
 
 def test_mismatched_columns_at_predict_time():

@@ -150,3 +150,13 @@ def test_cli_fit_writes_model_and_summary(small_demo, tmp_path, capsys):
     assert sum(model.points_.values()) == pytest.approx(100.0)
     assert model.points_.get("days_to_renewal", 0.0) == 0.0
     assert main(["fit", str(small_demo), "--out", str(tmp_path / "model.txt")]) == 2
+
+
+def test_cli_fit_on_a_few_signals_is_still_compared_with_the_presets(small_demo, tmp_path):
+    from hsutils.cli import main
+
+    out = tmp_path / "few.yml"
+    assert main(["fit", str(small_demo), "--out", str(out), "--signals", "core_depth,eb_engagement"]) == 0
+    assert set(load_model(out).points_) == {"core_depth", "eb_engagement"}
+    content = yaml.safe_load(out.read_text())
+    assert {row["model"] for row in content["metrics"]["held_out"]} >= {"fitted", "seed", "40-30-30"}

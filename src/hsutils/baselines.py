@@ -147,6 +147,10 @@ class BoostingReference(_BinaryScorer):
 
     def fit(self, X, y) -> BoostingReference:
         matrix, target = self._validated(X, y, reset=True)
+        # a column without any value (a signal the portal does not record) carries nothing: held as a constant,
+        # as scikit-learn's binning fails on a column of missing values only
+        self.empty_columns_ = np.isnan(matrix).all(axis=0)
+        matrix = np.where(self.empty_columns_, 0.0, matrix)
         with threadpool_limits(limits=self.n_threads):
             self.model_ = HistGradientBoostingClassifier(
                 max_iter=self.max_iter,
@@ -163,7 +167,7 @@ class BoostingReference(_BinaryScorer):
         check_is_fitted(self, "model_")
         matrix, _ = self._validated(X, reset=False)
         with threadpool_limits(limits=self.n_threads):
-            return self.model_.predict_proba(matrix)
+            return self.model_.predict_proba(np.where(self.empty_columns_, 0.0, matrix))
 
 
 def coefficient_table(X, y, alpha: float = 0.05) -> pd.DataFrame:

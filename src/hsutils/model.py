@@ -677,8 +677,17 @@ class HealthScore(ClassifierMixin, BaseEstimator):
         position = {c: i for i, c in enumerate(columns)}
         source_matrix = matrix[:, [position[c] for c in sources]]
         empty = [c for c, j in zip(sources, range(len(sources)), strict=True) if np.isnan(source_matrix[:, j]).all()]
-        if empty:
+        if len(empty) == len(sources):
             raise ModelInputError(f"X: column(s) {', '.join(empty[:3])} have no values (all missing)")
+        if empty:  # a signal the portal does not record (no NPS surveys, say): it earns no points
+            warnings.warn(
+                f"HealthScore: column(s) {', '.join(empty)} have no values (all missing) and earn no points"
+                + ("; the other columns share the preset's points" if self.fixed_points is not None else ""),
+                UserWarning,
+                stacklevel=2,
+            )
+            sources = [c for c in sources if c not in empty]
+            source_matrix = matrix[:, [position[c] for c in sources]]
 
         transforms = {c: self._fit_transform(source_matrix[:, j], target) for j, c in enumerate(sources)}
         crossfit = self._crossfit_goodness(source_matrix, target, groups)
@@ -976,7 +985,9 @@ class SegmentedHealthScore(ClassifierMixin, BaseEstimator):
         sources = glob.point_sources_
         raw = np.array([weight * own.points_[c] + (1 - weight) * glob.points_[c] for c in sources])
         points = dict(zip(sources, _round_points(raw) if raw.sum() > 0 else raw, strict=True))
-        transforms = {c: _blend_transforms(own.transforms_[c], glob.transforms_[c], weight) for c in sources}
+        # a signal without values in the segment has no transform of its own there: the global one stands
+        transforms = {c: _blend_transforms(own.transforms_.get(c, glob.transforms_[c]), glob.transforms_[c], weight)
+                      for c in sources}
         blended = clone(glob)._set_state(
             list(glob._columns()), list(glob.classes_), points, transforms, glob.calibration_,
             glob.modifier_transforms_,
@@ -1381,7 +1392,9 @@ def points_with_intervals(
         if y[index].min() == y[index].max():
             continue
         groups = np.repeat(np.arange(len(picked)), [len(rows_of[i]) for i in picked])
-        refit = HealthScore().fit(X.iloc[index].reset_index(drop=True), y[index], groups=groups)
+        with warnings.catch_warnings():  # a sparse signal may have no values in a resample: no points there
+            warnings.simplefilter("ignore", UserWarning)
+            refit = HealthScore().fit(X.iloc[index].reset_index(drop=True), y[index], groups=groups)
         draws.append([refit.points_.get(c, 0.0) for c in columns])
     draws_array = np.array(draws) if draws else np.full((1, len(columns)), np.nan)
     table = pd.DataFrame({
@@ -1411,7 +1424,11 @@ def cli_fit(args) -> int:
         raise InputError(f"--out {out}: the model file must end in .yml or .yaml")
     signals = [s.strip() for s in args.signals.split(",") if s.strip()] if getattr(args, "signals", None) else None
     snapshot = load_snapshot(args.dir, mapping=getattr(args, "mapping", None))
-    panel = build_panel(snapshot, horizon_days=args.horizon_days, signals=signals)
+    compared = None  # the panel also holds the presets' signals: the candidate is compared with them
+    if signals:
+        preset_signals = [c for spec in PRESETS.values() for c in (*spec["points"], spec["urgency"]) if c]
+        compared = list(dict.fromkeys([*signals, *preset_signals]))
+    panel = build_panel(snapshot, horizon_days=args.horizon_days, signals=compared)
     candidate = fit_candidate(
         panel, cutoff=args.cutoff, horizon_days=args.horizon_days, signals=signals, source=args.dir,
         source_created_at=snapshot.manifest.created_at,
