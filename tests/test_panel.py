@@ -18,6 +18,7 @@ from sklearn.metrics import roc_auc_score
 
 from hsutils.cli import main
 from hsutils.errors import InputError
+from hsutils.files import write_atomic
 from hsutils.panel import build_panel, default_as_of_dates
 from hsutils.signals import SIGNALS
 from hsutils.snapshot import Snapshot, load_snapshot
@@ -245,6 +246,14 @@ def test_cli_writes_parquet_and_csv(small_demo, tmp_path, capsys):
     text = pl.read_csv(csv_out)
     assert text.height == written.height and text["as_of"][0].endswith("Z")
     assert [p.name for p in tmp_path.rglob("*.tmp")] == []
+    capsys.readouterr()
+    folder = tmp_path / "taken.parquet"
+    folder.mkdir()
+    assert main(["panel", str(small_demo), "--out", str(folder), "--signals", "logins_28d"]) == 2
+    assert capsys.readouterr().err.strip().endswith(f"output {folder} is a folder; name a file")
+    write_atomic(folder / "x", lambda path: path.write_text("x"))  # writers refuse a folder too
+    with pytest.raises(InputError, match="is a folder; name a file"):
+        write_atomic(folder, lambda path: path.write_text("x"))
 
 
 def _broken_copy(small_demo: Path, tmp_path: Path, **manifest_changes) -> Path:
