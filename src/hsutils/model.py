@@ -675,8 +675,7 @@ class HealthScore(ClassifierMixin, BaseEstimator):
         if not sources:
             raise ModelInputError("X: no column can earn points (all columns are modifiers)")
         position = {c: i for i, c in enumerate(columns)}
-        source_matrix = matrix[:, [position[c] for c in sources]]
-        empty = [c for c, j in zip(sources, range(len(sources)), strict=True) if np.isnan(source_matrix[:, j]).all()]
+        empty = [c for c in sources if np.isnan(matrix[:, position[c]]).all()]
         if len(empty) == len(sources):
             raise ModelInputError(f"X: column(s) {', '.join(empty[:3])} have no values (all missing)")
         if empty:  # a signal the portal does not record (no NPS surveys, say): it earns no points
@@ -687,7 +686,7 @@ class HealthScore(ClassifierMixin, BaseEstimator):
                 stacklevel=2,
             )
             sources = [c for c in sources if c not in empty]
-            source_matrix = matrix[:, [position[c] for c in sources]]
+        source_matrix = matrix[:, [position[c] for c in sources]]
 
         transforms = {c: self._fit_transform(source_matrix[:, j], target) for j, c in enumerate(sources)}
         crossfit = self._crossfit_goodness(source_matrix, target, groups)
