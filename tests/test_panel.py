@@ -254,6 +254,8 @@ def test_cli_writes_parquet_and_csv(small_demo, tmp_path, capsys):
     write_atomic(folder / "x", lambda path: path.write_text("x"))  # writers refuse a folder too
     with pytest.raises(InputError, match="is a folder; name a file"):
         write_atomic(folder, lambda path: path.write_text("x"))
+    with pytest.raises(InputError, match="x is a file, not a folder"):
+        write_atomic(folder / "x" / "y", lambda path: path.write_text("y"))
 
 
 def _broken_copy(small_demo: Path, tmp_path: Path, **manifest_changes) -> Path:

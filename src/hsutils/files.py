@@ -23,9 +23,7 @@ FRAME_SUFFIXES = (".parquet", ".csv")
 
 def write_atomic(out: str | Path, write: Callable[[Path], Any]) -> Path:
     """Call `write(temporary_path)` in `out`'s folder, then rename the result to `out`; clean up on failure."""
-    out = Path(out)
-    if out.is_dir():
-        raise InputError(f"output {out} is a folder; name a file")
+    out = _not_a_folder(Path(out), "output")
     if out.parent.exists() and not out.parent.is_dir():
         raise InputError(f"output {out}: {out.parent} is a file, not a folder")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -50,7 +48,12 @@ def check_frame_suffix(out: str | Path, what: str = "--out") -> Path:
     out = Path(out)
     if out.suffix.lower() not in FRAME_SUFFIXES:
         raise InputError(f"{what} {out}: use a .parquet or .csv file name")
-    if out.is_dir():  # found before any work, not at the end of it
+    return _not_a_folder(out, what)  # found before any work, not only by the writer at the end of it
+
+
+def _not_a_folder(out: Path, what: str) -> Path:
+    """`out`, or an InputError when it is an existing folder."""
+    if out.is_dir():
         raise InputError(f"{what} {out} is a folder; name a file")
     return out
 
