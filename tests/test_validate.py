@@ -223,10 +223,6 @@ CORRUPTIONS: dict[str, Corruption] = {
         with_tables(set_value("usage_events", 4, "company_id", "404"), fmt="csv"),
         ("table usage_events", "column company_id", "not in companies", "company_id=404", "row=5"),
     ),
-    "ticket of an unknown contact": Corruption(
-        with_tables(set_value("tickets", 2, "contact_id", "599")),
-        ("table tickets", "column contact_id", "not in contacts", "contact_id=599"),
-    ),
     "term_end before term_start": Corruption(
         with_tables(set_value("deals", 1, "term_end", ts("2023-06-01"))),
         ("table deals", "column term_end", "after term_start", "deal_id=7002"),
@@ -364,6 +360,34 @@ def test_demo_portal_passes(fixture: str, request, capsys) -> None:
     code, out, err = run_cli(capsys, "validate", str(folder))
     assert code == 0, err
     assert "ok: " in out
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+def test_activity_of_a_deleted_contact_keeps_its_company_and_loses_the_link(fmt: str, tmp_path: Path, capsys) -> None:
+    tables = build_tables()
+    set_value("tickets", 2, "contact_id", "599")(tables)
+    set_value("engagements", 0, "contact_id", "598")(tables)
+    set_value("engagements", 1, "contact_id", "598")(tables)
+    folder = write_tiny_snapshot(tmp_path / "s", fmt=fmt, tables=tables)
+
+    code, out, err = run_cli(capsys, "validate", str(folder))
+
+    assert code == 0, err
+    assert out.startswith("ok: ")
+    warned = err.strip().splitlines()
+    assert len(warned) == 2, err
+    assert "table tickets, column contact_id: 1 row(s) name a contact not in contacts" in err
+    assert "contact_id=599" in err
+    assert "table engagements, column contact_id: 2 row(s)" in err and "contact_id=598" in err
+    with pytest.warns(UserWarning, match="not in contacts"):
+        loaded = load_snapshot(folder)
+    for table, rows in (("tickets", [2]), ("engagements", [0, 1])):
+        before, after = tables[table], loaded[table]
+        assert after.height == before.height
+        assert after["contact_id"].cast(pl.String).to_list() == [
+            None if i in rows else v for i, v in enumerate(before["contact_id"].cast(pl.String).to_list())
+        ]
+        assert after["company_id"].cast(pl.String).to_list() == before["company_id"].cast(pl.String).to_list()
 
 
 def test_csv_as_a_hubspot_export_gives_it(tmp_path: Path) -> None:

@@ -162,6 +162,7 @@ def load_snapshot(folder: str | Path, mapping: str | Path | None = None, validat
         )
         if table == "usage_events":  # one chunk per column: the panel reads them as numpy arrays without a copy
             tables[table] = tables[table].rechunk()
+    validation.clear_unknown_contacts(tables)
     snapshot = Snapshot(manifest=manifest, tables=tables, path=folder)
     if validate:
         validation.validate_snapshot(snapshot)

@@ -8,11 +8,12 @@ A snapshot table goes through four steps on every load:
 2. **map** (`load_mapping`): an optional YAML file renames the portal's own columns and values to canonical ones.
 3. **coerce** (`coerce_table`): canonical dtypes. Timestamps may be ISO-8601 with `Z`, with an offset, naive
    (= UTC), a date alone, or `2025-03-01 10:00:00`; booleans true/false, yes/no, 1/0; ids stay text. A value that
-   cannot be read raises `InputError` showing the raw text and its row.
+   cannot be read raises `InputError` showing the raw text and its row. Then a contact_id that names no contact
+   (one deleted since the activity) is emptied, with a warning (`clear_unknown_contacts`).
 4. **validate** (`validate_snapshot`): pandera schemas built from `hsutils.schema.TABLES` (types, empty values,
-   allowed values, ranges, unique keys, dates in order, nothing dated after the snapshot, known company and
-   contact ids) plus the manifest's `core_events`. The first problem is raised as one `InputError` line naming
-   the table, the column and up to three example rows.
+   allowed values, ranges, unique keys, dates in order, nothing dated after the snapshot, known company ids) plus
+   the manifest's `core_events`. The first problem is raised as one `InputError` line naming the table, the
+   column and up to three example rows.
 
 Rows in messages are data rows counted from 1 (the header is not counted). All checks are vectorised polars
 expressions: a 10-million-row usage table validates in seconds.
@@ -23,6 +24,7 @@ from __future__ import annotations
 import codecs
 import contextlib
 import csv
+import warnings
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -49,8 +51,9 @@ NON_EMPTY_TABLES = ("companies", "deals", "usage_events")
 NON_NEGATIVE = {"companies": ("employees",), "deals": ("arr", "seats"), "usage_events": ("count",)}
 VALUE_RANGES = {("tickets", "csat"): (1, 5)}
 SURVEY_SCORE_RANGES = {"nps": (0, 10), "csat": (1, 5)}
-# Id columns that must refer to a row of another table: (table of the referenced key, key column).
-REFERENCES = {"company_id": ("companies", "company_id"), "contact_id": ("contacts", "contact_id")}
+# Id columns that must refer to a row of another table: (table of the referenced key, key column). A contact_id
+# that names no contact is not refused: `clear_unknown_contacts` empties it on load, with a warning.
+REFERENCES = {"company_id": ("companies", "company_id")}
 
 MAX_MESSAGE_CHARS = 300
 _BOM = codecs.BOM_UTF8
@@ -832,6 +835,34 @@ def check_core_events(usage_events: pl.DataFrame, manifest: Manifest) -> None:
         )
 
 
+def clear_unknown_contacts(tables: dict[str, pl.DataFrame]) -> None:
+    """Empty, in place, the optional contact_id of tickets, engagements and surveys that names no row of contacts
+    (a contact deleted in the portal since, or left out of the export): the activity keeps its company, loses the
+    contact link, and a warning per table counts the rows and shows examples."""
+    contacts = tables.get("contacts")
+    if contacts is None or "contact_id" not in contacts.columns:
+        return
+    known = contacts["contact_id"].cast(pl.String).unique().implode()
+    for table in ("tickets", "engagements", "surveys"):
+        frame = tables.get(table)
+        if frame is None or "contact_id" not in frame.columns or frame["contact_id"].null_count() == frame.height:
+            continue
+        unknown = pl.col("contact_id").is_not_null() & ~pl.col("contact_id").cast(pl.String).is_in(known)
+        count = frame.select(unknown.sum()).item()
+        if not count:
+            continue
+        examples = _with_rows(frame, unknown, [TABLES[table].primary_key, "contact_id"])
+        warnings.warn(
+            str(problem(table, "contact_id", f"{count:,} row(s) name a contact not in contacts (deleted since, or "
+                        "not exported); their contact is left empty and they still count for their company",
+                        examples)),
+            UserWarning, stacklevel=3,
+        )
+        tables[table] = frame.with_columns(
+            pl.when(unknown).then(None).otherwise(pl.col("contact_id")).alias("contact_id")
+        )
+
+
 def validate_tables(tables: Mapping[str, pl.DataFrame], manifest: Manifest) -> None:
     """Validate every canonical table and the references between them; raise the first problem found."""
     missing = [t for t in TABLES if t not in tables]
@@ -842,8 +873,6 @@ def validate_tables(tables: Mapping[str, pl.DataFrame], manifest: Manifest) -> N
         validate_table(table, tables[table], manifest.created_at, known)
         if table == "companies":
             known["company_id"] = tables[table]["company_id"].unique().implode()
-        elif table == "contacts":
-            known["contact_id"] = tables[table]["contact_id"].unique().implode()
     check_core_events(tables["usage_events"], manifest)
 
 
@@ -865,6 +894,7 @@ def cli_validate(args: Any) -> int:
 __all__ = [
     "PortalMapping",
     "check_core_events",
+    "clear_unknown_contacts",
     "missing_events",
     "most_frequent_events",
     "cli_validate",
