@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import copy
+import math
 import warnings
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -134,6 +137,96 @@ def test_bad_model_files_are_clear_errors(tmp_path):
     path.write_text(yaml.safe_dump(content))
     with pytest.raises(InputError, match="sum to"):
         load_model(path)
+
+
+@pytest.fixture(scope="module")
+def saved_contents(tmp_path_factory) -> dict[str, dict[str, Any]]:
+    """The parsed model files of a fitted HealthScore and of a SegmentedHealthScore, to edit by hand."""
+    folder = tmp_path_factory.mktemp("saved")
+    X, y = _table(n=1500)
+    fitted = save_model(HealthScore().fit(X, y), folder / "fitted.yml", METADATA)
+    X["arr_segment"] = np.where(np.arange(len(X)) % 5 == 0, "high_touch", "scaled")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        segmented = save_model(SegmentedHealthScore().fit(X, y), folder / "segmented.yml", METADATA)
+    return {"fitted": yaml.safe_load(fitted.read_text()), "segmented": yaml.safe_load(segmented.read_text())}
+
+
+DROP = object()
+POINTS_WITH_A_NEGATIVE = {"signals/core_depth/points": -5, "signals/eb_engagement/points": 45,
+                          "signals/support_negative_trend/points": 20, "signals/seat_utilisation/points": 20,
+                          "signals/latest_nps/points": 20}  # still 100 in all
+# case: (which saved file, {path: new value or DROP}, the error it must give); a path walks mappings by key and
+# lists of signals by name; each edit was accepted (or failed with a traceback) before the model file was checked
+HAND_EDITS: dict[str, tuple[str, dict[str, Any], str]] = {
+    "misspelt signal": ("fitted", {"signals/eb_engagement/name": "eb_engagment"},
+                        r"signal 'eb_engagment' is not among the model's columns \(core_depth, eb_engagement,"),
+    "negative points": ("fitted", POINTS_WITH_A_NEGATIVE,
+                        r"signal 'core_depth': points is -5; it must be a finite number >= 0"),
+    "nan points": ("fitted", {"signals/latest_nps/points": math.nan}, r"signal 'latest_nps': points is nan"),
+    "inf points": ("fitted", {"signals/days_to_renewal/points": math.inf}, r"signal 'days_to_renewal': points is inf"),
+    "points on a modifier": ("fitted", {"signals/days_to_renewal/points": 5.0},
+                             r"signal 'days_to_renewal': points is 5.0 but a signal of role modifier earns none"),
+    "nan goodness": ("fitted", {"signals/core_depth/transform/goodness/2": math.nan},
+                     r"signal 'core_depth': transform.goodness\[2\] is nan; it must be a finite number within 0..1"),
+    "missing_goodness above 1": ("fitted", {"signals/eb_engagement/transform/missing_goodness": 1.5},
+                                 r"signal 'eb_engagement': transform.missing_goodness is 1.5; .* within 0..1"),
+    "missing_goodness inf": ("fitted", {"signals/eb_engagement/transform/missing_goodness": math.inf},
+                             r"signal 'eb_engagement': transform.missing_goodness is inf"),
+    "swapped bands": ("fitted", {"bands": {"healthy": 50, "at_risk": 70}},
+                      r"bands: healthy \(50\) must be above at_risk \(70\)"),
+    "band above 100": ("fitted", {"bands/healthy": 150}, r"bands.healthy is 150; it must be a finite number within 0..100"),
+    "positive calibration slope": ("fitted", {"calibration/slope": 0.05},
+                                   r"calibration.slope is 0.05; it must be negative"),
+    "unknown calibration method": ("fitted", {"calibration/method": "platt"},
+                                   r"calibration.method is 'platt'; it must be logistic or isotonic"),
+    "calibration without slope": ("fitted", {"calibration/slope": DROP}, r"calibration.slope is missing"),
+    "isotonic calibration without probabilities": ("fitted", {"calibration": {"method": "isotonic", "scores": [0, 100]}},
+                                                   r"calibration.probabilities is missing"),
+    "misspelt modifier column": ("fitted", {"params/modifiers": ["days_to_renewl"]},
+                                 r"params.modifiers: 'days_to_renewl' is not among the model's columns"),
+    "misspelt urgency column": ("fitted", {"params/urgency": "days_to_renewl",
+                                           "urgency": {"column": "days_to_renewl", "days": 90.0, "gain": 0.5}},
+                                r"params.urgency: 'days_to_renewl' is not among the model's columns"),
+    "no signals": ("fitted", {"signals": []}, r"signals is \[\]; it must list the model's signals"),
+    "fitted without calibration": ("fitted", {"calibration": None}, r"kind fitted needs its calibration"),
+    "fitted without columns": ("fitted", {"columns": DROP}, r"kind fitted needs its columns"),
+    "segment with a positive slope": ("segmented", {"segments/models/scaled/calibration/slope": 0.05},
+                                      r"segments.models.scaled: calibration.slope is 0.05; it must be negative"),
+    "segment with a misspelt signal": ("segmented", {"segments/models/high_touch/signals/core_depth/name": "core"},
+                                       r"segments.models.high_touch: signal 'core' is not among the model's columns"),
+}
+
+
+def _child(node: Any, key: str) -> Any:
+    if isinstance(node, list):
+        return node[int(key)] if key.isdigit() else next(item for item in node if item["name"] == key)
+    return node[key]
+
+
+def _hand_edited(content: dict[str, Any], edits: dict[str, Any]) -> dict[str, Any]:
+    content = copy.deepcopy(content)
+    for path, value in edits.items():
+        *parents, last = path.split("/")
+        node = content
+        for key in parents:
+            node = _child(node, key)
+        index = int(last) if isinstance(node, list) else last
+        if value is DROP:
+            del node[index]
+        else:
+            node[index] = value
+    return content
+
+
+@pytest.mark.parametrize("case", list(HAND_EDITS))
+def test_hand_edited_model_file_is_checked_and_refused_in_one_line(saved_contents, tmp_path, case):
+    source, edits, message = HAND_EDITS[case]
+    path = tmp_path / "edited.yml"
+    path.write_text(yaml.safe_dump(_hand_edited(saved_contents[source], edits), sort_keys=False))
+    with pytest.raises(InputError, match=message) as caught:
+        load_model(path)
+    assert str(caught.value).startswith(f"model file {path}: ") and "\n" not in str(caught.value)
 
 
 def test_cli_fit_writes_model_and_summary(small_demo, tmp_path, capsys):

@@ -156,17 +156,11 @@ class SignalTransform:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> SignalTransform:
-        kind = str(raw.get("kind", "steps"))
+        """The transform of a model file's `transform:` entry (ModelInputError naming the bad key)."""
+        _check_transform(raw, "model file: transform")
         edges = np.asarray(raw.get("edges") or [], dtype=float)
         goodness = np.asarray(raw["goodness"], dtype=float)
-        expected = len(edges) if kind == "linear" else len(edges) + 1
-        if kind not in ("steps", "linear") or len(goodness) != expected or np.any(np.diff(edges) <= 0):
-            raise ModelInputError(
-                "model file: a transform is 'steps' (increasing edges, one more goodness than edges) or 'linear' "
-                "(increasing knots, one goodness per knot)"
-            )
-        if np.any((goodness < 0) | (goodness > 1)):
-            raise ModelInputError("model file: transform goodness must lie within 0..1")
+        kind = str(raw.get("kind", "steps"))
         return cls(str(raw.get("shape", "")), edges, goodness, float(raw.get("missing_goodness", 0.0)), kind)
 
 
@@ -1163,6 +1157,247 @@ def save_model(model, path: str | Path, metadata: dict[str, Any] | None = None) 
     return path
 
 
+_SIGNAL_ROLES = ("points", "modifier", "unused")
+
+
+def _not_among(subject: str, names: list[str], what: str = "the model's columns") -> ModelInputError:
+    """The error for a name that is not one of `names` (listing the first ten)."""
+    listing = ", ".join(map(str, names[:10])) + (", ..." if len(names) > 10 else "")
+    return ModelInputError(f"{subject} is not among {what} ({listing or 'none'})")
+
+
+def _number(value: Any, key: str, low: float = -math.inf, high: float = math.inf) -> float:
+    """`value` as a float; ModelInputError naming `key` unless it is a finite number within low..high."""
+    if value is None:
+        raise ModelInputError(f"{key} is missing")
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or not (
+        low <= value <= high
+    ):
+        bounds = {(True, True): f" within {low:g}..{high:g}", (True, False): f" >= {low:g}",
+                  (False, True): f" <= {high:g}", (False, False): ""}[(math.isfinite(low), math.isfinite(high))]
+        raise ModelInputError(f"{key} is {value!r}; it must be a finite number{bounds}")
+    return float(value)
+
+
+def _numbers(value: Any, key: str, low: float = -math.inf, high: float = math.inf) -> np.ndarray:
+    """A list of finite numbers within low..high as an array; ModelInputError naming `key` (and the item)."""
+    if value is None:
+        raise ModelInputError(f"{key} is missing")
+    if not isinstance(value, list):
+        raise ModelInputError(f"{key} is {value!r}; it must be a list of numbers")
+    return np.array([_number(item, f"{key}[{i}]", low, high) for i, item in enumerate(value)], dtype=float)
+
+
+def _mapping(value: Any, key: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ModelInputError(f"{key} is {value!r}; it must be a mapping of keys to values")
+    return value
+
+
+def _check_transform(raw: Any, key: str) -> None:
+    """A transform entry: kind, increasing edges, goodness and missing_goodness within 0..1, all finite."""
+    kind = _mapping(raw, key).get("kind", "steps")
+    if kind not in ("steps", "linear"):
+        raise ModelInputError(f"{key}.kind is {kind!r}; it must be steps or linear")
+    edges = _numbers(raw.get("edges") or [], f"{key}.edges")
+    goodness = _numbers(raw.get("goodness"), f"{key}.goodness", 0.0, 1.0)
+    expected = len(edges) if kind == "linear" else len(edges) + 1
+    if not len(goodness) or len(goodness) != expected:
+        raise ModelInputError(
+            f"{key}: {len(edges)} edges and {len(goodness)} goodness values; a {kind} transform has "
+            + ("one goodness per edge (knot), at least one" if kind == "linear" else "one more goodness than edges")
+        )
+    falls = np.flatnonzero(np.diff(edges) <= 0) + 1
+    if len(falls):
+        raise ModelInputError(f"{key}.edges[{falls[0]}] is {float(edges[falls[0]])!r}; the edges must increase")
+    _number(raw.get("missing_goodness", 0.0), f"{key}.missing_goodness", 0.0, 1.0)
+
+
+def _check_calibration(raw: Any, key: str, modifier_transforms: list[str]) -> None:
+    """A calibration entry: churn probability falls as the score rises; modifier weights are <= 0 and name
+    modifiers that have a transform."""
+    method = _mapping(raw, key).get("method")
+    if method == "logistic":
+        _number(raw.get("intercept"), f"{key}.intercept")
+        slope = _number(raw.get("slope"), f"{key}.slope")
+        if slope >= 0:
+            raise ModelInputError(
+                f"{key}.slope is {slope!r}; it must be negative (a higher score means a lower churn probability)"
+            )
+        for name, weight in _mapping(raw.get("modifiers") or {}, f"{key}.modifiers").items():
+            if name not in modifier_transforms:
+                raise _not_among(f"{key}.modifiers: {name!r}", modifier_transforms, "the modifiers with a transform")
+            _number(weight, f"{key}.modifiers.{name}", high=0.0)
+    elif method == "isotonic":
+        scores = _numbers(raw.get("scores"), f"{key}.scores")
+        probabilities = _numbers(raw.get("probabilities"), f"{key}.probabilities", 0.0, 1.0)
+        if not len(scores) or len(scores) != len(probabilities):
+            raise ModelInputError(
+                f"{key}: {len(scores)} scores and {len(probabilities)} probabilities; it needs one probability per "
+                "score"
+            )
+        if np.any(np.diff(scores) < 0) or np.any(np.diff(probabilities) > 0):
+            raise ModelInputError(
+                f"{key}: the scores must increase and the probabilities must not (a higher score means a lower "
+                "churn probability)"
+            )
+    else:
+        raise ModelInputError(f"{key}.method is {method!r}; it must be logistic or isotonic")
+
+
+def _check_signals(
+    section: dict[str, Any], where: str, columns: list[str], modifiers: list[str], fitted: bool
+) -> list[str]:
+    """The `signals` list of a model (or of a segment's model); returns the modifiers that have a transform.
+
+    Each signal is one of `columns` (once), has finite points >= 0 (0 unless its role is points), and a role
+    that agrees with the params: modifiers are never point sources. A fitted model's point sources have a
+    transform and points summing to 100; an unfitted preset has no transforms.
+    """
+    signals = section.get("signals")
+    if not isinstance(signals, list) or not signals:
+        raise ModelInputError(f"{where}signals is {signals!r}; it must list the model's signals")
+    seen: set[str] = set()
+    total, sources, modifier_transforms = 0.0, 0, []
+    for signal in signals:
+        name = _mapping(signal, f"{where}signals item").get("name")
+        key = f"{where}signal {name!r}"
+        if name not in columns:
+            raise _not_among(key, columns, "the model's columns" if fitted else "the preset's fixed_points")
+        if name in seen:
+            raise ModelInputError(f"{key} is listed twice")
+        seen.add(name)
+        points = _number(signal.get("points", 0.0), f"{key}: points", low=0.0)
+        role = signal.get("role")
+        if role not in _SIGNAL_ROLES:
+            raise ModelInputError(f"{key}: role is {role!r}; it must be one of {', '.join(_SIGNAL_ROLES)}")
+        if fitted and (role == "modifier") != (name in modifiers):
+            raise ModelInputError(
+                f"{key}: role is {role!r} but it is {'' if name in modifiers else 'not '}among the modifiers "
+                f"(params.modifiers and params.urgency: {', '.join(modifiers) or 'none'})"
+            )
+        if role != "points" and points != 0:
+            raise ModelInputError(f"{key}: points is {points!r} but a signal of role {role} earns none; set 0")
+        transform = signal.get("transform")
+        if transform is not None and (not fitted or role == "unused"):
+            raise ModelInputError(f"{key}: a signal of role {role} in {'a fitted' if fitted else 'an unfitted'} "
+                                  "model has no transform")
+        if transform is None and fitted and role == "points":
+            raise ModelInputError(f"{key}: a signal of role points needs its transform")
+        if transform is not None:
+            _check_transform(transform, f"{key}: transform")
+        total, sources = total + (points if role == "points" else 0.0), sources + (role == "points")
+        if role == "modifier" and transform is not None:
+            modifier_transforms.append(name)
+    if fitted and not sources:
+        raise ModelInputError(f"{where}signals: none has role points; a score needs at least one")
+    if fitted and abs(total - 100.0) > 0.05:
+        raise ModelInputError(f"{where}signals: the points of the point-source signals sum to {total:g}, not 100")
+    return modifier_transforms
+
+
+def _check_model_content(content: dict[str, Any]) -> None:
+    """Check a parsed model file before a model is built from it: ModelInputError, one line naming the key and
+    its bad value, on the first problem (names, ranges, finiteness, band order, roles, calibration, segments).
+
+    A file of kind fitted has its columns, classes and calibration; so does a fitted preset (kind preset). An
+    unfitted preset (as `save_model` writes `preset(...)`) has neither columns nor calibration: its signals are
+    its fixed_points, without transforms, and the callers fit it on the snapshot.
+    """
+    kind = content.get("kind")
+    if kind not in ("fitted", "preset"):
+        raise ModelInputError(f"kind is {kind!r}; it must be fitted or preset")
+    bands = _mapping(content.get("bands") or {}, "bands")
+    healthy = _number(bands.get("healthy", 70.0), "bands.healthy", 0.0, 100.0)
+    at_risk = _number(bands.get("at_risk", 55.0), "bands.at_risk", 0.0, 100.0)
+    if healthy <= at_risk:
+        raise ModelInputError(f"bands: healthy ({healthy:g}) must be above at_risk ({at_risk:g})")
+    defaults = HealthScore().get_params()
+    params = _mapping(content.get("params") or {}, "params")
+    for key in params:
+        if key not in _PARAMS_IN_FILE:
+            raise _not_among(f"params.{key}", list(_PARAMS_IN_FILE), "the model parameters")
+    settings = {**defaults, **params}
+    modifiers = settings["modifiers"] or []
+    if not isinstance(modifiers, list | tuple) or not all(isinstance(m, str) for m in modifiers):
+        raise ModelInputError(f"params.modifiers is {modifiers!r}; it must be a list of column names")
+    urgency = settings["urgency"]
+    if urgency is not None:
+        if not isinstance(urgency, str):
+            raise ModelInputError(f"params.urgency is {urgency!r}; it must be a column name or null")
+        if _number(settings["urgency_days"], "params.urgency_days") <= 0:
+            raise ModelInputError(f"params.urgency_days is {settings['urgency_days']!r}; it must be above 0")
+        _number(settings["urgency_gain"], "params.urgency_gain", low=0.0)
+    if "urgency" in content:  # the readable copy of the urgency params: an edit there alone would do nothing
+        shown = content["urgency"]
+        written = None if shown is None else tuple(_mapping(shown, "urgency").get(k) for k in ("column", "days", "gain"))
+        expected = None if urgency is None else (urgency, settings["urgency_days"], settings["urgency_gain"])
+        if written != expected:
+            raise ModelInputError(
+                f"urgency.column/days/gain {written!r} disagree with params.urgency/urgency_days/urgency_gain "
+                f"{expected!r}; edit both alike"
+            )
+    role_modifiers = [*modifiers, *([urgency] if urgency else [])]
+    fixed = content.get("fixed_points")
+    if (fixed is not None) != (kind == "preset"):
+        raise ModelInputError(f"kind is {kind!r} {'without' if fixed is None else 'with'} fixed_points; a preset "
+                              "has fixed_points, a fitted model has none")
+    for name, points in _mapping(fixed or {}, "fixed_points").items():
+        _number(points, f"fixed_points.{name}", low=0.0)
+    if fixed is not None and not sum(fixed.values()) > 0:
+        raise ModelInputError(f"fixed_points are {fixed!r}; they must not all be 0")
+
+    missing = [k for k in ("columns", "calibration") if content.get(k) is None]
+    if kind == "preset" and len(missing) == 2:  # an unfitted preset: the callers fit it on the snapshot
+        if content.get("segments"):
+            raise ModelInputError("segments need a fitted model; the columns and calibration are missing")
+        _check_signals(content, "", list(fixed), role_modifiers, fitted=False)
+        for signal in content["signals"]:
+            if signal.get("points", 0.0) != fixed[signal["name"]]:
+                raise ModelInputError(
+                    f"signal {signal['name']!r}: points is {signal.get('points')!r} but fixed_points say "
+                    f"{fixed[signal['name']]!r}; a preset's points are its fixed_points: edit both alike"
+                )
+        return
+    if missing:
+        raise ModelInputError(
+            f"kind {kind} needs its {' and '.join(missing)} (only a preset that was never fitted goes without both)"
+        )
+    columns = content["columns"]
+    if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns) or len(set(columns)) != len(
+        columns
+    ):
+        raise ModelInputError(f"columns is {columns!r}; it must be a list of distinct column names")
+    classes = content.get("classes")
+    if not isinstance(classes, list) or len(classes) != 2 or classes[0] == classes[1]:
+        raise ModelInputError(f"classes is {classes!r}; it must be two distinct labels (retained, churned)")
+    for name in modifiers:  # a default modifier may be absent: the model was fitted without it (fit --signals)
+        if name not in columns and name not in defaults["modifiers"]:
+            raise _not_among(f"params.modifiers: {name!r}", columns)
+    if urgency is not None and urgency not in columns:
+        raise _not_among(f"params.urgency: {urgency!r}", columns)
+    for name in fixed or {}:
+        if name not in columns:
+            raise _not_among(f"fixed_points: {name!r}", columns)
+    sections = {"": content}
+    segments = content.get("segments")
+    if segments:
+        segments = _mapping(segments, "segments")
+        column = segments.get("column")
+        if not isinstance(column, str) or not column or column in columns:
+            raise ModelInputError(f"segments.column is {column!r}; it must be a column name that is not a signal")
+        _number(segments.get("shrinkage", 50.0), "segments.shrinkage", low=0.0)
+        _number(segments.get("min_churns_per_signal", 10), "segments.min_churns_per_signal", low=0.0)
+        for segment, section in _mapping(segments.get("models") or {}, "segments.models").items():
+            where = f"segments.models.{segment}"
+            _number(_mapping(section, where).get("weight", 0.0), f"{where}.weight", 0.0, 1.0)
+            _number(section.get("churns", 0), f"{where}.churns", low=0.0)
+            sections[f"{where}: "] = section
+    for where, section in sections.items():
+        modifier_transforms = _check_signals(section, where, columns, role_modifiers, fitted=True)
+        _check_calibration(section.get("calibration"), f"{where}calibration", modifier_transforms)
+
+
 def _scorer_from(content: dict[str, Any], section: dict[str, Any], params: dict[str, Any]) -> HealthScore:
     model = HealthScore(**params)
     columns = [str(c) for c in content["columns"]]
@@ -1172,9 +1407,6 @@ def _scorer_from(content: dict[str, Any], section: dict[str, Any], params: dict[
         if signal.get("transform"):
             target = modifier_transforms if signal.get("role") == "modifier" else transforms
             target[signal["name"]] = SignalTransform.from_dict(signal["transform"])
-    total = sum(points.get(c, 0.0) for c in transforms)
-    if transforms and abs(total - 100.0) > 0.05:
-        raise ModelInputError(f"model file: points of the point-source signals sum to {total:g}, not 100")
     return model._set_state(
         columns, content["classes"], points, transforms, section["calibration"], modifier_transforms
     )
@@ -1199,6 +1431,10 @@ def load_model(path_or_preset: str | Path):
     if not isinstance(content, dict) or "signals" not in content or "kind" not in content:
         raise ModelInputError(f"model file {path}: not an hsutils model file (needs kind and signals)")
     try:
+        _check_model_content(content)
+    except ModelInputError as exc:
+        raise ModelInputError(f"model file {path}: {exc}") from None
+    try:
         params = dict(content.get("params") or {})
         if "modifiers" in params:
             params["modifiers"] = tuple(params["modifiers"] or ())
@@ -1207,7 +1443,7 @@ def load_model(path_or_preset: str | Path):
         params["name"] = content.get("name")
         if content.get("fixed_points"):
             params["fixed_points"] = {str(k): float(v) for k, v in content["fixed_points"].items()}
-        if not content.get("calibration") or "columns" not in content:
+        if content.get("columns") is None:  # an unfitted preset (checked above)
             model = HealthScore(**params)
         else:
             model = _scorer_from(content, content, params)
