@@ -100,7 +100,8 @@ def test_score_cli_preset_is_fitted_on_history_and_written_as_csv(small_demo, tm
 
 
 @pytest.mark.parametrize("case", ["unknown preset", "missing model file", "as-of after snapshot",
-                                  "as-of before data", "bad output suffix", "model signal not in panel"])
+                                  "as-of before data", "bad output suffix", "model signal not in panel",
+                                  "misspelt signal in the model file"])
 def test_score_cli_bad_input_exits_2_and_writes_nothing(small_demo, tmp_path, capsys, case):
     out_dir = tmp_path / "out"
     out_dir.mkdir()
@@ -117,8 +118,11 @@ def test_score_cli_bad_input_exits_2_and_writes_nothing(small_demo, tmp_path, ca
         args["as_of"] = "2001-01-01"
     elif case == "bad output suffix":
         args["out"] = str(out_dir / "scores.xlsx")
-    else:
+    elif case == "model signal not in panel":
         save_model(_fitted_model(["mystery_signal", "core_depth"]), model)
+    else:  # a hand edit: its points would silently vanish
+        text = Path(model).read_text()
+        Path(model).write_text(text.replace("name: eb_engagement", "name: eb_engagment"))
     argv = ["score", str(small_demo), "--model", args["model"], "--out", args["out"]]
     if args["as_of"]:
         argv += ["--as-of", args["as_of"]]
@@ -127,4 +131,6 @@ def test_score_cli_bad_input_exits_2_and_writes_nothing(small_demo, tmp_path, ca
     assert err.startswith("hsutils score: error:") and err.count("\n") == 1
     if case == "model signal not in panel":
         assert "mystery_signal" in err
+    if case == "misspelt signal in the model file":
+        assert "signal 'eb_engagment' is not among the model's columns" in err
     assert list(out_dir.iterdir()) == []
