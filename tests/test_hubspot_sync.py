@@ -292,6 +292,26 @@ def test_push_rejects_bad_inputs(tmp_path):
         push(write_model(tmp_path / "m.yml"), tmp_path / "s.parquet", token="x")
 
 
+@pytest.mark.parametrize(
+    ("points", "fragment"),
+    [
+        ({"core_depth": -5.0, "eb_engagement": 105.0}, "'core_depth': points is -5.0"),
+        ({"core_depth": float("inf"), "eb_engagement": 30.0}, "'core_depth': points is inf"),
+        ({"core_depth": float("nan"), "eb_engagement": 30.0}, "numeric points"),
+    ],
+)
+def test_push_refuses_points_it_would_write_wrongly(points, fragment, tmp_path):
+    model = write_synthetic_model(tmp_path / "m.yml", points, "v1")
+    with pytest.raises(InputError, match=f"model file .*{fragment}"):
+        push(model, tmp_path / "none.parquet", token="x")
+
+
+def test_push_refuses_a_signal_listed_twice(tmp_path):
+    model = write_synthetic_model(tmp_path / "m.yml", {"core_depth": 50.0, "days_to_renewal": 50.0}, "v1")
+    with pytest.raises(InputError, match="'days_to_renewal' is listed twice"):
+        push(model, tmp_path / "none.parquet", token="x")
+
+
 # ----- faults ------------------------------------------------------------------------------------------------------
 def test_fault_run_loses_and_doubles_nothing(tmp_path):
     """20% 429s, 2% 500s, 207 partial failures, an outage in the middle of a push, then a resumed push."""

@@ -1236,7 +1236,7 @@ def _check_calibration(raw: Any, key: str, modifier_transforms: list[str]) -> No
                 f"{key}: {len(scores)} scores and {len(probabilities)} probabilities; it needs one probability per "
                 "score"
             )
-        if np.any(np.diff(scores) < 0) or np.any(np.diff(probabilities) > 0):
+        if np.any(np.diff(scores) < 0) or np.any(np.diff(probabilities) > 1e-12):
             raise ModelInputError(
                 f"{key}: the scores must increase and the probabilities must not (a higher score means a lower "
                 "churn probability)"

@@ -171,9 +171,17 @@ def read_model(path: str | Path) -> dict[str, Any]:
     model = read_yaml_mapping(path, "model file")
     if not model.get("version") or not isinstance(model.get("signals"), list):
         raise InputError(f"model file {path}: needs `version` and a `signals` list of {{name, points}}")
+    names: set[str] = set()
     for signal in model["signals"]:
-        if not isinstance(signal, dict) or "name" not in signal or _float(signal.get("points")) is None:
-            raise InputError(f"model file {path}: every signal needs a name and numeric points, got {signal!r}")
+        points = _float(signal.get("points")) if isinstance(signal, dict) else None
+        if points is None or not isinstance(signal.get("name"), str) or not signal["name"]:
+            raise InputError(f"model file {path}: every signal needs a name and numeric points, got {signal!r:.120}")
+        if not (math.isfinite(points) and points >= 0):
+            raise InputError(f"model file {path}: signal {signal['name']!r}: points is {points!r}; it must be a "
+                             "finite number >= 0")
+        if signal["name"] in names:
+            raise InputError(f"model file {path}: signal {signal['name']!r} is listed twice")
+        names.add(signal["name"])
     return model
 
 
