@@ -308,6 +308,11 @@ def test_bad_as_of_dates_and_horizon(demo):
         build_panel(demo, as_of_dates=[default_as_of_dates(demo)[-1], pd.NaT])
     with pytest.raises(InputError, match="as-of date None is empty"):
         build_panel(demo, as_of_dates=[None])
+    for missing in (pd.NA, [pd.NA], np.datetime64("NaT")):  # pandas' NA has no truth value: no TypeError
+        with pytest.raises(InputError, match="as-of date .* is empty"):
+            build_panel(demo, as_of_dates=missing)
+    with pytest.raises(InputError, match="not a date"):  # a list inside the list is not one missing date
+        build_panel(demo, as_of_dates=[[pd.NA]])
     with pytest.raises(InputError, match="horizon"):
         build_panel(demo, horizon_days=True)
 

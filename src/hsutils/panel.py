@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import polars as pl
 
 from hsutils.errors import InputError
@@ -64,7 +65,7 @@ OUTCOME_COLUMNS = ("outcome_churned", "outcome_expanded", "outcome_days_to_churn
 
 def to_utc(value: Any) -> datetime:
     """A date, datetime or ISO text as an aware UTC datetime (a bare date is midnight UTC)."""
-    if value is None or value != value:  # None, or a missing value such as pandas' NaT (not equal to itself)
+    if pd.api.types.is_scalar(value) and pd.isna(value):  # None, NaN, NaT or pandas' NA (a list is not a date)
         raise InputError(f"as-of date {value!r} is empty: give a date (YYYY-MM-DD)")
     if isinstance(value, datetime):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
