@@ -181,6 +181,31 @@ def test_numpy_input_and_column_order():
     np.testing.assert_allclose(model.health_score(X[X.columns[::-1]]), model.health_score(X))
 
 
+def test_columns_are_read_by_text_name_or_by_the_default_positions_only():
+    """Points are kept per column name: a frame made from an array (labels 0..n-1) is read by position like the
+    array, but other names that are not text, and duplicate names, are one-line errors (a reordered unnamed frame
+    used to score differently without a word; mixed names gave a scikit-learn TypeError)."""
+    X, y = synthetic_table("linear", n=600)
+    unnamed = pd.DataFrame(X.to_numpy())
+    model = HealthScore().fit(unnamed, y)
+    assert list(model.points_) == [f"x{i}" for i in range(5)]
+    np.testing.assert_allclose(model.health_score(unnamed), model.health_score(X.to_numpy()))
+    with pytest.raises(InputError, match="column names must be text, not 4, 3, 2"):
+        model.health_score(unnamed[unnamed.columns[::-1]])
+    with pytest.raises(InputError, match="column names must be text, not 1, 3"):
+        HealthScore().fit(X.set_axis(["s0", 1, "s2", 3, "s4"], axis=1), y)
+    with pytest.raises(InputError, match="duplicate column name.* s0: give each"):
+        HealthScore().fit(X.set_axis(["s0", "s0", "s2", "s3", "s4"], axis=1), y)
+    with pytest.raises(InputError, match="duplicate column name.* s0: give each"):
+        HealthScore().fit(X, y).health_score(X[["s0", *X.columns]])
+    segments, y_segments = _segmented_table()
+    with pytest.raises(InputError, match="duplicate column name.* arr_segment"):
+        SegmentedHealthScore().fit(segments.assign(s2=segments.arr_segment).rename(columns={"s2": "arr_segment"}),
+                                   y_segments)
+    with pytest.raises(InputError, match="column names must be text, not 0, 1, 2"):
+        SegmentedHealthScore().fit(segments.set_axis([0, 1, 2, "arr_segment"], axis=1), y_segments)
+
+
 # ---- missing values ---------------------------------------------------------------------------------------------
 def test_missing_values_get_a_learned_goodness():
     X, y = synthetic_table("missing", n=3000)

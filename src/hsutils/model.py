@@ -503,6 +503,25 @@ def _as_pandas(X):
     return X
 
 
+def _check_column_names(X: pd.DataFrame, *, by_position: bool = True) -> None:
+    """Refuse column names points cannot be kept by: duplicates, and names that are not text, except (when
+    `by_position`) the default labels 0..n-1 of a frame made from an array, which is read by position."""
+    names = pd.Index(X.columns)
+    duplicated = names[names.duplicated()].unique()
+    if len(duplicated):
+        raise ModelInputError(
+            f"X: duplicate column name(s) {', '.join(map(str, duplicated[:5]))}: give each column a name of its own"
+        )
+    if all(isinstance(c, str) for c in names) or (by_position and names.equals(pd.RangeIndex(len(names)))):
+        return
+    other = [str(c) for c in names if not isinstance(c, str)]
+    raise ModelInputError(
+        f"X: column names must be text, not {', '.join(other[:5])}: points are kept per column name (only a frame "
+        "with the default labels 0..n-1, as made from an array, is read by position); name the columns, e.g. "
+        "X.columns = X.columns.astype(str)"
+    )
+
+
 def _numeric_dataframe(X: pd.DataFrame) -> pd.DataFrame:
     bad = [c for c in X.columns if not (pd.api.types.is_numeric_dtype(X[c]) or pd.api.types.is_bool_dtype(X[c]))]
     if bad:
@@ -519,7 +538,8 @@ class HealthScore(ClassifierMixin, BaseEstimator):
     `HealthScore().fit(X, y)`: X numeric signals (DataFrame or array; NaN = missing), y = 1 for churned (any two
     labels: the larger one is churn). After fitting: `points_` (column -> points, >= 0, summing to 100; 0 for
     modifiers and unused columns), `transforms_` (column -> SignalTransform), `calibration_`, `classes_`,
-    `n_features_in_`, `feature_names_in_` (DataFrame input). Methods: `health_score(X)` (0..100, higher is
+    `n_features_in_`, `feature_names_in_` (DataFrame input). A DataFrame's columns are read by name (text, each
+    once); an array, or a DataFrame with the default labels 0..n-1, by position (named x0, x1, ...). Methods: `health_score(X)` (0..100, higher is
     healthier), `predict_proba(X)` (column 1 = churn probability), `predict(X)`, `band(X)`,
     `goodness(X)` and `component_points(X)` (per-signal breakdown). See the module docstring for the method.
 
@@ -586,6 +606,7 @@ class HealthScore(ClassifierMixin, BaseEstimator):
     def _matrix(self, X, y=None, *, reset: bool) -> tuple[np.ndarray, np.ndarray | None]:
         X = _as_pandas(X)
         if isinstance(X, pd.DataFrame):
+            _check_column_names(X)
             if not reset and hasattr(self, "feature_names_in_"):
                 expected = list(self.feature_names_in_)
                 columns = list(X.columns)
@@ -925,6 +946,7 @@ class SegmentedHealthScore(ClassifierMixin, BaseEstimator):
         X = _as_pandas(X)
         if not isinstance(X, pd.DataFrame):
             raise ModelInputError("SegmentedHealthScore needs a DataFrame holding the segment column")
+        _check_column_names(X, by_position=False)
         if self.segment_column not in X.columns:
             raise ModelInputError(
                 f"X: segment column {self.segment_column!r} is missing (columns: {', '.join(map(str, X.columns[:8]))})"
