@@ -253,3 +253,16 @@ def test_cli_fit_on_a_few_signals_is_still_compared_with_the_presets(small_demo,
     assert set(load_model(out).points_) == {"core_depth", "eb_engagement"}
     content = yaml.safe_load(out.read_text())
     assert {row["model"] for row in content["metrics"]["held_out"]} >= {"fitted", "seed", "40-30-30"}
+
+
+def test_cli_fit_refuses_a_horizon_shorter_than_the_week_between_as_of_dates(small_demo, tmp_path, capsys):
+    """With weekly as-of dates, a 1-day horizon labels only renewals ending the day after an as-of date (about 1
+    in 7): the fit rested on a handful of churns and handed noise points (latest_nps, for being missing). It is a
+    one-line error (exit 2) and no model is written."""
+    from hsutils.cli import main
+
+    out = tmp_path / "short.yml"
+    assert main(["fit", str(small_demo), "--horizon-days", "1", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "horizon 1 day(s) is shorter than the 7 days between as-of dates" in err and "at least 7" in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err and not out.exists()

@@ -58,7 +58,7 @@ import math
 import sys
 import warnings
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -1563,6 +1563,24 @@ class Candidate:
         }
 
 
+def _check_horizon_spans_as_of_spacing(panel, horizon_days: int, train_churns: int) -> None:
+    """InputError when the horizon is shorter than the days between the panel's as-of dates: a renewal is then
+    labelled only if it ends within the horizon after an as-of date, so most renewals never reach the fit."""
+    from hsutils import evaluate
+
+    dates = evaluate.to_polars(panel).get_column("as_of").unique().sort()
+    if dates.len() < 2:
+        return
+    spacing = dates.diff().drop_nulls().min() / timedelta(days=1)
+    if horizon_days < spacing:
+        raise InputError(
+            f"horizon {horizon_days} day(s) is shorter than the {spacing:g} days between as-of dates: only renewals "
+            f"ending within {horizon_days} day(s) after an as-of date are labelled (about {horizon_days} in "
+            f"{spacing:g}; {train_churns} churns in the training period); use a horizon of at least {spacing:g} days "
+            "(default 90)"
+        )
+
+
 def fit_candidate(
     panel,
     cutoff=None,
@@ -1575,7 +1593,8 @@ def fit_candidate(
     source_created_at: Any = None,
 ) -> Candidate:
     """Fit every scorer on the panel's training period, judge them on held-out time, and return the fitted
-    HealthScore as the candidate with its metadata (training period, source, held-out metrics).
+    HealthScore as the candidate with its metadata (training period, source, held-out metrics). InputError when
+    the horizon is shorter than the days between as-of dates (most renewals would fall in no horizon).
 
     With a `segment_column`, a SegmentedHealthScore ("fitted_by_segment") joins the comparison. When
     `source_created_at` (the snapshot's moment) is given, it is the model's `created_at`, so the same snapshot
@@ -1588,6 +1607,7 @@ def fit_candidate(
         raise InputError(
             f"panel: the cutoff {cut} leaves {train.height} training and {test.height} test rows; choose another cutoff"
         )
+    _check_horizon_spans_as_of_spacing(panel, horizon_days, int(train["outcome_churned"].sum() or 0))
     models = evaluate.default_models()
     if segment_column:
         models["fitted_by_segment"] = SegmentedHealthScore(segment_column=segment_column)
