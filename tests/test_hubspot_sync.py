@@ -665,3 +665,38 @@ def test_activity_scheduled_after_the_pull_is_left_out_and_counted(config, tmp_p
     assert pulled["usage_events"].height == tables["usage_events"].height - 1
     assert result.skipped["engagements dated after the pull (scheduled ahead)"] == 1
     assert result.skipped["usage_events dated after the pull (scheduled ahead)"] == 1
+
+
+# ----- real portals' records -----------------------------------------------------------------------------------
+def test_records_breaking_a_row_rule_are_left_out_and_counted(snapshot, config, usage, tmp_path):
+    """Real portals hold a few records the snapshot's rules refuse (a credit deal with a negative amount, a
+    contract ending the day it starts, a won deal whose close date was cleared, a ticket imported after it was
+    closed, a csat of 0): the pull leaves those records out (an optional value is emptied instead) and counts
+    them, instead of refusing the whole snapshot."""
+    portal = seed_portal(snapshot.tables, config, snapshot.manifest.created_at)
+    deals = iter(portal.objects["deals"].items())
+    (credit, rec), (same_day, rec2) = next(deals), next(deals)
+    rec["properties"]["amount"] = "-1500"
+    rec2["properties"]["contract_end_date"] = rec2["properties"]["contract_start_date"]
+    no_close = next(i for i, r in deals if r["properties"]["dealstage"] in ("closedwon", "130002"))
+    portal.objects["deals"][no_close]["properties"]["closedate"] = ""
+    closed = [i for i, r in portal.objects["tickets"].items() if r["properties"].get("closed_date")]
+    portal.objects["tickets"][closed[0]]["properties"]["closed_date"] = "2020-01-01T00:00:00.000Z"
+    portal.objects["tickets"][closed[1]]["properties"]["csat_score"] = "0"
+    sandbox = Sandbox(portal=portal)
+    sandbox.start()
+    try:
+        result = pull(tmp_path / "pulled", host=sandbox.url, token=sandbox.token, config=config, usage=usage,
+                      progress=False, **FAST)
+    finally:
+        sandbox.stop()
+    pulled = load_snapshot(tmp_path / "pulled")
+    assert set(snapshot["deals"]["deal_id"]) - set(pulled["deals"]["deal_id"]) == {credit, same_day, no_close}
+    assert set(snapshot["tickets"]["ticket_id"]) - set(pulled["tickets"]["ticket_id"]) == {closed[0]}
+    assert pulled["tickets"].filter(pl.col("ticket_id") == closed[1])["csat"].to_list() == [None]
+    assert result.skipped == {"deals left out: negative value(s) (arr)": 1,
+                              "deals left out: row(s) with term_end not after term_start (term_end)": 1,
+                              "deals left out: won/lost deal(s) without close_date (close_date)": 1,
+                              "tickets left out: row(s) with closed_at before created_at (closed_at)": 1,
+                              "tickets with csat emptied: value(s) outside 1-5": 1}
+    assert "deals left out: negative value(s) (arr)" in result.summary()

@@ -685,6 +685,18 @@ def table_schema(
     return pa.DataFrameSchema(columns, strict=False, name=table)
 
 
+def row_checks(table: str) -> list[tuple[str, str, bool, pl.Expr]]:
+    """The row-wise checks of `table`'s schema (allowed values, ranges, non-negative values, rules across columns):
+    (column, what a failure means, whether the rule reads other columns too, expression True on fine rows)."""
+    checks = []
+    for name, column in table_schema(table).columns.items():
+        for check in column.checks:
+            info = _CHECKS.get((table, name, check.error))
+            if info is not None:
+                checks.append((name, info.what, bool(info.show), info.predicate()))
+    return checks
+
+
 def _relational_checks(table: str, name: str) -> list[pa.Check]:
     """Checks across columns of one row, attached to the column that is reported."""
     if (table, name) == ("deals", "term_end"):
@@ -902,6 +914,7 @@ __all__ = [
     "load_mapping",
     "problem",
     "read_table_file",
+    "row_checks",
     "table_schema",
     "validate_snapshot",
     "validate_table",

@@ -458,6 +458,29 @@ def without_future_rows(tables: dict[str, pl.DataFrame], moment: datetime, skipp
     return result
 
 
+def without_rows_breaking_rules(tables: dict[str, pl.DataFrame], skipped: Counter) -> dict[str, pl.DataFrame]:
+    """Leave out the few records a portal holds that break a row rule of the schema (a credit deal with a negative
+    amount, a term ending the day it starts, a ticket closed before it was created), so they do not refuse the
+    whole snapshot; an optional value breaking a rule of its own (a csat of 0) is emptied instead. Both counted."""
+    from hsutils.validate import row_checks
+
+    result = dict(tables)
+    for name, frame in tables.items():
+        for column, what, across, fine in row_checks(name):
+            broken = ~fine.fill_null(True)
+            count = frame.select(broken.sum()).item() if frame.height else 0
+            if not count:
+                continue
+            if TABLES[name].column(column).nullable and not across:
+                frame = frame.with_columns(pl.when(broken).then(None).otherwise(pl.col(column)).alias(column))
+                skipped[f"{name} with {column} emptied: {what}"] += count
+            else:
+                frame = frame.filter(~broken)
+                skipped[f"{name} left out: {what} ({column})"] += count
+        result[name] = frame
+    return result
+
+
 def pull(out: str | Path, host: str = DEFAULT_HOST, token: str | None = None,
          config: PortalConfig | str | Path | None = None, usage: str | Path | None = None,
          since: str | datetime | None = None, rate: str | int | None = "pro", progress: bool = True,
@@ -645,6 +668,7 @@ def pull(out: str | Path, host: str = DEFAULT_HOST, token: str | None = None,
     if unknown_owners:
         warnings.append(f"{len(unknown_owners)} owner id(s) on companies are not portal owners")
     tables = without_future_rows(tables, taken_at, skipped)
+    tables = without_rows_breaking_rules(tables, skipped)
     manifest = Manifest(
         schema_version=SCHEMA_VERSION, source="hubspot",
         created_at=taken_at, core_events=config.core_events,
