@@ -10,6 +10,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+import yaml
 
 from hsutils.errors import InputError
 from hsutils.hubspot.client import HubSpotError
@@ -700,3 +701,28 @@ def test_records_breaking_a_row_rule_are_left_out_and_counted(snapshot, config, 
                               "tickets left out: row(s) with closed_at before created_at (closed_at)": 1,
                               "tickets with csat emptied: value(s) outside 1-5": 1}
     assert "deals left out: negative value(s) (arr)" in result.summary()
+
+
+@pytest.mark.parametrize(("override", "named"), [
+    ({"deals": {"properties": {"seats": "seats_purchased"}}}, "deals.properties.seats names seats_purchased"),
+    ({"surveys": {"properties": {"score": "hs_value"}}}, "surveys.properties.score names hs_value"),
+])
+def test_config_property_the_portal_lacks_for_a_needed_column_is_one_line_error(snapshot, config, usage, tmp_path,
+                                                                               capsys, monkeypatch, override,
+                                                                               named):
+    """A property the config names for a column every record needs (no default, no fallback) that the portal does
+    not have is a one-line error naming it (exit 2), not a snapshot with every deal or survey response left out."""
+    from hsutils.cli import main
+
+    (tmp_path / "portal.yml").write_text(yaml.safe_dump({"core_events": snapshot.manifest.core_events, **override}))
+    sandbox = start(snapshot, config, token="good-token")
+    try:
+        monkeypatch.setenv("HUBSPOT_ACCESS_TOKEN", "good-token")
+        code = main(["pull", "--out", str(tmp_path / "pulled"), "--host", sandbox.url, "--rate", "off", "--quiet",
+                     "--usage", str(usage), "--config", str(tmp_path / "portal.yml")])
+    finally:
+        sandbox.stop()
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1
+    assert named in err and "not a property of" in err
+    assert not (tmp_path / "pulled").exists()

@@ -39,6 +39,9 @@ LIST_API = {"companies": "crm.companies.basic_api", "contacts": "crm.contacts.ba
             "calls": "crm.objects.calls.basic_api", "notes": "crm.objects.notes.basic_api",
             "feedback_submissions": "crm.objects.feedback_submissions.basic_api"}
 TRUE_WORDS = {"true", "yes", "y", "t", "1"}
+# columns the pull fills itself when their property is empty: the record's creation time, the company tier
+FILLED_BY_PULL = {"companies": ("created_at", "tier"), "contacts": ("created_at",), "tickets": ("created_at",),
+                  "engagements": ("occurred_at",), "surveys": ("submitted_at",)}
 
 
 # ----- value conversion ------------------------------------------------------------------------------------
@@ -422,6 +425,23 @@ def _pick_link(links: list[tuple[str, list]]) -> tuple[str, list] | None:
     return links[0] if links else None
 
 
+def check_needed_properties(config: PortalConfig, reader: Reader) -> None:
+    """Refuse a config naming, for a column no record can be kept without (not nullable, no default, not filled
+    by the pull), a property the portal does not have: else every record of that table would be left out."""
+    sections = [(table, config.table(table)) for table in ("companies", "contacts", "deals", "tickets", "surveys")]
+    sections += [("engagements", config.engagement(object_type)) for object_type in ENGAGEMENT_OBJECTS]
+    for table, tmap in sections:
+        available = reader.property_groups(tmap.object_type)
+        for column in TABLES[table].column_names:
+            spec, prop = TABLES[table].column(column), tmap.properties.get(column)
+            if (prop and prop not in available and not spec.nullable and spec.default is None
+                    and column not in tmap.defaults and column not in FILLED_BY_PULL.get(table, ())):
+                section = f"engagements.{tmap.object_type}" if table == "engagements" else table
+                raise InputError(f"portal config ({config.source}): {section}.properties.{column} names {prop}, "
+                                 f"which is not a property of {tmap.object_type} in the portal, and no {table} "
+                                 f"row can be kept without {column}: name the portal's property in the config")
+
+
 def without_future_rows(tables: dict[str, pl.DataFrame], moment: datetime, skipped: Counter) -> dict[str, pl.DataFrame]:
     """Keep the snapshot point-in-time: drop activity dated after `moment` (meetings scheduled ahead, events
     stamped in the future) and clip future close dates of decided deals, counting both in `skipped`."""
@@ -502,6 +522,7 @@ def pull(out: str | Path, host: str = DEFAULT_HOST, token: str | None = None,
                                             default=str).encode()).hexdigest()
     ckpt = Checkpoint(Path(checkpoint) if checkpoint else out.with_name(f"{out.name}.checkpoint"), fingerprint)
     reader = Reader(conn, ckpt, progress)
+    check_needed_properties(config, reader)
     skipped: Counter = Counter()
     warnings: list[str] = []
 
