@@ -726,3 +726,21 @@ def test_config_property_the_portal_lacks_for_a_needed_column_is_one_line_error(
     assert code == 2 and len(err.splitlines()) == 1
     assert named in err and "not a property of" in err
     assert not (tmp_path / "pulled").exists()
+
+
+def test_usage_events_without_a_user_are_counted(config, tmp_path):
+    """Segment exports anonymous events with an empty user_id: they cannot be kept, and the summary counts them."""
+    tables = companies_only(6)
+    export = usage_file(tables, tmp_path)
+    raw = pl.read_csv(export, infer_schema=False)
+    raw.with_columns(pl.when(pl.int_range(pl.len()) < 2).then(None).otherwise(pl.col("user_id"))
+                     .alias("user_id")).write_csv(export)
+    sandbox = Sandbox(portal=seed_portal(tables, config))
+    sandbox.start()
+    try:
+        result = pull(tmp_path / "pulled", host=sandbox.url, token=sandbox.token, config=config, usage=export,
+                      progress=False, **FAST)
+    finally:
+        sandbox.stop()
+    assert result.rows["usage_events"] == 4
+    assert result.skipped == {"usage events without a user or an event": 2}

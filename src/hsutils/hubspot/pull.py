@@ -388,10 +388,14 @@ def read_usage(path: str | Path, config: PortalConfig, companies: pl.DataFrame, 
         rest = rest.head(0)
     joined = pl.concat([by_id.select("hs_company", "user_id", "occurred_at", "event", "count"),
                         rest.select("hs_company", "user_id", "occurred_at", "event", "count")])
-    joined = joined.rename({"hs_company": "company_id"}).filter(pl.col("user_id").is_not_null()
-                                                                 & pl.col("event").is_not_null())
+    joined = joined.rename({"hs_company": "company_id"})
     if since is not None:
         joined = joined.filter(pl.col("occurred_at") >= since)
+    anonymous = pl.col("user_id").is_null() | pl.col("event").is_null()
+    unusable = joined.select(anonymous.sum()).item()
+    if unusable:  # e.g. Segment's anonymous events: an empty user_id
+        skipped["usage events without a user or an event"] += unusable
+    joined = joined.filter(~anonymous)
     return joined.select(TABLES["usage_events"].column_names).sort("company_id", "occurred_at")
 
 
