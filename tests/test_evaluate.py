@@ -264,7 +264,32 @@ def test_cli_evaluate_writes_deterministic_metrics(small_demo, tmp_path, capsys)
     assert set(metrics["metrics"]["segments"]) == {"high_touch", "scaled"}
     assert metrics["renewal_backtest"]["verdict"]["text"].startswith(("PASS", "FAIL"))
     assert {r["rule"] for r in metrics["playbook"]} >= {"owner_alert", "expansion_task"}
-    assert "written to" in capsys.readouterr().out
+    out_text = capsys.readouterr().out
+    assert "written to" in out_text and "caution" not in out_text  # a preset fitted on the training side
+
+
+def test_cli_evaluate_says_on_the_console_when_the_metrics_are_optimistic(small_demo, tmp_path, capsys):
+    """A model file trained on outcomes up to the panel's end, judged from the default cutoff: the test period lies
+    inside its training period, so the console line under the verdict says the metrics are optimistic."""
+    from hsutils.cli import main
+    from hsutils.evaluate import iso, panel_signals
+    from hsutils.model import HealthScore, save_model
+    from hsutils.panel import build_panel
+    from hsutils.snapshot import load_snapshot
+
+    panel = build_panel(load_snapshot(small_demo))
+    labelled = panel.filter(pl.col("outcome_churned").is_not_null())
+    signals = panel_signals(panel)
+    model = HealthScore().fit(labelled.select(signals).to_pandas(), labelled["outcome_churned"].to_numpy())
+    trained_to = iso(panel["as_of"].max())
+    model_file = save_model(model, tmp_path / "model.yml", {"training": {"cutoff": trained_to}})
+    cutoff = iso(default_cutoff(panel))
+    out = tmp_path / "metrics.json"
+    assert main(["evaluate", str(small_demo), "--model", str(model_file), "--cutoff", cutoff, "--out", str(out)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("AUC ") and lines[0].split(". ", 1)[1].startswith(("PASS", "FAIL"))
+    assert lines[1] == f"caution: {json.loads(out.read_text())['notes'][0]}"
+    assert "optimistic" in lines[1] and trained_to in lines[1] and cutoff in lines[1]
 
 
 @pytest.mark.parametrize("model, out", [("no-such-preset", "m.json"), ("seed", "m.txt")])

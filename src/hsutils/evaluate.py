@@ -830,5 +830,7 @@ def cli_evaluate(args: Any) -> int:
     auc = overall["auc"]
     print(f"AUC {auc:.3f} on {overall['rows']} held-out rows ({overall['churns']} churns). {verdict}"
           if auc is not None else verdict)
+    for note in payload["notes"]:  # e.g. a test period inside the model's training period: optimistic metrics
+        print(f"caution: {note}")
     print(f"metrics written to {out}")
     return 0
