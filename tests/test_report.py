@@ -12,9 +12,11 @@ import shutil
 from pathlib import Path
 
 import nbformat
+import pandas as pd
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
+from hsutils import narrative
 from hsutils.cli import main
 from hsutils.report import ReportFailed, find_previous_report, load_parameters, run_report
 
@@ -54,6 +56,34 @@ def test_leadership_html_has_figures_and_no_code(report_run):
         assert code_fragment not in body, code_fragment
     assert "Customer health: 2026Q4 recalibration" in html
     assert "At risk today" in html and "Expansion candidates" in html
+
+
+def page_text(html: str) -> str:
+    """What a reader sees of a rendered page: the text without styles, scripts, images and tags."""
+    body = re.sub(r"<style.*?</style>|<script.*?</script>|<img[^>]*>", "", html, flags=re.S)
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", body)).replace("&amp;", "&")
+
+
+def table_cells(html: str) -> list[str]:
+    """The text of every table cell of a rendered page."""
+    return [re.sub(r"<[^>]+>", "", cell).strip() for cell in re.findall(r"<td[^>]*>(.*?)</td>", html, flags=re.S)]
+
+
+def test_analyst_pages_show_no_nan_cells(report_run):
+    out, _ = report_run
+    for name in ("01-signal-exploration.html", "02-fit-and-compare.html", "03-backtest.html"):
+        cells = table_cells((out / "2026Q4" / name).read_text(encoding="utf-8"))
+        assert cells and not [c for c in cells if c.lower() in ("nan", "none")], name
+
+
+def test_analyst_tables_show_a_dash_where_a_measure_is_not_defined():
+    table = pd.DataFrame({"segment": ["all", "high_touch"], "churns": [4, 0], "auc": [0.91543, None],
+                          "brier": [0.0042, 0.0011]})
+    html = narrative.for_analysts(table).to_html()
+    assert table_cells(html) == ["all", "4", "0.915", "0.004", "high_touch", "0", "—", "0.001"]
+    assert "— not defined for that row" in page_text(html)
+    assert table["auc"].isna().iloc[1]  # the numbers are left as they are
+    assert "not defined" not in narrative.for_analysts(table.dropna()).to_html()
 
 
 def test_executed_notebooks_ran_every_code_cell(report_run):

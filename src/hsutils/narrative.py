@@ -1,4 +1,5 @@
-"""Plain words for leadership: the quarter's summary, drift against the previous report, the account lists.
+"""Plain words for leadership: the quarter's summary, drift against the previous report, the account lists; and
+the tables of the report as its readers see them.
 
 Everything here turns numbers already computed (comparison, back-test, scores) into sentences and small tables;
 nothing is fitted or estimated here.
@@ -118,6 +119,20 @@ def for_readers(table: pd.DataFrame, empty_note: str = "Nothing to list this qua
         return Markdown(f"*{empty_note}*")
     readable = table.rename(columns=lambda c: c.replace("_", " ").capitalize() if "_" in c else c)
     return readable.style.hide(axis="index").format(precision=1, na_rep="")
+
+
+NOT_DEFINED = "—"
+NOT_DEFINED_NOTE = "not defined for that row (e.g. an AUC where nobody churned, or a measure that does not apply to it)"
+
+
+def for_analysts(table: pd.DataFrame, digits: int = 3, note: str = NOT_DEFINED_NOTE) -> Any:
+    """A table of measures as analysts should see it: `digits` decimals, no index column, and a dash instead of
+    NaN where a measure is not defined, explained under the table by `note` (the numbers are not changed)."""
+    styled = table.style.hide(axis="index").format(precision=digits, na_rep=NOT_DEFINED)
+    if table.isna().to_numpy().any():
+        styled = styled.set_caption(f"{NOT_DEFINED} {note}").set_table_styles(
+            [{"selector": "caption", "props": "caption-side: bottom; text-align: left; font-style: italic;"}])
+    return styled
 
 
 def account_list(scores: pd.DataFrame, which: str, limit: int = 20) -> pd.DataFrame:
