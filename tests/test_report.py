@@ -12,13 +12,18 @@ import shutil
 from pathlib import Path
 
 import nbformat
+import numpy as np
 import pandas as pd
+import polars as pl
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
 from hsutils import narrative
 from hsutils.cli import main
+from hsutils.evaluate import segment_warning, time_split
+from hsutils.panel import build_panel
 from hsutils.report import ReportFailed, find_previous_report, load_parameters, run_report
+from hsutils.snapshot import load_snapshot
 
 CANARY = "pat-na1-canary-7f3e9c1d-0000-4bad-beef-hsutils"
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
@@ -56,6 +61,7 @@ def test_leadership_html_has_figures_and_no_code(report_run):
         assert code_fragment not in body, code_fragment
     assert "Customer health: 2026Q4 recalibration" in html
     assert "At risk today" in html and "Expansion candidates" in html
+    assert "rely on" not in html  # the small demo has hundreds of churns in the test period: no caution
 
 
 def page_text(html: str) -> str:
@@ -76,6 +82,49 @@ def test_analyst_pages_show_no_nan_cells(report_run):
         assert cells and not [c for c in cells if c.lower() in ("nan", "none")], name
 
 
+# ---- the held-out AUC in plain words ------------------------------------------------------------------------------
+def comparison_table(churns: int, auc_interval: tuple[float | None, float | None]) -> pd.DataFrame:
+    """A comparison table's "all" rows as comparison.json holds them, with the comparison's own warning."""
+    rows = []
+    for model, auc in (("fitted", 0.94), ("seed", 0.81), ("40-30-30", 0.66), ("boosting", 0.9)):
+        low, high = auc_interval if model == "fitted" else (auc - 0.05, auc + 0.05)
+        rows.append({"model": model, "segment": "all", "rows": 4000, "churns": churns, "auc": auc, "auc_low": low,
+                     "auc_high": high, "warning": segment_warning(500, churns, 13, [low, high])})
+    return pd.DataFrame(rows)
+
+
+def leadership_page(table: pd.DataFrame) -> str:
+    scores = pd.DataFrame({"band": ["At risk", "Healthy"], "arr": [10_000.0, 50_000.0],
+                           "expansion_candidate": [False, True], "days_to_renewal": [30.0, 200.0],
+                           "health_score": [40.0, 90.0]})
+    drift = narrative.Drift(0.01, "13 weeks earlier", np.array([40.0, 90.0]), np.array([41.0, 89.0]))
+    return narrative.leadership_summary(
+        "2026Q4", table, "PASS: the score predicts churn.", "Draw the line at 55.", scores, drift,
+        narrative.points_change({"core_depth": 30.0}, {"core_depth": 25.0}, "field_preset"), None, 90, "2026-02-01",
+    )
+
+
+@pytest.mark.parametrize(
+    ("churns", "interval", "caution"),
+    [
+        (5, (0.62, 0.99), "it rests on only 5 churns in the test period"),
+        (1, (None, None), "it rests on only 1 churn in the test period"),
+        (400, (0.70, 0.95), "could lie anywhere from 0.70 to 0.95"),  # enough churns, but a wide 95% range
+        (400, (0.91, 0.96), None),
+    ],
+)
+def test_leadership_summary_says_when_the_auc_rests_on_too_few_churns(churns, interval, caution):
+    table = comparison_table(churns, interval)
+    headline = next(line for line in leadership_page(table).splitlines() if "(AUC 0.94)" in line)
+    fitted_warning = table.loc[table["model"] == "fitted", "warning"].iloc[0]
+    assert ("AUC not stable" in fitted_warning) == (caution is not None)  # the comparison's own rule
+    if caution is None:
+        assert "rely on" not in headline and "rests on" not in headline
+    else:
+        assert caution in headline and "rely on" in headline
+        assert headline.index("(AUC 0.94)") < headline.index(caution) < headline.index("hand-set weights")
+
+
 def test_analyst_tables_show_a_dash_where_a_measure_is_not_defined():
     table = pd.DataFrame({"segment": ["all", "high_touch"], "churns": [4, 0], "auc": [0.91543, None],
                           "brier": [0.0042, 0.0011]})
@@ -84,6 +133,39 @@ def test_analyst_tables_show_a_dash_where_a_measure_is_not_defined():
     assert "— not defined for that row" in page_text(html)
     assert table["auc"].isna().iloc[1]  # the numbers are left as they are
     assert "not defined" not in narrative.for_analysts(table.dropna()).to_html()
+
+
+@pytest.fixture(scope="module")
+def rare_churn_report(small_demo, tmp_path_factory):
+    """The report on the small demo portal with every churn of the test period but one account's turned into a
+    renewal: the test period holds a handful of churns, none among high-touch accounts."""
+    portal = tmp_path_factory.mktemp("rare_churn") / "snapshot"
+    shutil.copytree(small_demo, portal)
+    _, test, _ = time_split(build_panel(load_snapshot(portal)))
+    churned = test.filter(pl.col("outcome_churned") == 1)
+    by_company = churned.group_by("company_id").agg(pl.len(), (pl.col("arr_segment") == "scaled").all().alias("scaled"))
+    kept = by_company.filter("scaled").sort("len", "company_id", descending=[True, False])["company_id"][0]
+    others = churned.filter(pl.col("company_id") != kept)["company_id"].unique().to_list()
+    deals = pl.read_parquet(portal / "deals.parquet")
+    lost = (pl.col("deal_type") == "renewal") & (pl.col("stage") == "lost") & pl.col("company_id").is_in(others)
+    deals.with_columns(pl.when(lost).then(pl.lit("won")).otherwise("stage").alias("stage")).write_parquet(
+        portal / "deals.parquet")
+    return run_report(portal, "2026Q4", out=tmp_path_factory.mktemp("rare_churn_reports"), progress=False)
+
+
+def test_rare_churn_report_says_so_and_shows_no_nan(rare_churn_report):
+    table = pd.DataFrame(rare_churn_report.metrics["comparison"]["table"])
+    fitted = table[(table["model"] == "fitted") & (table["segment"] == "all")].iloc[0]
+    assert 0 < fitted["churns"] < 30 and "AUC not stable" in fitted["warning"]
+    leadership = page_text(rare_churn_report.leadership_html.read_text(encoding="utf-8"))
+    headline = leadership[leadership.index("How well the score predicts churn."):leadership.index("The validation step")]
+    assert f"(AUC {fitted['auc']:.2f}). Too few churns to rely on this figure: it rests on only " \
+           f"{fitted['churns']} churns in the test period" in headline
+    analyst = (rare_churn_report.folder / "02-fit-and-compare.html").read_text(encoding="utf-8")
+    assert table.loc[table["segment"] == "high_touch", "auc"].isna().all()  # nobody churned there: no AUC
+    cells = table_cells(analyst)
+    assert "—" in cells and not [c for c in cells if c.lower() in ("nan", "none")]
+    assert "— not defined for that row" in page_text(analyst)
 
 
 def test_executed_notebooks_ran_every_code_cell(report_run):

@@ -592,6 +592,14 @@ def churn_probability(model: Any, frame: pl.DataFrame, columns: Sequence[str]) -
     return np.asarray(model.predict_proba(X), dtype=float)[:, 1]
 
 
+def auc_unstable(test_churns: int, auc_interval: Sequence[Any]) -> bool:
+    """Whether a held-out AUC cannot be relied on: fewer than MIN_TEST_CHURNS_FOR_AUC churns in the test period,
+    or a 95% interval ([low, high], None or NaN when unknown) wider than MAX_STABLE_AUC_WIDTH."""
+    low, high = (list(auc_interval) + [None, None])[:2]
+    known = low is not None and high is not None and not (math.isnan(low) or math.isnan(high))
+    return test_churns < MIN_TEST_CHURNS_FOR_AUC or (known and high - low > MAX_STABLE_AUC_WIDTH)
+
+
 def segment_warning(train_churns: int, test_churns: int, n_signals: int, auc_interval: Sequence[Any]) -> str:
     """Plain-words warning for a segment with too few churns to fit or to judge ('' when none)."""
     notes = []
@@ -600,12 +608,9 @@ def segment_warning(train_churns: int, test_churns: int, n_signals: int, auc_int
             f"{train_churns} training churns for {n_signals} signals (fewer than {MIN_CHURNS_PER_SIGNAL} per "
             "signal): a model of its own would overfit"
         )
-    low, high = (list(auc_interval) + [None, None])[:2]
     if test_churns == 0:
         notes.append("no churn in the test period: AUC undefined")
-    elif test_churns < MIN_TEST_CHURNS_FOR_AUC or (
-        low is not None and high is not None and high - low > MAX_STABLE_AUC_WIDTH
-    ):
+    elif auc_unstable(test_churns, auc_interval):
         notes.append(f"only {test_churns} churns in the test period: AUC not stable")
     return "; ".join(notes)
 

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from hsutils.evaluate import MIN_TEST_CHURNS_FOR_AUC, auc_unstable
 from hsutils.explore import population_stability_index
 from hsutils.files import read_yaml_mapping
 
@@ -174,6 +175,29 @@ def segment_breakdown(scores: pd.DataFrame, segment_column: str = "arr_segment")
     return table.reset_index()
 
 
+def held_out_caution(comparison_table: pd.DataFrame, horizon_days: int, model: str = "fitted") -> str:
+    """A plain-words caution when the model's held-out AUC (segment "all") cannot be relied on, by the same rule
+    as the comparison table's warning (evaluate.auc_unstable); '' when it can."""
+    rows = comparison_table[(comparison_table["segment"] == "all") & (comparison_table["model"] == model)]
+    if rows.empty:
+        return ""
+    row = rows.iloc[0]
+    churns = int(row["churns"])
+    low, high = (None if pd.isna(row.get(bound)) else float(row[bound]) for bound in ("auc_low", "auc_high"))
+    if not auc_unstable(churns, [low, high]):
+        return ""
+    churn_words = f"{churns} churn{'' if churns == 1 else 's'} in the test period"
+    if churns < MIN_TEST_CHURNS_FOR_AUC:  # the bootstrap range of so few churns is no guide either: not quoted
+        reason = (f"**Too few churns to rely on this figure:** it rests on only {churn_words} (weekly readings of "
+                  f"accounts in their last {horizon_days} days before leaving), and a reliable figure needs at "
+                  f"least {MIN_TEST_CHURNS_FOR_AUC}.")
+    else:
+        reason = (f"**Not precise enough to rely on:** this figure rests on {churn_words}, and the true figure "
+                  f"could lie anywhere from {low:.2f} to {high:.2f}.")
+    return (f"{reason} Read it, and the figures beside it, as a rough indication until more renewals have been "
+            "decided.")
+
+
 def leadership_summary(
     period: str,
     comparison_table: pd.DataFrame,
@@ -191,6 +215,7 @@ def leadership_summary(
     overall = comparison_table[comparison_table["segment"] == "all"].set_index("model")
     auc = overall["auc"].to_dict()
     fitted = auc.get("fitted")
+    caution = held_out_caution(comparison_table, horizon_days)
     at_risk = scores[scores["band"] == "At risk"]
     near_renewal = at_risk[at_risk.get("days_to_renewal", pd.Series(np.inf, index=at_risk.index)) <= horizon_days]
     expansion = scores[scores["expansion_candidate"].fillna(False).astype(bool)]
@@ -200,7 +225,9 @@ def leadership_summary(
     lines.append(
         f"- **How well the score predicts churn.** Judged on the weeks from {cutoff} on, which the model never saw "
         f"while it was fitted: when we pick one account that churned and one that renewed, the churned one had the "
-        f"lower health score {percent(fitted)} of the time (AUC {fitted:.2f}). The field's hand-set weights reach "
+        f"lower health score {percent(fitted)} of the time (AUC {fitted:.2f}). "
+        + (f"{caution} " if caution else "")
+        + "The field's hand-set weights reach "
         f"{auc.get('seed', float('nan')):.2f}, the common 40/30/30 template {auc.get('40-30-30', float('nan')):.2f}, "
         f"and an unconstrained machine-learning model {auc.get('boosting', float('nan')):.2f}."
     )
