@@ -112,6 +112,9 @@ def test_metrics_match_scikit_learn_with_ties():
     assert m["brier"] == pytest.approx(brier_score_loss(y, p), abs=1e-12)
     assert m["log_loss"] == pytest.approx(log_loss(y, p), abs=1e-9)
     assert (m["rows"], m["churns"]) == (y.size, int(y.sum()))
+    assert m["churned_companies"] is None  # no groups given
+    y_c, p_c, groups = _scores()
+    assert score_metrics(y_c, p_c, n_boot=0, groups=groups)["churned_companies"] == np.unique(groups[y_c == 1]).size
 
 
 def test_top_decile_lift_and_ece_by_hand():
@@ -208,9 +211,15 @@ def test_compare_models_table_matches_direct_metrics(panel):
     assert table.loc[0, "auc"] == pytest.approx(roc_auc_score(y, proba))
     assert table.loc[0, "auc_low"] <= table.loc[0, "auc"] <= table.loc[0, "auc_high"]
     assert result.metrics["logit"]["all"]["bootstrap"] == "companies"
-    # 4 signals need 40 training churns per segment: the small high-touch segment is warned about
-    high_train_churns = int(train.filter(pl.col("arr_segment") == "high_touch")["outcome_churned"].sum())
-    assert ("fewer than 10 per signal" in table.loc[1, "warning"]) == (high_train_churns < 40)
+    # the rules count churned accounts, not the weekly rows each of them labels
+    churned_test = test.filter(pl.col("outcome_churned") == 1)
+    assert table.loc[0, "churned_companies"] == churned_test["company_id"].n_unique() < table.loc[0, "churns"]
+    # 4 signals need 40 churned accounts in training per segment: the small high-touch segment is warned about
+    churned_train = train.filter(pl.col("outcome_churned") == 1)
+    high_train_churns = churned_train.filter(pl.col("arr_segment") == "high_touch")["company_id"].n_unique()
+    assert high_train_churns < 40 <= churned_train.filter(pl.col("arr_segment") == "high_touch").height
+    assert "fewer than 10 per signal" in table.loc[1, "warning"]
+    assert f"{high_train_churns} churned accounts in training" in table.loc[1, "warning"]
     assert "per signal" not in table.loc[0, "warning"]
 
 
@@ -265,7 +274,10 @@ def test_cli_evaluate_writes_deterministic_metrics(small_demo, tmp_path, capsys)
     assert metrics["renewal_backtest"]["verdict"]["text"].startswith(("PASS", "FAIL"))
     assert {r["rule"] for r in metrics["playbook"]} >= {"owner_alert", "expansion_task"}
     out_text = capsys.readouterr().out
-    assert "written to" in out_text and "caution" not in out_text  # a preset fitted on the training side
+    assert "written to" in out_text and "optimistic" not in out_text  # a preset fitted on the training side
+    # the console repeats the overall warning (here: 29 churned accounts in training for 5 signals)
+    warning = metrics["metrics"]["overall"]["warning"]
+    assert warning and f"caution: {warning}\n" in out_text
 
 
 def test_cli_evaluate_says_on_the_console_when_the_metrics_are_optimistic(small_demo, tmp_path, capsys):

@@ -88,8 +88,9 @@ def comparison_table(churns: int, auc_interval: tuple[float | None, float | None
     rows = []
     for model, auc in (("fitted", 0.94), ("seed", 0.81), ("40-30-30", 0.66), ("boosting", 0.9)):
         low, high = auc_interval if model == "fitted" else (auc - 0.05, auc + 0.05)
-        rows.append({"model": model, "segment": "all", "rows": 4000, "churns": churns, "auc": auc, "auc_low": low,
-                     "auc_high": high, "warning": segment_warning(500, churns, 13, [low, high])})
+        rows.append({"model": model, "segment": "all", "rows": 4000, "churns": churns * 13,
+                     "churned_companies": churns, "auc": auc, "auc_low": low, "auc_high": high,
+                     "warning": segment_warning(500, churns, 13, [low, high])})
     return pd.DataFrame(rows)
 
 
@@ -107,8 +108,9 @@ def leadership_page(table: pd.DataFrame) -> str:
 @pytest.mark.parametrize(
     ("churns", "interval", "caution"),
     [
-        (5, (0.62, 0.99), "it rests on only 5 churns in the test period"),
-        (1, (None, None), "it rests on only 1 churn in the test period"),
+        (5, (0.62, 0.99), "it rests on only 5 accounts that churned in the test period"),  # 65 churned rows
+        (1, (None, None), "it rests on only 1 account that churned in the test period"),
+        (5, (0.91, 0.96), "it rests on only 5 accounts that churned"),  # a narrow range, but 5 accounts
         (400, (0.70, 0.95), "could lie anywhere from 0.70 to 0.95"),  # enough churns, but a wide 95% range
         (400, (0.91, 0.96), None),
     ],
@@ -156,11 +158,11 @@ def rare_churn_report(small_demo, tmp_path_factory):
 def test_rare_churn_report_says_so_and_shows_no_nan(rare_churn_report):
     table = pd.DataFrame(rare_churn_report.metrics["comparison"]["table"])
     fitted = table[(table["model"] == "fitted") & (table["segment"] == "all")].iloc[0]
-    assert 0 < fitted["churns"] < 30 and "AUC not stable" in fitted["warning"]
+    assert 0 < fitted["churned_companies"] < 30 and "AUC not stable" in fitted["warning"]
     leadership = page_text(rare_churn_report.leadership_html.read_text(encoding="utf-8"))
     headline = leadership[leadership.index("How well the score predicts churn."):leadership.index("The validation step")]
     assert f"(AUC {fitted['auc']:.2f}). Too few churns to rely on this figure: it rests on only " \
-           f"{fitted['churns']} churns in the test period" in headline
+           f"{fitted['churned_companies']} account" in headline
     analyst = (rare_churn_report.folder / "02-fit-and-compare.html").read_text(encoding="utf-8")
     assert table.loc[table["segment"] == "high_touch", "auc"].isna().all()  # nobody churned there: no AUC
     cells = table_cells(analyst)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -30,8 +30,10 @@ from hsutils.files import write_text_atomic
 OUTCOME = "outcome_churned"
 SEGMENT_ALL = "all"
 N_BINS = 10
-MIN_CHURNS_PER_SIGNAL = 10
-MIN_TEST_CHURNS_FOR_AUC = 30  # below this the AUC of a segment moves by several points between samples
+# The rules below count churned accounts, not churned panel rows: with weekly as-of dates one account that churns
+# labels about horizon / 7 rows (13 at 90 days), which are one piece of evidence, not 13.
+MIN_CHURNS_PER_SIGNAL = 10  # churned accounts in training per signal, below which a model of its own overfits
+MIN_TEST_CHURNS_FOR_AUC = 30  # churned accounts in the test period, below which the AUC moves by several points
 MAX_STABLE_AUC_WIDTH = 0.2  # a 95% AUC interval wider than this is called unstable
 MODEL_NAMES = ("fitted", "seed", "40-30-30", "logistic", "boosting")
 TABLE_METRICS = ("auc", "pr_auc", "brier", "log_loss", "top_decile_lift", "ece")
@@ -382,6 +384,18 @@ def _check_inputs(y_true: Any, proba: Any, groups: Any) -> tuple[np.ndarray, np.
     return y, p, g
 
 
+def churned_companies(y: np.ndarray, groups: np.ndarray | None) -> int | None:
+    """How many distinct companies (groups) have a churned row; None without groups."""
+    return None if groups is None else int(np.unique(np.asarray(groups)[np.asarray(y) == 1]).size)
+
+
+def churn_evidence(metrics: Mapping[str, Any]) -> int:
+    """The churns a rule of thumb should count in a score_metrics result: churned companies when known (each
+    labels several weekly rows), else churned rows."""
+    companies = metrics.get("churned_companies")
+    return int(metrics["churns"] if companies is None or companies != companies else companies)
+
+
 def score_metrics(
     y_true: Any,
     churn_probability: Any,
@@ -408,6 +422,7 @@ def score_metrics(
         "churns": churns,
         "churn_rate": churns / y.size,
         "companies": int(np.unique(g).size) if g is not None else None,
+        "churned_companies": churned_companies(y, g),
     }
     for name in TABLE_METRICS:
         value = float(point[name][0])
@@ -593,26 +608,39 @@ def churn_probability(model: Any, frame: pl.DataFrame, columns: Sequence[str]) -
 
 
 def auc_unstable(test_churns: int, auc_interval: Sequence[Any]) -> bool:
-    """Whether a held-out AUC cannot be relied on: fewer than MIN_TEST_CHURNS_FOR_AUC churns in the test period,
-    or a 95% interval ([low, high], None or NaN when unknown) wider than MAX_STABLE_AUC_WIDTH."""
+    """Whether a held-out AUC cannot be relied on: fewer than MIN_TEST_CHURNS_FOR_AUC churned accounts in the test
+    period, or a 95% interval ([low, high], None or NaN when unknown) wider than MAX_STABLE_AUC_WIDTH."""
     low, high = (list(auc_interval) + [None, None])[:2]
     known = low is not None and high is not None and not (math.isnan(low) or math.isnan(high))
     return test_churns < MIN_TEST_CHURNS_FOR_AUC or (known and high - low > MAX_STABLE_AUC_WIDTH)
 
 
 def segment_warning(train_churns: int, test_churns: int, n_signals: int, auc_interval: Sequence[Any]) -> str:
-    """Plain-words warning for a segment with too few churns to fit or to judge ('' when none)."""
+    """Plain-words warning for a segment with too few churned accounts (in training, in the test period) to fit
+    or to judge ('' when none)."""
     notes = []
     if train_churns < MIN_CHURNS_PER_SIGNAL * n_signals:
         notes.append(
-            f"{train_churns} training churns for {n_signals} signals (fewer than {MIN_CHURNS_PER_SIGNAL} per "
-            "signal): a model of its own would overfit"
+            f"{train_churns} churned accounts in training for {n_signals} signals (fewer than "
+            f"{MIN_CHURNS_PER_SIGNAL} per signal): points fitted on so few may overfit"
         )
     if test_churns == 0:
         notes.append("no churn in the test period: AUC undefined")
     elif auc_unstable(test_churns, auc_interval):
-        notes.append(f"only {test_churns} churns in the test period: AUC not stable")
+        notes.append(f"only {test_churns} churned accounts in the test period: AUC not stable")
     return "; ".join(notes)
+
+
+def _churned_by_segment(frame: pl.DataFrame, segment_column: str | None) -> dict[str, int]:
+    """Churned accounts of a split side, overall (SEGMENT_ALL) and per segment value."""
+    churned = frame.filter(pl.col(OUTCOME).cast(pl.Int64) == 1)
+    counts = {SEGMENT_ALL: churned.get_column("company_id").n_unique()}
+    if segment_column is not None and segment_column in frame.columns:
+        by_segment = churned.group_by(pl.col(segment_column).cast(pl.String).fill_null("(none)")).agg(
+            pl.col("company_id").n_unique()
+        )
+        counts.update(dict(zip(*by_segment.get_columns(), strict=True)))
+    return counts
 
 
 def compare_models(
@@ -636,15 +664,15 @@ def compare_models(
     if segment_column is not None:
         require_columns(panel, [segment_column], "panel (segment column)")
     available = [c for c in panel.columns if not c.startswith("outcome_")]
-    y_train = train.get_column(OUTCOME).cast(pl.Int64).to_numpy()
     y_test = test.get_column(OUTCOME).cast(pl.Int64).to_numpy()
     groups = test.get_column("company_id").cast(pl.String).to_numpy()
-    segments: list[tuple[str, np.ndarray, int]] = [(SEGMENT_ALL, np.ones(test.height, dtype=bool), int(y_train.sum()))]
+    train_churned = _churned_by_segment(train, segment_column)
+    segments: list[tuple[str, np.ndarray, int]] = [(SEGMENT_ALL, np.ones(test.height, dtype=bool),
+                                                    train_churned[SEGMENT_ALL])]
     if segment_column is not None:
         seg_test = test.get_column(segment_column).cast(pl.String).fill_null("(none)").to_numpy()
-        seg_train = train.get_column(segment_column).cast(pl.String).fill_null("(none)").to_numpy()
         for value in sorted(set(seg_test.tolist())):
-            segments.append((value, seg_test == value, int(y_train[seg_train == value].sum())))
+            segments.append((value, seg_test == value, train_churned.get(value, 0)))
 
     fitted: dict[str, Any] = {}
     rows: list[dict[str, Any]] = []
@@ -665,12 +693,12 @@ def compare_models(
             metrics[name][segment] = m
             row: dict[str, Any] = {
                 "model": name, "segment": segment, "rows": m["rows"], "companies": m["companies"],
-                "churns": m["churns"], "churn_rate": m["churn_rate"],
+                "churns": m["churns"], "churned_companies": m["churned_companies"], "churn_rate": m["churn_rate"],
             }
             for metric in TABLE_METRICS:
                 row[metric] = m[metric]
                 row[f"{metric}_low"], row[f"{metric}_high"] = m["intervals"][metric]
-            row["warning"] = segment_warning(train_churns, m["churns"], len(columns), m["intervals"]["auc"])
+            row["warning"] = segment_warning(train_churns, churn_evidence(m), len(columns), m["intervals"]["auc"])
             rows.append(row)
     table = pd.DataFrame(rows)
     return Comparison(
@@ -766,18 +794,17 @@ def evaluate_model(
     groups = labelled.get_column("company_id").cast(pl.String).to_numpy()
     proba = churn_probability(scorer, labelled, columns)
     overall = score_metrics(y, proba, n_boot=n_boot, seed=seed, groups=groups)
-    y_train = train.get_column(OUTCOME).cast(pl.Int64).to_numpy()
+    train_churned = _churned_by_segment(train, segment_column)
     per_segment: dict[str, Any] = {}
     if segment_column in panel.columns:
         seg = labelled.get_column(segment_column).cast(pl.String).fill_null("(none)").to_numpy()
-        seg_train = train.get_column(segment_column).cast(pl.String).fill_null("(none)").to_numpy()
         for value in sorted(set(seg.tolist())):
             mask = seg == value
             m = score_metrics(y[mask], proba[mask], n_boot=n_boot, seed=seed, groups=groups[mask])
-            m["warning"] = segment_warning(int(y_train[seg_train == value].sum()), m["churns"], len(columns),
+            m["warning"] = segment_warning(train_churned.get(value, 0), churn_evidence(m), len(columns),
                                            m["intervals"]["auc"])
             per_segment[value] = m
-    overall["warning"] = segment_warning(int(y_train.sum()), overall["churns"], len(columns),
+    overall["warning"] = segment_warning(train_churned[SEGMENT_ALL], churn_evidence(overall), len(columns),
                                          overall["intervals"]["auc"])
 
     # the whole history is scored so that score changes at the start of the test period are known; only
@@ -833,9 +860,11 @@ def cli_evaluate(args: Any) -> int:
     verdict = payload["renewal_backtest"]["verdict"]["text"]
     overall = payload["metrics"]["overall"]
     auc = overall["auc"]
-    print(f"AUC {auc:.3f} on {overall['rows']} held-out rows ({overall['churns']} churns). {verdict}"
+    print(f"AUC {auc:.3f} on {overall['rows']} held-out rows ({overall['churns']} churned rows from "
+          f"{overall['churned_companies']} accounts). {verdict}"
           if auc is not None else verdict)
-    for note in payload["notes"]:  # e.g. a test period inside the model's training period: optimistic metrics
+    # e.g. a test period inside the model's training period (optimistic metrics), or too few churns to judge by
+    for note in [*payload["notes"], *([overall["warning"]] if overall.get("warning") else [])]:
         print(f"caution: {note}")
     print(f"metrics written to {out}")
     return 0

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from hsutils.evaluate import MIN_TEST_CHURNS_FOR_AUC, auc_unstable
+from hsutils.evaluate import MIN_TEST_CHURNS_FOR_AUC, auc_unstable, churn_evidence
 from hsutils.explore import population_stability_index
 from hsutils.files import read_yaml_mapping
 
@@ -175,22 +175,21 @@ def segment_breakdown(scores: pd.DataFrame, segment_column: str = "arr_segment")
     return table.reset_index()
 
 
-def held_out_caution(comparison_table: pd.DataFrame, horizon_days: int, model: str = "fitted") -> str:
+def held_out_caution(comparison_table: pd.DataFrame, model: str = "fitted") -> str:
     """A plain-words caution when the model's held-out AUC (segment "all") cannot be relied on, by the same rule
     as the comparison table's warning (evaluate.auc_unstable); '' when it can."""
     rows = comparison_table[(comparison_table["segment"] == "all") & (comparison_table["model"] == model)]
     if rows.empty:
         return ""
     row = rows.iloc[0]
-    churns = int(row["churns"])
+    churns = churn_evidence(row)
     low, high = (None if pd.isna(row.get(bound)) else float(row[bound]) for bound in ("auc_low", "auc_high"))
     if not auc_unstable(churns, [low, high]):
         return ""
-    churn_words = f"{churns} churn{'' if churns == 1 else 's'} in the test period"
+    churn_words = f"{churns} account{' that' if churns == 1 else 's that'} churned in the test period"
     if churns < MIN_TEST_CHURNS_FOR_AUC:  # the bootstrap range of so few churns is no guide either: not quoted
-        reason = (f"**Too few churns to rely on this figure:** it rests on only {churn_words} (weekly readings of "
-                  f"accounts in their last {horizon_days} days before leaving), and a reliable figure needs at "
-                  f"least {MIN_TEST_CHURNS_FOR_AUC}.")
+        reason = (f"**Too few churns to rely on this figure:** it rests on only {churn_words}, and a reliable "
+                  f"figure needs at least {MIN_TEST_CHURNS_FOR_AUC}.")
     else:
         reason = (f"**Not precise enough to rely on:** this figure rests on {churn_words}, and the true figure "
                   f"could lie anywhere from {low:.2f} to {high:.2f}.")
@@ -215,7 +214,7 @@ def leadership_summary(
     overall = comparison_table[comparison_table["segment"] == "all"].set_index("model")
     auc = overall["auc"].to_dict()
     fitted = auc.get("fitted")
-    caution = held_out_caution(comparison_table, horizon_days)
+    caution = held_out_caution(comparison_table)
     at_risk = scores[scores["band"] == "At risk"]
     near_renewal = at_risk[at_risk.get("days_to_renewal", pd.Series(np.inf, index=at_risk.index)) <= horizon_days]
     expansion = scores[scores["expansion_candidate"].fillna(False).astype(bool)]
