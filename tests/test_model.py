@@ -386,6 +386,19 @@ def test_transform_handles_ties_and_constant_columns():
     assert flat.shape == "flat" and np.all(flat.apply(np.array([0.0, 1.0, 9.0, np.nan])) == 1)
 
 
+def test_transform_that_scores_only_missingness_says_so():
+    """Present values that say nothing (one value), missing values that mark churn (an unanswered survey): the
+    transform's shape reads "missing only", not "flat", as its points come from missingness alone."""
+    rng = np.random.default_rng(3)
+    missing = rng.random(3000) < 0.4
+    values = np.where(missing, np.nan, 5.0)
+    churned = (rng.random(3000) < np.where(missing, 0.3, 0.05)).astype(float)
+    transform = fit_signal_transform(values, churned)
+    present = transform.apply(np.array([-2.0, 0.0, 2.0]))
+    assert np.all(present == present[0]) and transform.apply(np.array([np.nan]))[0] < present[0]
+    assert transform.shape == "missing only"
+
+
 # ---- baselines --------------------------------------------------------------------------------------------------
 def test_coefficient_table_and_baselines():
     X, y = synthetic_table("missing", n=1500)

@@ -21,6 +21,8 @@ How `HealthScore` turns a table of numeric signals into a 0..100 score
    total score around 55.)
    The transform is a step function (bin edges, one goodness per bin) or piecewise linear through knots.
    A signal on which no level (missing included) is riskier than another is "flat": goodness 1 for every row.
+   One whose present values all share a level while missing values sit at another is "missing only": what it
+   tells about churn is whether it was recorded.
 2. **Missing values** are a level of their own: rows where the signal is missing get a goodness learned from
    the (shrunk) churn rate of the training rows where it was missing, on the same scale, so that missingness is
    scored for what it says about churn. When no training row was missing, a missing value gets the goodness of
@@ -106,6 +108,7 @@ _EPS = 1e-9
 # the healthiest 10% (a healthy majority should keep most of its points; see the module docstring)
 RISKY_SHARE = 0.05
 HEALTHY_SHARE = 0.10
+MISSING_ONLY = "missing only"  # the shape of a transform that scores only whether a value is missing
 
 
 class ModelInputError(InputError, ValueError):
@@ -126,7 +129,8 @@ class SignalTransform:
     v > edges[-1]) and `goodness[k]` is its goodness. kind "linear": goodness is interpolated linearly between
     `edges[i]` -> `goodness[i]` (the knots) and held flat beyond the first and last knot.
     `missing_goodness` applies to missing values. `shape` says what was learned: "increasing" (higher is
-    healthier), "decreasing" (higher is riskier), "learned order" (not monotone) or "flat" (no signal).
+    healthier), "decreasing" (higher is riskier), "learned order" (not monotone), "missing only" (only whether the
+    value is missing tells) or "flat" (no signal).
     """
 
     shape: str
@@ -199,7 +203,7 @@ def _stretch_to_rows(
     """Rescale a transform so that goodness 0 is the level of the riskiest `risky_share` of the training rows and
     1 the level of the healthiest `healthy_share` (clipped beyond): the ends of the scale are levels a group of
     accounts actually holds, not the single most extreme bin."""
-    if transform.shape == "flat" or risky_share + healthy_share <= 0:
+    if transform.shape in ("flat", MISSING_ONLY) or risky_share + healthy_share <= 0:
         return transform
     rows = transform.apply(values)
     low, high = np.quantile(rows, [risky_share, 1.0 - healthy_share])
@@ -312,6 +316,11 @@ def fit_signal_transform(
     return _stretch_to_rows(transform, values, risky_share, healthy_share)
 
 
+def _flat_label(present_goodness: float, missing_goodness: float) -> str:
+    """The shape of a transform whose present values share one goodness: "flat" unless missing values differ."""
+    return "flat" if abs(present_goodness - missing_goodness) < 1e-12 else MISSING_ONLY
+
+
 def _shape_transform(
     chosen: str,
     linear_fits: dict[str, tuple[np.ndarray, np.ndarray]],
@@ -330,7 +339,8 @@ def _shape_transform(
         knots_x, knot_levels = linear_fits[chosen]
         goodness, missing_goodness = _goodness_scale(knot_levels, missing_rate, has_missing)
         if goodness[0] == goodness[-1]:
-            return SignalTransform("flat", np.empty(0), goodness[:1], missing_goodness)
+            return SignalTransform(_flat_label(goodness[0], missing_goodness), np.empty(0), goodness[:1],
+                                   missing_goodness)
         label = "increasing" if goodness[-1] > goodness[0] else "decreasing"
         return SignalTransform(label, knots_x, goodness, missing_goodness, kind="linear")
 
@@ -349,7 +359,7 @@ def _shape_transform(
     keep = np.flatnonzero(np.diff(goodness) != 0)
     edges, goodness = edges[keep], np.append(goodness[keep], goodness[-1])
     if len(goodness) == 1:
-        label = "flat"
+        label = _flat_label(goodness[0], missing_goodness)
     elif np.all(np.diff(goodness) >= 0):
         label = "increasing"
     elif np.all(np.diff(goodness) <= 0):
