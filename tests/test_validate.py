@@ -594,3 +594,17 @@ def test_core_events_found_past_the_first_rows(monkeypatch) -> None:
     validate.check_core_events(usage, manifest)  # found in the fourth row
     with pytest.raises(InputError, match="core_events never occur: 'dashboard_shared'"):
         validate.check_core_events(usage, build_manifest(core_events=["report_published", "dashboard_shared"]))
+
+
+# --- CSV files as spreadsheets save them ----------------------------------------------------------------------
+
+
+def test_csv_with_carriage_return_line_endings_is_read(tmp_path: Path) -> None:
+    """Excel's 'CSV (Macintosh)' ends lines with a bare carriage return."""
+    write_tiny_snapshot(tmp_path / "s", fmt="csv")
+    path = tmp_path / "s" / "companies.csv"
+    path.write_bytes(path.read_bytes().replace(b"\n", b"\r"))
+
+    companies = load_snapshot(tmp_path / "s")["companies"]
+
+    assert companies.equals(build_tables()["companies"])

@@ -226,7 +226,7 @@ def _csv_header(path: Path, table: str) -> list[str]:
         head = handle.read(_READ_CHUNK)
     if head[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
         raise InputError(f"table {table}: {path.name} is UTF-16 text; re-export it as UTF-8 CSV")
-    first_line = head.split(b"\n", 1)[0]
+    first_line = head.split(b"\n", 1)[0].split(b"\r", 1)[0]  # lines may end in \n, \r\n or a bare \r
     try:
         text = first_line.decode("utf-8-sig")
     except UnicodeDecodeError:
