@@ -608,3 +608,15 @@ def test_csv_with_carriage_return_line_endings_is_read(tmp_path: Path) -> None:
     companies = load_snapshot(tmp_path / "s")["companies"]
 
     assert companies.equals(build_tables()["companies"])
+
+
+@pytest.mark.parametrize("delimiter", [";", "\t"], ids=["semicolon", "tab"])
+def test_csv_separated_by_semicolons_or_tabs_is_read(delimiter: str, tmp_path: Path) -> None:
+    """Excel in European locales saves CSV with ';'; some exports are tab-separated under a .csv name."""
+    write_tiny_snapshot(tmp_path / "s", fmt="csv")
+    path = tmp_path / "s" / "companies.csv"
+    companies = build_tables()["companies"]
+    companies.write_csv(path, separator=delimiter, datetime_format="%Y-%m-%dT%H:%M:%SZ")
+    assert "," in path.read_text(encoding="utf-8")  # 'Birch, Bell & Co' keeps its comma
+
+    assert load_snapshot(tmp_path / "s")["companies"].equals(companies)

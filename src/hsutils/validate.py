@@ -3,7 +3,8 @@
 A snapshot table goes through four steps on every load:
 
 1. **read** (`read_table_file`): a parquet file as stored, or a CSV file as a HubSpot export gives it (header row,
-   UTF-8 with or without a byte-order mark, every field read as text). Unreadable files (zero bytes, no header,
+   UTF-8 with or without a byte-order mark, comma-separated or, when the header has no comma, ';'- or
+   tab-separated, every field read as text). Unreadable files (zero bytes, no header,
    another encoding, ragged rows, broken parquet) raise `InputError` naming the table and the file.
 2. **map** (`load_mapping`): an optional YAML file renames the portal's own columns and values to canonical ones.
 3. **coerce** (`coerce_table`): canonical dtypes. Timestamps may be ISO-8601 with `Z`, with an offset, naive
@@ -58,6 +59,9 @@ REFERENCES = {"company_id": ("companies", "company_id")}
 MAX_MESSAGE_CHARS = 300
 _BOM = codecs.BOM_UTF8
 _READ_CHUNK = 1 << 20
+# Separators other than a comma, used when the header has none: Excel in European locales saves CSV with ';',
+# some exports are tab-separated under a .csv name.
+_OTHER_DELIMITERS = (";", "\t")
 
 _TIMESTAMP_PATTERN = (
     r"^(?i)(?P<date>\d{4}-\d{2}-\d{2})"
@@ -221,7 +225,8 @@ def _read_parquet(path: Path, table: str) -> pl.DataFrame:
         raise InputError(f"table {table}: {path.name} is not a readable parquet file ({reason})") from None
 
 
-def _csv_header(path: Path, table: str) -> list[str]:
+def _csv_header(path: Path, table: str) -> tuple[list[str], str]:
+    """The header's column names and the file's delimiter (a comma, or ';' or a tab when the header has no comma)."""
     with path.open("rb") as handle:
         head = handle.read(_READ_CHUNK)
     if head[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
@@ -233,23 +238,24 @@ def _csv_header(path: Path, table: str) -> list[str]:
         raise _encoding_error(path, table) from None
     if not text.strip():
         raise InputError(f"table {table}: {path.name} has no header row (the first line is empty)")
-    header = [name.strip() for name in next(csv.reader([text]))]
+    delimiter = next((d for d in _OTHER_DELIMITERS if "," not in text and d in text), ",")
+    header = [name.strip() for name in next(csv.reader([text], delimiter=delimiter))]
     if any(not name for name in header):
         raise InputError(f"table {table}: {path.name} has an empty column name in its header")
     duplicated = sorted({name for name in header if header.count(name) > 1})
     if duplicated:
         raise InputError(f"table {table}: {path.name} names column {duplicated[0]!r} twice in its header")
-    return header
+    return header, delimiter
 
 
 def _read_csv(path: Path, table: str) -> pl.DataFrame:
     import pyarrow as pa_arrow
     import pyarrow.csv as pa_csv
 
-    header = _csv_header(path, table)
+    header, delimiter = _csv_header(path, table)
     read_options = pa_csv.ReadOptions(column_names=header, skip_rows=1)
     # A line break can only sit inside a quoted value; without quotes the faster parallel chunking is safe.
-    parse_options = pa_csv.ParseOptions(newlines_in_values=_has_quotes(path))
+    parse_options = pa_csv.ParseOptions(delimiter=delimiter, newlines_in_values=_has_quotes(path))
     convert_options = pa_csv.ConvertOptions(
         column_types={name: pa_arrow.string() for name in header},
         strings_can_be_null=True,
@@ -265,7 +271,7 @@ def _read_csv(path: Path, table: str) -> pl.DataFrame:
         if "utf8" in reason.lower() or "utf-8" in reason.lower():
             raise _encoding_error(path, table) from None
         if "Expected" in reason and "columns" in reason:
-            raise _ragged_error(path, table, header) from None
+            raise _ragged_error(path, table, header, delimiter) from None
         raise InputError(
             f"table {table}: {path.name} is not a readable CSV file ({reason.splitlines()[0][:100]})"
         ) from None
@@ -334,7 +340,7 @@ def _encoding_error(path: Path, table: str) -> InputError:
     return InputError(f"table {table}: {path.name} is not UTF-8 text; re-export it as UTF-8")
 
 
-def _ragged_error(path: Path, table: str, header: list[str]) -> InputError:
+def _ragged_error(path: Path, table: str, header: list[str], delimiter: str) -> InputError:
     """Re-read sequentially to name the rows whose field count differs from the header's."""
     import pyarrow as pa_arrow
     import pyarrow.csv as pa_csv
@@ -350,7 +356,9 @@ def _ragged_error(path: Path, table: str, header: list[str]) -> InputError:
         pa_csv.read_csv(
             path,
             read_options=pa_csv.ReadOptions(column_names=header, skip_rows=1, use_threads=False),
-            parse_options=pa_csv.ParseOptions(newlines_in_values=True, invalid_row_handler=record),
+            parse_options=pa_csv.ParseOptions(
+                delimiter=delimiter, newlines_in_values=True, invalid_row_handler=record
+            ),
             convert_options=pa_csv.ConvertOptions(column_types={name: pa_arrow.string() for name in header}),
         )
     what = f"ragged rows in {path.name}: the header has {len(header)} fields but"
