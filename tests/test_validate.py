@@ -202,6 +202,14 @@ CORRUPTIONS: dict[str, Corruption] = {
     "seats not whole": Corruption(
         with_csv_text("deals", replace_field(1, 8, "2.5")), ("table deals", "column seats", "'2.5'", "row=1")
     ),
+    "usage user id rounded by a spreadsheet": Corruption(
+        with_csv_text("usage_events", replace_field(2, 1, "1.23457E+10")),
+        ("table usage_events", "column user_id", "'1.23457E+10'", "row=2", "scientific notation", "as text"),
+    ),
+    "deal id rounded by a spreadsheet": Corruption(
+        with_csv_text("deals", replace_field(3, 0, "9.87654E+11")),
+        ("table deals", "column deal_id", "'9.87654E+11'", "row=3", "scientific notation"),
+    ),
     "boolean unreadable": Corruption(
         with_csv_text("tickets", replace_field(1, 7, "maybe")),
         ("table tickets", "column escalated", "'maybe'"),

@@ -4,13 +4,14 @@ A snapshot table goes through four steps on every load:
 
 1. **read** (`read_table_file`): a parquet file as stored, or a CSV file as a HubSpot export gives it (header row,
    UTF-8 with or without a byte-order mark, comma-separated or, when the header has no comma, ';'- or
-   tab-separated, every field read as text). Unreadable files (zero bytes, no header,
-   another encoding, ragged rows, broken parquet) raise `InputError` naming the table and the file.
+   tab-separated, every field read as text). Unreadable files (zero bytes, no header, another encoding, ragged
+   rows, broken parquet) raise `InputError` naming the table and the file.
 2. **map** (`load_mapping`): an optional YAML file renames the portal's own columns and values to canonical ones.
 3. **coerce** (`coerce_table`): canonical dtypes. Timestamps may be ISO-8601 with `Z`, with an offset, naive
-   (= UTC), a date alone, or `2025-03-01 10:00:00`; booleans true/false, yes/no, 1/0; ids stay text. A value that
-   cannot be read raises `InputError` showing the raw text and its row. Then a contact_id that names no contact
-   (one deleted since the activity) is emptied, with a warning (`clear_unknown_contacts`).
+   (= UTC), a date alone, or `2025-03-01 10:00:00`; booleans true/false, yes/no, 1/0; ids stay text (one a
+   spreadsheet rounded to scientific notation, 1.23457E+10, is refused). A value that cannot be read raises
+   `InputError` showing the raw text and its row. Then a contact_id that names no contact (one deleted since
+   the activity) is emptied, with a warning (`clear_unknown_contacts`).
 4. **validate** (`validate_snapshot`): pandera schemas built from `hsutils.schema.TABLES` (types, empty values,
    allowed values, ranges, unique keys, dates in order, nothing dated after the snapshot, known company ids) plus
    the manifest's `core_events`. The first problem is raised as one `InputError` line naming the table, the
@@ -67,6 +68,11 @@ _TIMESTAMP_PATTERN = (
     r"^(?i)(?P<date>\d{4}-\d{2}-\d{2})"
     r"(?:[T ](?P<hm>\d{1,2}:\d{2})(?P<sec>:\d{2})?(?P<frac>[.,]\d+)?)?"
     r"\s*(?P<offset>Z|UTC|GMT|[+-]\d{2}(?::?\d{2})?)?$"
+)
+# A number as a spreadsheet shows it in scientific notation (1.23457E+10): the digits of an id are lost.
+_SCIENTIFIC_ID_PATTERN = r"^\d(?:\.\d+)?[eE]\+\d+$"
+_SCIENTIFIC_ID_PROBLEM = (
+    "in scientific notation: a spreadsheet rounded these ids; format the column as text and export it again"
 )
 _FAST_TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%S%.fZ"  # what write_snapshot writes; tried first
 _NORMALISED_TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%S%.f%z"
@@ -423,11 +429,16 @@ def _convert(series: pl.Series, column: Column) -> tuple[pl.Series, pl.Series | 
     """Cast one column to its canonical dtype; return (values, mask of unreadable values or None, what is wrong)."""
     kind, dtype = column.kind, series.dtype
     if column.dictionary:  # text kept as dictionary codes: read as they are when the file stores them so
-        if dtype == pl.Categorical:
-            return _empty_as_null(series), None, ""
-        return _as_text(series).cast(pl.Categorical), None, ""
+        codes = _empty_as_null(series) if dtype == pl.Categorical else _as_text(series).cast(pl.Categorical)
+        if kind == "id":  # looked for among the distinct values: arg_unique hashes the codes, not the text
+            distinct = codes.gather(codes.arg_unique()).cast(pl.String)
+            if distinct.str.contains(_SCIENTIFIC_ID_PATTERN).any():
+                return codes, codes.cast(pl.String).str.contains(_SCIENTIFIC_ID_PATTERN), _SCIENTIFIC_ID_PROBLEM
+        return codes, None, ""
     if kind in ("id", "str", "enum"):
         text = _as_text(series)
+        if kind == "id":
+            return text, text.str.contains(_SCIENTIFIC_ID_PATTERN), _SCIENTIFIC_ID_PROBLEM
         if kind == "enum" and column.values:  # spelled per distinct value: an enum column holds few of them
             spelled = text.unique().drop_nulls()
             canonical = spelled.str.to_lowercase().str.replace_all(r"[\s\-]+", "_")
