@@ -96,6 +96,17 @@ def replace_field(line_no: int, column: int, value: str):
     return edit
 
 
+def replace_column(column: int, values: list[str]):
+    """Edit one field on every data line of a CSV file, in order (fields are split on plain commas)."""
+
+    def edit(lines: list[str]) -> list[str]:
+        for line_no, value in enumerate(values, start=1):
+            lines = replace_field(line_no, column, value)(lines)
+        return lines
+
+    return edit
+
+
 def set_value(table: str, row: int, column: str, value: object):
     def mutate(tables: dict[str, pl.DataFrame]) -> None:
         frame = tables[table]
@@ -198,6 +209,14 @@ CORRUPTIONS: dict[str, Corruption] = {
     ),
     "number unreadable": Corruption(
         with_csv_text("deals", replace_field(3, 7, "90k")), ("table deals", "column arr", "'90k'", "row=3")
+    ),
+    "number with a comma that may group thousands or mark decimals": Corruption(
+        with_csv_text("deals", replace_column(7, ["24000", '"26,000"', "90000", "3000"])),
+        ("table deals", "column arr", "'26,000'", "row=2", "thousands separator or a decimal comma"),
+    ),
+    "numbers with a decimal point and a decimal comma": Corruption(
+        with_csv_text("deals", replace_column(7, ['"24,000.5"', "26000", "90000", '"3000,5"'])),
+        ("table deals", "column arr", "row=4", "'3000,5'", "decimal comma", "decimal point", "'24,000.5'"),
     ),
     "seats not whole": Corruption(
         with_csv_text("deals", replace_field(1, 8, "2.5")), ("table deals", "column seats", "'2.5'", "row=1")
@@ -628,3 +647,22 @@ def test_csv_separated_by_semicolons_or_tabs_is_read(delimiter: str, tmp_path: P
     assert "," in path.read_text(encoding="utf-8")  # 'Birch, Bell & Co' keeps its comma
 
     assert load_snapshot(tmp_path / "s")["companies"].equals(companies)
+
+
+@pytest.mark.parametrize(
+    ("arr", "seats"),
+    [
+        (['"$24,000.00"', '"26,000.50"', '"$90,000"', "3000"], ["20", '"1,080"', "80", "3"]),
+        (['"24.000,00 €"', '"26000,50"', "90.000", "3000"], ["20", "1.080", "80", "3"]),
+        (["24\u00a0000", '"26 000,50"', "90\u202f000", "3000"], ["20", "1\u00a0080", "80", "3"]),
+    ],
+    ids=["point-decimal", "comma-decimal", "space-grouped"],
+)
+def test_numbers_as_spreadsheets_format_them_are_read(arr: list[str], seats: list[str], tmp_path: Path) -> None:
+    """Currency signs and thousands separators are dropped; a column with a decimal comma reads it as the point."""
+    with_csv_text("deals", lambda lines: replace_column(7, arr)(replace_column(8, seats)(lines)))(tmp_path / "t")
+
+    deals = load_snapshot(tmp_path / "t")["deals"]
+
+    assert deals["arr"].to_list() == [24000.0, 26000.5, 90000.0, 3000.0]
+    assert deals["seats"].to_list() == [20, 1080, 80, 3]

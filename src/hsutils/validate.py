@@ -8,7 +8,8 @@ A snapshot table goes through four steps on every load:
    rows, broken parquet) raise `InputError` naming the table and the file.
 2. **map** (`load_mapping`): an optional YAML file renames the portal's own columns and values to canonical ones.
 3. **coerce** (`coerce_table`): canonical dtypes. Timestamps may be ISO-8601 with `Z`, with an offset, naive
-   (= UTC), a date alone, or `2025-03-01 10:00:00`; booleans true/false, yes/no, 1/0; ids stay text (one a
+   (= UTC), a date alone, or `2025-03-01 10:00:00`; booleans true/false, yes/no, 1/0; numbers as spreadsheets
+   format them (`$1,200.50`, `1.200,50 €`, `1 200`; see `_formatted_numbers`); ids stay text (one a
    spreadsheet rounded to scientific notation, 1.23457E+10, is refused). A value that cannot be read raises
    `InputError` showing the raw text and its row. Then a contact_id that names no contact (one deleted since
    the activity) is emptied, with a warning (`clear_unknown_contacts`).
@@ -74,6 +75,12 @@ _SCIENTIFIC_ID_PATTERN = r"^\d(?:\.\d+)?[eE]\+\d+$"
 _SCIENTIFIC_ID_PROBLEM = (
     "in scientific notation: a spreadsheet rounded these ids; format the column as text and export it again"
 )
+# Numbers as spreadsheets format them: a currency sign, thousands grouped by ',' (or '.') or spaces, a decimal
+# point (or comma). '\s' also matches the no-break spaces Excel groups thousands with in French and other locales.
+_CURRENCY_SIGNS = r"[$€£¥]"
+_POINT_DECIMAL_NUMBER = r"^[+-]?(?:\d{1,3}(?:[,\s]\d{3})+|\d+)(?:\.\d+)?$"
+_COMMA_DECIMAL_NUMBER = r"^[+-]?(?:\d{1,3}(?:[.\s]\d{3})+|\d+)(?:,\d+)?$"
+_NUMBER_ADVICE = "save the column as plain numbers, e.g. 1200.5"
 _FAST_TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%S%.fZ"  # what write_snapshot writes; tried first
 _NORMALISED_TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%S%.f%z"
 
@@ -425,6 +432,50 @@ def _parse_timestamps(text: pl.Series) -> pl.Series:
     )
 
 
+def _formatted_numbers(text: pl.Series, whole: bool) -> tuple[pl.Series, pl.Series, str]:
+    """Read numbers as a spreadsheet formats them (`$1,200.50`, `1.200,50 €`, `1 200`); return (Float64 values,
+    mask of values that cannot be read, what is wrong with them).
+
+    A value has a decimal-point reading and a decimal-comma reading (either may not exist). The column's own style
+    decides between them: a value only one reading fits ('1,200.50', '1200,50') shows it; when no value shows it, a
+    value the two readings disagree on ('1,200': 1200 or 1.2) is refused, as is a column showing both styles. With
+    `whole`, only whole readings count ('1,200' of an integer column is 1200).
+    """
+    bare = text.str.replace_all(_CURRENCY_SIGNS, "").str.strip_chars()
+    point = (
+        pl.when(bare.str.contains(_POINT_DECIMAL_NUMBER))
+        .then(bare.str.replace_all(r"[,\s]", ""))
+        .otherwise(bare)  # also '1e3', '.5'
+        .cast(pl.Float64, strict=False)
+    )
+    comma = (
+        pl.when(bare.str.contains(_COMMA_DECIMAL_NUMBER))
+        .then(bare.str.replace_all(r"[.\s]", "").str.replace(",", "."))
+        .cast(pl.Float64, strict=False)
+    )
+    if whole:
+        point, comma = (pl.when(r == r.floor()).then(r) for r in (point, comma))
+    readings = pl.select(point=point, comma=comma, mark=bare.str.contains(r"[.,]"))
+    point_only = readings["point"].is_not_null() & readings["comma"].is_null() & readings["mark"]
+    comma_only = readings["comma"].is_not_null() & readings["point"].is_null()
+    if point_only.any() and comma_only.any():  # the rarer style is shown, with an example of the other
+        rare, common = ("comma", "point") if comma_only.sum() <= point_only.sum() else ("point", "comma")
+        usual = text.filter(point_only if common == "point" else comma_only)[0]
+        return (
+            readings["point"],
+            comma_only if rare == "comma" else point_only,
+            f"with a decimal {rare} while other rows have a decimal {common} ({usual!r}; {_NUMBER_ADVICE})",
+        )
+    first, second = ("comma", "point") if comma_only.any() else ("point", "comma")
+    values = readings.select(pl.coalesce(first, second)).to_series()
+    if not point_only.any() and not comma_only.any():
+        disagree = (readings["point"] != readings["comma"]).fill_null(False)
+        if disagree.any():
+            return values, disagree, f"with a thousands separator or a decimal comma? ({_NUMBER_ADVICE})"
+    what = "not a whole number" if whole else "not a number"
+    return values, text.is_not_null() & values.is_null(), what
+
+
 def _convert(series: pl.Series, column: Column) -> tuple[pl.Series, pl.Series | None, str]:
     """Cast one column to its canonical dtype; return (values, mask of unreadable values or None, what is wrong)."""
     kind, dtype = column.kind, series.dtype
@@ -478,14 +529,22 @@ def _convert(series: pl.Series, column: Column) -> tuple[pl.Series, pl.Series | 
         whole = (numbers.is_finite() & (numbers == numbers.floor())).fill_null(False)
         from_float = pl.when(whole).then(numbers).otherwise(None).cast(pl.Int64, strict=False)
         values = pl.select(from_float if exact is None else pl.coalesce(exact, from_float)).to_series()
-        return values.alias(series.name), present & values.is_null(), "not a whole number"
+        bad = present & values.is_null()
+        if exact is not None and bad.any():  # text: perhaps numbers as a spreadsheet formats them
+            numbers, bad, what = _formatted_numbers(text, whole=True)
+            values = pl.select(pl.coalesce(exact, numbers.cast(pl.Int64, strict=False))).to_series()
+            return values.alias(series.name), bad, what
+        return values.alias(series.name), bad, "not a whole number"
     if kind == "float":
         if dtype.is_numeric():
             return series.cast(pl.Float64).fill_nan(None), None, ""
         text = _as_text(series)
         values = text.cast(pl.Float64, strict=False)
         bad = text.is_not_null() & values.is_null()
-        return values.fill_nan(None), bad, "not a number"
+        what = "not a number"
+        if bad.any():  # perhaps numbers as a spreadsheet formats them
+            values, bad, what = _formatted_numbers(text, whole=False)
+        return values.alias(series.name).fill_nan(None), bad, what
     if kind == "bool":
         if dtype == pl.Boolean:
             return series, None, ""
