@@ -666,3 +666,25 @@ def test_numbers_as_spreadsheets_format_them_are_read(arr: list[str], seats: lis
 
     assert deals["arr"].to_list() == [24000.0, 26000.5, 90000.0, 3000.0]
     assert deals["seats"].to_list() == [20, 1080, 80, 3]
+
+
+def test_spreadsheet_words_for_no_value_are_empty_in_typed_columns(tmp_path: Path) -> None:
+    """'N/A', '#N/A' (Excel's lookup miss), 'null', 'None' in a number, date or yes/no column mean no value."""
+    write_tiny_snapshot(tmp_path / "s", fmt="csv")
+    tickets = (
+        "ticket_id,company_id,contact_id,created_at,closed_at,priority,sentiment,escalated,csat\n"
+        "t1,101,N/A,2025-05-02T10:00:00Z,#N/A,high,negative,true,N/A\n"
+        "t2,102,,2025-06-10T10:00:00Z,null,low,neutral,false,None\n"
+        "t3,103,504,2025-07-20T10:00:00Z,2025-07-20T12:00:00Z,medium,positive,false,5\n"
+    )
+    (tmp_path / "s" / "tickets.csv").write_text(tickets, encoding="utf-8")
+    engagements = (tmp_path / "s" / "engagements.csv").read_text(encoding="utf-8").replace(",,,", ",#N/A,NULL,")
+    (tmp_path / "s" / "engagements.csv").write_text(engagements, encoding="utf-8")
+
+    with pytest.warns(UserWarning, match="contact_id=N/A"):  # an id column keeps its text
+        snapshot = load_snapshot(tmp_path / "s")
+
+    assert snapshot["tickets"]["closed_at"].to_list() == [None, None, ts("2025-07-20T12:00:00")]
+    assert snapshot["tickets"]["csat"].to_list() == [None, None, 5]
+    assert snapshot["engagements"]["opened"].null_count() == 3
+    assert snapshot["engagements"]["replied"].null_count() == 3

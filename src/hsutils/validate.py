@@ -9,7 +9,8 @@ A snapshot table goes through four steps on every load:
 2. **map** (`load_mapping`): an optional YAML file renames the portal's own columns and values to canonical ones.
 3. **coerce** (`coerce_table`): canonical dtypes. Timestamps may be ISO-8601 with `Z`, with an offset, naive
    (= UTC), a date alone, or `2025-03-01 10:00:00`; booleans true/false, yes/no, 1/0; numbers as spreadsheets
-   format them (`$1,200.50`, `1.200,50 €`, `1 200`; see `_formatted_numbers`); ids stay text (one a
+   format them (`$1,200.50`, `1.200,50 €`, `1 200`; see `_formatted_numbers`); N/A, #N/A, null, None are empty
+   in number, date and yes/no columns; ids stay text (one a
    spreadsheet rounded to scientific notation, 1.23457E+10, is refused). A value that cannot be read raises
    `InputError` showing the raw text and its row. Then a contact_id that names no contact (one deleted since
    the activity) is emptied, with a warning (`clear_unknown_contacts`).
@@ -47,6 +48,9 @@ if TYPE_CHECKING:
 
 TRUE_WORDS = ("true", "t", "yes", "y", "1", "1.0")
 FALSE_WORDS = ("false", "f", "no", "n", "0", "0.0")
+# What spreadsheets and exports write for no value (#N/A: Excel's lookup miss); read as empty in number, date and
+# yes/no columns, where they cannot be a value. Not '-': Excel's accounting format shows zero as '-'.
+NO_VALUE_WORDS = ("n/a", "#n/a", "na", "null", "none", "nan")
 
 # Tables that must hold at least one row; the others may legitimately be empty (a portal without surveys).
 NON_EMPTY_TABLES = ("companies", "deals", "usage_events")
@@ -643,6 +647,11 @@ def coerce_table(
         if column.name in value_map:
             raw = _apply_value_map(raw, value_map[column.name])
         values, bad, what = _convert(raw, column)
+        if bad is not None and bool(bad.any()) and column.kind in ("int", "float", "bool", "datetime"):
+            no_value = raw.cast(pl.String).str.to_lowercase().is_in(NO_VALUE_WORDS)
+            if no_value.any():
+                raw = pl.select(pl.when(no_value).then(None).otherwise(raw)).to_series().alias(column.name)
+                values, bad, what = _convert(raw, column)
         if bad is not None and bool(bad.any()):
             count = int(bad.sum())
             examples = _with_rows(frame.with_columns(raw), bad, [column.name])
