@@ -277,6 +277,12 @@ CORRUPTIONS: dict[str, Corruption] = {
     "negative arr": Corruption(
         with_tables(set_value("deals", 0, "arr", -5.0)), ("table deals", "column arr", "negative", "arr=-5.0")
     ),
+    "infinite arr": Corruption(
+        with_tables(set_value("deals", 1, "arr", float("inf"))), ("table deals", "column arr", "infinite", "row=2")
+    ),
+    "infinite arr in csv": Corruption(
+        with_csv_text("deals", replace_field(2, 7, "inf")), ("table deals", "column arr", "infinite", "'inf'")
+    ),
     "negative usage count": Corruption(
         with_tables(set_value("usage_events", 2, "count", -1)),
         ("table usage_events", "column count", "negative"),

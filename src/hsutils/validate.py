@@ -480,12 +480,17 @@ def _formatted_numbers(text: pl.Series, whole: bool) -> tuple[pl.Series, pl.Seri
     return values, text.is_not_null() & values.is_null(), what
 
 
-def _convert(series: pl.Series, column: Column) -> tuple[pl.Series, pl.Series | None, str]:
-    """Cast one column to its canonical dtype; return (values, mask of unreadable values or None, what is wrong)."""
+def _convert(
+    series: pl.Series, column: Column, spreadsheet_ids: bool = True
+) -> tuple[pl.Series, pl.Series | None, str]:
+    """Cast one column to its canonical dtype; return (values, mask of unreadable values or None, what is wrong).
+
+    With `spreadsheet_ids` (text exports: CSV), ids a spreadsheet rounded to scientific notation are unreadable;
+    typed files (parquet) are trusted as written and spared the search."""
     kind, dtype = column.kind, series.dtype
     if column.dictionary:  # text kept as dictionary codes: read as they are when the file stores them so
         codes = _empty_as_null(series) if dtype == pl.Categorical else _as_text(series).cast(pl.Categorical)
-        if kind == "id":  # looked for among the distinct values: arg_unique hashes the codes, not the text
+        if kind == "id" and spreadsheet_ids:  # among the distinct values: arg_unique hashes the codes, not the text
             distinct = codes.gather(codes.arg_unique()).cast(pl.String)
             if distinct.str.contains(_SCIENTIFIC_ID_PATTERN).any():
                 return codes, codes.cast(pl.String).str.contains(_SCIENTIFIC_ID_PATTERN), _SCIENTIFIC_ID_PROBLEM
@@ -493,7 +498,7 @@ def _convert(series: pl.Series, column: Column) -> tuple[pl.Series, pl.Series | 
     if kind in ("id", "str", "enum"):
         text = _as_text(series)
         if kind == "id":
-            return text, text.str.contains(_SCIENTIFIC_ID_PATTERN), _SCIENTIFIC_ID_PROBLEM
+            return text, text.str.contains(_SCIENTIFIC_ID_PATTERN) if spreadsheet_ids else None, _SCIENTIFIC_ID_PROBLEM
         if kind == "enum" and column.values:  # spelled per distinct value: an enum column holds few of them
             spelled = text.unique().drop_nulls()
             canonical = spelled.str.to_lowercase().str.replace_all(r"[\s\-]+", "_")
@@ -541,13 +546,18 @@ def _convert(series: pl.Series, column: Column) -> tuple[pl.Series, pl.Series | 
         return values.alias(series.name), bad, "not a whole number"
     if kind == "float":
         if dtype.is_numeric():
-            return series.cast(pl.Float64).fill_nan(None), None, ""
+            values = series.cast(pl.Float64).fill_nan(None)
+            infinite = values.is_infinite().fill_null(False)
+            return values, infinite if infinite.any() else None, "infinite value(s)"
         text = _as_text(series)
         values = text.cast(pl.Float64, strict=False)
         bad = text.is_not_null() & values.is_null()
         what = "not a number"
         if bad.any():  # perhaps numbers as a spreadsheet formats them
             values, bad, what = _formatted_numbers(text, whole=False)
+        infinite = values.is_infinite().fill_null(False)
+        if infinite.any() and not bad.any():  # 'inf' reads as a number, but no ARR or score is infinite
+            bad, what = infinite, "infinite value(s)"
         return values.alias(series.name).fill_nan(None), bad, what
     if kind == "bool":
         if dtype == pl.Boolean:
@@ -616,8 +626,8 @@ def coerce_table(
     """Cast a raw table to canonical dtypes, rename and map portal columns and values, add absent optional columns.
 
     Canonical columns come first in schema order; extra columns are kept after them as read. `strip_text` trims
-    spaces around text values of canonical columns (CSV exports pad them; typed parquet files are trusted as
-    written). Raises InputError naming the table, the column and example rows when a required column is missing
+    spaces around text values of canonical columns and refuses ids a spreadsheet rounded to scientific notation
+    (CSV exports; typed parquet files are trusted as written). Raises InputError naming the table, the column and example rows when a required column is missing
     or a value is unreadable.
     """
     spec = TABLES[table]
@@ -646,12 +656,12 @@ def coerce_table(
             raw = raw.str.strip_chars()
         if column.name in value_map:
             raw = _apply_value_map(raw, value_map[column.name])
-        values, bad, what = _convert(raw, column)
+        values, bad, what = _convert(raw, column, spreadsheet_ids=strip_text)
         if bad is not None and bool(bad.any()) and column.kind in ("int", "float", "bool", "datetime"):
             no_value = raw.cast(pl.String).str.to_lowercase().is_in(NO_VALUE_WORDS)
             if no_value.any():
                 raw = pl.select(pl.when(no_value).then(None).otherwise(raw)).to_series().alias(column.name)
-                values, bad, what = _convert(raw, column)
+                values, bad, what = _convert(raw, column, spreadsheet_ids=strip_text)
         if bad is not None and bool(bad.any()):
             count = int(bad.sum())
             examples = _with_rows(frame.with_columns(raw), bad, [column.name])
