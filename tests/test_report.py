@@ -236,6 +236,24 @@ def test_failed_cell_stops_the_run_and_keeps_the_notebook(small_demo, tmp_path, 
     assert (out / "2026Q4" / "metrics.json").read_text() == "{}"  # the previous good report is untouched
 
 
+@pytest.mark.parametrize("error", ["hsutils.errors.InputError", "hsutils.model.ModelInputError"])
+def test_bad_input_found_by_a_notebook_is_a_one_line_refusal(small_demo, tmp_path, capsys, monkeypatch, error):
+    module, name = error.rsplit(".", 1)
+    notebooks = tmp_path / "notebooks"
+    notebooks.mkdir()
+    book = new_notebook(cells=[new_code_cell(f"from {module} import {name}\nraise {name}('no churn anywhere')")])
+    book.metadata["kernelspec"] = {"name": "hsutils", "display_name": "Python (hsutils)", "language": "python"}
+    nbformat.write(book, notebooks / "01-refuses.ipynb")
+    monkeypatch.setattr("hsutils.report.default_notebooks_dir", lambda: notebooks)
+    out = tmp_path / "reports"
+    code = main(["report", str(small_demo), "--period", "2026Q4", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert err.count("hsutils report:") == 1  # below the progress bar, one line
+    assert err.strip().splitlines()[-1] == "hsutils report: error: 2026Q4 not reported: no churn anywhere"
+    assert sorted(p.name for p in out.iterdir()) == []  # no report, no failed folder, no staging left
+
+
 def test_parameters_refuse_secrets_and_unknown_keys(tmp_path):
     secret = tmp_path / "params.yml"
     secret.write_text("hubspot_token: abc\n")

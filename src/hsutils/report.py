@@ -4,7 +4,8 @@
 parameters from defaults, an optional YAML file and the run itself (snapshot, period, report folder, the
 previous period's folder). Everything is written to a staging folder that replaces `reports/<period>/` only when
 every notebook succeeded; a failed cell stops the run, keeps the failed notebook in `reports/<period>.failed/`
-and names it. The previous good report is never touched by a failed run.
+and names it, except that bad input a notebook finds (an InputError, e.g. a portal without churn) is refused
+in one line. The previous good report is never touched by a failed run.
 """
 
 from __future__ import annotations
@@ -74,6 +75,19 @@ def parse_period(period: str) -> tuple[int, int]:
     if not match:
         raise InputError(f"period {period!r} is not of the form YYYYQn, e.g. 2026Q4")
     return int(match.group(1)), int(match.group(2))
+
+
+def input_error_names() -> set[str]:
+    """Class names of InputError and its subclasses: a notebook that raised one of them met bad input."""
+    import hsutils.baselines  # noqa: F401  (defines subclasses of InputError)
+    import hsutils.model  # noqa: F401
+
+    names, pending = set(), [InputError]
+    while pending:
+        cls = pending.pop()
+        names.add(cls.__name__)
+        pending.extend(cls.__subclasses__())
+    return names
 
 
 def find_previous_report(out: Path, period: str) -> Path | None:
@@ -207,6 +221,9 @@ def run_report(
                 cwd=str(staging),
             )
         except PapermillExecutionError as exc:
+            if exc.ename in input_error_names():  # bad input found by a notebook: a one-line refusal, exit 2
+                shutil.rmtree(staging, ignore_errors=True)
+                raise InputError(f"{period} not reported: {exc.evalue}") from None
             shutil.rmtree(failed, ignore_errors=True)
             staging.rename(failed)
             saved = failed / "notebooks" / notebook.name
