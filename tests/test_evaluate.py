@@ -196,6 +196,13 @@ def test_time_split_explicit_cutoff_and_errors(panel):
         time_split(panel, cutoff="not a date")
 
 
+def test_time_split_says_when_nothing_churned_at_all(panel):
+    renewed = panel.with_columns(pl.col("outcome_churned") * 0)
+    with pytest.raises(InputError, match="no churn anywhere: none of the .* labelled rows") as refusal:
+        time_split(renewed)
+    assert "cutoff" not in str(refusal.value)  # no cutoff would help
+
+
 # ---- comparison ------------------------------------------------------------------------------------------------
 def test_compare_models_table_matches_direct_metrics(panel):
     models = {"logit": make_pipeline(SimpleImputer(), LogisticRegression(max_iter=500))}

@@ -212,6 +212,12 @@ def time_split(
     train_churns = int(train.get_column(OUTCOME).sum() or 0)
     span = panel.select(pl.col("as_of").min().alias("first"), pl.col("as_of").max().alias("last")).row(0)
     where = f"cutoff {iso(cut)}, horizon {horizon_days} days, panel as-of {iso(span[0])} to {iso(span[1])}"
+    labelled_rows = panel.filter(labelled)
+    if not labelled_rows.get_column(OUTCOME).sum():
+        raise InputError(
+            f"no churn anywhere: none of the {labelled_rows.height} labelled rows (panel as-of {iso(span[0])} to "
+            f"{iso(span[1])}) churned; a health score needs churned renewals to learn from and to be judged on"
+        )
     if train_churns == 0:
         raise InputError(
             f"time split: no churn among {train.height} training rows ({where}); choose a later cutoff or a "
