@@ -94,7 +94,7 @@ def comparison_table(churns: int, auc_interval: tuple[float | None, float | None
     return pd.DataFrame(rows)
 
 
-def leadership_page(table: pd.DataFrame) -> str:
+def leadership_page(table: pd.DataFrame, verdict_churned: int | None = None) -> str:
     scores = pd.DataFrame({"band": ["At risk", "Healthy"], "arr": [10_000.0, 50_000.0],
                            "expansion_candidate": [False, True], "days_to_renewal": [30.0, 200.0],
                            "health_score": [40.0, 90.0]})
@@ -102,6 +102,7 @@ def leadership_page(table: pd.DataFrame) -> str:
     return narrative.leadership_summary(
         "2026Q4", table, "PASS: the score predicts churn.", "Draw the line at 55.", scores, drift,
         narrative.points_change({"core_depth": 30.0}, {"core_depth": 25.0}, "field_preset"), None, 90, "2026-02-01",
+        verdict_churned=verdict_churned,
     )
 
 
@@ -125,6 +126,25 @@ def test_leadership_summary_says_when_the_auc_rests_on_too_few_churns(churns, in
     else:
         assert caution in headline and "rely on" in headline
         assert headline.index("(AUC 0.94)") < headline.index(caution) < headline.index("hand-set weights")
+
+
+@pytest.mark.parametrize(
+    ("churned", "caution"),
+    [
+        (1, "it rests on only 1 account that churned in the test period, and a reliable verdict needs at least 30"),
+        (29, "it rests on only 29 accounts that churned in the test period"),
+        (30, None),
+        (None, None),  # a verdict without the count: nothing to say
+    ],
+)
+def test_leadership_summary_says_when_the_verdict_rests_on_too_few_churns(churned, caution):
+    page = leadership_page(comparison_table(400, (0.91, 0.96)), verdict_churned=churned)
+    verdict_line = next(line for line in page.splitlines() if "The validation step" in line)
+    assert verdict_line.startswith("- **The validation step.** PASS: the score predicts churn.")
+    if caution is None:
+        assert "rely on" not in verdict_line and "rests on" not in verdict_line
+    else:
+        assert caution in verdict_line and "Too few churns to rely on this verdict" in verdict_line
 
 
 def test_analyst_tables_show_a_dash_where_a_measure_is_not_defined():
@@ -163,6 +183,8 @@ def test_rare_churn_report_says_so_and_shows_no_nan(rare_churn_report):
     headline = leadership[leadership.index("How well the score predicts churn."):leadership.index("The validation step")]
     assert f"(AUC {fitted['auc']:.2f}). Too few churns to rely on this figure: it rests on only " \
            f"{fitted['churned_companies']} account" in headline
+    verdict = leadership[leadership.index("The validation step"):leadership.index("At risk today")]
+    assert "Too few churns to rely on this verdict: it rests on only" in verdict
     analyst = (rare_churn_report.folder / "02-fit-and-compare.html").read_text(encoding="utf-8")
     assert table.loc[table["segment"] == "high_touch", "auc"].isna().all()  # nobody churned there: no AUC
     cells = table_cells(analyst)

@@ -186,15 +186,34 @@ def held_out_caution(comparison_table: pd.DataFrame, model: str = "fitted") -> s
     low, high = (None if pd.isna(row.get(bound)) else float(row[bound]) for bound in ("auc_low", "auc_high"))
     if not auc_unstable(churns, [low, high]):
         return ""
-    churn_words = f"{churns} account{' that' if churns == 1 else 's that'} churned in the test period"
     if churns < MIN_TEST_CHURNS_FOR_AUC:  # the bootstrap range of so few churns is no guide either: not quoted
-        reason = (f"**Too few churns to rely on this figure:** it rests on only {churn_words}, and a reliable "
-                  f"figure needs at least {MIN_TEST_CHURNS_FOR_AUC}.")
-    else:
-        reason = (f"**Not precise enough to rely on:** this figure rests on {churn_words}, and the true figure "
-                  f"could lie anywhere from {low:.2f} to {high:.2f}.")
-    return (f"{reason} Read it, and the figures beside it, as a rough indication until more renewals have been "
-            "decided.")
+        return too_few_churns_caution(churns, "figure") + " Read it, and the figures beside it, " + ROUGH_INDICATION
+    return (f"**Not precise enough to rely on:** this figure rests on {churned_accounts(churns)}, and the true "
+            f"figure could lie anywhere from {low:.2f} to {high:.2f}. Read it, and the figures beside it, "
+            + ROUGH_INDICATION)
+
+
+ROUGH_INDICATION = "as a rough indication until more renewals have been decided."
+
+
+def churned_accounts(churns: int) -> str:
+    """'1 account that churned in the test period' / 'N accounts that churned in the test period'."""
+    return f"{churns} account{' that' if churns == 1 else 's that'} churned in the test period"
+
+
+def too_few_churns_caution(churns: int, what: str) -> str:
+    """'Too few churns to rely on this <what>: ...' for a measure resting on fewer than MIN_TEST_CHURNS_FOR_AUC
+    churned accounts."""
+    return (f"**Too few churns to rely on this {what}:** it rests on only {churned_accounts(churns)}, and a "
+            f"reliable {what} needs at least {MIN_TEST_CHURNS_FOR_AUC}.")
+
+
+def verdict_caution(churned: int | None) -> str:
+    """A plain-words caution when the validation verdict rests on fewer than MIN_TEST_CHURNS_FOR_AUC churned
+    accounts (the same rule of thumb as the held-out AUC's); '' when it does not, or the count is unknown."""
+    if churned is None or churned >= MIN_TEST_CHURNS_FOR_AUC:
+        return ""
+    return too_few_churns_caution(churned, "verdict") + " Read it " + ROUGH_INDICATION
 
 
 def leadership_summary(
@@ -208,9 +227,11 @@ def leadership_summary(
     previous: PreviousReport | None,
     horizon_days: int,
     cutoff: str,
+    verdict_churned: int | None = None,
 ) -> str:
     """The first page of the leadership report, in Markdown: what changed, how well the score predicts, how many
-    accounts and how much ARR are at risk, and the expansion candidates."""
+    accounts and how much ARR are at risk, and the expansion candidates. `verdict_churned`: the churned accounts
+    the validation verdict rests on (its details' "churned"), for its caution."""
     overall = comparison_table[comparison_table["segment"] == "all"].set_index("model")
     auc = overall["auc"].to_dict()
     fitted = auc.get("fitted")
@@ -230,7 +251,8 @@ def leadership_summary(
         f"{auc.get('seed', float('nan')):.2f}, the common 40/30/30 template {auc.get('40-30-30', float('nan')):.2f}, "
         f"and an unconstrained machine-learning model {auc.get('boosting', float('nan')):.2f}."
     )
-    lines.append(f"- **The validation step.** {verdict_text}")
+    verdict_warning = verdict_caution(verdict_churned)
+    lines.append(f"- **The validation step.** {verdict_text}" + (f" {verdict_warning}" if verdict_warning else ""))
     lines.append(
         f"- **At risk today.** {len(at_risk)} of {len(scores)} customers ({percent(len(at_risk) / max(len(scores), 1))}) "
         f"are At risk, holding {money(at_risk['arr'].sum())} of {money(total_arr)} ARR; {len(near_renewal)} of them "
