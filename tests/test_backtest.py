@@ -262,6 +262,19 @@ def test_choose_at_risk_threshold_for_recall_and_capacity(playbook_data):
         choose_at_risk_threshold(history, panel)
 
 
+def test_choose_at_risk_threshold_says_when_no_churn_could_be_judged(playbook_data):
+    history, panel = playbook_data
+    # A churns on week 19 + 10 days: from week 10 on, the 90 days before it are not all in the period
+    for_recall = choose_at_risk_threshold(history, panel, target_recall=0.8, period_start=week(10))
+    assert for_recall.threshold is None and for_recall.table["events"].eq(0).all()
+    assert for_recall.text == ("No threshold can be chosen for the recall target: no churn in the test period came "
+                               "late enough to judge the alerts on (each needs the 90 days before it inside the "
+                               "test period).")
+    for_capacity = choose_at_risk_threshold(history, panel, capacity_per_owner_per_week=0.1, period_start=week(10))
+    assert for_capacity.recall is None and "% of churns flagged" not in for_capacity.text
+    assert "no churn in the test period came late enough" in for_capacity.text
+
+
 def test_boundaries_and_breaks_in_history():
     """A drop of exactly 10 is an email, not an owner alert; a break of weeks in the history opens a new alert."""
     panel = make_panel({

@@ -147,6 +147,29 @@ def test_leadership_summary_says_when_the_verdict_rests_on_too_few_churns(churne
         assert caution in verdict_line and "Too few churns to rely on this verdict" in verdict_line
 
 
+def playbook_rows(events: int, arr_at_risk: float, arr_saved: float) -> pd.DataFrame:
+    """Two churn rules and the expansion rule, as backtest.json holds them."""
+    churn = {"target": "churn", "events": events, "arr_at_risk": arr_at_risk, "arr_saved_what_if": arr_saved}
+    return pd.DataFrame([churn, {**churn, "arr_at_risk": arr_at_risk / 2, "arr_saved_what_if": arr_saved / 2},
+                         {"target": "expansion", "events": 7, "arr_at_risk": None, "arr_saved_what_if": None}])
+
+
+@pytest.mark.parametrize(
+    ("events", "arr_at_risk", "arr_saved", "says"),
+    [
+        (12, 200_000.0, 90_000.0, "would have protected about $90k of the $200k ARR they caught."),
+        (0, 0.0, 0.0, "There is no what-if figure this quarter: no churn in the test period came late enough to "
+                      "judge the alerts on (each needs the 90 days before it inside the test period)."),
+        (3, 0.0, 0.0, "The alerts caught none of the 3 churns of the test period in time, so they would have "
+                      "protected no ARR."),
+    ],
+)
+def test_playbook_what_if_never_reads_zero_of_zero(events, arr_at_risk, arr_saved, says):
+    sentence = narrative.playbook_what_if(playbook_rows(events, arr_at_risk, arr_saved), 0.71, 0.34, 90)
+    assert sentence.startswith("Caught early, the field saves about 71% of accounts; reacting late, about 34%. ")
+    assert sentence.endswith(says) and "$0" not in sentence
+
+
 def test_analyst_tables_show_a_dash_where_a_measure_is_not_defined():
     table = pd.DataFrame({"segment": ["all", "high_touch"], "churns": [4, 0], "auc": [0.91543, None],
                           "brier": [0.0042, 0.0011]})

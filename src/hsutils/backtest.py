@@ -579,6 +579,12 @@ def playbook_backtest(
 # --------------------------------------------------------------------------------------------------------------
 # choosing the At-risk threshold
 # --------------------------------------------------------------------------------------------------------------
+def no_churn_to_judge(horizon_days: int) -> str:
+    """Why a recall is not known: no churn of the test period had the `horizon_days` before it inside the period."""
+    return (f"no churn in the test period came late enough to judge the alerts on (each needs the {horizon_days} "
+            "days before it inside the test period)")
+
+
 @dataclass
 class ThresholdChoice:
     """The chosen At-risk threshold, what it achieves, and the table of every candidate."""
@@ -665,6 +671,10 @@ def choose_at_risk_threshold(
     else:
         pick = reaches.iloc[0] if len(reaches) else None
         met = pick is not None
+    nothing_to_catch = not table["events"].fillna(0).any()  # no churn the alerts could be judged on
+    if pick is None and nothing_to_catch:
+        text = f"No threshold can be chosen for the recall target: {no_churn_to_judge(horizon_days)}."
+        return ThresholdChoice(None, None, None, None, False, text, table)
     if pick is None:
         best = table.iloc[-1] if capacity_per_owner_per_week is None else table.iloc[0]
         text = (f"No threshold among {table['threshold'].min():g}-{table['threshold'].max():g} "
@@ -675,10 +685,11 @@ def choose_at_risk_threshold(
         return ThresholdChoice(None, None, None, None, False, text, table)
     rec = None if pd.isna(pick["recall"]) else float(pick["recall"])
     prec = None if pd.isna(pick["precision"]) else float(pick["precision"])
+    caught = (no_churn_to_judge(horizon_days) if nothing_to_catch else
+              f"{100 * (rec or 0):.0f}% of churns flagged within {horizon_days} days before they happened")
     text = (f"At risk below {pick['threshold']:g}: {pick['flagged_per_owner_per_week']:.2f} at-risk accounts per "
-            f"owner per week ({pick['alerts_per_owner_per_week']:.2f} new), {100 * (rec or 0):.0f}% of churns "
-            f"flagged within {horizon_days} days before they happened, {100 * (prec or 0):.0f}% of flags followed "
-            "by churn")
+            f"owner per week ({pick['alerts_per_owner_per_week']:.2f} new), {caught}, {100 * (prec or 0):.0f}% of "
+            "flags followed by churn")
     if target_recall is not None and not met:
         text += f" (the {100 * target_recall:.0f}% recall target does not fit the capacity)"
     return ThresholdChoice(float(pick["threshold"]), rec, prec, float(pick["flagged_per_owner_per_week"]),

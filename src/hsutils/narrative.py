@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from hsutils.backtest import no_churn_to_judge
 from hsutils.evaluate import MIN_TEST_CHURNS_FOR_AUC, auc_unstable, churn_evidence
 from hsutils.explore import population_stability_index
 from hsutils.files import read_yaml_mapping
@@ -281,6 +282,24 @@ def leadership_summary(
     )
     lines.append("")
     return "\n".join(lines)
+
+
+def playbook_what_if(playbook: pd.DataFrame, save_rate_early: float, save_rate_late: float,
+                     horizon_days: int) -> str:
+    """The alerts' what-if in plain words: the ARR the churn rules would have protected with the field's save
+    rates, or why there is no such figure (no churn to judge them on, or none caught in time)."""
+    rates = (f"Caught early, the field saves about {save_rate_early:.0%} of accounts; reacting late, about "
+             f"{save_rate_late:.0%}.")
+    churn_rules = playbook[playbook["target"] == "churn"] if "target" in playbook else playbook
+    churns = int(churn_rules["events"].fillna(0).max()) if len(churn_rules) else 0
+    if churns == 0:
+        return f"{rates} There is no what-if figure this quarter: {no_churn_to_judge(horizon_days)}."
+    caught_arr = churn_rules["arr_at_risk"].max()
+    if not caught_arr > 0:
+        return (f"{rates} The alerts caught none of the {churns} churn{'' if churns == 1 else 's'} of the test "
+                "period in time, so they would have protected no ARR.")
+    return (f"{rates} With those rates, the alerts on the test period would have protected about "
+            f"{money(churn_rules['arr_saved_what_if'].max())} of the {money(caught_arr)} ARR they caught.")
 
 
 def summary_figures(scores: pd.DataFrame, drift: Drift, comparison: dict[str, Any]) -> dict[str, Any]:
