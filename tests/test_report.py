@@ -262,6 +262,22 @@ def test_next_quarter_compares_with_the_previous_report(report_run, small_demo):
     html = nxt.leadership_html.read_text(encoding="utf-8")
     assert "What changed since 2026Q4" in html and "first report" not in html
     assert "AUC (ranking of churners, 0.5 = chance)" in html  # the metrics-change table
+    cells = table_cells(html)
+    auc_row = cells[cells.index("AUC (ranking of churners, 0.5 = chance)"):][:4]
+    auc = nxt.metrics["summary"]["held_out_auc"]["fitted"]
+    assert auc_row[1:] == [f"{auc:.3f}", f"{auc:.3f}", "0.000"]  # as many decimals as the change is rounded to
+
+
+def test_metrics_change_table_shows_the_decimals_its_change_is_computed_from():
+    def comparison(auc: float, brier: float) -> dict:
+        return {"table": [{"model": "fitted", "segment": "all", "auc": auc, "brier": brier}]}
+
+    previous = narrative.PreviousReport(Path("2026Q3"), "2026Q3", {}, {"comparison": comparison(0.8614, 0.0123)},
+                                        None)
+    table = narrative.metrics_change(comparison(0.7343, 0.0461), previous)
+    cells = table_cells(narrative.for_readers(table, digits=narrative.METRICS_CHANGE_DIGITS).to_html())
+    assert cells[:4] == ["AUC (ranking of churners, 0.5 = chance)", "0.734", "0.861", "-0.127"]
+    assert cells[12:16] == ["Brier score (lower is better)", "0.046", "0.012", "0.034"]
 
 
 def test_failed_cell_stops_the_run_and_keeps_the_notebook(small_demo, tmp_path, capsys):

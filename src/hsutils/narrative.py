@@ -113,14 +113,15 @@ def score_drift(scores: pd.DataFrame, previous: PreviousReport | None, history: 
     return Drift(population_stability_index(before, current), label, current, before)
 
 
-def for_readers(table: pd.DataFrame, empty_note: str = "Nothing to list this quarter.") -> Any:
-    """A table as leadership should see it: no index column; a sentence instead of an empty table."""
+def for_readers(table: pd.DataFrame, empty_note: str = "Nothing to list this quarter.", digits: int = 1) -> Any:
+    """A table as leadership should see it: no index column, `digits` decimals; a sentence instead of an empty
+    table."""
     from IPython.display import Markdown
 
     if table.empty:
         return Markdown(f"*{empty_note}*")
     readable = table.rename(columns=lambda c: c.replace("_", " ").capitalize() if "_" in c else c)
-    return readable.style.hide(axis="index").format(precision=1, na_rep="")
+    return readable.style.hide(axis="index").format(precision=digits, na_rep="")
 
 
 NOT_DEFINED = "—"
@@ -330,8 +331,12 @@ METRIC_WORDS = {
 }
 
 
+METRICS_CHANGE_DIGITS = 3  # decimals of metrics_change, and of its table on the page (AUC 0.734, not 0.7)
+
+
 def metrics_change(comparison: dict[str, Any], previous: PreviousReport | None, model: str = "fitted") -> pd.DataFrame:
-    """The fitted score's held-out metrics this quarter against the previous report's (empty for a first report)."""
+    """The fitted score's held-out metrics this quarter against the previous report's (empty for a first report),
+    rounded to METRICS_CHANGE_DIGITS decimals."""
     def overall(table: list[dict[str, Any]]) -> dict[str, Any]:
         rows = [r for r in table if r.get("model") == model and r.get("segment") == "all"]
         return rows[0] if rows else {}
@@ -345,8 +350,9 @@ def metrics_change(comparison: dict[str, Any], previous: PreviousReport | None, 
         current, earlier = now.get(key), before.get(key)
         rows.append({
             "Measure": words,
-            "This quarter": None if current is None else round(float(current), 3),
-            previous.period: None if earlier is None else round(float(earlier), 3),
-            "Change": None if current is None or earlier is None else round(float(current) - float(earlier), 3),
+            "This quarter": None if current is None else round(float(current), METRICS_CHANGE_DIGITS),
+            previous.period: None if earlier is None else round(float(earlier), METRICS_CHANGE_DIGITS),
+            "Change": (None if current is None or earlier is None
+                       else round(float(current) - float(earlier), METRICS_CHANGE_DIGITS)),
         })
     return pd.DataFrame(rows)
