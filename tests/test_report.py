@@ -330,6 +330,34 @@ def test_parameters_refuse_secrets_and_unknown_keys(tmp_path):
 
 
 @pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("horizon_days: 0", "horizon_days is 0; it must be a whole number of days, at least 1"),
+        ("horizon_days: 90.5", "horizon_days is 90.5"),
+        ("n_boot: -1", "n_boot is -1"),
+        ("target_recall: 0", "target_recall is 0; it must be a share above 0 and at most 1"),
+        ("target_recall: 80", "target_recall is 80"),
+        ("capacity_per_owner_per_week: 0", "capacity_per_owner_per_week is 0"),
+        ("save_rate_early: 1.5", "save_rate_early is 1.5; it must be a share within 0..1"),
+        ("save_rate_late: .nan", "save_rate_late is nan"),
+        ("segment_column: nope", "segment_column is 'nope'; it must be one of the panel's segment columns"),
+        ("signals: core_depth", "signals is 'core_depth'; it must be a list of signal names"),
+    ],
+)
+def test_report_refuses_unusable_parameters_before_any_notebook(text, fragment, small_demo, tmp_path, capsys):
+    params = tmp_path / "params.yml"
+    params.write_text(text + "\n")
+    out = tmp_path / "reports"
+    code = main(["report", str(small_demo), "--period", "2026Q4", "--out", str(out), "--params", str(params)])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"hsutils report: error: parameters file {params}: ")
+    assert fragment in lines[0]
+    assert not out.exists() or sorted(p.name for p in out.iterdir()) == []
+
+
+@pytest.mark.parametrize(
     ("args", "message"),
     [
         (["--period", "Q4-2026"], "YYYYQn"),

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import os
 import re
 import shutil
@@ -118,7 +119,43 @@ def load_parameters(path: str | Path | None) -> dict[str, Any]:
         if key not in DEFAULT_PARAMETERS:
             raise InputError(f"parameters file {path}: unknown parameter {key!r} (known: {', '.join(DEFAULT_PARAMETERS)})")
     parameters.update(raw)
+    check_parameters(parameters, f"parameters file {path}")
     return parameters
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def check_parameters(parameters: dict[str, Any], where: str = "parameters") -> None:
+    """Refuse, before any notebook runs, parameter values no notebook can use (one line naming the parameter)."""
+    from hsutils.panel import CONTEXT_COLUMNS
+
+    def refuse(key: str, expected: str) -> None:
+        raise InputError(f"{where}: {key} is {parameters[key]!r}; it must be {expected}")
+
+    for key in ("horizon_days", "n_boot", "seed"):
+        value = parameters[key]
+        if not isinstance(value, int) or isinstance(value, bool) or value < (1 if key == "horizon_days" else 0):
+            refuse(key, "a whole number of days, at least 1" if key == "horizon_days" else "a whole number >= 0")
+    if parameters["target_recall"] is not None and not (
+        _is_number(parameters["target_recall"]) and 0 < parameters["target_recall"] <= 1
+    ):
+        refuse("target_recall", "a share above 0 and at most 1 (e.g. 0.8), or null")
+    capacity = parameters["capacity_per_owner_per_week"]
+    if capacity is not None and not (_is_number(capacity) and capacity > 0):
+        refuse("capacity_per_owner_per_week", "a number of accounts above 0, or null")
+    for key in ("save_rate_early", "save_rate_late"):
+        if not (_is_number(parameters[key]) and 0 <= parameters[key] <= 1):
+            refuse(key, "a share within 0..1 (e.g. 0.71)")
+    segments = [c for c in CONTEXT_COLUMNS if c in ("arr_segment", "tier", "size_bucket")]
+    if parameters["segment_column"] not in segments:
+        refuse("segment_column", f"one of the panel's segment columns ({', '.join(segments)})")
+    signals = parameters["signals"]
+    if signals is not None and not (
+        isinstance(signals, list) and signals and all(isinstance(name, str) and name for name in signals)
+    ):
+        refuse("signals", "a list of signal names, or null for all")
 
 
 def refuse_secret_values(parameters: dict[str, Any]) -> None:
@@ -180,6 +217,7 @@ def run_report(
     from hsutils.snapshot import load_snapshot
 
     parse_period(period)
+    parameters = load_parameters(parameters_file)
     snapshot_dir = Path(snapshot_dir).resolve()
     load_snapshot(snapshot_dir)  # fail early, with one line, on a bad snapshot
     notebooks_dir = Path(notebooks_dir) if notebooks_dir else default_notebooks_dir()
@@ -195,7 +233,6 @@ def run_report(
     (staging / "notebooks").mkdir(parents=True)
     previous = find_previous_report(out, period)
 
-    parameters = load_parameters(parameters_file)
     parameters.update(
         snapshot_dir=str(snapshot_dir),
         report_dir=str(staging),
