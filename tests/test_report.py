@@ -403,3 +403,8 @@ def test_hsutils_kernel_runs_this_environment():
 
     spec = KernelSpecManager().get_kernel_spec("hsutils")
     assert Path(spec.argv[0]).parent == Path(sys.executable).parent  # make lab / papermill use the project venv
+
+
+def test_leadership_summary_counts_one_account_in_the_singular():
+    page = leadership_page(comparison_table(400, (0.91, 0.96)))  # one expansion candidate
+    assert "1 healthy account (score 85 or more, 80% or more of seats in use) holds $50k ARR: route it to" in page

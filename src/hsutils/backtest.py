@@ -322,7 +322,8 @@ def validation_verdict(backtest: RenewalBacktest, min_share: float = 0.5, min_ga
     passed = drop_ok and gaps_ok
     compare = (f"; {backtest.horizons[-1]} days before the term ended, " + " and ".join(gap_words) +
                " against churned accounts") if gap_words else ""
-    head = (f"{100 * dropped:.0f}% of {churned_scored.height} churned accounts scored below {threshold:.0f} "
+    accounts = "1 churned account" if churned_scored.height == 1 else f"{churned_scored.height} churned accounts"
+    head = (f"{100 * dropped:.0f}% of {accounts} scored below {threshold:.0f} "
             f"before their term ended ({by_checkpoint}){compare}.")
     renewed_below = [r["share_below"] for r in summary.filter(pl.col("outcome") == "renewed").to_dicts()]
     if renewed_below and min(renewed_below) >= 0.5:

@@ -261,8 +261,11 @@ def leadership_summary(
         f"({money(near_renewal['arr'].sum())}) renew within {horizon_days} days."
     )
     lines.append(
-        f"- **Expansion candidates.** {len(expansion)} healthy accounts (score 85 or more, 80% or more of seats in use) "
-        f"hold {money(expansion['arr'].sum())} ARR: route them to account executives for an upgrade conversation."
+        f"- **Expansion candidates.** {len(expansion)} healthy "
+        + ("account" if len(expansion) == 1 else "accounts")
+        + f" (score 85 or more, 80% or more of seats in use) {'holds' if len(expansion) == 1 else 'hold'} "
+        f"{money(expansion['arr'].sum())} ARR: route {'it' if len(expansion) == 1 else 'them'} to account executives "
+        "for an upgrade conversation."
     )
     moved = points_moves.head(3)
     if previous is not None:
