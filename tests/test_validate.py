@@ -395,6 +395,34 @@ def test_demo_portal_passes(fixture: str, request, capsys) -> None:
     assert "ok: " in out
 
 
+def test_csv_rows_repeated_exactly_are_read_once(tmp_path: Path, capsys) -> None:
+    folder = write_tiny_snapshot(tmp_path / "s", fmt="csv")
+    for table, line in (("companies", 2), ("tickets", 1)):
+        path = folder / f"{table}.csv"
+        lines = path.read_text(encoding="utf-8").splitlines()
+        path.write_text("\n".join([*lines, lines[line]]) + "\n", encoding="utf-8")
+
+    code, out, err = run_cli(capsys, "validate", str(folder))
+
+    assert code == 0, err
+    assert "table companies: 1 row(s) repeat another row exactly" in err and "company_id=" in err
+    assert "table tickets: 1 row(s) repeat another row exactly" in err
+    with pytest.warns(UserWarning, match="repeat another row exactly"):
+        loaded = load_snapshot(folder)
+    tiny = build_tables()
+    assert (loaded["companies"].height, loaded["tickets"].height) == (tiny["companies"].height, tiny["tickets"].height)
+
+
+def test_csv_rows_sharing_a_key_but_differing_are_still_refused(tmp_path: Path) -> None:
+    folder = write_tiny_snapshot(tmp_path / "s", fmt="csv")
+    path = folder / "companies.csv"
+    lines = path.read_text(encoding="utf-8").splitlines()
+    path.write_text("\n".join([*lines, lines[1].replace(",pro", ",enterprise").replace(",starter", ",pro")]) + "\n",
+                    encoding="utf-8")
+    with pytest.raises(InputError, match="company_id: 1 duplicated key"):
+        load_snapshot(folder)
+
+
 @pytest.mark.parametrize("fmt", ["parquet", "csv"])
 def test_activity_of_a_deleted_contact_keeps_its_company_and_loses_the_link(fmt: str, tmp_path: Path, capsys) -> None:
     tables = build_tables()

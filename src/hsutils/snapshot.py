@@ -160,6 +160,8 @@ def load_snapshot(folder: str | Path, mapping: str | Path | None = None, validat
         tables[table] = validation.coerce_table(
             raw, table, value_map, column_map, source=path.name, strip_text=path.suffix == ".csv"
         )
+        if path.suffix == ".csv":  # exports repeat records now and then; typed files are trusted as written
+            tables[table] = validation.drop_repeated_rows(tables[table], table)
         if table == "usage_events":  # one chunk per column: the panel reads them as numpy arrays without a copy
             tables[table] = tables[table].rechunk()
     validation.clear_unknown_contacts(tables)

@@ -944,6 +944,23 @@ def check_core_events(usage_events: pl.DataFrame, manifest: Manifest) -> None:
         )
 
 
+def drop_repeated_rows(frame: pl.DataFrame, table: str) -> pl.DataFrame:
+    """`frame` with rows that repeat another row exactly, every column alike, kept once (an export that lists a
+    record twice), with a warning counting them; rows sharing a key but differing elsewhere are left for the key
+    check to refuse. Only tables with a key: two equal usage events may both have happened."""
+    key = TABLES[table].primary_key
+    if not key or key not in frame.columns or not frame[key].is_duplicated().any():
+        return frame
+    once = frame.unique(maintain_order=True)
+    if once.height < frame.height:
+        warnings.warn(
+            f"table {table}: {frame.height - once.height:,} row(s) repeat another row exactly (a record the export "
+            f"lists twice, e.g. {key}={frame.filter(frame.is_duplicated())[key][0]}); each is read once",
+            UserWarning, stacklevel=3,
+        )
+    return once
+
+
 def clear_unknown_contacts(tables: dict[str, pl.DataFrame]) -> None:
     """Empty, in place, the optional contact_id of tickets, engagements and surveys that names no row of contacts
     (a contact deleted in the portal since, or left out of the export): the activity keeps its company, loses the
@@ -1004,6 +1021,7 @@ __all__ = [
     "PortalMapping",
     "check_core_events",
     "clear_unknown_contacts",
+    "drop_repeated_rows",
     "missing_events",
     "most_frequent_events",
     "cli_validate",
