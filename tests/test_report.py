@@ -408,3 +408,14 @@ def test_hsutils_kernel_runs_this_environment():
 def test_leadership_summary_counts_one_account_in_the_singular():
     page = leadership_page(comparison_table(400, (0.91, 0.96)))  # one expansion candidate
     assert "1 healthy account (score 85 or more, 80% or more of seats in use) holds $50k ARR: route it to" in page
+
+
+def test_comparison_chart_shows_a_score_that_ranks_worse_than_chance():
+    from hsutils import figures
+
+    table = comparison_table(400, (0.91, 0.96))
+    table.loc[table["model"] == "40-30-30", ["auc", "auc_low", "auc_high"]] = [0.264, 0.21, 0.31]
+    fig = figures.model_comparison_bars(table)
+    low, high = fig.axes[0].get_xlim()
+    assert low <= 0.21 and high == 1.0  # the 0.264 bar and its interval are inside the plot
+    assert figures.model_comparison_bars(comparison_table(400, (0.91, 0.96))).axes[0].get_xlim()[0] == 0.5

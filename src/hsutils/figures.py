@@ -6,6 +6,7 @@ inline backend shows it once at the end of the cell.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -103,8 +104,10 @@ def model_comparison_bars(table: pd.DataFrame, metric: str = "auc", segment: str
             xerr=[data[metric] - data[f"{metric}_low"], data[f"{metric}_high"] - data[metric]], capsize=4)
     for y, (value, high) in enumerate(zip(data[metric], data[f"{metric}_high"].fillna(data[metric]), strict=True)):
         ax.text(high + 0.008, y, f"{value:.3f}", va="center", fontsize=10)
-    if metric == "auc":
-        ax.set_xlim(0.5, 1.0)
+    if metric == "auc":  # from 0.5 (chance) unless a score ranks worse than chance: its bar shows then too
+        lowest = data[[metric, f"{metric}_low"]].min().min() if len(data) else 0.5
+        ax.set_xlim(min(0.5, math.floor(10 * lowest) / 10), 1.0)
+        ax.axvline(0.5, color="black", lw=1)
         ax.set_xlabel("AUC on held-out time (0.5 = chance, 1 = perfect)")
     else:
         ax.set_xlabel(f"{metric} on held-out time")
