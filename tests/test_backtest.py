@@ -262,6 +262,16 @@ def test_choose_at_risk_threshold_for_recall_and_capacity(playbook_data):
         choose_at_risk_threshold(history, panel)
 
 
+def test_choose_at_risk_threshold_says_when_no_account_has_an_owner(playbook_data):
+    history, panel = playbook_data
+    owned = choose_at_risk_threshold(history, panel, target_recall=1.0)
+    assert "at-risk accounts per owner per week" in owned.text
+    ownerless = panel.with_columns(pl.lit(None, dtype=pl.String).alias("cs_owner_id"))
+    unowned = choose_at_risk_threshold(history, ownerless, target_recall=1.0)
+    assert "at-risk accounts per week for the whole team (no account has a cs_owner_id)" in unowned.text
+    assert "per owner" not in unowned.text
+
+
 def test_choose_at_risk_threshold_says_when_no_churn_could_be_judged(playbook_data):
     history, panel = playbook_data
     # A churns on week 19 + 10 days: from week 10 on, the 90 days before it are not all in the period

@@ -688,8 +688,10 @@ def choose_at_risk_threshold(
     prec = None if pd.isna(pick["precision"]) else float(pick["precision"])
     caught = (no_churn_to_judge(horizon_days) if nothing_to_catch else
               f"{100 * (rec or 0):.0f}% of churns flagged within {horizon_days} days before they happened")
-    text = (f"At risk below {pick['threshold']:g}: {pick['flagged_per_owner_per_week']:.2f} at-risk accounts per "
-            f"owner per week ({pick['alerts_per_owner_per_week']:.2f} new), {caught}, {100 * (prec or 0):.0f}% of "
+    has_owners = owner in panel.columns and panel.get_column(owner).drop_nulls().len() > 0
+    per_owner = "per owner per week" if has_owners else f"per week for the whole team (no account has a {owner})"
+    text = (f"At risk below {pick['threshold']:g}: {pick['flagged_per_owner_per_week']:.2f} at-risk accounts "
+            f"{per_owner} ({pick['alerts_per_owner_per_week']:.2f} new), {caught}, {100 * (prec or 0):.0f}% of "
             "flags followed by churn")
     if target_recall is not None and not met:
         text += f" (the {100 * target_recall:.0f}% recall target does not fit the capacity)"
