@@ -342,6 +342,8 @@ def test_parameters_refuse_secrets_and_unknown_keys(tmp_path):
         ("save_rate_late: .nan", "save_rate_late is nan"),
         ("segment_column: nope", "segment_column is 'nope'; it must be one of the panel's segment columns"),
         ("signals: core_depth", "signals is 'core_depth'; it must be a list of signal names"),
+        ("mapping: [a.yml]", "mapping is ['a.yml']; it must be the path of a mapping file"),
+        ("cutoff: March", "cutoff is 'March'; it must be a date (YYYY-MM-DD)"),
     ],
 )
 def test_report_refuses_unusable_parameters_before_any_notebook(text, fragment, small_demo, tmp_path, capsys):
@@ -419,3 +421,50 @@ def test_comparison_chart_shows_a_score_that_ranks_worse_than_chance():
     low, high = fig.axes[0].get_xlim()
     assert low <= 0.21 and high == 1.0  # the 0.264 bar and its interval are inside the plot
     assert figures.model_comparison_bars(comparison_table(400, (0.91, 0.96))).axes[0].get_xlim()[0] == 0.5
+
+
+def write_parameterised_notebook(folder: Path, parameters: str, code: str) -> Path:
+    """A one-cell numbered notebook with a `parameters` cell, in `folder` (made here), on the hsutils kernel."""
+    folder.mkdir()
+    parameters_cell = new_code_cell(parameters)
+    parameters_cell.metadata["tags"] = ["parameters"]
+    book = new_notebook(cells=[parameters_cell, new_code_cell(code)])
+    book.metadata["kernelspec"] = {"name": "hsutils", "display_name": "Python (hsutils)", "language": "python"}
+    nbformat.write(book, folder / "01-check.ipynb")
+    return folder
+
+
+def test_report_loads_the_snapshot_with_the_mapping_parameter(small_demo_csv, tmp_path, monkeypatch, capsys):
+    """A portal that is valid only through its mapping is reported with `mapping:` in params.yml, a path relative
+    to the folder the command runs from (the notebooks run elsewhere)."""
+    portal = tmp_path / "portal"
+    shutil.copytree(small_demo_csv, portal)
+    companies = pl.read_csv(portal / "companies.csv", infer_schema=False)
+    companies.rename({"company_id": "Record ID"}).write_csv(portal / "companies.csv")
+    (tmp_path / "mapping.yml").write_text('columns:\n  companies: {"Record ID": company_id}\n')
+    (tmp_path / "params.yml").write_text("mapping: mapping.yml\n")
+    notebooks = write_parameterised_notebook(
+        tmp_path / "notebooks", "snapshot_dir = None\nmapping = None",
+        "from hsutils.snapshot import load_snapshot\nload_snapshot(snapshot_dir, mapping=mapping)",
+    )
+    monkeypatch.setattr("hsutils.report.default_notebooks_dir", lambda: notebooks)
+    monkeypatch.chdir(tmp_path)
+    code = main(["report", "portal", "--period", "2026Q4", "--out", "reports", "--params", "params.yml"])
+    err = capsys.readouterr().err
+    assert code == 0 and "error" not in err, err
+    assert (tmp_path / "reports" / "2026Q4" / "notebooks" / "01-check.ipynb").is_file()
+
+
+def test_report_takes_a_cutoff_written_as_a_yaml_date(small_demo, tmp_path, monkeypatch, capsys):
+    """`cutoff: 2026-03-01` (YAML reads a date) reaches the notebooks as that date; it was a traceback."""
+    (tmp_path / "params.yml").write_text("cutoff: 2026-03-01\n")
+    notebooks = write_parameterised_notebook(
+        tmp_path / "notebooks", "cutoff = None", "assert cutoff == '2026-03-01', cutoff"
+    )
+    monkeypatch.setattr("hsutils.report.default_notebooks_dir", lambda: notebooks)
+    out = tmp_path / "reports"
+    code = main(["report", str(small_demo), "--period", "2026Q4", "--out", str(out), "--params",
+                 str(tmp_path / "params.yml")])
+    err = capsys.readouterr().err
+    assert code == 0 and "Traceback" not in err, err
+    assert sorted(p.name for p in out.iterdir()) == ["2026Q4"]

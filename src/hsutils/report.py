@@ -17,6 +17,7 @@ import os
 import re
 import shutil
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -119,6 +120,8 @@ def load_parameters(path: str | Path | None) -> dict[str, Any]:
         if key not in DEFAULT_PARAMETERS:
             raise InputError(f"parameters file {path}: unknown parameter {key!r} (known: {', '.join(DEFAULT_PARAMETERS)})")
     parameters.update(raw)
+    if isinstance(parameters["cutoff"], date):  # YAML reads an unquoted 2026-03-01 as a date: notebooks take text
+        parameters["cutoff"] = parameters["cutoff"].isoformat()
     check_parameters(parameters, f"parameters file {path}")
     return parameters
 
@@ -130,10 +133,16 @@ def _is_number(value: Any) -> bool:
 def check_parameters(parameters: dict[str, Any], where: str = "parameters") -> None:
     """Refuse, before any notebook runs, parameter values no notebook can use (one line naming the parameter)."""
     from hsutils.panel import CONTEXT_COLUMNS
+    from hsutils.snapshot import parse_utc
 
     def refuse(key: str, expected: str) -> None:
         raise InputError(f"{where}: {key} is {parameters[key]!r}; it must be {expected}")
 
+    if parameters["cutoff"] is not None:
+        try:
+            parse_utc(str(parameters["cutoff"]))
+        except ValueError:
+            refuse("cutoff", "a date (YYYY-MM-DD), or null")
     for key in ("horizon_days", "n_boot", "seed"):
         value = parameters[key]
         if not isinstance(value, int) or isinstance(value, bool) or value < (1 if key == "horizon_days" else 0):
@@ -156,6 +165,8 @@ def check_parameters(parameters: dict[str, Any], where: str = "parameters") -> N
         isinstance(signals, list) and signals and all(isinstance(name, str) and name for name in signals)
     ):
         refuse("signals", "a list of signal names, or null for all")
+    if parameters["mapping"] is not None and not (isinstance(parameters["mapping"], str) and parameters["mapping"]):
+        refuse("mapping", "the path of a mapping file, or null")
 
 
 def refuse_secret_values(parameters: dict[str, Any]) -> None:
@@ -219,7 +230,9 @@ def run_report(
     parse_period(period)
     parameters = load_parameters(parameters_file)
     snapshot_dir = Path(snapshot_dir).resolve()
-    load_snapshot(snapshot_dir)  # fail early, with one line, on a bad snapshot
+    if parameters["mapping"] is not None:  # relative to where the command runs, not to the notebooks' folder
+        parameters["mapping"] = str(Path(parameters["mapping"]).resolve())
+    load_snapshot(snapshot_dir, mapping=parameters["mapping"])  # fail early, with one line, on a bad snapshot
     notebooks_dir = Path(notebooks_dir) if notebooks_dir else default_notebooks_dir()
     notebooks = sorted(notebooks_dir.glob(NOTEBOOK_PATTERN))
     if not notebooks:
