@@ -20,7 +20,7 @@ SIGNALS = ["core_depth", "eb_engagement", "seat_utilisation", "support_negative_
 CONTRACT_HEAD = ["company_id", "as_of", "health_score", "band", "churn_probability"]
 CONTRACT_TAIL = [
     "score_change_30d", "expansion_candidate", "arr", "cs_owner_id", "model_version",
-    "arr_segment", "ae_owner_id", "days_to_renewal", "seat_utilisation",
+    "arr_segment", "ae_owner_id", "days_to_renewal", "seat_utilisation", "tier", "size_bucket",
 ]
 
 
@@ -134,3 +134,19 @@ def test_score_cli_bad_input_exits_2_and_writes_nothing(small_demo, tmp_path, ca
     if case == "misspelt signal in the model file":
         assert "signal 'eb_engagment' is not among the model's columns" in err
     assert list(out_dir.iterdir()) == []
+
+
+@pytest.mark.parametrize("segment_column", ["arr_segment", "tier", "size_bucket"])
+def test_scores_carry_every_segment_column_the_report_accepts(snapshot, model_file, segment_column):
+    """The leadership page breaks the scores down by the report's `segment_column` (`tier` was a KeyError)."""
+    from hsutils import figures, narrative
+    from hsutils.model import load_model
+
+    scores = score_snapshot(snapshot, load_model(model_file))
+    panel = build_panel(snapshot, as_of_dates=[scores["as_of"][0]], signals=["seat_utilisation"])
+    expected = panel.select("company_id", pl.col(segment_column).cast(pl.String).alias("expected"))
+    joined = scores.join(expected, on="company_id")
+    assert joined.height == scores.height and (joined[segment_column] == joined["expected"]).all()
+    table = narrative.segment_breakdown(scores.to_pandas(), segment_column)
+    assert len(table) == panel[segment_column].n_unique()
+    figures.arr_by_band(scores.to_pandas(), segment_column)

@@ -5,7 +5,8 @@
 company_id, as_of, health_score, band, churn_probability, points_<signal> per point-source signal (points
 earned = points x goodness, before the renewal-urgency modifier), score_change_30d, expansion_candidate
 (health_score >= 85 and seat_utilisation >= 0.8), arr, cs_owner_id, model_version, and context for
-the account lists: arr_segment, ae_owner_id, days_to_renewal, seat_utilisation.
+the account lists: arr_segment, ae_owner_id, days_to_renewal, seat_utilisation; and the other segment columns,
+tier and size_bucket.
 
 `hsutils score DIR --model MODEL --out FILE` does the same from the command line. A preset named instead of a
 model file (`--model seed`) has fixed points but still learns its per-signal transforms and its probability
@@ -43,7 +44,7 @@ FIT_HORIZON_DAYS = 90
 SCORE_COLUMNS_HEAD = ("company_id", "as_of", "health_score", "band", "churn_probability")
 SCORE_COLUMNS_TAIL = (
     "score_change_30d", "expansion_candidate", "arr", "cs_owner_id", "model_version",
-    "arr_segment", "ae_owner_id", "days_to_renewal", "seat_utilisation",
+    "arr_segment", "ae_owner_id", "days_to_renewal", "seat_utilisation", "tier", "size_bucket",
 )
 
 
@@ -124,7 +125,9 @@ def score_snapshot(
     if current_rows.height == 0:
         raise InputError(f"no company is a customer at {iso(when)}: nothing to score")
     current = history.filter(pl.col("as_of") == when_literal(when, history.schema["as_of"]))
-    current = current_rows.select("company_id", "as_of").join(current, on=["company_id", "as_of"], how="left")
+    current = current_rows.select("company_id", "as_of", "tier", "size_bucket").join(
+        current, on=["company_id", "as_of"], how="left"
+    )
     X = current_rows.select(columns).to_pandas()
     points = component_points(model, X)
     version = model_version or getattr(model, "version_", None) or "unknown"
@@ -144,6 +147,8 @@ def score_snapshot(
         pl.col("ae_owner_id").cast(pl.String),
         pl.col("days_to_renewal").cast(pl.Float64),
         pl.col("seat_utilisation").cast(pl.Float64),
+        pl.col("tier").cast(pl.String),
+        pl.col("size_bucket").cast(pl.String),
     )
     if points is not None:
         out = out.with_columns(
