@@ -20,6 +20,7 @@ from hsutils.evaluate import (
     default_models,
     json_safe,
     score_metrics,
+    segment_warning,
     time_split,
     univariate_auc,
     write_json_atomic,
@@ -318,3 +319,16 @@ def test_cli_evaluate_bad_input_exits_2(small_demo, tmp_path, capsys, model, out
     assert main(["evaluate", str(small_demo), "--model", model, "--out", str(tmp_path / out)]) == 2
     assert "error" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(
+    ("test_churns", "interval", "says"),
+    [
+        (12, (0.80, 0.90), "only 12 churned accounts in the test period: AUC not stable"),
+        (51, (0.343, 0.573), "AUC 95% interval 0.34 to 0.57 is wider than 0.2: AUC not stable"),
+        (51, (0.80, 0.90), ""),
+    ],
+)
+def test_unstable_auc_warning_names_its_reason(test_churns, interval, says):
+    """51 churned accounts are enough: a wide interval is then the reason, not 'only 51 churned accounts'."""
+    assert segment_warning(1000, test_churns, 10, list(interval)) == says

@@ -632,8 +632,11 @@ def segment_warning(train_churns: int, test_churns: int, n_signals: int, auc_int
         )
     if test_churns == 0:
         notes.append("no churn in the test period: AUC undefined")
-    elif auc_unstable(test_churns, auc_interval):
+    elif test_churns < MIN_TEST_CHURNS_FOR_AUC:
         notes.append(f"only {test_churns} churned accounts in the test period: AUC not stable")
+    elif auc_unstable(test_churns, auc_interval):
+        low, high = list(auc_interval)[:2]
+        notes.append(f"AUC 95% interval {low:.2f} to {high:.2f} is wider than {MAX_STABLE_AUC_WIDTH}: AUC not stable")
     return "; ".join(notes)
 
 
