@@ -17,6 +17,7 @@ from typing import Any
 
 from hsutils.errors import InputError
 
+PACKAGE_DIR = Path(__file__).resolve().parent  # warnings raised in here are shown as one plain line
 HANDLERS: dict[str, str] = {
     "demo-data": "hsutils.demo:cli_demo_data",
     "validate": "hsutils.validate:cli_validate",
@@ -140,7 +141,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def show(message: Warning | str, category: type[Warning], filename: str, lineno: int, file: Any = None,
              line: str | None = None) -> None:  # the product's own warnings as one plain line
-        if Path(filename).parent.name == "hsutils":
+        if Path(filename).resolve().is_relative_to(PACKAGE_DIR):  # hsutils and its subpackages (hubspot)
             print(f"hsutils {args.command}: warning: {message}", file=sys.stderr)
         else:
             default_show(message, category, filename, lineno, file, line)
