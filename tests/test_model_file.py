@@ -245,6 +245,29 @@ def test_cli_fit_writes_model_and_summary(small_demo, tmp_path, capsys):
     assert main(["fit", str(small_demo), "--out", str(tmp_path / "model.txt")]) == 2
 
 
+def test_cli_fit_marks_a_held_out_auc_that_cannot_be_relied_on(small_demo, tmp_path, capsys):
+    """The fit's comparison flags a row whose AUC is not stable (here the 40-30-30 preset's 95% interval is
+    wider than 0.2) by the comparison's own rule, and prints that row's warning as a `caution:` line, as
+    `hsutils evaluate` does; a stable row is not flagged."""
+    from hsutils.cli import main
+    from hsutils.evaluate import auc_unstable, churn_evidence
+
+    out = tmp_path / "flagged.yml"
+    assert main(["fit", str(small_demo), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    overall = {row["model"]: row for row in yaml.safe_load(out.read_text())["metrics"]["held_out"]
+               if row["segment"] == "all"}
+    unstable = {name for name, row in overall.items()
+                if auc_unstable(churn_evidence(row), [row["auc_low"], row["auc_high"]])}
+    assert "40-30-30" in unstable and "fitted" not in unstable
+    for name in overall:
+        row_line = next(line for line in printed if line.startswith(f"  {name} ") and " AUC " in line)
+        assert row_line.endswith("(not stable)") == (name in unstable), row_line
+    cautions = [line for line in printed if line.startswith("caution: ")]
+    assert cautions == [f"caution: {name}: {overall[name]['warning']}" for name in overall if name in unstable]
+    assert "AUC not stable" in overall["40-30-30"]["warning"]
+
+
 def test_cli_fit_on_a_few_signals_is_still_compared_with_the_presets(small_demo, tmp_path):
     from hsutils.cli import main
 

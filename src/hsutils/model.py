@@ -1514,6 +1514,10 @@ def load_model(path_or_preset: str | Path):
 
 
 def _summary_lines(model: HealthScore, table: pd.DataFrame | None, path: Path, version: str) -> list[str]:
+    """The fit's console summary: points per signal and the held-out comparison; a row whose AUC cannot be relied
+    on (evaluate.auc_unstable) is marked, and its warning from the comparison follows as a `caution:` line."""
+    from hsutils.evaluate import auc_unstable, churn_evidence
+
     lines = [f"model {version} written to {path}", "points per signal:"]
     value_points = 0.0
     for column, points in sorted(model.points_.items(), key=lambda item: -item[1]):
@@ -1534,12 +1538,18 @@ def _summary_lines(model: HealthScore, table: pd.DataFrame | None, path: Path, v
                 overall = table
         lines.append("held-out comparison (test period):")
         model_column = "model" if "model" in overall.columns else overall.columns[0]
+        cautions = []
         for _, row in overall.iterrows():
             auc = row.get("auc")
             low, high = row.get("auc_low"), row.get("auc_high")
             interval = f" [{low:.3f}, {high:.3f}]" if isinstance(low, float) and isinstance(high, float) else ""
             auc_text = f"{auc:.3f}" if isinstance(auc, float) else str(auc)
-            lines.append(f"  {str(row[model_column]):<10} AUC {auc_text}{interval}")
+            unstable = auc_unstable(churn_evidence(row), [low, high])
+            marker = "  (not stable)" if unstable else ""
+            lines.append(f"  {str(row[model_column]):<10} AUC {auc_text}{interval}{marker}")
+            if unstable and row.get("warning"):
+                cautions.append(f"caution: {row[model_column]}: {row['warning']}")
+        lines.extend(cautions)
     return lines
 
 
