@@ -264,6 +264,54 @@ def test_calculated_property_refused_is_reported(tmp_path):
     assert "customer_health_weighted_score" not in sandbox.portal.properties["companies"]
 
 
+def test_rollback_restores_the_weights_property_the_push_changed(tmp_path):
+    """A push of new weights changes the calculated property's formula and description; rolling that push back
+    sets both back (the next push's dry run would set the new weights again), and rolling back the first push,
+    which created the property, archives it. An audit without the definition leaves the property and says so."""
+    config = load_config()
+    sandbox = Sandbox(portal=seed_portal(companies_only(5), config))
+    sandbox.start()
+    ids = [str(10_000 + i) for i in range(5)]
+    new_points = {**SIGNALS, "core_depth": 50, "seat_utilisation": 0}
+    props = sandbox.portal.properties["companies"]
+    name = "customer_health_weighted_score"
+    try:
+        write_model(tmp_path / "old.yml")
+        write_scores(tmp_path / "old.parquet", ids)
+        first = push(tmp_path / "old.yml", tmp_path / "old.parquet", host=sandbox.url, token=sandbox.token,
+                     apply=True, audit=tmp_path / "first.csv", **FAST)
+        old_formula, old_description = props[name]["calculationFormula"], props[name]["description"]
+        write_synthetic_model(tmp_path / "new.yml", new_points, "2026.12-t")
+        write_synthetic_scores(tmp_path / "new.parquet", ids, new_points, 1, "2026.12-t")
+        second = push(tmp_path / "new.yml", tmp_path / "new.parquet", host=sandbox.url, token=sandbox.token,
+                      apply=True, audit=tmp_path / "second.csv", **FAST)
+        assert props[name]["calculationFormula"] != old_formula and "2026.12-t" in props[name]["description"]
+
+        dry = rollback(second.audit, host=sandbox.url, token=sandbox.token, **FAST)
+        assert f"weights: {name} would be restored to {old_formula}" in dry.summary()
+        assert "2026.12-t" in props[name]["description"]  # a dry run changes nothing
+        undo = rollback(second.audit, host=sandbox.url, token=sandbox.token, apply=True, **FAST)
+        assert f"weights: {name} is restored to {old_formula}" in undo.summary()
+        assert (props[name]["calculationFormula"], props[name]["description"]) == (old_formula, old_description)
+        again = push(tmp_path / "new.yml", tmp_path / "new.parquet", host=sandbox.url, token=sandbox.token, **FAST)
+        assert again.calculated == f"{name} would be set to {second.calculated.split(' = ', 1)[1]}"
+        assert rollback(second.audit, host=sandbox.url, token=sandbox.token, **FAST).calculated.endswith(
+            "is as it was before the push")
+
+        values_only = tmp_path / "values-only.csv"  # an audit from before the definition was recorded
+        with first.audit.open(newline="") as source, values_only.open("w", newline="") as target:
+            writer = csv.writer(target)
+            writer.writerows(row for row in csv.reader(source) if row[0] != "")
+        kept = rollback(values_only, host=sandbox.url, token=sandbox.token, apply=True, **FAST)
+        assert f"weights: {name} left as it is: the audit records no earlier definition" in kept.summary()
+        assert props[name]["calculationFormula"] == old_formula
+
+        rollback(first.audit, host=sandbox.url, token=sandbox.token, apply=True, **FAST)
+        assert name not in props  # the first push created it: archived
+    finally:
+        sandbox.stop()
+
+
 def _scores(tmp_path: Path, n: int) -> Path:
     write_scores(tmp_path / "scores.parquet", [str(10_000 + i) for i in range(n)])
     return tmp_path / "scores.parquet"
@@ -355,7 +403,7 @@ def test_fault_run_loses_and_doubles_nothing(tmp_path):
         rows = list(csv.DictReader(handle))
     keys = [(r["company_id"], r["property"]) for r in rows]
     assert len(keys) == len(set(keys))
-    assert {k[0] for k in keys} == set(ids)
+    assert {k[0] for k in keys} == {*ids, ""}  # "": the weights property's definition, recorded once
 
 
 def test_pull_under_faults_resumes_from_checkpoint(snapshot, config, usage, tmp_path):

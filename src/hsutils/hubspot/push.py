@@ -5,12 +5,15 @@ with the group's prefix; a property of that name in another group stops the push
 (batch read, 100 ids a request) and only differences are written (batch update, 100 a request), so a second
 identical run changes nothing. The default is a dry run that prints what would change; `apply=True` writes,
 keeping an audit file of (company, property, old value, new value, time) written ahead of every batch, which
-`rollback` reads to restore the old values. Items failed in a 207 answer are retried, the rest reported.
+`rollback` reads to restore the old values. A change to the weights property's definition (its formula and
+description) is an audit row without a company, which `rollback` restores too (archiving the property when the
+push created it). Items failed in a 207 answer are retried, the rest reported.
 """
 
 from __future__ import annotations
 
 import csv
+import json
 import math
 import os
 import re
@@ -36,6 +39,7 @@ BATCH = 100
 BANDS = ("Healthy", "Neutral", "At risk")
 PERMANENT = {"OBJECT_NOT_FOUND", "VALIDATION_ERROR", "READ_ONLY_VALUE", "INVALID_PROPERTY"}
 AUDIT_COLUMNS = ["company_id", "property", "old_value", "new_value", "changed_at", "model_version", "run_id"]
+WEIGHTS_LABEL = "Health score (model weights)"
 
 
 @dataclass(frozen=True)
@@ -242,6 +246,16 @@ def plan_properties(model: dict[str, Any], scores: pl.DataFrame, prefix: str) ->
             raise InputError(f"property name {spec.name!r} is not valid in HubSpot (lowercase letters, digits, "
                              "underscores, at most 100 characters); shorten the signal name or push.prefix")
     return specs
+
+
+def property_definition(formula: str | None, description: str | None) -> str:
+    """The weights property's definition as audit text: JSON of its formula and description."""
+    return json.dumps({"calculation_formula": formula or "", "description": description or ""}, sort_keys=True)
+
+
+def portal_definition(prop: Any) -> str:
+    """The audit text of a portal property's definition; '' when the portal has no such property."""
+    return "" if prop is None else property_definition(prop.calculation_formula, prop.description)
 
 
 def weights_formula(model: dict[str, Any], prefix: str) -> str | None:
@@ -474,7 +488,7 @@ def push(model: str | Path, scores: str | Path, host: str = DEFAULT_HOST, token:
     group, prefix = config.push["group"], config.push["prefix"]
     specs = plan_properties(model_data, frame, prefix)
     formula = weights_formula(model_data, prefix) if config.push.get("calculated_property", True) else None
-    calc_spec = PropertySpec(f"{prefix}weighted_score", "Health score (model weights)", "number",
+    calc_spec = PropertySpec(f"{prefix}weighted_score", WEIGHTS_LABEL, "number",
                              "calculation_equation", f"Weights of health model {version}: " + ", ".join(
                                  f"{s['name']} {float(s['points']):g}" for s in model_data["signals"]
                                  if (_float(s.get("points")) or 0) > 0), formula=formula)
@@ -503,12 +517,14 @@ def push(model: str | Path, scores: str | Path, host: str = DEFAULT_HOST, token:
     if apply:
         report.properties_created = writer.ensure_schema(specs, existing, config.push.get("group_label", group),
                                                           groups)
-        if formula is not None and not report.calculated.endswith("this model"):
-            report.calculated = _write_calculated(conn, calc_spec, calc_existing, group, version)
         run_id = uuid.uuid4().hex[:12]
         default_name = f"hubspot-push-audit-{safe_name(version)}-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.csv"
         report.audit = Path(audit) if audit else Path.cwd() / default_name
         log = Audit(report.audit, run_id, version)
+        if formula is not None and not report.calculated.endswith("this model"):
+            log.record([Change("", calc_spec.name, portal_definition(calc_existing),
+                               property_definition(calc_spec.formula, calc_spec.description))])
+            report.calculated = _write_calculated(conn, calc_spec, calc_existing, group, version)
         updates: dict[str, dict[str, str]] = {}
         by_company: dict[str, list[Change]] = {}
         for change in changes:
@@ -549,10 +565,43 @@ def _write_calculated(conn: Connection, spec: PropertySpec, existing: Any, group
 
 
 # ----- rollback ------------------------------------------------------------------------------------------------------
+def _plan_weights_rollback(definitions: list[dict[str, str]], name: str, current: Any,
+                           apply: bool) -> tuple[str | None, str]:
+    """(the definition to restore, '' to archive the property, None to leave it; the summary's weights line) for
+    the weights property `name` from the audit's definition rows (`current`: the portal's property or None)."""
+    rows = [row for row in definitions if row["property"] == name]
+    if not rows:
+        if current is None:
+            return None, ""
+        return None, f"{name} left as it is: the audit records no earlier definition of it (older audits did not)"
+    before, pushed, now = rows[0]["old_value"], rows[-1]["new_value"], portal_definition(current)
+    if now == before:
+        return None, f"{name} is as it was before the push"
+    if now != pushed:
+        return None, f"{name} was changed in HubSpot since the push: left as it is"
+    verb = "is" if apply else "would be"
+    if not before:
+        return "", f"{name} {verb} archived (the push created it)"
+    return before, f"{name} {verb} restored to {json.loads(before)['calculation_formula']}"
+
+
+def _restore_weights(conn: Connection, name: str, definition: str, current: Any, group: str, version: str) -> str:
+    """Archive the weights property (`definition` '') or set its recorded formula and description back."""
+    if not definition:
+        conn.call(f"archive property {name}", conn.api("crm.properties.core_api").archive, "companies", name)
+        return f"{name} is archived (the push created it)"
+    recorded = json.loads(definition)
+    spec = PropertySpec(name, WEIGHTS_LABEL, "number", "calculation_equation", recorded["description"],
+                        formula=recorded["calculation_formula"])
+    outcome = _write_calculated(conn, spec, current, group, version)
+    return f"{name} is restored to {spec.formula}" if outcome == f"{name} = {spec.formula}" else outcome
+
+
 def rollback(audit: str | Path, host: str = DEFAULT_HOST, token: str | None = None, apply: bool = False,
              config: PortalConfig | str | Path | None = None, rate: str | int | None = "pro", retries: int = 8,
              backoff: float = 0.5) -> PushReport:
-    """Restore the old values recorded in a push audit file where HubSpot still holds the pushed value."""
+    """Restore the old values recorded in a push audit file where HubSpot still holds the pushed value, and the
+    weights property's earlier definition where the audit records it and the portal still holds the pushed one."""
     started = time.perf_counter()
     if not isinstance(config, PortalConfig):
         config = load_config(config)
@@ -566,18 +615,22 @@ def rollback(audit: str | Path, host: str = DEFAULT_HOST, token: str | None = No
             raise InputError(f"audit file {audit}: column(s) missing: {', '.join(missing_cols)}")
         rows = list(reader)
     group, prefix = config.push["group"], config.push["prefix"]
+    definitions = [row for row in rows if not row["company_id"]]  # a property's definition, not a company's value
     first: dict[tuple[str, str], dict[str, str]] = {}
     last_new: dict[tuple[str, str], str] = {}
     for row in rows:
+        if not row["company_id"]:
+            continue
         key = (row["company_id"], row["property"])
         first.setdefault(key, row)
         last_new[key] = row["new_value"]
-    outside = sorted({p for _, p in first if not p.startswith(prefix)})
+    audited = {row["property"] for row in rows}
+    outside = sorted({p for p in audited if not p.startswith(prefix)})
     if outside:
         raise InputError(f"audit file {audit}: propert(ies) {', '.join(outside[:3])} are outside the {group} group")
     conn = Connection(host=host, token=token, rate=rate, retries=retries, backoff=backoff)
     existing, _groups = _property_index(conn)
-    foreign = sorted({p for _, p in first if p in existing and existing[p].group_name != group})
+    foreign = sorted({p for p in audited if p in existing and existing[p].group_name != group})
     if foreign:
         raise InputError(f"audit file {audit}: propert(ies) {', '.join(foreign[:3])} are not in the {group} group")
     names = sorted({p for _, p in first if p in existing})
@@ -601,9 +654,16 @@ def rollback(audit: str | Path, host: str = DEFAULT_HOST, token: str | None = No
                         missing=sorted(missing), changes=changes, conflicts=conflicts,
                         model_version=rows[0].get("model_version", "") if rows else "",
                         score_property=f"{prefix}score")
+    weights_name = f"{prefix}weighted_score"
+    weights_current = existing.get(weights_name)
+    weights_target, report.calculated = _plan_weights_rollback(definitions, weights_name, weights_current, apply)
     if apply:
         report.audit = audit.with_name(f"{audit.stem}.rollback{audit.suffix}")
         log = Audit(report.audit, uuid.uuid4().hex[:12], report.model_version)
+        if weights_target is not None:
+            log.record([Change("", weights_name, portal_definition(weights_current), weights_target)])
+            report.calculated = _restore_weights(conn, weights_name, weights_target, weights_current, group,
+                                                 report.model_version)
         updates: dict[str, dict[str, str]] = {}
         by_company: dict[str, list[Change]] = {}
         for change in changes:
