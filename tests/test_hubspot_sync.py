@@ -267,7 +267,7 @@ def test_calculated_property_refused_is_reported(tmp_path):
 def test_rollback_restores_the_weights_property_the_push_changed(tmp_path):
     """A push of new weights changes the calculated property's formula and description; rolling that push back
     sets both back (the next push's dry run would set the new weights again), and rolling back the first push,
-    which created the property, archives it. An audit without the definition leaves the property and says so."""
+    which created the property, leaves it in place. An audit without the definition leaves the property and says so."""
     config = load_config()
     sandbox = Sandbox(portal=seed_portal(companies_only(5), config))
     sandbox.start()
@@ -306,8 +306,10 @@ def test_rollback_restores_the_weights_property_the_push_changed(tmp_path):
         assert f"weights: {name} left as it is: the audit records no earlier definition" in kept.summary()
         assert props[name]["calculationFormula"] == old_formula
 
-        rollback(first.audit, host=sandbox.url, token=sandbox.token, apply=True, **FAST)
-        assert name not in props  # the first push created it: archived
+        created = rollback(first.audit, host=sandbox.url, token=sandbox.token, apply=True, **FAST)
+        assert f"weights: {name} left in place: the push created it, and rollback deletes no property" in \
+            created.summary()
+        assert name in props  # the first push created it: left in place
     finally:
         sandbox.stop()
 

@@ -567,8 +567,9 @@ def _write_calculated(conn: Connection, spec: PropertySpec, existing: Any, group
 # ----- rollback ------------------------------------------------------------------------------------------------------
 def _plan_weights_rollback(definitions: list[dict[str, str]], name: str, current: Any,
                            apply: bool) -> tuple[str | None, str]:
-    """(the definition to restore, '' to archive the property, None to leave it; the summary's weights line) for
-    the weights property `name` from the audit's definition rows (`current`: the portal's property or None)."""
+    """(the definition to restore, or None to leave the property as it is; the summary's weights line) for the
+    weights property `name` from the audit's definition rows (`current`: the portal's property or None). A
+    property the push created is left in place: rollback deletes no property (views and reports may use it)."""
     rows = [row for row in definitions if row["property"] == name]
     if not rows:
         if current is None:
@@ -579,17 +580,14 @@ def _plan_weights_rollback(definitions: list[dict[str, str]], name: str, current
         return None, f"{name} is as it was before the push"
     if now != pushed:
         return None, f"{name} was changed in HubSpot since the push: left as it is"
-    verb = "is" if apply else "would be"
     if not before:
-        return "", f"{name} {verb} archived (the push created it)"
-    return before, f"{name} {verb} restored to {json.loads(before)['calculation_formula']}"
+        return None, f"{name} left in place: the push created it, and rollback deletes no property (archive it in " \
+                     "HubSpot if it is not wanted)"
+    return before, f"{name} {'is' if apply else 'would be'} restored to {json.loads(before)['calculation_formula']}"
 
 
 def _restore_weights(conn: Connection, name: str, definition: str, current: Any, group: str, version: str) -> str:
-    """Archive the weights property (`definition` '') or set its recorded formula and description back."""
-    if not definition:
-        conn.call(f"archive property {name}", conn.api("crm.properties.core_api").archive, "companies", name)
-        return f"{name} is archived (the push created it)"
+    """Set the weights property's recorded formula and description back."""
     recorded = json.loads(definition)
     spec = PropertySpec(name, WEIGHTS_LABEL, "number", "calculation_equation", recorded["description"],
                         formula=recorded["calculation_formula"])

@@ -1,8 +1,8 @@
 """A local HubSpot stand-in: a loopback HTTP server answering the endpoints hsutils calls, the way HubSpot does.
 
 It serves CRM v3 object lists (cursor paging), batch read/update (200, 207 with errors, 400 for invalid
-properties), search, properties and property groups (201 / 409, calculated properties evaluated, archive),
-associations v4 with labels (USER_DEFINED labels with portal-specific type ids) and their batch read, owners and feedback
+properties), search, properties and property groups (201 / 409, calculated properties evaluated), associations v4
+with labels (USER_DEFINED labels with portal-specific type ids) and their batch read, owners and feedback
 submissions. It checks the bearer token (401) and scopes (403 MISSING_SCOPES), limits requests per 10 s (429 with
 HubSpot's RATE_LIMIT body and X-HubSpot-RateLimit-* headers) and injects faults at set rates, deterministic by
 seed (429, 500, slow answers, 207 partial failures). It counts requests per endpoint for tests and benchmarks.
@@ -623,7 +623,6 @@ class Sandbox:
             ("POST", "crm/v3/properties/{type}", self._create_property),
             ("GET", "crm/v3/properties/{type}/{name}", self._get_property),
             ("PATCH", "crm/v3/properties/{type}/{name}", self._update_property),
-            ("DELETE", "crm/v3/properties/{type}/{name}", self._archive_property),
             ("GET", "crm/v4/associations/{from}/{to}/labels", self._labels),
             ("POST", "crm/v4/associations/{from}/{to}/batch/read", self._assoc_batch_read),
             ("GET", "crm/v4/objects/{type}/{id}/associations/{to}", self._assoc_page),
@@ -840,16 +839,6 @@ class Sandbox:
             raise ApiError(404, "OBJECT_NOT_FOUND", f"Unable to find property {params['name']}")
         return 200, spec
 
-    def _archive_property(self, params, **_):
-        """Archive a property (204, no body): it leaves the property list and the records' answers."""
-        spec = self.portal.properties[params["type"]].get(params["name"])
-        if spec is None:
-            raise ApiError(404, "OBJECT_NOT_FOUND", f"Unable to find property {params['name']}")
-        if spec.get("hubspotDefined"):
-            raise ApiError(400, "VALIDATION_ERROR", "HubSpot-defined properties cannot be archived")
-        del self.portal.properties[params["type"]][params["name"]]
-        return 204, None
-
     def _groups(self, params, **_):
         return 200, {"results": list(self.portal.groups[params["type"]].values())}
 
@@ -996,7 +985,7 @@ class _Handler(BaseHTTPRequestHandler):
             status, payload, extra = self.sandbox.handle(self.command, self.path, headers, body)
         except Exception as exc:  # an answer, never a dropped connection
             status, payload, extra = 500, _error("error", "INTERNAL_ERROR", f"{type(exc).__name__}"), {}
-        data = b"" if status == 204 else json.dumps(payload).encode("utf-8")
+        data = json.dumps(payload).encode("utf-8")
         self.send_response(status)
         self.send_header("Content-Type", "application/json;charset=utf-8")
         self.send_header("Content-Length", str(len(data)))
