@@ -184,6 +184,12 @@ CORRUPTIONS: dict[str, Corruption] = {
         ),
         ("table companies", "companies.csv", "UTF-16"),
     ),
+    "utf-16 without a byte-order mark": Corruption(
+        with_file_bytes(
+            "companies.csv", "company_id,name,created_at,tier\n101,A,2023-01-05,pro\n".encode("utf-16-le")
+        ),
+        ("table companies", "companies.csv", "UTF-16 text", "re-export it as UTF-8 CSV"),
+    ),
     "row with an extra field": Corruption(
         with_csv_text("deals", lambda lines: [*lines[:2], lines[2] + ",surplus", *lines[3:]]),
         ("table deals", "deals.csv", "ragged", "row=2", "fields=10"),

@@ -246,7 +246,7 @@ def _csv_header(path: Path, table: str) -> tuple[list[str], str]:
     """The header's column names and the file's delimiter (a comma, or ';' or a tab when the header has no comma)."""
     with path.open("rb") as handle:
         head = handle.read(_READ_CHUNK)
-    if head[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
+    if head[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE) or _looks_like_utf16(head):
         raise InputError(f"table {table}: {path.name} is UTF-16 text; re-export it as UTF-8 CSV")
     first_line = head.split(b"\n", 1)[0].split(b"\r", 1)[0]  # lines may end in \n, \r\n or a bare \r
     try:
@@ -263,6 +263,13 @@ def _csv_header(path: Path, table: str) -> tuple[list[str], str]:
     if duplicated:
         raise InputError(f"table {table}: {path.name} names column {duplicated[0]!r} twice in its header")
     return header, delimiter
+
+
+def _looks_like_utf16(head: bytes) -> bool:
+    """UTF-16 text without a byte-order mark: Latin text in UTF-16 has a NUL byte beside nearly every letter, while
+    UTF-8 text has none; more than a quarter of NUL bytes in the first 4 KiB tells it."""
+    sample = head[:4096]
+    return sample.count(0) * 4 > len(sample)
 
 
 def _read_csv(path: Path, table: str) -> pl.DataFrame:
