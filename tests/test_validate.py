@@ -256,6 +256,15 @@ CORRUPTIONS: dict[str, Corruption] = {
         with_tables(set_value("usage_events", 4, "company_id", "404"), fmt="csv"),
         ("table usage_events", "column company_id", "not in companies", "company_id=404", "row=5"),
     ),
+    "deal of several companies (a HubSpot association cell)": Corruption(
+        with_csv_text("deals", replace_field(2, 1, "101;102")),
+        ("table deals", "column company_id", "not in companies", "company_id=101;102", "several companies",
+         "split"),
+    ),
+    "usage of several companies (a HubSpot association cell)": Corruption(
+        with_csv_text("usage_events", replace_field(3, 0, "101;103")),
+        ("table usage_events", "column company_id", "company_id=101;103", "several companies", "row=3"),
+    ),
     "term_end before term_start": Corruption(
         with_tables(set_value("deals", 1, "term_end", ts("2023-06-01"))),
         ("table deals", "column term_end", "after term_start", "deal_id=7002"),

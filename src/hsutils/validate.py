@@ -894,6 +894,8 @@ def _describe_failure(table: str, frame: pl.DataFrame, cases: pl.DataFrame) -> I
         count = frame.select(mask.sum()).item()
         what = f"{count:,} {info.what}"
         show = [*key, column, *info.show]
+        if column in REFERENCES:
+            suffix = _several_ids_hint(frame, mask, column, REFERENCES[column][0]) + suffix
     else:  # a check described by pandera alone
         indexes = these["index"].drop_nulls().cast(pl.Int64)
         mask = pl.int_range(pl.len()).is_in(indexes.implode())
@@ -901,6 +903,17 @@ def _describe_failure(table: str, frame: pl.DataFrame, cases: pl.DataFrame) -> I
         show = [*key, column]
     examples = _with_rows(frame, mask, show)
     return problem(table, column, what, examples, suffix=suffix)
+
+
+def _several_ids_hint(frame: pl.DataFrame, unknown: pl.Expr, column: str, target_table: str) -> str:
+    """A hint when some unknown id holds ';': a HubSpot export's association cell ('101;102', e.g. "Associated
+    Company IDs") names several records, and the row must be split into one row per record."""
+    several = frame.lazy().filter(unknown & pl.col(column).cast(pl.String).str.contains(";", literal=True))
+    if several.select(pl.len()).collect().item() == 0:
+        return ""
+    return (
+        f"; a value with ';' names several {target_table} (an association cell): split such a row, one per id"
+    )
 
 
 def validate_table(
