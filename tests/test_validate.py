@@ -198,6 +198,20 @@ CORRUPTIONS: dict[str, Corruption] = {
         with_csv_text("engagements", lambda lines: [*lines[:3], lines[3].rsplit(",", 1)[0], *lines[4:]]),
         ("table engagements", "engagements.csv", "ragged", "row=3", "fields=8"),
     ),
+    "unnamed trailing column that holds a value": Corruption(
+        with_csv_text(
+            "companies", lambda lines: [line + (",note" if n == 2 else ",") for n, line in enumerate(lines)]
+        ),
+        ("table companies", "companies.csv", "column 9", "no name", "after 'ae_owner_id'", "row=2", "'note'"),
+    ),
+    "unnamed column in the middle of the header": Corruption(
+        with_csv_text("companies", lambda lines: [line.replace(",", ",,", 1) for line in lines]),
+        ("table companies", "companies.csv", "empty column name"),
+    ),
+    "ragged row after Excel's sep= line": Corruption(
+        with_csv_text("deals", lambda lines: ["sep=,", *lines[:2], lines[2] + ",surplus", *lines[3:]]),
+        ("table deals", "deals.csv", "ragged", "row=2", "fields=10"),
+    ),
     "header named twice": Corruption(
         with_csv_text("tickets", lambda lines: [lines[0].replace("escalated", "priority"), *lines[1:]]),
         ("table tickets", "tickets.csv", "priority", "twice"),
@@ -696,6 +710,35 @@ def test_csv_separated_by_semicolons_or_tabs_is_read(delimiter: str, tmp_path: P
     assert "," in path.read_text(encoding="utf-8")  # 'Birch, Bell & Co' keeps its comma
 
     assert load_snapshot(tmp_path / "s")["companies"].equals(companies)
+
+
+def _semicolon_lines(lines: list[str]) -> list[str]:
+    """The companies table as Excel saves it in European locales: ';'-separated, 'Birch, Bell & Co' kept."""
+    return [line.replace('"', "").replace(",", ";").replace("Birch; Bell", "Birch, Bell") for line in lines]
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda lines: [lines[0], ",,,,,,,", *lines[1:], ",,,,,,,"],
+        lambda lines: [*lines, ",,,", ' ,"", '],
+        lambda lines: [*lines, "   "],
+        lambda lines: ["sep=;", *_semicolon_lines(lines)],
+        lambda lines: ["sep=|", *(line.replace(";", "|") for line in _semicolon_lines(lines))],
+        lambda lines: [line + "," for line in lines],
+        lambda lines: [line + ";;" for line in _semicolon_lines(lines)],
+    ],
+    ids=[
+        "separator-only rows", "short separator-only rows", "whitespace-only last line", "sep=; line",
+        "sep=| line", "trailing separator", "two trailing separators",
+    ],
+)
+def test_csv_leftovers_of_excel_that_hold_no_data_are_skipped(edit: Callable, tmp_path: Path) -> None:
+    """Lines of only separators or spaces, Excel's 'sep=X' first line (X is used) and unnamed empty trailing
+    columns are dropped; the table reads as if they were not there."""
+    with_csv_text("companies", edit)(tmp_path / "s")
+
+    assert load_snapshot(tmp_path / "s")["companies"].equals(build_tables()["companies"])
 
 
 @pytest.mark.parametrize(

@@ -4,8 +4,9 @@ A snapshot table goes through four steps on every load:
 
 1. **read** (`read_table_file`): a parquet file as stored, or a CSV file as a HubSpot export gives it (header row,
    UTF-8 with or without a byte-order mark, comma-separated or, when the header has no comma, ';'- or
-   tab-separated, every field read as text). Unreadable files (zero bytes, no header, another encoding, ragged
-   rows, broken parquet) raise `InputError` naming the table and the file.
+   tab-separated, or as Excel's 'sep=X' first line says; every field read as text; lines of only separators
+   and empty unnamed trailing columns skipped). Unreadable files (zero bytes, no header, another encoding,
+   ragged rows, broken parquet) raise `InputError` naming the table and the file.
 2. **map** (`load_mapping`): an optional YAML file renames the portal's own columns and values to canonical ones.
 3. **coerce** (`coerce_table`): canonical dtypes. Timestamps may be ISO-8601 with `Z`, with an offset, naive
    (= UTC), a date alone, or `2025-03-01 10:00:00`; booleans true/false, yes/no, 1/0; numbers as spreadsheets
@@ -28,6 +29,7 @@ from __future__ import annotations
 import codecs
 import contextlib
 import csv
+import re
 import warnings
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -242,27 +244,86 @@ def _read_parquet(path: Path, table: str) -> pl.DataFrame:
         raise InputError(f"table {table}: {path.name} is not a readable parquet file ({reason})") from None
 
 
-def _csv_header(path: Path, table: str) -> tuple[list[str], str]:
-    """The header's column names and the file's delimiter (a comma, or ';' or a tab when the header has no comma)."""
+@dataclass(frozen=True)
+class _CsvLayout:
+    """How a CSV file is laid out: its column names, delimiter, and the lines before its data (the header,
+    and Excel's 'sep=X' line when present). Unnamed columns at the end of the header (a separator ending every
+    line) get placeholder names in `unnamed`, to be dropped when empty (`_drop_unnamed_columns`)."""
+
+    header: list[str]
+    delimiter: str
+    skip_rows: int
+    unnamed: list[str]
+
+
+def _csv_layout(path: Path, table: str) -> _CsvLayout:
+    """Read the header line: the column names and the delimiter (Excel's 'sep=X' first line names it;
+    otherwise a comma, or ';' or a tab when the header has no comma)."""
     with path.open("rb") as handle:
         head = handle.read(_READ_CHUNK)
     if head[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE) or _looks_like_utf16(head):
         raise InputError(f"table {table}: {path.name} is UTF-16 text; re-export it as UTF-8 CSV")
-    first_line = head.split(b"\n", 1)[0].split(b"\r", 1)[0]  # lines may end in \n, \r\n or a bare \r
+    lines = re.split(rb"\r\n|\r|\n", head, maxsplit=2)  # lines may end in \n, \r\n or a bare \r
     try:
-        text = first_line.decode("utf-8-sig")
+        text = lines[0].decode("utf-8-sig")
+        excel_hint = re.fullmatch(r"sep=(.)", text)
+        if excel_hint and len(lines) > 1:
+            text = lines[1].decode("utf-8")
     except UnicodeDecodeError:
         raise _encoding_error(path, table) from None
     if not text.strip():
         raise InputError(f"table {table}: {path.name} has no header row (the first line is empty)")
-    delimiter = next((d for d in _OTHER_DELIMITERS if "," not in text and d in text), ",")
+    if excel_hint:
+        delimiter = excel_hint.group(1)
+    else:
+        delimiter = next((d for d in _OTHER_DELIMITERS if "," not in text and d in text), ",")
     header = [name.strip() for name in next(csv.reader([text], delimiter=delimiter))]
-    if any(not name for name in header):
+    named = len(header)
+    while named > 1 and not header[named - 1]:
+        named -= 1
+    if any(not name for name in header[:named]):
         raise InputError(f"table {table}: {path.name} has an empty column name in its header")
-    duplicated = sorted({name for name in header if header.count(name) > 1})
+    duplicated = sorted({name for name in header if header.count(name) > 1 and name})
     if duplicated:
         raise InputError(f"table {table}: {path.name} names column {duplicated[0]!r} twice in its header")
-    return header, delimiter
+    unnamed = [f"(unnamed column {n})" for n in range(named + 1, len(header) + 1)]
+    return _CsvLayout(header[:named] + unnamed, delimiter, 2 if excel_hint else 1, unnamed)
+
+
+def _drop_unnamed_columns(frame: pl.DataFrame, layout: _CsvLayout, path: Path, table: str) -> pl.DataFrame:
+    """`frame` without the unnamed trailing columns, which must be empty in every row (else InputError)."""
+    for name in layout.unnamed:
+        holding = frame[name].str.strip_chars().ne("").fill_null(False)
+        if holding.any():
+            number = layout.header.index(name) + 1
+            after = layout.header[len(layout.header) - len(layout.unnamed) - 1]
+            examples = _with_rows(frame.with_columns(frame[name].alias("value")), holding, ["value"])
+            what = (
+                f"{path.name}: column {number} (after {after!r}) has no name in the header but holds values"
+            )
+            suffix = "; name it in the header, or delete the column"
+            raise problem(table, None, what, examples, quote=True, suffix=suffix)
+    return frame.drop(layout.unnamed)
+
+
+def _skip_blank_row(delimiter: str) -> Callable[[Any], str]:
+    """An invalid-row handler for pyarrow: a line of only separators, spaces and quotes (Excel writes them
+    for empty rows, or as a last line) holds no data and is skipped; another row of the wrong length is an
+    error."""
+    blank = re.compile(f"[\\s\"{re.escape(delimiter)}]*")
+    return lambda row: "skip" if blank.fullmatch(row.text or "") else "error"
+
+
+def _drop_blank_rows(frame: pl.DataFrame) -> pl.DataFrame:
+    """`frame` without rows whose every field is empty (a line of only separators). Such a row has an empty
+    first field, so only a table whose first column has empty values is searched."""
+    if frame.width == 0 or frame[frame.columns[0]].null_count() == 0:
+        return frame
+    empty = pl.all_horizontal(
+        pl.col(name).is_null() | (pl.col(name).str.strip_chars() == "" if dtype == pl.String else False)
+        for name, dtype in frame.schema.items()
+    )
+    return frame.filter(~empty)
 
 
 def _looks_like_utf16(head: bytes) -> bool:
@@ -276,12 +337,16 @@ def _read_csv(path: Path, table: str) -> pl.DataFrame:
     import pyarrow as pa_arrow
     import pyarrow.csv as pa_csv
 
-    header, delimiter = _csv_header(path, table)
-    read_options = pa_csv.ReadOptions(column_names=header, skip_rows=1)
+    layout = _csv_layout(path, table)
+    read_options = pa_csv.ReadOptions(column_names=layout.header, skip_rows=layout.skip_rows)
     # A line break can only sit inside a quoted value; without quotes the faster parallel chunking is safe.
-    parse_options = pa_csv.ParseOptions(delimiter=delimiter, newlines_in_values=_has_quotes(path))
+    parse_options = pa_csv.ParseOptions(
+        delimiter=layout.delimiter,
+        newlines_in_values=_has_quotes(path),
+        invalid_row_handler=_skip_blank_row(layout.delimiter),
+    )
     convert_options = pa_csv.ConvertOptions(
-        column_types={name: pa_arrow.string() for name in header},
+        column_types={name: pa_arrow.string() for name in layout.header},
         strings_can_be_null=True,
         quoted_strings_can_be_null=True,
         null_values=[""],
@@ -295,13 +360,13 @@ def _read_csv(path: Path, table: str) -> pl.DataFrame:
         if "utf8" in reason.lower() or "utf-8" in reason.lower():
             raise _encoding_error(path, table) from None
         if "Expected" in reason and "columns" in reason:
-            raise _ragged_error(path, table, header, delimiter) from None
+            raise _ragged_error(path, table, layout) from None
         raise InputError(
             f"table {table}: {path.name} is not a readable CSV file ({reason.splitlines()[0][:100]})"
         ) from None
     frame = pl.from_arrow(_arrow_timestamps(arrow_table, table))
     assert isinstance(frame, pl.DataFrame)
-    return frame
+    return _drop_blank_rows(_drop_unnamed_columns(frame, layout, path, table))
 
 
 def _arrow_timestamps(arrow_table: Any, table: str) -> Any:
@@ -364,24 +429,32 @@ def _encoding_error(path: Path, table: str) -> InputError:
     return InputError(f"table {table}: {path.name} is not UTF-8 text; re-export it as UTF-8")
 
 
-def _ragged_error(path: Path, table: str, header: list[str], delimiter: str) -> InputError:
-    """Re-read sequentially to name the rows whose field count differs from the header's."""
+def _ragged_error(path: Path, table: str, layout: _CsvLayout) -> InputError:
+    """Re-read sequentially to name the rows whose field count differs from the header's (blank lines
+    skipped)."""
     import pyarrow as pa_arrow
     import pyarrow.csv as pa_csv
 
     found: list[dict[str, Any]] = []
+    skip_blank = _skip_blank_row(layout.delimiter)
 
     def record(row: Any) -> str:
-        number = row.number - 1 if row.number is not None else None  # pyarrow counts the header as row 1
+        if skip_blank(row) == "skip":
+            return "skip"
+        # pyarrow counts the lines before the data (the header, a 'sep=' line) as rows
+        number = row.number - layout.skip_rows if row.number is not None else None
         found.append({"row": number, "fields": row.actual_columns, "text": row.text})
         return "error" if len(found) >= 3 else "skip"
 
+    header = layout.header
     with contextlib.suppress(pa_arrow.ArrowInvalid):  # raised on purpose after the third ragged row
         pa_csv.read_csv(
             path,
-            read_options=pa_csv.ReadOptions(column_names=header, skip_rows=1, use_threads=False),
+            read_options=pa_csv.ReadOptions(
+                column_names=header, skip_rows=layout.skip_rows, use_threads=False
+            ),
             parse_options=pa_csv.ParseOptions(
-                delimiter=delimiter, newlines_in_values=True, invalid_row_handler=record
+                delimiter=layout.delimiter, newlines_in_values=True, invalid_row_handler=record
             ),
             convert_options=pa_csv.ConvertOptions(column_types={name: pa_arrow.string() for name in header}),
         )
