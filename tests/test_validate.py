@@ -224,8 +224,18 @@ CORRUPTIONS: dict[str, Corruption] = {
     ),
     # unreadable values
     "timestamp unreadable": Corruption(
+        with_csv_text("tickets", replace_field(2, 3, "last tuesday")),
+        ("table tickets", "column created_at", "'last tuesday'", "row=2", "ISO-8601"),
+    ),
+    "dates with day and month in an order no value shows": Corruption(
         with_csv_text("tickets", replace_field(2, 3, "06/10/2025")),
-        ("table tickets", "column created_at", "'06/10/2025'", "row=2"),
+        ("table tickets", "column created_at", "'06/10/2025'", "row=2", "the day or the month comes first",
+         "ISO-8601"),
+    ),
+    "dates day-first and month-first in one column": Corruption(
+        with_csv_text("tickets", replace_column(3, ["02/05/2025", "13/06/2025 10:00", "07/20/2025 10:00"])),
+        ("table tickets", "column created_at", "day-first ('13/06/2025 10:00')",
+         "month-first ('07/20/2025 10:00')", "row=2", "ISO-8601"),
     ),
     "number unreadable": Corruption(
         with_csv_text("deals", replace_field(3, 7, "90k")), ("table deals", "column arr", "'90k'", "row=3")
@@ -532,6 +542,31 @@ def test_timestamp_styles_read_as_utc(stamps: list[str], tmp_path: Path) -> None
     assert submitted[2] == (
         ts("2025-06-03T00:00:00") if stamps[2] == "2025-06-03" else ts("2025-06-03T10:00:00")
     )
+
+
+@pytest.mark.parametrize(
+    ("stamps", "expected"),
+    [
+        (["11/23/2025 14:05", "06/10/2025", "1/2/2025 9:30:15"],
+         ["2025-11-23T14:05", "2025-06-10", "2025-01-02T09:30:15"]),
+        (["23.11.2025", "06.10.2025 08:00", "1.2.2025"], ["2025-11-23", "2025-10-06T08:00", "2025-02-01"]),
+        (["2025-06-01T10:00:00Z", "13/06/2025 10:00:00", "06/07/2025"],
+         ["2025-06-01T10:00", "2025-06-13T10:00", "2025-07-06"]),
+    ],
+    ids=["month-first", "day-first", "day-first among ISO"],
+)
+def test_dates_in_an_order_the_column_shows_are_read_as_utc(
+    stamps: list[str], expected: list[str], tmp_path: Path
+) -> None:
+    """US (11/23/2025) and day-first (23.11.2025) dates: a value with a part above 12 shows the order."""
+    write_tiny_snapshot(tmp_path / "s", fmt="csv")
+    lines = ["response_id,company_id,submitted_at,kind,score"]
+    lines += [f"s{i},101,{stamp},nps,{i}" for i, stamp in enumerate(stamps)]
+    (tmp_path / "s" / "surveys.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+    submitted = load_snapshot(tmp_path / "s")["surveys"]["submitted_at"].to_list()
+
+    assert submitted == [ts(text) for text in expected]
 
 
 def test_enum_spellings_are_read_as_the_canonical_value(tmp_path: Path) -> None:

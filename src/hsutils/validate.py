@@ -9,7 +9,9 @@ A snapshot table goes through four steps on every load:
    ragged rows, broken parquet) raise `InputError` naming the table and the file.
 2. **map** (`load_mapping`): an optional YAML file renames the portal's own columns and values to canonical ones.
 3. **coerce** (`coerce_table`): canonical dtypes. Timestamps may be ISO-8601 with `Z`, with an offset, naive
-   (= UTC), a date alone, or `2025-03-01 10:00:00`; booleans true/false, yes/no, 1/0; numbers as spreadsheets
+   (= UTC), a date alone, or `2025-03-01 10:00:00`, or as spreadsheets write dates, month-first
+   `11/23/2025 14:05` or day-first `23.11.2025` (naive = UTC) when a day above 12 shows the column's order;
+   booleans true/false, yes/no, 1/0; numbers as spreadsheets
    format them (`$1,200.50`, `1.200,50 €`, `1 200`; see `_formatted_numbers`); N/A, #N/A, null, None are empty
    in number, date and yes/no columns; ids stay text (one a
    spreadsheet rounded to scientific notation, 1.23457E+10, is refused). A value that cannot be read raises
@@ -87,6 +89,11 @@ _CURRENCY_SIGNS = r"[$€£¥]"
 _POINT_DECIMAL_NUMBER = r"^[+-]?(?:\d{1,3}(?:[,\s]\d{3})+|\d+)(?:\.\d+)?$"
 _COMMA_DECIMAL_NUMBER = r"^[+-]?(?:\d{1,3}(?:[.\s]\d{3})+|\d+)(?:,\d+)?$"
 _NUMBER_ADVICE = "save the column as plain numbers, e.g. 1200.5"
+# Dates as spreadsheets write them: month-first (11/23/2025 14:05, US) or day-first (23.11.2025, 23/11/2025).
+# Its first two parts are read to tell the column's order (see `_spreadsheet_dates`).
+_SPREADSHEET_DATE_PATTERN = r"^(?P<first>\d{1,2})[/.](?P<second>\d{1,2})[/.]\d{4}(?:\s|$)"
+_ISO_ADVICE = "use ISO-8601, e.g. 2025-03-01T10:00:00Z"
+_TIMESTAMP_ADVICE = f"not a timestamp ({_ISO_ADVICE})"
 _FAST_TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%S%.fZ"  # what write_snapshot writes; tried first
 _NORMALISED_TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%S%.f%z"
 
@@ -490,10 +497,11 @@ def _empty_as_null(series: pl.Series) -> pl.Series:
     return pl.select(pl.when(empty).then(None).otherwise(series)).to_series().alias(series.name)
 
 
-def _parse_timestamps(text: pl.Series) -> pl.Series:
+def _parse_timestamps(text: pl.Series) -> tuple[pl.Series, str]:
+    """Timestamps from text (see the module's docstring), and what is wrong with the values left empty."""
     fast = text.str.to_datetime(_FAST_TIMESTAMP_FORMAT, strict=False, time_zone="UTC", time_unit="us")
     if fast.null_count() == text.null_count():
-        return fast
+        return fast, ""
     parts = text.str.extract_groups(_TIMESTAMP_PATTERN).struct.unnest()
     offset = parts["offset"].str.to_uppercase()
     offset = pl.select(
@@ -511,9 +519,42 @@ def _parse_timestamps(text: pl.Series) -> pl.Series:
         + parts["frac"].fill_null("").str.replace(",", ".")
         + offset
     )
-    return normalised.str.to_datetime(
+    values = normalised.str.to_datetime(
         _NORMALISED_TIMESTAMP_FORMAT, strict=False, time_zone="UTC", time_unit="us"
     )
+    if values.null_count() == text.null_count():
+        return values, ""
+    return _spreadsheet_dates(text, values)
+
+
+def _spreadsheet_dates(text: pl.Series, values: pl.Series) -> tuple[pl.Series, str]:
+    """`values` completed with dates as spreadsheets write them, month-first (11/23/2025 14:05) or day-first
+    (23.11.2025), naive = UTC; and what is wrong with the values still empty.
+
+    The column shows its order: a first part above 12 is a day (day-first), a second part above 12 is a day
+    (month-first). A column showing both orders, or neither (every such value like 11/12/2025), is not
+    read."""
+    parts = text.str.extract_groups(_SPREADSHEET_DATE_PATTERN).struct.unnest()
+    first, second = parts["first"].cast(pl.Int32), parts["second"].cast(pl.Int32)
+    day_first = ((first > 12) & (second <= 12)).fill_null(False)
+    month_first = ((second > 12) & (first <= 12)).fill_null(False)
+    if day_first.any() and month_first.any():
+        day, month = text.filter(day_first)[0], text.filter(month_first)[0]
+        return values, f"mixing day-first ({day!r}) and month-first ({month!r}) dates; {_ISO_ADVICE}"
+    if not day_first.any() and not month_first.any():
+        if first.null_count() == first.len():  # no value is written as a spreadsheet date
+            return values, _TIMESTAMP_ADVICE
+        return values, f"with no day above 12 to tell whether the day or the month comes first; {_ISO_ADVICE}"
+    date_format = "%m{0}%d{0}%Y" if month_first.any() else "%d{0}%m{0}%Y"
+    for separator in "/.":
+        for time_format in ("", " %H:%M", " %H:%M:%S"):
+            if values.null_count() == text.null_count():
+                break
+            read = text.str.to_datetime(
+                date_format.format(separator) + time_format, strict=False, time_zone="UTC", time_unit="us"
+            )
+            values = values.fill_null(read)
+    return values, _TIMESTAMP_ADVICE
 
 
 def _formatted_numbers(text: pl.Series, whole: bool) -> tuple[pl.Series, pl.Series, str]:
@@ -597,12 +638,8 @@ def _convert(
         if dtype == pl.Date:
             return series.cast(pl.Datetime("us")).dt.replace_time_zone("UTC"), None, ""
         text = _as_text(series)
-        values = _parse_timestamps(text)
-        return (
-            values,
-            text.is_not_null() & values.is_null(),
-            "not a timestamp (use ISO-8601, e.g. 2025-03-01T10:00:00Z)",
-        )
+        values, what = _parse_timestamps(text)
+        return values, text.is_not_null() & values.is_null(), what
     if kind == "int":
         if dtype.is_integer():
             return series.cast(pl.Int64), None, ""
