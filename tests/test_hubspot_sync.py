@@ -797,3 +797,24 @@ def test_usage_events_without_a_user_are_counted(config, tmp_path):
         sandbox.stop()
     assert result.rows["usage_events"] == 4
     assert result.skipped == {"usage events without a user or an event": 2}
+
+
+@pytest.mark.parametrize("as_float", ["text", "parquet"])
+def test_usage_export_with_company_ids_as_floats_is_joined(as_float, config, tmp_path):
+    """An export that went through pandas or a spreadsheet holds company ids as 10000.0: they are HubSpot's 10000."""
+    tables = companies_only(6)
+    raw = pl.read_csv(usage_file(tables, tmp_path), infer_schema=False)
+    if as_float == "text":
+        export = tmp_path / "usage-float.csv"
+        raw.with_columns(pl.col("group_id") + ".0").write_csv(export)
+    else:
+        export = tmp_path / "usage-float.parquet"
+        raw.with_columns(pl.col("group_id").cast(pl.Float64)).write_parquet(export)
+    sandbox = Sandbox(portal=seed_portal(tables, config))
+    sandbox.start()
+    try:
+        result = pull(tmp_path / "pulled", host=sandbox.url, token=sandbox.token, config=config, usage=export,
+                      progress=False, **FAST)
+    finally:
+        sandbox.stop()
+    assert result.rows["usage_events"] == raw.height and not result.skipped

@@ -333,6 +333,15 @@ def _normal_domain(expr: pl.Expr) -> pl.Expr:
             .str.replace(r"^[a-z]+://", "").str.replace(r"^www\.", "").str.replace(r"/.*$", ""))
 
 
+def _whole_number_ids(ids: pl.Series) -> pl.Series:
+    """Company ids as HubSpot writes them: '123' for a float 123.0 or the text '123.0' (an export that went through
+    pandas or a spreadsheet holds ids as floats), so that they match the portal's ids."""
+    if ids.dtype.is_float():
+        return pl.select(pl.when(ids == ids.floor()).then(ids.cast(pl.Int64, strict=False))).to_series().cast(pl.String)
+    text = ids.cast(pl.String)
+    return text.str.replace(r"^(\d+)\.0+$", "${1}")
+
+
 def read_usage(path: str | Path, config: PortalConfig, companies: pl.DataFrame, skipped: Counter,
                since: datetime | None = None) -> pl.DataFrame:
     """Canonical usage_events from a Segment / Mixpanel / Amplitude style export, joined to the companies."""
@@ -360,7 +369,7 @@ def read_usage(path: str | Path, config: PortalConfig, companies: pl.DataFrame, 
         "occurred_at": occurred_series.cast(pl.Datetime("us", "UTC")),
         "count": (raw.get_column(found["count"]).cast(pl.Float64, strict=False).round(0).cast(pl.Int64)
                   if found["count"] else pl.repeat(1, raw.height, dtype=pl.Int64, eager=True)),
-        "hs_company": (raw.get_column(found["company_id"]).cast(pl.String) if found["company_id"]
+        "hs_company": (_whole_number_ids(raw.get_column(found["company_id"])) if found["company_id"]
                        else pl.repeat(None, raw.height, dtype=pl.String, eager=True)),
         "domain": (raw.get_column(found["domain"]).cast(pl.String) if found["domain"]
                    else pl.repeat(None, raw.height, dtype=pl.String, eager=True)),
