@@ -289,3 +289,15 @@ def test_cli_fit_refuses_a_horizon_shorter_than_the_week_between_as_of_dates(sma
     err = capsys.readouterr().err
     assert "horizon 1 day(s) is shorter than the 7 days between as-of dates" in err and "at least 7" in err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err and not out.exists()
+
+
+def test_fit_console_lines_up_long_model_names():
+    from hsutils.model import _summary_lines
+
+    X, y = _table(n=600)
+    model = HealthScore().fit(X, y)
+    table = pd.DataFrame({"model": ["fitted", "fitted_by_segment"], "segment": ["all", "all"], "churns": [400, 400],
+                          "churned_companies": [60, 60], "auc": [0.81, 0.8], "auc_low": [0.78, 0.77],
+                          "auc_high": [0.84, 0.83], "warning": ["", ""]})
+    rows = [line for line in _summary_lines(model, table, "m.yml", "v1") if " AUC " in line]
+    assert [line.index(" AUC ") for line in rows] == [len("  fitted_by_segment")] * 2

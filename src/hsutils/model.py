@@ -1539,6 +1539,7 @@ def _summary_lines(model: HealthScore, table: pd.DataFrame | None, path: Path, v
         lines.append("held-out comparison (test period):")
         model_column = "model" if "model" in overall.columns else overall.columns[0]
         cautions = []
+        width = max([10, *(len(str(name)) for name in overall[model_column])])  # fitted_by_segment: 17
         for _, row in overall.iterrows():
             auc = row.get("auc")
             low, high = row.get("auc_low"), row.get("auc_high")
@@ -1546,7 +1547,7 @@ def _summary_lines(model: HealthScore, table: pd.DataFrame | None, path: Path, v
             auc_text = f"{auc:.3f}" if isinstance(auc, float) else str(auc)
             unstable = auc_unstable(churn_evidence(row), [low, high])
             marker = "  (not stable)" if unstable else ""
-            lines.append(f"  {str(row[model_column]):<10} AUC {auc_text}{interval}{marker}")
+            lines.append(f"  {str(row[model_column]):<{width}} AUC {auc_text}{interval}{marker}")
             if unstable and row.get("warning"):
                 cautions.append(f"caution: {row[model_column]}: {row['warning']}")
         lines.extend(cautions)
