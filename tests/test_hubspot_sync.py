@@ -818,3 +818,26 @@ def test_usage_export_with_company_ids_as_floats_is_joined(as_float, config, tmp
     finally:
         sandbox.stop()
     assert result.rows["usage_events"] == raw.height and not result.skipped
+
+
+def test_usage_for_a_domain_several_companies_share_is_left_out_and_counted(config, tmp_path):
+    """Two companies with one domain (a subsidiary): an event joined on that domain cannot tell whose it is."""
+    tables = companies_only(6)
+    sandbox = Sandbox(portal=seed_portal(tables, config))
+    sandbox.start()
+    try:
+        records = sandbox.portal.objects["companies"]
+        first, second = sorted(records)[:2]
+        records[second]["properties"]["domain"] = records[first]["properties"]["domain"]
+        domains = {r["company_id"]: r["domain"] for r in sandbox_domains(sandbox)}
+        export = write_usage_export(tables["usage_events"], tmp_path / "events.parquet", "amplitude")
+        raw = pl.read_parquet(export)
+        raw.with_columns(pl.col("account_id").replace_strict(domains).alias("company_domain")).drop(
+            "account_id").write_parquet(export)
+        result = pull(tmp_path / "pulled", host=sandbox.url, token=sandbox.token, config=config, usage=export,
+                      progress=False, **FAST)
+    finally:
+        sandbox.stop()
+    assert result.skipped == {"usage events for a domain several companies share": 2}
+    kept = load_snapshot(tmp_path / "pulled")["usage_events"]["company_id"].cast(pl.String)
+    assert kept.len() == 4 and first not in kept.to_list() and second not in kept.to_list()

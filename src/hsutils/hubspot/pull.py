@@ -385,11 +385,18 @@ def read_usage(path: str | Path, config: PortalConfig, companies: pl.DataFrame, 
     by_id = frame.join(known, left_on="hs_company", right_on="company_id", how="semi")
     rest = frame.join(known, left_on="hs_company", right_on="company_id", how="anti")
     if "domain" in companies.columns and rest.height:
-        domains = (companies.select(pl.col("company_id"), _normal_domain(pl.col("domain")).alias("d"))
-                   .filter(pl.col("d").is_not_null()).unique("d", keep="first"))
-        matched = rest.with_columns(_normal_domain(pl.col("domain")).alias("d")).join(domains, on="d", how="inner")
-        if rest.height - matched.height:
-            skipped["usage events for an unknown company"] += rest.height - matched.height
+        named = (companies.select(pl.col("company_id"), _normal_domain(pl.col("domain")).alias("d"))
+                 .filter(pl.col("d").is_not_null()))
+        # a domain several companies share (subsidiaries, a reseller's) cannot tell whose usage an event is
+        shared = named.filter(pl.col("d").is_duplicated()).select("d").unique()
+        domains = named.join(shared, on="d", how="anti")
+        rest = rest.with_columns(_normal_domain(pl.col("domain")).alias("d"))
+        ambiguous = rest.join(shared, on="d", how="semi").height
+        if ambiguous:
+            skipped["usage events for a domain several companies share"] += ambiguous
+        matched = rest.join(domains, on="d", how="inner")
+        if rest.height - matched.height - ambiguous:
+            skipped["usage events for an unknown company"] += rest.height - matched.height - ambiguous
         rest = matched.with_columns(pl.col("company_id").alias("hs_company"))
     else:
         if rest.height:
