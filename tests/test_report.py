@@ -468,3 +468,14 @@ def test_report_takes_a_cutoff_written_as_a_yaml_date(small_demo, tmp_path, monk
     err = capsys.readouterr().err
     assert code == 0 and "Traceback" not in err, err
     assert sorted(p.name for p in out.iterdir()) == ["2026Q4"]
+
+
+@pytest.mark.parametrize("events", [0, 4])
+def test_playbook_chart_says_why_its_bars_are_empty(events):
+    from hsutils import figures
+
+    playbook = pd.DataFrame({"condition": ["score fell more than 10 points", "score above 85"],
+                             "action": ["alert the CS owner", "expansion task"], "precision": [None, None],
+                             "recall": [None, None], "events": [events, 0]})
+    texts = [t.get_text() for t in figures.playbook_bars(playbook).axes[0].texts]
+    assert any("could be judged" in text for text in texts) == (events == 0)

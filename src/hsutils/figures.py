@@ -211,6 +211,9 @@ def playbook_bars(playbook: pd.DataFrame) -> plt.Figure:
     ax.set_xlim(0, 100)
     ax.tick_params(axis="y", labelsize=9)
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2, frameon=False)
+    if "events" in playbook.columns and not playbook["events"].fillna(0).astype(float).any():
+        ax.text(50, (len(playbook) - 1) / 2, "No event of the test period could be judged:\nthe bars stay empty "
+                "until renewals have been decided", ha="center", va="center", fontsize=11, color="#555555")
     return _finish(fig, "Alert playbook on past weeks")
 
 
