@@ -164,7 +164,7 @@ def load_snapshot(folder: str | Path, mapping: str | Path | None = None, validat
             tables[table] = validation.drop_repeated_rows(tables[table], table)
         if table == "usage_events":  # one chunk per column: the panel reads them as numpy arrays without a copy
             tables[table] = tables[table].rechunk()
-    validation.clear_unknown_contacts(tables)
+    validation.warn_unknown_contacts(validation.clear_unknown_contacts(tables))
     snapshot = Snapshot(manifest=manifest, tables=tables, path=folder)
     if validate:
         validation.validate_snapshot(snapshot)

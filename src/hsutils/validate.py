@@ -11,12 +11,12 @@ A snapshot table goes through four steps on every load:
 3. **coerce** (`coerce_table`): canonical dtypes. Timestamps may be ISO-8601 with `Z`, with an offset, naive
    (= UTC), a date alone, or `2025-03-01 10:00:00`, or as spreadsheets write dates, month-first
    `11/23/2025 14:05` or day-first `23.11.2025` (naive = UTC) when a day above 12 shows the column's order;
-   booleans true/false, yes/no, 1/0; numbers as spreadsheets
-   format them (`$1,200.50`, `1.200,50 €`, `1 200`; see `_formatted_numbers`); N/A, #N/A, null, None are empty
-   in number, date and yes/no columns; ids stay text (one a
-   spreadsheet rounded to scientific notation, 1.23457E+10, is refused). A value that cannot be read raises
-   `InputError` showing the raw text and its row. Then a contact_id that names no contact (one deleted since
-   the activity) is emptied, with a warning (`clear_unknown_contacts`).
+   booleans true/false, yes/no, 1/0; numbers as spreadsheets format them (`$1,200.50`, `1.200,50 €`, `1 200`;
+   see `_formatted_numbers`); N/A, #N/A, null, None are empty in number, date and yes/no columns; ids stay text
+   (one a spreadsheet rounded to scientific notation, 1.23457E+10, is refused). A value that cannot be read raises
+   `InputError` showing the raw text and its row. Then a CSV row that repeats another exactly is read once
+   (`drop_repeated_rows`), and a contact_id that names no contact (one deleted since the activity) is emptied,
+   with a warning (`clear_unknown_contacts`, `warn_unknown_contacts`).
 4. **validate** (`validate_snapshot`): pandera schemas built from `hsutils.schema.TABLES` (types, empty values,
    allowed values, ranges, unique keys, dates in order, nothing dated after the snapshot, known company ids) plus
    the manifest's `core_events`. The first problem is raised as one `InputError` line naming the table, the
@@ -744,8 +744,8 @@ def coerce_table(
 
     Canonical columns come first in schema order; extra columns are kept after them as read. `strip_text` trims
     spaces around text values of canonical columns and refuses ids a spreadsheet rounded to scientific notation
-    (CSV exports; typed parquet files are trusted as written). Raises InputError naming the table, the column and example rows when a required column is missing
-    or a value is unreadable.
+    (CSV exports; typed parquet files are trusted as written). Raises InputError naming the table, the column and
+    example rows when a required column is missing or a value is unreadable.
     """
     spec = TABLES[table]
     source = source or f"the {table} table"
@@ -1091,31 +1091,38 @@ def drop_repeated_rows(frame: pl.DataFrame, table: str) -> pl.DataFrame:
     return once
 
 
-def clear_unknown_contacts(tables: dict[str, pl.DataFrame]) -> None:
+def clear_unknown_contacts(tables: dict[str, pl.DataFrame]) -> dict[str, pl.DataFrame]:
     """Empty, in place, the optional contact_id of tickets, engagements and surveys that names no row of contacts
-    (a contact deleted in the portal since, or left out of the export): the activity keeps its company, loses the
-    contact link, and a warning per table counts the rows and shows examples."""
+    (a contact deleted in the portal since, or left out of the export or the pull): the activity keeps its company
+    and loses the contact link. Returns, per table that had such rows, those rows (row number, key, contact_id)
+    for the caller to report."""
     contacts = tables.get("contacts")
     if contacts is None or "contact_id" not in contacts.columns:
-        return
+        return {}
     known = contacts["contact_id"].cast(pl.String).unique().implode()
+    cleared: dict[str, pl.DataFrame] = {}
     for table in ("tickets", "engagements", "surveys"):
         frame = tables.get(table)
         if frame is None or "contact_id" not in frame.columns or frame["contact_id"].null_count() == frame.height:
             continue
         unknown = pl.col("contact_id").is_not_null() & ~pl.col("contact_id").cast(pl.String).is_in(known)
-        count = frame.select(unknown.sum()).item()
-        if not count:
-            continue
-        examples = _with_rows(frame, unknown, [TABLES[table].primary_key, "contact_id"])
+        rows = frame.with_row_index("row", offset=1).filter(unknown)
+        if rows.height:
+            cleared[table] = rows.select("row", TABLES[table].primary_key, "contact_id")
+            tables[table] = frame.with_columns(
+                pl.when(unknown).then(None).otherwise(pl.col("contact_id")).alias("contact_id")
+            )
+    return cleared
+
+
+def warn_unknown_contacts(cleared: Mapping[str, pl.DataFrame]) -> None:
+    """One warning per table of `clear_unknown_contacts`'s result: how many rows lost their contact, and examples."""
+    for table, rows in cleared.items():
         warnings.warn(
-            str(problem(table, "contact_id", f"{count:,} row(s) name a contact not in contacts (deleted since, or "
-                        "not exported); their contact is left empty and they still count for their company",
-                        examples)),
+            str(problem(table, "contact_id", f"{rows.height:,} row(s) name a contact not in contacts (deleted since, "
+                        "or not exported); their contact is left empty and they still count for their company",
+                        rows.head(3))),
             UserWarning, stacklevel=3,
-        )
-        tables[table] = frame.with_columns(
-            pl.when(unknown).then(None).otherwise(pl.col("contact_id")).alias("contact_id")
         )
 
 
@@ -1152,6 +1159,7 @@ __all__ = [
     "check_core_events",
     "clear_unknown_contacts",
     "drop_repeated_rows",
+    "warn_unknown_contacts",
     "missing_events",
     "most_frequent_events",
     "cli_validate",

@@ -30,6 +30,7 @@ from hsutils.hubspot.client import DEFAULT_HOST, Connection, HubSpotError
 from hsutils.hubspot.config import ENGAGEMENT_OBJECTS, ENGAGEMENT_TYPE, PortalConfig, TableMap, load_config
 from hsutils.schema import SCHEMA_VERSION, TABLES
 from hsutils.snapshot import Manifest, Snapshot, parse_utc, write_snapshot
+from hsutils.validate import clear_unknown_contacts, row_checks, validate_snapshot
 
 PAGE_SIZE = 100
 ASSOC_BATCH = 1000
@@ -502,8 +503,6 @@ def without_rows_breaking_rules(tables: dict[str, pl.DataFrame], skipped: Counte
     """Leave out the few records a portal holds that break a row rule of the schema (a credit deal with a negative
     amount, a term ending the day it starts, a ticket closed before it was created), so they do not refuse the
     whole snapshot; an optional value breaking a rule of its own (a csat of 0) is emptied instead. Both counted."""
-    from hsutils.validate import row_checks
-
     result = dict(tables)
     for name, frame in tables.items():
         for column, what, across, fine in row_checks(name):
@@ -686,14 +685,6 @@ def pull(out: str | Path, host: str = DEFAULT_HOST, token: str | None = None,
         rows[:] = [r for r in rows if r["company_id"] in company_ids]
         if before - len(rows):
             skipped[f"{name} of a company not pulled"] += before - len(rows)
-    # activity linked to a contact that was not pulled (one without a company, say) keeps its company, not the link
-    contact_ids = {r["contact_id"] for r in contacts}
-    for name, rows in (("tickets", tickets), ("engagements", engagements), ("surveys", surveys)):
-        unlinked = [r for r in rows if r.get("contact_id") is not None and r["contact_id"] not in contact_ids]
-        for r in unlinked:
-            r["contact_id"] = None
-        if unlinked:
-            skipped[f"{name} linked to a contact not pulled (contact left empty)"] += len(unlinked)
 
     tables = {
         "companies": _frame("companies", companies, ["domain", *own]),
@@ -708,6 +699,9 @@ def pull(out: str | Path, host: str = DEFAULT_HOST, token: str | None = None,
     unknown_owners = {v for r in companies for v in (r.get("cs_owner_id"), r.get("ae_owner_id")) if v} - owner_ids
     if unknown_owners:
         warnings.append(f"{len(unknown_owners)} owner id(s) on companies are not portal owners")
+    # activity linked to a contact that was not pulled (one without a company, say) keeps its company, not the link
+    for name, unlinked in clear_unknown_contacts(tables).items():
+        skipped[f"{name} linked to a contact not pulled (contact left empty)"] += unlinked.height
     tables = without_future_rows(tables, taken_at, skipped)
     tables = without_rows_breaking_rules(tables, skipped)
     manifest = Manifest(
@@ -717,9 +711,7 @@ def pull(out: str | Path, host: str = DEFAULT_HOST, token: str | None = None,
                "hubspot": {"host": conn.host, "config": config.source, "since": str(since_dt) if since_dt else None,
                            "owners": len(owners), "skipped": dict(skipped)}},
     )
-    from hsutils import validate as validation
-
-    validation.validate_snapshot(Snapshot(manifest=manifest, tables=tables))
+    validate_snapshot(Snapshot(manifest=manifest, tables=tables))
     write_snapshot(tables, manifest, out)
     from hsutils.snapshot import load_snapshot
 
