@@ -58,7 +58,8 @@ HIGH_TOUCH_SHARE = 0.20
 RENEWAL_MATCH_DAYS = 45
 CORE_SIGNALS = ("core_depth", "core_depth_trend")
 SIZE_BUCKETS = ((50, "1-49"), (200, "50-199"), (1000, "200-999"))
-CONTEXT_COLUMNS = ("arr_segment", "tier", "size_bucket", "arr", "contracted_seats", "active_seats",
+SEGMENT_COLUMNS = ("arr_segment", "tier", "size_bucket")  # the columns a panel's rows can be grouped by
+CONTEXT_COLUMNS = (*SEGMENT_COLUMNS, "arr", "contracted_seats", "active_seats",
                    "days_to_renewal", "term_end", "cs_owner_id", "ae_owner_id")
 OUTCOME_COLUMNS = ("outcome_churned", "outcome_expanded", "outcome_days_to_churn")
 

@@ -132,7 +132,7 @@ def _is_number(value: Any) -> bool:
 
 def check_parameters(parameters: dict[str, Any], where: str = "parameters") -> None:
     """Refuse, before any notebook runs, parameter values no notebook can use (one line naming the parameter)."""
-    from hsutils.panel import CONTEXT_COLUMNS
+    from hsutils.panel import SEGMENT_COLUMNS
     from hsutils.snapshot import parse_utc
 
     def refuse(key: str, expected: str) -> None:
@@ -157,9 +157,8 @@ def check_parameters(parameters: dict[str, Any], where: str = "parameters") -> N
     for key in ("save_rate_early", "save_rate_late"):
         if not (_is_number(parameters[key]) and 0 <= parameters[key] <= 1):
             refuse(key, "a share within 0..1 (e.g. 0.71)")
-    segments = [c for c in CONTEXT_COLUMNS if c in ("arr_segment", "tier", "size_bucket")]
-    if parameters["segment_column"] not in segments:
-        refuse("segment_column", f"one of the panel's segment columns ({', '.join(segments)})")
+    if parameters["segment_column"] not in SEGMENT_COLUMNS:
+        refuse("segment_column", f"one of the panel's segment columns ({', '.join(SEGMENT_COLUMNS)})")
     signals = parameters["signals"]
     if signals is not None and not (
         isinstance(signals, list) and signals and all(isinstance(name, str) and name for name in signals)
