@@ -549,8 +549,8 @@ class HealthScore(ClassifierMixin, BaseEstimator):
     labels: the larger one is churn). After fitting: `points_` (column -> points, >= 0, summing to 100; 0 for
     modifiers and unused columns), `transforms_` (column -> SignalTransform), `calibration_`, `classes_`,
     `n_features_in_`, `feature_names_in_` (DataFrame input). A DataFrame's columns are read by name (text, each
-    once); an array, or a DataFrame with the default labels 0..n-1, by position (named x0, x1, ...). Methods: `health_score(X)` (0..100, higher is
-    healthier), `predict_proba(X)` (column 1 = churn probability), `predict(X)`, `band(X)`,
+    once); an array, or a DataFrame with the default labels 0..n-1, by position (named x0, x1, ...). Methods:
+    `health_score(X)` (0..100, higher is healthier), `predict_proba(X)` (column 1 = churn probability), `predict(X)`, `band(X)`,
     `goodness(X)` and `component_points(X)` (per-signal breakdown). See the module docstring for the method.
 
     Parameters: `max_bins`, `min_bin_rows`, `prior_strength`, `shape` ("auto" | "monotone") shape the

@@ -6,8 +6,8 @@ with the group's prefix; a property of that name in another group stops the push
 identical run changes nothing. The default is a dry run that prints what would change; `apply=True` writes,
 keeping an audit file of (company, property, old value, new value, time) written ahead of every batch, which
 `rollback` reads to restore the old values. A change to the weights property's definition (its formula and
-description) is an audit row without a company, which `rollback` restores too (archiving the property when the
-push created it). Items failed in a 207 answer are retried, the rest reported.
+description) is an audit row without a company, which `rollback` restores too (a property the push created is
+left in place: rollback deletes no property). Items failed in a 207 answer are retried, the rest reported.
 """
 
 from __future__ import annotations
