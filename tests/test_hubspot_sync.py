@@ -64,6 +64,17 @@ def start(snapshot, config, **kwargs) -> Sandbox:
     return sandbox
 
 
+def pull_from(portal, config, usage: Path, tmp_path: Path):
+    """Pull a stand-in portal into tmp_path / "pulled" (the stand-in runs for the pull only); the pull's result."""
+    sandbox = Sandbox(portal=portal)
+    sandbox.start()
+    try:
+        return pull(tmp_path / "pulled", host=sandbox.url, token=sandbox.token, config=config, usage=usage,
+                    progress=False, **FAST)
+    finally:
+        sandbox.stop()
+
+
 def companies_only(n: int, seed: int = 0) -> dict[str, pl.DataFrame]:
     """A canonical snapshot's tables holding `n` companies, one renewal deal and one usage event each."""
     rng = random.Random(seed)
@@ -676,13 +687,7 @@ def test_activity_of_a_contact_without_a_company_keeps_its_company_and_loses_the
     portal.assoc[("contacts", "companies")].pop(contact)
     for linked in portal.assoc[("companies", "contacts")].values():
         linked.pop(contact, None)
-    sandbox = Sandbox(portal=portal)
-    sandbox.start()
-    try:
-        result = pull(tmp_path / "pulled", host=sandbox.url, token=sandbox.token, config=config, usage=usage,
-                      progress=False, **FAST)
-    finally:
-        sandbox.stop()
+    result = pull_from(portal, config, usage, tmp_path)
     pulled = load_snapshot(tmp_path / "pulled")
     assert contact not in pulled["contacts"]["contact_id"].to_list()
     theirs = engagements.filter(pl.col("contact_id") == contact)["engagement_id"]
@@ -707,13 +712,8 @@ def test_activity_scheduled_after_the_pull_is_left_out_and_counted(config, tmp_p
     }, schema=TABLES["engagements"].polars_schema)
     tables["usage_events"] = pl.concat([tables["usage_events"], tables["usage_events"].head(1).with_columns(
         pl.lit(future).cast(TABLES["usage_events"].polars_schema["occurred_at"]).alias("occurred_at"))])
-    sandbox = Sandbox(portal=seed_portal(tables, config, datetime(2032, 1, 1, tzinfo=UTC)))
-    sandbox.start()
-    try:
-        result = pull(tmp_path / "pulled", host=sandbox.url, token=sandbox.token, config=config,
-                      usage=usage_file(tables, tmp_path), progress=False, **FAST)
-    finally:
-        sandbox.stop()
+    result = pull_from(seed_portal(tables, config, datetime(2032, 1, 1, tzinfo=UTC)), config,
+                       usage_file(tables, tmp_path), tmp_path)
     pulled = load_snapshot(tmp_path / "pulled")
     assert pulled["engagements"].get_column("engagement_id").to_list() == ["e1"]
     assert pulled["usage_events"].height == tables["usage_events"].height - 1
@@ -737,13 +737,7 @@ def test_records_breaking_a_row_rule_are_left_out_and_counted(snapshot, config, 
     closed = [i for i, r in portal.objects["tickets"].items() if r["properties"].get("closed_date")]
     portal.objects["tickets"][closed[0]]["properties"]["closed_date"] = "2020-01-01T00:00:00.000Z"
     portal.objects["tickets"][closed[1]]["properties"]["csat_score"] = "0"
-    sandbox = Sandbox(portal=portal)
-    sandbox.start()
-    try:
-        result = pull(tmp_path / "pulled", host=sandbox.url, token=sandbox.token, config=config, usage=usage,
-                      progress=False, **FAST)
-    finally:
-        sandbox.stop()
+    result = pull_from(portal, config, usage, tmp_path)
     pulled = load_snapshot(tmp_path / "pulled")
     assert set(snapshot["deals"]["deal_id"]) - set(pulled["deals"]["deal_id"]) == {credit, same_day, no_close}
     assert set(snapshot["tickets"]["ticket_id"]) - set(pulled["tickets"]["ticket_id"]) == {closed[0]}
@@ -788,13 +782,7 @@ def test_usage_events_without_a_user_are_counted(config, tmp_path):
     raw = pl.read_csv(export, infer_schema=False)
     raw.with_columns(pl.when(pl.int_range(pl.len()) < 2).then(None).otherwise(pl.col("user_id"))
                      .alias("user_id")).write_csv(export)
-    sandbox = Sandbox(portal=seed_portal(tables, config))
-    sandbox.start()
-    try:
-        result = pull(tmp_path / "pulled", host=sandbox.url, token=sandbox.token, config=config, usage=export,
-                      progress=False, **FAST)
-    finally:
-        sandbox.stop()
+    result = pull_from(seed_portal(tables, config), config, export, tmp_path)
     assert result.rows["usage_events"] == 4
     assert result.skipped == {"usage events without a user or an event": 2}
 
@@ -810,13 +798,7 @@ def test_usage_export_with_company_ids_as_floats_is_joined(as_float, config, tmp
     else:
         export = tmp_path / "usage-float.parquet"
         raw.with_columns(pl.col("group_id").cast(pl.Float64)).write_parquet(export)
-    sandbox = Sandbox(portal=seed_portal(tables, config))
-    sandbox.start()
-    try:
-        result = pull(tmp_path / "pulled", host=sandbox.url, token=sandbox.token, config=config, usage=export,
-                      progress=False, **FAST)
-    finally:
-        sandbox.stop()
+    result = pull_from(seed_portal(tables, config), config, export, tmp_path)
     assert result.rows["usage_events"] == raw.height and not result.skipped
 
 
