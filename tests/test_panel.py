@@ -352,3 +352,23 @@ def test_usage_ids_as_text_or_dictionary_codes_give_the_same_panel(small_demo, d
     as_text = usage.with_columns(pl.col("company_id", "user_id", "event").cast(pl.String))
     text_panel = build_panel(Snapshot(demo.manifest, {**demo.tables, "usage_events": as_text}))
     assert text_panel.equals(panel)
+
+
+def test_snapshot_without_usage_events_gives_unknown_usage_signals_and_the_rest_unchanged(small_demo, panel, tmp_path,
+                                                                                         capsys):
+    """A portal pulled without a usage export: usage_events has no rows and core_events may be empty. The snapshot
+    loads, the usage signals and active_seats are empty (unknown, not 0) with a one-line warning, and every other
+    column equals the panel built with usage."""
+    folder = _broken_copy(small_demo, tmp_path, core_events=[])
+    pl.read_parquet(folder / "usage_events.parquet").head(0).write_parquet(folder / "usage_events.parquet")
+    out = tmp_path / "panel.parquet"
+    assert main(["validate", str(folder)]) == 0
+    assert main(["panel", str(folder), "--out", str(out)]) == 0
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "usage_events has no rows" in err and "seat_utilisation" in err
+    without = pl.read_parquet(out)
+    usage_columns = [name for name, signal in SIGNALS.items() if signal.reads and "usage_events" in signal.reads]
+    assert {"core_depth", "seat_utilisation", "logins_28d", "feature_breadth_28d"} <= set(usage_columns)
+    unknown = [*usage_columns, "active_seats"]
+    assert without.select(pl.col(unknown).null_count()).row(0) == (without.height,) * len(unknown)
+    assert without.drop(unknown).equals(panel.drop(unknown))

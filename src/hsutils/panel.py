@@ -125,9 +125,15 @@ def _check_usage_events(snapshot: Any, chosen: list[Signal]) -> None:
     has passed already; snapshots built in memory meet it here). A login event that never occurs leaves logins_28d
     at 0 everywhere: a warning says so, as the product may simply not record logins."""
     usage = snapshot["usage_events"]
+    if usage.height == 0:
+        unknown = [s.name for s in _reading_usage(chosen)]
+        if unknown:
+            warnings.warn(
+                f"table usage_events has no rows (no product usage in this snapshot), so {', '.join(unknown)} and "
+                "active_seats are empty (unknown) in every row", UserWarning, stacklevel=3,
+            )
+        return
     if any(s.name in CORE_SIGNALS for s in chosen):
-        if not snapshot.manifest.core_events:
-            raise InputError("manifest.json core_events is empty: name the usage events that are the product's value moments")
         check_core_events(usage, snapshot.manifest)
     if any(s.name == "logins_28d" for s in chosen) and missing_events(usage, [login := login_event(snapshot.manifest)]):
         warnings.warn(
@@ -135,6 +141,17 @@ def _check_usage_events(snapshot: Any, chosen: list[Signal]) -> None:
             f"{most_frequent_events(usage)}), so logins_28d is 0 for every row; name the product's login event as "
             "login_event in manifest.json", UserWarning, stacklevel=3,
         )
+
+
+def _reading_usage(chosen: list[Signal]) -> list[Signal]:
+    """The signals among `chosen` that declare they read usage_events."""
+    return [s for s in chosen if s.reads is not None and "usage_events" in s.reads]
+
+
+def _without_usage(panel: pl.DataFrame, chosen: list[Signal]) -> pl.DataFrame:
+    """A panel of a snapshot without usage events: the usage signals and active_seats are unknown (null), not 0."""
+    unknown = [s.name for s in _reading_usage(chosen)] + ["active_seats"]
+    return panel.with_columns(pl.lit(None, dtype=panel.schema[name]).alias(name) for name in unknown if name in panel.columns)
 
 
 def _size_bucket() -> pl.Expr:
@@ -195,7 +212,7 @@ def _class_panel(snapshot: Any, anchor: datetime, dates: list[datetime], chosen:
     its own list takes the other's tasks not yet started, from the end of that list. Signals that declare
     nothing run last, here."""
     weeks = [int((d - anchor) // timedelta(weeks=1)) for d in dates]
-    in_background = [s for s in chosen if s.reads is not None and "usage_events" in s.reads]
+    in_background = _reading_usage(chosen)
     read = {t for s in chosen if s.reads for t in s.reads} - {"usage_events", "deals"}  # deals: coded at once
     ctx = SignalContext(snapshot, anchor, weeks, read_usage_early=bool(in_background), code_early=sorted(read))
     keys = ctx.keys
@@ -388,7 +405,8 @@ def build_panel(
             raise InputError("no as-of date given")
         _check_as_of(snapshot, dates)
     _check_usage_events(snapshot, chosen)
-    return _build_panel(snapshot, chosen, dates, horizon_days)
+    panel = _build_panel(snapshot, chosen, dates, horizon_days)
+    return _without_usage(panel, chosen) if snapshot["usage_events"].height == 0 else panel
 
 
 def _build_panel(snapshot: Any, chosen: list[Signal], dates: list[datetime], horizon_days: int) -> pl.DataFrame:

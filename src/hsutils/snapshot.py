@@ -119,13 +119,9 @@ def read_manifest(folder: Path) -> Manifest:
         raise InputError(f"{where}: schema_version is {int(version)}, this suite reads {SCHEMA_VERSION}")
     if absent:
         raise InputError(f"{where} lacks {', '.join(absent)}")
-    events = raw["core_events"]
-    if (
-        not isinstance(events, list)
-        or not events
-        or not all(isinstance(e, str) and e.strip() for e in events)
-    ):
-        raise InputError(f"{where}: core_events must be a non-empty list of event names, got {events!r:.80}")
+    events = raw["core_events"]  # may be empty only when usage_events is (checked with the tables)
+    if not isinstance(events, list) or not all(isinstance(e, str) and e.strip() for e in events):
+        raise InputError(f"{where}: core_events must be a list of event names, got {events!r:.80}")
     try:
         return Manifest.from_dict(raw)
     except (ValueError, TypeError) as exc:

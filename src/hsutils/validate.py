@@ -57,7 +57,7 @@ FALSE_WORDS = ("false", "f", "no", "n", "0", "0.0")
 NO_VALUE_WORDS = ("n/a", "#n/a", "na", "null", "none", "nan")
 
 # Tables that must hold at least one row; the others may legitimately be empty (a portal without surveys).
-NON_EMPTY_TABLES = ("companies", "deals", "usage_events")
+NON_EMPTY_TABLES = ("companies", "deals")  # usage_events may be empty: a portal without a usage export
 # Columns whose values may not be negative, and closed ranges.
 NON_NEGATIVE = {"companies": ("employees",), "deals": ("arr", "seats"), "usage_events": ("count",)}
 VALUE_RANGES = {("tickets", "csat"): (1, 5)}
@@ -1065,7 +1065,11 @@ def most_frequent_events(usage_events: pl.DataFrame, n: int = 5) -> str:
 
 
 def check_core_events(usage_events: pl.DataFrame, manifest: Manifest) -> None:
-    """Every event the manifest names as a value moment must occur in usage_events."""
+    """Every event the manifest names as a value moment must occur in usage_events (when it has any rows)."""
+    if usage_events.height == 0:  # no product usage in the snapshot: the usage signals are unknown, not checked
+        return
+    if not manifest.core_events:
+        raise InputError("manifest.json core_events is empty: name the usage events that are the product's value moments")
     missing = missing_events(usage_events, manifest.core_events)
     if missing:
         raise InputError(
