@@ -21,6 +21,7 @@ from nbformat.v4 import new_code_cell, new_notebook
 from hsutils import narrative
 from hsutils.cli import main
 from hsutils.evaluate import segment_warning, time_split
+from hsutils.model import load_model
 from hsutils.panel import build_panel
 from hsutils.report import ReportFailed, find_previous_report, load_parameters, run_report
 from hsutils.snapshot import load_snapshot
@@ -479,3 +480,24 @@ def test_playbook_chart_says_why_its_bars_are_empty(events):
                              "recall": [None, None], "events": [events, 0]})
     texts = [t.get_text() for t in figures.playbook_bars(playbook).axes[0].texts]
     assert any("could be judged" in text for text in texts) == (events == 0)
+
+
+def test_report_on_a_portal_without_product_usage_says_what_it_lacks(small_demo, tmp_path):
+    """A portal pulled without a usage export: the whole report runs, the usage signals earn no points, and the
+    pages say in plain words which signals had no values and why no expansion candidate can be picked."""
+    portal = tmp_path / "snapshot"
+    shutil.copytree(small_demo, portal)
+    pl.read_parquet(portal / "usage_events.parquet").head(0).write_parquet(portal / "usage_events.parquet")
+    result = run_report(portal, "2026Q4", out=tmp_path / "reports", progress=False)
+    unmeasured = result.metrics["signals"]["unmeasured"]
+    assert {"core_depth", "seat_utilisation", "logins_28d", "feature_breadth_28d"} <= set(unmeasured)
+    points = load_model(result.folder / "model.yml").points_
+    assert all(points.get(name, 0.0) == 0.0 for name in unmeasured)
+    leadership = page_text(result.leadership_html.read_text(encoding="utf-8"))
+    assert f"What this snapshot lacks. It holds no product usage, so {', '.join(unmeasured)} have no values" in leadership
+    assert leadership.count(narrative.EXPANSION_UNKNOWN) == 2  # in brief, and where the list would be
+    exploration = page_text((result.folder / "01-signal-exploration.html").read_text(encoding="utf-8"))
+    assert f"{', '.join(unmeasured)} have no values in this snapshot, so they are not judged." in exploration
+    for name in ("01-signal-exploration.html", "02-fit-and-compare.html", "03-backtest.html"):
+        cells = table_cells((result.folder / name).read_text(encoding="utf-8"))
+        assert not [c for c in cells if c.lower() in ("nan", "none")], name

@@ -76,8 +76,23 @@ def signal_verdicts(univariate: pd.DataFrame) -> pd.DataFrame:
     return table.sort_values("separation", ascending=False).reset_index(drop=True)
 
 
-def field_claim_sentence(verdicts: pd.DataFrame) -> str:
-    """One plain sentence: does this data confirm that value signals predict churn and activity signals don't?"""
+def unmeasured_signals(panel: pl.DataFrame, signals: list[str]) -> list[str]:
+    """The signals among `signals` that have no value in any row of the panel (a table the snapshot lacks, such as
+    product usage): they cannot be judged and earn no points."""
+    return [name for name in signals if panel.get_column(name).null_count() == panel.height]
+
+
+def unmeasured_words(unmeasured: list[str]) -> str:
+    """Plain words naming the signals without any value ('' when there are none)."""
+    if not unmeasured:
+        return ""
+    has = "has" if len(unmeasured) == 1 else "have"
+    return f"{', '.join(unmeasured)} {has} no values in this snapshot, so {'it is' if len(unmeasured) == 1 else 'they are'} not judged."
+
+
+def field_claim_sentence(verdicts: pd.DataFrame, unmeasured: list[str] | None = None) -> str:
+    """One plain sentence: does this data confirm that value signals predict churn and activity signals don't?
+    Signals without any value (`unmeasured`) are named after it."""
     value = verdicts[verdicts["family"] == "value"]
     activity = verdicts[verdicts["family"] == "activity"]
     value_hits = int((value["data_says"] == "predicts churn").sum())
@@ -90,7 +105,7 @@ def field_claim_sentence(verdicts: pd.DataFrame) -> str:
         f"This data {verdict} the field's claim: {value_hits} of {len(value)} value signals predict churn, "
         f"against {activity_hits} of {len(activity)} activity signals (mean distance of AUC from 0.5: "
         f"value {mean_value:.2f}, activity {mean_activity:.2f})."
-    )
+    ) + (f" {unmeasured_words(unmeasured)}" if unmeasured else "")
 
 
 def population_stability_index(expected: np.ndarray, actual: np.ndarray, bins: int = 10) -> float:
@@ -123,6 +138,7 @@ class SignalExploration:
     by_segment: pd.DataFrame
     sentence: str
     segment_sentences: dict[str, str] = field(default_factory=dict)
+    unmeasured: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary for metrics.json."""
@@ -132,6 +148,7 @@ class SignalExploration:
             "field_claim": self.sentence,
             "verdicts": self.verdicts[columns].to_dict(orient="records"),
             "by_segment": self.segment_sentences,
+            "unmeasured": self.unmeasured,
         }
 
 
@@ -148,6 +165,7 @@ def explore_signals(
     frame = to_polars(panel)
     names = panel_signals(frame, signals)
     verdicts = signal_verdicts(univariate_auc(frame, names, n_boot=n_boot, seed=seed))
+    unmeasured = unmeasured_signals(frame, names)
     parts, sentences = [], {}
     if segment_column:
         for segment in sorted(frame.get_column(segment_column).drop_nulls().unique().to_list()):
@@ -165,6 +183,7 @@ def explore_signals(
         verdicts=verdicts,
         correlation=signal_correlation(frame, names),
         by_segment=by_segment,
-        sentence=field_claim_sentence(verdicts),
+        sentence=field_claim_sentence(verdicts, unmeasured),
         segment_sentences=sentences,
+        unmeasured=unmeasured,
     )

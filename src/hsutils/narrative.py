@@ -8,6 +8,7 @@ nothing is fitted or estimated here.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -218,6 +219,35 @@ def verdict_caution(churned: int | None) -> str:
     return too_few_churns_caution(churned, "verdict") + " Read it " + ROUGH_INDICATION
 
 
+def seats_in_use_unknown(scores: pd.DataFrame) -> bool:
+    """True when no account has a share of seats in use (a snapshot without product usage): expansion candidates,
+    which need it, cannot be picked."""
+    return len(scores) > 0 and "seat_utilisation" in scores and bool(scores["seat_utilisation"].isna().all())
+
+
+EXPANSION_UNKNOWN = ("No account can be picked: expansion candidates need the share of seats in use, which this "
+                     "snapshot does not record.")
+
+
+def expansion_empty_note(scores: pd.DataFrame) -> str:
+    """What the expansion list says when it is empty: why, when seats in use are unknown."""
+    return EXPANSION_UNKNOWN if seats_in_use_unknown(scores) else "No account qualifies for an expansion conversation this quarter."
+
+
+def data_gaps(unmeasured: Sequence[str], usage_rows: int | None = None) -> str:
+    """Plain words on the signals without any value in the snapshot ('' when every signal has values)."""
+    if not unmeasured:
+        return ""
+    one = len(unmeasured) == 1
+    names = ", ".join(unmeasured)
+    if usage_rows == 0:
+        return (f"It holds no product usage, so {names} {'has' if one else 'have'} no values: "
+                f"{'it earns' if one else 'they earn'} no points and the score rests on the other signals. Add the "
+                "product's usage export to the next pull to measure them.")
+    return (f"{names} {'has' if one else 'have'} no values in this snapshot: {'it earns' if one else 'they earn'} no "
+            "points and the score rests on the other signals.")
+
+
 def leadership_summary(
     period: str,
     comparison_table: pd.DataFrame,
@@ -230,10 +260,13 @@ def leadership_summary(
     horizon_days: int,
     cutoff: str,
     verdict_churned: int | None = None,
+    unmeasured: Sequence[str] = (),
+    usage_rows: int | None = None,
 ) -> str:
     """The first page of the leadership report, in Markdown: what changed, how well the score predicts, how many
     accounts and how much ARR are at risk, and the expansion candidates. `verdict_churned`: the churned accounts
-    the validation verdict rests on (its details' "churned"), for its caution."""
+    the validation verdict rests on (its details' "churned"), for its caution. `unmeasured`: signals without any
+    value in the snapshot, and `usage_rows` its usage events, for the line on what the snapshot lacks."""
     overall = comparison_table[comparison_table["segment"] == "all"].set_index("model")
     auc = overall["auc"].to_dict()
     fitted = auc.get("fitted")
@@ -253,6 +286,9 @@ def leadership_summary(
         f"{auc.get('seed', float('nan')):.2f}, the common 40/30/30 template {auc.get('40-30-30', float('nan')):.2f}, "
         f"and an unconstrained machine-learning model {auc.get('boosting', float('nan')):.2f}."
     )
+    gaps = data_gaps(unmeasured, usage_rows)
+    if gaps:
+        lines.append(f"- **What this snapshot lacks.** {gaps}")
     verdict_warning = verdict_caution(verdict_churned)
     lines.append(f"- **The validation step.** {verdict_text}" + (f" {verdict_warning}" if verdict_warning else ""))
     lines.append(
@@ -260,13 +296,16 @@ def leadership_summary(
         f"are At risk, holding {money(at_risk['arr'].sum())} of {money(total_arr)} ARR; {len(near_renewal)} of them "
         f"({money(near_renewal['arr'].sum())}) renew within {horizon_days} days."
     )
-    lines.append(
-        f"- **Expansion candidates.** {len(expansion)} healthy "
-        + ("account" if len(expansion) == 1 else "accounts")
-        + f" (score 85 or more, 80% or more of seats in use) {'holds' if len(expansion) == 1 else 'hold'} "
-        f"{money(expansion['arr'].sum())} ARR: route {'it' if len(expansion) == 1 else 'them'} to account executives "
-        "for an upgrade conversation."
-    )
+    if seats_in_use_unknown(scores):
+        lines.append(f"- **Expansion candidates.** {EXPANSION_UNKNOWN}")
+    else:
+        lines.append(
+            f"- **Expansion candidates.** {len(expansion)} healthy "
+            + ("account" if len(expansion) == 1 else "accounts")
+            + f" (score 85 or more, 80% or more of seats in use) {'holds' if len(expansion) == 1 else 'hold'} "
+            f"{money(expansion['arr'].sum())} ARR: route {'it' if len(expansion) == 1 else 'them'} to account "
+            "executives for an upgrade conversation."
+        )
     moved = points_moves.head(3)
     if previous is not None:
         change_words = "; ".join(f"{r.signal} {r.change:+.1f}" for r in moved.itertuples() if abs(r.change) >= 0.5)
