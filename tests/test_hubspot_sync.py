@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import math
 import random
+import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -655,8 +656,8 @@ def test_portal_config_merges_and_rejects_unknown_sections(tmp_path):
         load_config(path)
 
 
-def test_companies_only_portal_round_trips_and_usage_is_required(tmp_path):
-    """A portal with companies and deals but no activity yet still gives a valid snapshot; usage is required."""
+def test_companies_only_portal_round_trips(tmp_path):
+    """A portal with companies and deals but no activity yet still gives a valid snapshot."""
     tables = companies_only(12)
     manifest = Manifest(schema_version=1, source="test", created_at=datetime(2026, 1, 1, tzinfo=UTC),
                         core_events=["report_published", "workflow_run"])
@@ -665,9 +666,6 @@ def test_companies_only_portal_round_trips_and_usage_is_required(tmp_path):
     sandbox = Sandbox(portal=seed_portal(load_snapshot(tmp_path / "seed").tables, config))
     sandbox.start()
     try:
-        with pytest.raises(InputError, match="--usage"):
-            pull(tmp_path / "nousage", host=sandbox.url, token=sandbox.token, config=config, **FAST)
-        assert sum(sandbox.counts.values()) == 0
         result = pull(tmp_path / "pulled", host=sandbox.url, token=sandbox.token, config=config, progress=False,
                       usage=usage_file(tables, tmp_path), **FAST)
     finally:
@@ -823,3 +821,34 @@ def test_usage_for_a_domain_several_companies_share_is_left_out_and_counted(conf
     assert result.skipped == {"usage events for a domain several companies share": 2}
     kept = load_snapshot(tmp_path / "pulled")["usage_events"]["company_id"].cast(pl.String)
     assert kept.len() == 4 and first not in kept.to_list() and second not in kept.to_list()
+
+
+def test_pull_as_designed_without_a_usage_export(snapshot, config, usage, tmp_path, capsys, monkeypatch):
+    """`hsutils pull --out DIR --host URL` (the documented interface, token from the environment) pulls the portal
+    without a usage export: usage_events is empty, core_events too, and the summary warns. A portal config naming
+    `usage.file` (relative to the config file) gives the export instead."""
+    from hsutils.cli import main
+    from hsutils.hubspot.pull import NO_USAGE_WARNING
+
+    sandbox = start(snapshot, config, token="good-token")
+    try:
+        monkeypatch.setenv("HUBSPOT_ACCESS_TOKEN", "good-token")
+        assert main(["pull", "--out", str(tmp_path / "crm-only"), "--host", sandbox.url, "--quiet"]) == 0
+        printed = capsys.readouterr().out
+        (tmp_path / "conf").mkdir()
+        shutil.copy(usage, tmp_path / "conf" / "events.csv")
+        (tmp_path / "conf" / "portal.yml").write_text(yaml.safe_dump(
+            {"core_events": snapshot.manifest.core_events, "usage": {"file": "events.csv"}}))
+        assert main(["pull", "--out", str(tmp_path / "with-usage"), "--host", sandbox.url, "--quiet", "--rate", "off",
+                     "--config", str(tmp_path / "conf" / "portal.yml")]) == 0
+    finally:
+        sandbox.stop()
+    assert f"warning: {NO_USAGE_WARNING}" in printed and "usage_events 0" in printed
+    crm_only = load_snapshot(tmp_path / "crm-only")
+    assert crm_only["usage_events"].height == 0 and crm_only.manifest.core_events == []
+    for table in TABLES:
+        if table != "usage_events":
+            assert canonical(crm_only[table], table).equals(canonical(snapshot[table], table)), table
+    with_usage = load_snapshot(tmp_path / "with-usage")
+    assert canonical(with_usage["usage_events"], "usage_events").equals(
+        canonical(snapshot["usage_events"], "usage_events"))

@@ -827,6 +827,7 @@ def test_warnings_of_the_package_and_its_subpackages_are_one_plain_line(inside: 
 
     def handler(args) -> int:
         warnings.warn_explicit("3 tickets linked to a contact not pulled", UserWarning, str(where), 7)
+        warnings.warn_explicit("3 tickets linked to a contact not pulled", UserWarning, str(where), 9)  # said once
         return 0
 
     monkeypatch.setattr(cli, "resolve_handler", lambda command: handler)

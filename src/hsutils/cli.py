@@ -93,7 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="https://api.hubapi.com", help="API base URL")
     p.add_argument("--since", help="only activity on or after this date")
     p.add_argument("--config", help="YAML portal configuration (roles, pipelines, stages, properties)")
-    p.add_argument("--usage", help="product usage event export (CSV or parquet)")
+    p.add_argument("--usage", help="product usage event export (CSV or parquet); default: usage.file in --config, "
+                   "else none (usage_events empty, usage signals unknown)")
     p.add_argument("--rate", default="pro", help="client-side limit: starter (100), pro/enterprise (190) "
                    "requests per 10 s, a number, or off (default pro)")
     p.add_argument("--checkpoint", help="checkpoint folder for resuming (default: <out>.checkpoint beside it)")
@@ -138,11 +139,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `hsutils` console script."""
     args = build_parser().parse_args(argv)
     default_show = warnings.showwarning
+    shown: set[str] = set()
 
     def show(message: Warning | str, category: type[Warning], filename: str, lineno: int, file: Any = None,
-             line: str | None = None) -> None:  # the product's own warnings as one plain line
+             line: str | None = None) -> None:  # the product's own warnings as one plain line, each once
         if Path(filename).resolve().is_relative_to(PACKAGE_DIR):  # hsutils and its subpackages (hubspot)
-            print(f"hsutils {args.command}: warning: {message}", file=sys.stderr)
+            if str(message) not in shown:
+                shown.add(str(message))
+                print(f"hsutils {args.command}: warning: {message}", file=sys.stderr)
         else:
             default_show(message, category, filename, lineno, file, line)
 

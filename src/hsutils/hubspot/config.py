@@ -114,6 +114,15 @@ class PortalConfig:
         return [str(e) for e in self.raw.get("core_events") or []]
 
     @property
+    def usage_file(self) -> Path | None:
+        """The product usage export the config names (`usage.file`, relative to the config file), or None."""
+        name = (self.raw.get("usage") or {}).get("file")
+        if not name:
+            return None
+        path = Path(str(name)).expanduser()
+        return path if path.is_absolute() or self.source == "defaults" else Path(self.source).parent / path
+
+    @property
     def usage_columns(self) -> dict[str, list[str]]:
         cols = (self.raw.get("usage") or {}).get("columns") or {}
         return {k: [v] if isinstance(v, str) else list(v or []) for k, v in cols.items()}

@@ -3,8 +3,9 @@
 Objects are listed 100 a page with the properties the portal configuration names; associations are read with
 the v4 batch endpoint (1,000 ids a request) and carry their labels, which map contacts to roles. Every page and
 association chunk is saved in a checkpoint folder beside the output (`<out>.checkpoint/`), so a pull that
-crashed resumes where it stopped. Product usage comes from an event export file joined on the HubSpot company
-id or the company domain. The result is validated before it is written atomically.
+crashed resumes where it stopped. Product usage comes from an event export file (`--usage`, or `usage.file` in
+the portal config) joined on the HubSpot company id or the company domain; without one, usage_events is empty
+and the usage signals are unknown. The result is validated before it is written atomically.
 """
 
 from __future__ import annotations
@@ -28,11 +29,13 @@ from hsutils.errors import InputError, example_rows
 from hsutils.files import write_text_atomic
 from hsutils.hubspot.client import DEFAULT_HOST, Connection, HubSpotError
 from hsutils.hubspot.config import ENGAGEMENT_OBJECTS, ENGAGEMENT_TYPE, PortalConfig, TableMap, load_config
-from hsutils.schema import SCHEMA_VERSION, TABLES
+from hsutils.schema import SCHEMA_VERSION, TABLES, empty_frame
 from hsutils.snapshot import Manifest, Snapshot, parse_utc, write_snapshot
 from hsutils.validate import clear_unknown_contacts, row_checks, validate_snapshot
 
 PAGE_SIZE = 100
+NO_USAGE_WARNING = ("no product usage export (--usage FILE, or usage.file in --config): usage_events is empty, so "
+                    "core-workflow depth, seat utilisation, logins and feature breadth are unknown in the panel")
 ASSOC_BATCH = 1000
 LIST_API = {"companies": "crm.companies.basic_api", "contacts": "crm.contacts.basic_api",
             "deals": "crm.deals.basic_api", "tickets": "crm.tickets.basic_api",
@@ -530,11 +533,9 @@ def pull(out: str | Path, host: str = DEFAULT_HOST, token: str | None = None,
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise InputError(f"{out} already exists: a snapshot is never overwritten; choose a new folder")
-    if not usage:
-        raise InputError("pull needs --usage FILE: product usage is not stored in HubSpot; export it from your "
-                         "analytics tool (Segment, Mixpanel, Amplitude or any CSV/parquet of events)")
     if not isinstance(config, PortalConfig):
         config = load_config(config)
+    usage = usage or config.usage_file
     since_dt = parse_utc(since) if since is not None else None
     conn = Connection(host=host, token=token, rate=rate, retries=retries, backoff=backoff)
     fingerprint = hashlib.sha256(json.dumps([conn.host, config.raw, str(since_dt)], sort_keys=True,
@@ -694,7 +695,11 @@ def pull(out: str | Path, host: str = DEFAULT_HOST, token: str | None = None,
         "tickets": _frame("tickets", tickets),
         "surveys": _frame("surveys", surveys),
     }
-    tables["usage_events"] = read_usage(usage, config, tables["companies"], skipped, since_dt)
+    if usage:
+        tables["usage_events"] = read_usage(usage, config, tables["companies"], skipped, since_dt)
+    else:  # product usage is not stored in HubSpot: without an export the usage signals are unknown
+        tables["usage_events"] = empty_frame("usage_events")
+        warnings.append(NO_USAGE_WARNING)
     owner_ids = {o["id"] for o in owners}
     unknown_owners = {v for r in companies for v in (r.get("cs_owner_id"), r.get("ae_owner_id")) if v} - owner_ids
     if unknown_owners:
@@ -706,7 +711,7 @@ def pull(out: str | Path, host: str = DEFAULT_HOST, token: str | None = None,
     tables = without_rows_breaking_rules(tables, skipped)
     manifest = Manifest(
         schema_version=SCHEMA_VERSION, source="hubspot",
-        created_at=taken_at, core_events=config.core_events,
+        created_at=taken_at, core_events=config.core_events if usage else [],
         extra={"login_event": config.raw.get("login_event") or "login",
                "hubspot": {"host": conn.host, "config": config.source, "since": str(since_dt) if since_dt else None,
                            "owners": len(owners), "skipped": dict(skipped)}},
