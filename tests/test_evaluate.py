@@ -231,6 +231,25 @@ def test_compare_models_table_matches_direct_metrics(panel):
     assert "per signal" not in table.loc[0, "warning"]
 
 
+def test_compare_models_fits_segments_on_churned_accounts(panel):
+    """compare_models hands a segmented scorer the company ids: each segment's shrinkage weight counts its
+    churned accounts in training, not the weekly rows each of them labels."""
+    from hsutils.model import SegmentedHealthScore
+
+    signals = ["core_depth", "eb_engagement", "seat_utilisation", "logins_28d"]
+    with pytest.warns(UserWarning, match=r"arr_segment=high_touch: \d+ churned accounts for 4 signals"):
+        result = compare_models(panel, signals=signals, n_boot=0, models={"by_segment": SegmentedHealthScore()})
+    model = result.models["by_segment"]
+    train, _, _ = time_split(panel)
+    churned = train.filter(pl.col("outcome_churned") == 1)
+    for segment in ("high_touch", "scaled"):
+        rows = churned.filter(pl.col("arr_segment") == segment)
+        accounts = rows["company_id"].n_unique()
+        assert model.segment_churns_[segment] == rows.height > accounts
+        assert model.segment_churned_companies_[segment] == accounts
+        assert model.segment_weights_[segment] == pytest.approx(accounts / (accounts + model.shrinkage))
+
+
 def test_compare_models_standard_scorers(panel):
     standard = default_models()
     assert list(standard) == ["fitted", "seed", "40-30-30", "logistic", "boosting"]

@@ -449,6 +449,35 @@ def test_segmented_model_shrinks_small_segments_toward_global():
     assert gap(strong.segment_points_["high_touch"]) < gap(high_touch)
 
 
+def test_segment_weight_counts_churned_accounts_not_weekly_rows():
+    """On a weekly panel one churned account labels about 13 rows (90-day horizon): given the company ids as
+    groups, a segment's weight and warning count churned accounts, so 13 weekly copies of each account's row give
+    the weights of one row per account; without groups every row counts as an account."""
+    from hsutils.evaluate import MIN_TEST_CHURNS_FOR_AUC
+
+    X, y = _segmented_table()
+    weekly, y_weekly, companies = X.loc[X.index.repeat(13)], np.repeat(y, 13), np.repeat(np.arange(len(y)), 13)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        per_account = SegmentedHealthScore().fit(X, y)
+    with pytest.warns(UserWarning, match=r"high_touch: \d+ churned accounts for 3 signals .* its model is \d+% its own"):
+        model = SegmentedHealthScore().fit(weekly, y_weekly, groups=companies)
+    assert SegmentedHealthScore().shrinkage == MIN_TEST_CHURNS_FOR_AUC
+    accounts = per_account.segment_churns_
+    assert model.segment_churned_companies_ == accounts and per_account.segment_churned_companies_ == {
+        "high_touch": None, "scaled": None}
+    assert model.segment_churns_ == {segment: 13 * n for segment, n in accounts.items()}
+    assert model.segment_weights_ == pytest.approx(per_account.segment_weights_)
+    assert model.segment_weights_["high_touch"] == pytest.approx(accounts["high_touch"] / (accounts["high_touch"] + 30))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        by_rows = SegmentedHealthScore().fit(weekly, y_weekly)
+    rows = 13 * accounts["high_touch"]
+    assert by_rows.segment_weights_["high_touch"] == pytest.approx(rows / (rows + 30))
+    with pytest.raises(InputError, match="groups: 5 values for 4200 rows"):
+        SegmentedHealthScore().fit(X, y, groups=companies[:5])
+
+
 def test_segmented_scoring_uses_the_row_segment_and_global_for_unknown():
     X, y = _segmented_table()
     with warnings.catch_warnings():

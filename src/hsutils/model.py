@@ -79,6 +79,7 @@ from threadpoolctl import threadpool_limits
 
 from hsutils.baselines import BoostingReference, LogisticBaseline, coefficient_table
 from hsutils.errors import InputError, example_rows
+from hsutils.evaluate import MIN_CHURNS_PER_SIGNAL, MIN_TEST_CHURNS_FOR_AUC, churn_evidence, churned_companies
 from hsutils.files import write_text_atomic
 
 __all__ = [
@@ -916,6 +917,11 @@ def preset(name: str) -> HealthScore:
 # --------------------------------------------------------------------------------------------------------------
 
 
+# A segment's own fit gets half the weight at this many churned accounts: as many as the evaluation needs to trust a
+# segment's AUC (below it the AUC moves by several points, so the segment's own ranking is about as unsure).
+SEGMENT_SHRINKAGE = float(MIN_TEST_CHURNS_FOR_AUC)
+
+
 def _blend_transforms(a: SignalTransform, b: SignalTransform, weight_a: float) -> SignalTransform:
     """weight_a * a + (1 - weight_a) * b as one step function over the union of both edge sets."""
     edges = np.union1d(a.edges, b.edges)
@@ -934,18 +940,24 @@ class SegmentedHealthScore(ClassifierMixin, BaseEstimator):
     X holds the signals plus `segment_column`. A global model (a clone of `base`, default HealthScore()) is fitted
     on all rows; each segment's own model is fitted on its rows and blended with the global one with weight
     w = churns / (churns + shrinkage): points, transforms (on the union of bin edges) and calibration are
-    w * segment + (1 - w) * global. A segment whose own fit is impossible (one class, too few rows) uses the
-    global model (w = 0). Rows of a segment unseen in training use the global model. A warning is issued when a
-    segment has fewer than `min_churns_per_signal` churns per point-source signal.
-    `points_` is the global model's; `segment_points_`, `segment_weights_`, `segment_models_` the per-segment ones.
+    w * segment + (1 - w) * global. `churns` counts the segment's churned accounts: distinct `groups` (company
+    ids) with a churned row when fit is given groups, else churned rows (each row taken for one account; on a
+    weekly panel pass groups, as one churned account labels about horizon / 7 rows). The default shrinkage, 30
+    churned accounts, gives a segment half its own weight at the churned accounts the evaluation needs to trust
+    a segment's AUC (MIN_TEST_CHURNS_FOR_AUC). A segment whose own fit is impossible (one class, too few rows)
+    uses the global model (w = 0). Rows of a segment unseen in training use the global model. A warning is
+    issued when a segment has fewer than `min_churns_per_signal` churns per point-source signal.
+    `points_` is the global model's; `segment_points_`, `segment_weights_`, `segment_models_` the per-segment
+    ones; `segment_churns_` the churned rows and `segment_churned_companies_` the churned accounts (None without
+    groups) per segment.
     """
 
     def __init__(
         self,
         base: HealthScore | None = None,
         segment_column: str = "arr_segment",
-        shrinkage: float = 50.0,
-        min_churns_per_signal: int = 10,
+        shrinkage: float = SEGMENT_SHRINKAGE,
+        min_churns_per_signal: int = MIN_CHURNS_PER_SIGNAL,
     ) -> None:
         self.base = base
         self.segment_column = segment_column
@@ -965,11 +977,20 @@ class SegmentedHealthScore(ClassifierMixin, BaseEstimator):
         return X.drop(columns=[self.segment_column]), segments.astype(str).to_numpy()
 
     def fit(self, X, y, groups=None) -> SegmentedHealthScore:
+        """Fit the global model and each segment's blended one.
+
+        `groups` (optional, e.g. company ids of a weekly panel) keeps each group's rows in one cross-fitting fold
+        and makes a segment's churns its churned groups (accounts) rather than its churned rows.
+        """
         signals, segments = self._split(X)
         y = np.asarray(y).ravel()
+        if groups is not None:
+            groups = np.asarray(groups).ravel()
+            if groups.size != y.size:
+                raise ModelInputError(f"groups: {groups.size} values for {y.size} rows")
         base = self.base if self.base is not None else HealthScore()
         self.global_model_ = clone(base).fit(signals, y, groups=groups)
-        churn_label = self.global_model_.classes_[1]
+        churned = (y == self.global_model_.classes_[1]).astype(int)
         self.classes_ = self.global_model_.classes_
         self.feature_names_in_ = np.asarray(list(map(str, X.columns)), dtype=object)
         self.n_features_in_ = len(self.feature_names_in_)
@@ -978,28 +999,31 @@ class SegmentedHealthScore(ClassifierMixin, BaseEstimator):
         self.segment_models_: dict[str, HealthScore] = {}
         self.segment_weights_: dict[str, float] = {}
         self.segment_churns_: dict[str, int] = {}
+        self.segment_churned_companies_: dict[str, int | None] = {}
         for segment in sorted(set(segments)):
             mask = segments == segment
-            churns = int((y[mask] == churn_label).sum())
-            self.segment_churns_[segment] = churns
-            if churns < self.min_churns_per_signal * n_sources:
-                warnings.warn(
-                    f"segment {self.segment_column}={segment}: {churns} churns for {n_sources} signals "
-                    f"(fewer than {self.min_churns_per_signal} per signal); its model leans on the global one",
-                    UserWarning,
-                    stacklevel=2,
-                )
+            counts = {"churns": int(churned[mask].sum()),
+                      "churned_companies": churned_companies(churned[mask], None if groups is None else groups[mask])}
+            self.segment_churns_[segment] = counts["churns"]
+            self.segment_churned_companies_[segment] = counts["churned_companies"]
+            churns = churn_evidence(counts)
             weight = churns / (churns + self.shrinkage) if churns + self.shrinkage > 0 else 0.0
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
-                    own = clone(base).fit(
-                        signals[mask], y[mask], groups=None if groups is None else np.asarray(groups)[mask]
-                    )
+                    own = clone(base).fit(signals[mask], y[mask], groups=None if groups is None else groups[mask])
             except ModelInputError:
                 own, weight = None, 0.0
+            if churns < self.min_churns_per_signal * n_sources:
+                warnings.warn(
+                    f"segment {self.segment_column}={segment}: {churns} churned {'rows' if groups is None else 'accounts'}"
+                    f" for {n_sources} signals (fewer than {self.min_churns_per_signal} per signal); its model is "
+                    f"{weight:.0%} its own fit and {1 - weight:.0%} the global one",
+                    UserWarning,
+                    stacklevel=2,
+                )
             self.segment_weights_[segment] = float(weight)
-            self.segment_models_[segment] = self._blend(own, weight, signals[mask], y[mask] == churn_label)
+            self.segment_models_[segment] = self._blend(own, weight, signals[mask], churned[mask].astype(bool))
         self.segment_points_ = {s: dict(m.points_) for s, m in self.segment_models_.items()}
         return self
 
@@ -1418,8 +1442,8 @@ def _check_model_content(content: dict[str, Any]) -> None:
         column = segments.get("column")
         if not isinstance(column, str) or not column or column in columns:
             raise ModelInputError(f"segments.column is {column!r}; it must be a column name that is not a signal")
-        _number(segments.get("shrinkage", 50.0), "segments.shrinkage", low=0.0)
-        _number(segments.get("min_churns_per_signal", 10), "segments.min_churns_per_signal", low=0.0)
+        _number(segments.get("shrinkage", SEGMENT_SHRINKAGE), "segments.shrinkage", low=0.0)
+        _number(segments.get("min_churns_per_signal", MIN_CHURNS_PER_SIGNAL), "segments.min_churns_per_signal", low=0.0)
         for segment, section in _mapping(segments.get("models") or {}, "segments.models").items():
             where = f"segments.models.{segment}"
             _number(_mapping(section, where).get("weight", 0.0), f"{where}.weight", 0.0, 1.0)
@@ -1484,8 +1508,8 @@ def load_model(path_or_preset: str | Path):
                 segmented = SegmentedHealthScore(
                     base=HealthScore(**params),
                     segment_column=spec["column"],
-                    shrinkage=float(spec.get("shrinkage", 50.0)),
-                    min_churns_per_signal=int(spec.get("min_churns_per_signal", 10)),
+                    shrinkage=float(spec.get("shrinkage", SEGMENT_SHRINKAGE)),
+                    min_churns_per_signal=int(spec.get("min_churns_per_signal", MIN_CHURNS_PER_SIGNAL)),
                 )
                 segmented.global_model_ = model
                 segmented.classes_ = model.classes_
