@@ -107,16 +107,33 @@ def test_presets_by_name_and_fitted_preset_round_trip(tmp_path):
 
 
 def test_segmented_model_round_trip(tmp_path):
+    """A segmented model fitted on company ids keeps its churned rows and accounts per segment; a file written
+    before the accounts were recorded (shrinkage on rows, no churned_companies) still loads."""
     X, y = _table(n=2500)
     X["arr_segment"] = np.where(np.arange(len(X)) % 5 == 0, "high_touch", "scaled")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        model = SegmentedHealthScore().fit(X, y)
-    loaded = load_model(save_model(model, tmp_path / "seg.yml", METADATA))
+        model = SegmentedHealthScore().fit(X, y, groups=np.arange(len(X)) % 500)  # 5 rows each, one segment
+    path = save_model(model, tmp_path / "seg.yml", METADATA)
+    loaded = load_model(path)
     assert isinstance(loaded, SegmentedHealthScore)
     np.testing.assert_array_equal(loaded.health_score(X), model.health_score(X))
     np.testing.assert_allclose(loaded.predict_proba(X), model.predict_proba(X), atol=1e-15)
     assert loaded.segment_points_ == model.segment_points_
+    assert loaded.segment_churns_ == model.segment_churns_
+    assert loaded.segment_churned_companies_ == model.segment_churned_companies_
+    assert loaded.segment_weights_ == model.segment_weights_ and loaded.shrinkage == model.shrinkage
+    content = yaml.safe_load(path.read_text())
+    assert content["segments"]["models"]["high_touch"]["churned_companies"] < content["segments"]["models"][
+        "high_touch"]["churns"]
+    content["segments"]["shrinkage"] = 50.0
+    for section in content["segments"]["models"].values():
+        del section["churned_companies"]
+    old = tmp_path / "old.yml"
+    old.write_text(yaml.safe_dump(content, sort_keys=False))
+    before = load_model(old)
+    assert before.segment_churned_companies_ == {"high_touch": None, "scaled": None} and before.shrinkage == 50.0
+    np.testing.assert_array_equal(before.health_score(X), model.health_score(X))
 
 
 def test_bad_model_files_are_clear_errors(tmp_path):
@@ -193,6 +210,8 @@ HAND_EDITS: dict[str, tuple[str, dict[str, Any], str]] = {
     "fitted without columns": ("fitted", {"columns": DROP}, r"kind fitted needs its columns"),
     "segment with a positive slope": ("segmented", {"segments/models/scaled/calibration/slope": 0.05},
                                       r"segments.models.scaled: calibration.slope is 0.05; it must be negative"),
+    "segment with negative churned accounts": ("segmented", {"segments/models/scaled/churned_companies": -3},
+                                               r"segments.models.scaled.churned_companies is -3; .* >= 0"),
     "segment with a misspelt signal": ("segmented", {"segments/models/high_touch/signals/core_depth/name": "core"},
                                        r"segments.models.high_touch: signal 'core' is not among the model's columns"),
 }

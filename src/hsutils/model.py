@@ -1180,6 +1180,7 @@ def model_to_dict(model, metadata: dict[str, Any] | None = None) -> dict[str, An
             "min_churns_per_signal": int(model.min_churns_per_signal),
             "models": {
                 segment: {"weight": model.segment_weights_[segment], "churns": model.segment_churns_[segment],
+                          "churned_companies": model.segment_churned_companies_.get(segment),
                           **{k: v for k, v in _scorer_dict(seg_model).items() if k in ("signals", "calibration")}}
                 for segment, seg_model in model.segment_models_.items()
             },
@@ -1448,6 +1449,8 @@ def _check_model_content(content: dict[str, Any]) -> None:
             where = f"segments.models.{segment}"
             _number(_mapping(section, where).get("weight", 0.0), f"{where}.weight", 0.0, 1.0)
             _number(section.get("churns", 0), f"{where}.churns", low=0.0)
+            if section.get("churned_companies") is not None:  # absent from files written before it was recorded
+                _number(section["churned_companies"], f"{where}.churned_companies", low=0.0)
             sections[f"{where}: "] = section
     for where, section in sections.items():
         modifier_transforms = _check_signals(section, where, columns, role_modifiers, fitted=True)
@@ -1517,10 +1520,13 @@ def load_model(path_or_preset: str | Path):
                 segmented.feature_names_in_ = np.asarray(list(model._columns()) + [spec["column"]], dtype=object)
                 segmented.n_features_in_ = len(segmented.feature_names_in_)
                 segmented.segment_models_, segmented.segment_weights_, segmented.segment_churns_ = {}, {}, {}
+                segmented.segment_churned_companies_ = {}
                 for segment, section in (spec.get("models") or {}).items():
                     segmented.segment_models_[str(segment)] = _scorer_from(content, section, params)
                     segmented.segment_weights_[str(segment)] = float(section.get("weight", 0.0))
                     segmented.segment_churns_[str(segment)] = int(section.get("churns", 0))
+                    companies = section.get("churned_companies")
+                    segmented.segment_churned_companies_[str(segment)] = None if companies is None else int(companies)
                 segmented.segment_points_ = {s: dict(m.points_) for s, m in segmented.segment_models_.items()}
                 model = segmented
     except (KeyError, TypeError, ValueError) as exc:
