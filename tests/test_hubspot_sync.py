@@ -6,7 +6,8 @@ import csv
 import math
 import random
 import shutil
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 from pathlib import Path
 
 import polars as pl
@@ -446,6 +447,95 @@ def test_pull_under_faults_resumes_from_checkpoint(snapshot, config, usage, tmp_
     pulled, reference = load_snapshot(tmp_path / "pulled"), load_snapshot(tmp_path / "clean")
     for table in TABLES:
         assert canonical(pulled[table], table).equals(canonical(reference[table], table)), table
+
+
+DAY = 86_400
+DAILY_429 = {"status": "error", "message": "You have reached your daily limit.", "errorType": "RATE_LIMIT",
+             "policyName": "DAILY", "groupName": "publicapi:private-app-api-calls-daily"}
+
+
+class Refusing:
+    """Makes a stand-in answer `status`/`body`/`headers` to the requests after its first `served` ones (`times` of
+    them, all when None) while `on`, and counts these refusals. Every sleep asked of `time.sleep` is recorded
+    instead of slept (a test never sleeps long); one of a minute or more fails the test at once."""
+
+    def __init__(self, monkeypatch, sandbox: Sandbox, served: int, status: int, body: dict, headers: dict,
+                 times: int | None = None) -> None:
+        self.on, self.refused, self.slept, self.seen = True, 0, [], 0
+        handle = sandbox.handle
+
+        def refusing_handle(*args):
+            with sandbox.lock:
+                self.seen += 1
+                refuse = self.on and self.seen > served and (times is None or self.refused < times)
+                self.refused += refuse
+            return (status, body, dict(headers)) if refuse else handle(*args)
+
+        def recorded_sleep(seconds: float) -> None:
+            assert seconds < 60, f"asked to sleep {seconds:.0f} s"
+            self.slept.append(seconds)
+
+        monkeypatch.setattr(sandbox, "handle", refusing_handle)
+        monkeypatch.setattr("time.sleep", recorded_sleep)
+
+
+@pytest.mark.parametrize(("status", "body", "retry_after", "said"), [
+    (429, DAILY_429, str(DAY), "asks to wait 86,400 s, until "),
+    (503, {"status": "error", "message": "maintenance"}, "http-date", "asks to wait 86,"),
+    (429, DAILY_429, None, "daily API limit is spent (429 DAILY); it resets at midnight"),
+])
+def test_a_wait_too_long_stops_the_pull_at_once_and_a_rerun_resumes(status, body, retry_after, said, tmp_path,
+                                                                    capsys, monkeypatch):
+    """A Retry-After of a day (seconds or an HTTP date), or HubSpot's daily limit spent, is not slept through: the
+    pull stops at the first such answer with a one-line error (exit 2) saying how long HubSpot asked to wait, and
+    keeps its checkpoint, so the same command run later resumes."""
+    from hsutils.cli import main
+
+    tables = companies_only(30)
+    usage = usage_file(tables, tmp_path)
+    sandbox = Sandbox(portal=seed_portal(tables, load_config()), token="good-token")
+    sandbox.start()
+    headers = {} if retry_after is None else {"Retry-After": retry_after if retry_after != "http-date" else
+                                              format_datetime(datetime.now(UTC) + timedelta(days=1), usegmt=True)}
+    refusing = Refusing(monkeypatch, sandbox, 12, status, body, headers)  # after the property reads and a page
+    try:
+        monkeypatch.setenv("HUBSPOT_ACCESS_TOKEN", "good-token")
+        code = main(["pull", "--out", str(tmp_path / "pulled"), "--host", sandbox.url, "--rate", "off", "--quiet",
+                     "--usage", str(usage)])
+        err = capsys.readouterr().err.strip()
+        assert code == 2 and len(err.splitlines()) == 1, err
+        assert said in err and "run the same command again later" in err and "checkpoint" in err
+        assert refusing.refused == 1 and not refusing.slept  # neither retried nor slept
+        assert (tmp_path / "pulled.checkpoint").is_dir() and not (tmp_path / "pulled").exists()
+        refusing.on = False  # later: the limit has reset
+        result = pull(tmp_path / "pulled", host=sandbox.url, token="good-token", progress=False, usage=usage,
+                      **FAST)
+    finally:
+        sandbox.stop()
+    assert result.resumed and result.rows["companies"] == 30
+    assert not (tmp_path / "pulled.checkpoint").exists()
+
+
+def test_a_retry_after_within_the_limit_is_waited_out(monkeypatch):
+    """A Retry-After of HubSpot's 10-second window is waited out, as asked, and the call succeeds; a client whose
+    limit is below the asked wait stops at once with a one-line error instead."""
+    from hsutils.hubspot.client import MAX_WAIT_SECONDS, Connection
+
+    sandbox = Sandbox(portal=seed_portal(companies_only(3), load_config()))
+    sandbox.start()
+    ten_secondly = {**DAILY_429, "policyName": "TEN_SECONDLY_ROLLING"}
+    try:
+        refusing = Refusing(monkeypatch, sandbox, 0, 429, ten_secondly, {"Retry-After": "10"}, times=2)
+        conn = Connection(host=sandbox.url, token=sandbox.token, **FAST)
+        assert len(conn.call("list companies", conn.api("crm.companies.basic_api").get_page, limit=10).results) == 3
+        assert refusing.slept == [10.0, 10.0] and MAX_WAIT_SECONDS >= 10
+        refusing.refused, refusing.slept = 0, []
+        short = Connection(host=sandbox.url, token=sandbox.token, max_wait=5, **FAST)
+        with pytest.raises(HubSpotError, match=r"asks to wait 10 s, until .* \(429 TEN_SECONDLY_ROLLING\); stopped"):
+            short.call("list companies", short.api("crm.companies.basic_api").get_page, limit=10)
+        assert refusing.refused == 1 and not refusing.slept
+    finally:
+        sandbox.stop()
 
 
 def test_rate_limit_answers_429_and_the_client_limiter_avoids_it(tmp_path):

@@ -4,12 +4,15 @@ Every call goes through the official `hubspot-api-client`. The factory plugs two
 - a sliding-window rate limiter that every HTTP attempt (first tries and urllib3 retries) passes through, with
   tier presets (`starter` 100, `pro`/`enterprise` 190 requests per 10 s);
 - a urllib3 `Retry` that retries 429 and 5xx for every method, POST included (`allowed_methods=None`), with
-  exponential backoff and respect for `Retry-After`.
+  exponential backoff and respect for `Retry-After` up to `MAX_WAIT_SECONDS`. An answer asking for a longer wait
+  (HubSpot's daily limit spent, a long outage) is not slept through: the call stops with a one-line error saying
+  how long HubSpot asked to wait, so an unattended run ends instead of hanging for hours.
 Errors become `HubSpotError` (an InputError: one line, exit 2) with the access token scrubbed from the text.
 """
 
 from __future__ import annotations
 
+import email.utils
 import json
 import logging
 import os
@@ -17,11 +20,14 @@ import re
 import threading
 import time
 from collections import Counter, deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import urllib3
+from urllib3.exceptions import MaxRetryError, ResponseError
 from urllib3.util.retry import Retry
 
 from hsutils.errors import InputError
@@ -33,6 +39,10 @@ DEFAULT_HOST = "https://api.hubapi.com"
 TIERS = {"starter": 100, "free": 100, "pro": 190, "professional": 190, "enterprise": 190}
 INTERVAL_SECONDS = 10.0
 RETRY_STATUSES = (429, 500, 502, 503, 504)
+# the longest Retry-After slept through: HubSpot's windows are 1 s (search) and 10 s, so a longer ask is the daily
+# limit or an outage, which a run should not wait out asleep
+MAX_WAIT_SECONDS = 120.0
+DAILY_REMAINING_HEADER = "X-HubSpot-RateLimit-Daily-Remaining"
 
 
 class HubSpotError(InputError):
@@ -124,16 +134,66 @@ class Stats:
         return sum(self.attempts.values())
 
 
+# ----- waits the server asks for ----------------------------------------------------------------------------
+def retry_after_seconds(value: str | None) -> float | None:
+    """Seconds a Retry-After header asks to wait (a number of seconds or an HTTP date); None if absent or unreadable."""
+    if value is None:
+        return None
+    text = str(value).strip()
+    if text.isdigit():
+        return float(text)
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def too_long_to_wait(status: int | None, headers: Mapping[str, str] | None, body: dict[str, Any],
+                     max_wait: float = MAX_WAIT_SECONDS) -> str | None:
+    """Why an answer asks for a wait too long to sleep through, in words for an error line: a Retry-After beyond
+    `max_wait`, or a 429 for HubSpot's daily limit (`policyName` DAILY) without a Retry-After within it; None when
+    a retry after a short wait may succeed."""
+    headers = headers or {}
+    seconds = retry_after_seconds(headers.get("Retry-After"))
+    daily = status == 429 and (body.get("policyName") == "DAILY" or headers.get(DAILY_REMAINING_HEADER) == "0")
+    if seconds is not None and seconds <= max_wait or seconds is None and not daily:
+        return None
+    answer = f"{status} {body.get('policyName') or ('DAILY' if daily else '')}".strip()
+    if seconds is None:
+        return f"HubSpot's daily API limit is spent ({answer}); it resets at midnight in the portal's time zone"
+    until = (datetime.now(UTC) + timedelta(seconds=seconds)).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return (f"HubSpot asks to wait {seconds:,.0f} s, until {until} ({answer}"
+            + (": the daily API limit is spent)" if daily else ")"))
+
+
 class LimitedRetry(Retry):
-    """urllib3 Retry that passes every retry attempt through the rate limiter and counts it."""
+    """urllib3 Retry that passes every retry attempt through the rate limiter and counts it, and gives an answer
+    asking for a wait longer than `max_wait` back at once instead of sleeping through it."""
 
     limiter: RateLimiter | None = None
     stats: Stats | None = None
+    max_wait: float = MAX_WAIT_SECONDS
 
     def new(self, **kw: Any) -> LimitedRetry:
         retry = super().new(**kw)
-        retry.limiter, retry.stats = self.limiter, self.stats
+        retry.limiter, retry.stats, retry.max_wait = self.limiter, self.stats, self.max_wait
         return retry
+
+    def increment(self, method: str | None = None, url: str | None = None, response: Any = None,
+                  error: Exception | None = None, _pool: Any = None, _stacktrace: Any = None) -> LimitedRetry:
+        if response is not None:
+            body = parse_error_body(response.data) if response.status == 429 else {}  # read once, kept for the caller
+            if too_long_to_wait(response.status, response.headers, body, self.max_wait):
+                # with raise_on_status=False urllib3 hands this answer to the caller, which explains it
+                raise MaxRetryError(_pool, url, ResponseError("the server asks for a longer wait than allowed"))
+        return super().increment(method, url, response, error, _pool, _stacktrace)
+
+    def get_retry_after(self, response: Any) -> float | None:
+        seconds = retry_after_seconds(response.headers.get("Retry-After"))
+        return None if seconds is None else min(seconds, self.max_wait)
 
     def sleep(self, response: Any = None) -> None:
         super().sleep(response)
@@ -144,8 +204,10 @@ class LimitedRetry(Retry):
             self.limiter.acquire()
 
 
-def make_retry(limiter: RateLimiter | None, stats: Stats | None, total: int = 8, backoff: float = 0.5) -> Retry:
-    """Retry 429 and 5xx for every method (POST too), honouring Retry-After, then give the last answer back."""
+def make_retry(limiter: RateLimiter | None, stats: Stats | None, total: int = 8, backoff: float = 0.5,
+               max_wait: float = MAX_WAIT_SECONDS) -> Retry:
+    """Retry 429 and 5xx for every method (POST too), honouring Retry-After up to `max_wait` seconds, then give the
+    last answer back (at once when the server asks for a longer wait)."""
     retry = LimitedRetry(
         total=total,
         connect=total,
@@ -158,7 +220,7 @@ def make_retry(limiter: RateLimiter | None, stats: Stats | None, total: int = 8,
         respect_retry_after_header=True,
         raise_on_status=False,
     )
-    retry.limiter, retry.stats = limiter, stats
+    retry.limiter, retry.stats, retry.max_wait = limiter, stats, max_wait
     return retry
 
 
@@ -168,7 +230,7 @@ class Connection:
 
     def __init__(self, host: str = DEFAULT_HOST, token: str | None = None, rate: str | int | None = "pro",
                  retries: int = 8, backoff: float = 0.5, timeout: float = 120.0,
-                 interval: float = INTERVAL_SECONDS) -> None:
+                 interval: float = INTERVAL_SECONDS, max_wait: float = MAX_WAIT_SECONDS) -> None:
         from hubspot import HubSpot
         from hubspot.discovery.discovery_base import DiscoveryBase
 
@@ -177,6 +239,7 @@ class Connection:
         self.limiter = RateLimiter(parse_rate(rate), interval=interval)
         self.stats = Stats()
         self.timeout = timeout
+        self.max_wait = max_wait
         self._apis: dict[str, Any] = {}
         limiter, stats = self.limiter, self.stats
 
@@ -196,7 +259,8 @@ class Connection:
             return api
 
         self.client = HubSpot(access_token=self._token, host=self.host,
-                              retry=make_retry(limiter, stats, retries, backoff), api_factory=api_factory)
+                              retry=make_retry(limiter, stats, retries, backoff, max_wait),
+                              api_factory=api_factory)
 
     def api(self, dotted: str) -> Any:
         """An API object such as "crm.companies.batch_api", built once and reused (one connection pool)."""
@@ -220,7 +284,7 @@ class Connection:
                                      self._token)) from None
         except Exception as exc:
             if _is_api_exception(exc):
-                raise explain(exc, what, self._token) from None
+                raise explain(exc, what, self._token, self.max_wait) from None
             raise
 
     def call_json(self, what: str, func: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
@@ -249,7 +313,12 @@ def _is_api_exception(exc: BaseException) -> bool:
 
 
 def error_body(exc: Any) -> dict[str, Any]:
-    body = getattr(exc, "body", None)
+    """The JSON body of an ApiException as a dict ({"message": text} when it is not JSON)."""
+    return parse_error_body(getattr(exc, "body", None))
+
+
+def parse_error_body(body: bytes | str | None) -> dict[str, Any]:
+    """An error answer's JSON body as a dict ({"message": text} when it is not JSON)."""
     if isinstance(body, bytes):
         body = body.decode("utf-8", "replace")
     try:
@@ -268,12 +337,17 @@ def missing_scopes(body: dict[str, Any]) -> list[str]:
     return sorted(set(scopes))
 
 
-def explain(exc: Any, what: str, token: str | None) -> HubSpotError:
-    """A one-line explanation of an ApiException (401, 403 with the missing scopes, 429, other statuses)."""
+def explain(exc: Any, what: str, token: str | None, max_wait: float = MAX_WAIT_SECONDS) -> HubSpotError:
+    """A one-line explanation of an ApiException (401, 403 with the missing scopes, a wait too long to sleep
+    through, 429, other statuses)."""
     status = getattr(exc, "status", None)
     body = error_body(exc)
     category = body.get("category") or body.get("errorType")
-    if status == 401:
+    wait = too_long_to_wait(status, getattr(exc, "headers", None), body, max_wait) if status in RETRY_STATUSES else None
+    if wait:
+        msg = (f"{what}: {wait}; stopped instead of waiting that long: run the same command again later, it resumes "
+               "where it stopped (a pull from its checkpoint)")
+    elif status == 401:
         msg = (f"{what}: HubSpot rejected the access token (401 {category or 'unauthorized'}): it is missing, "
                f"expired or revoked; set {TOKEN_ENV} to a valid private app token")
     elif status == 403:
