@@ -424,9 +424,10 @@ def test_fault_run_loses_and_doubles_nothing(tmp_path):
 def test_pull_under_faults_resumes_from_checkpoint(snapshot, config, usage, tmp_path):
     sandbox = start(snapshot, config, faults=Faults(rate_429=0.2, rate_500=0.02, seed=4, outage_after=25))
     try:
-        with pytest.raises(HubSpotError):
+        with pytest.raises(HubSpotError, match="503"):  # the outage, in the middle of the pull (three retries
+            # ride out the 429s of the up-front property checks, which a checkpoint does not keep)
             pull(tmp_path / "pulled", host=sandbox.url, token=sandbox.token, config=config, progress=False,
-                 usage=usage, retries=2, **FAST)
+                 usage=usage, retries=3, **FAST)
         assert (tmp_path / "pulled.checkpoint").is_dir() and not (tmp_path / "pulled").exists()
         first_run = sum(sandbox.served.values())
         sandbox.set_faults(Faults(rate_429=0.2, rate_500=0.02, seed=5))
@@ -630,6 +631,7 @@ def test_401_and_403_are_one_line_with_exit_2(tmp_path, capsys, monkeypatch):
         assert main(["pull", "--out", str(tmp_path / "b"), *base]) == 2
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and "403" in err and "crm.schemas.contacts.read" in err
+        assert not (tmp_path / "a.checkpoint").exists() and not (tmp_path / "b.checkpoint").exists()
         monkeypatch.delenv("HUBSPOT_ACCESS_TOKEN")
         monkeypatch.chdir(tmp_path)  # no .env here either
         write_model(tmp_path / "m.yml")
@@ -860,7 +862,32 @@ def test_config_property_the_portal_lacks_for_a_needed_column_is_one_line_error(
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1
     assert named in err and "not a property of" in err
-    assert not (tmp_path / "pulled").exists()
+    assert not (tmp_path / "pulled").exists() and not (tmp_path / "pulled.checkpoint").exists()
+
+
+def test_a_refused_pull_leaves_an_interrupted_runs_checkpoint_as_it_was(snapshot, config, usage, tmp_path):
+    """A pull refused for its configuration writes nothing: the checkpoint an interrupted run left (of the same
+    output, another configuration) keeps every page, and the pull run again with the first configuration resumes."""
+    sandbox = start(snapshot, config, faults=Faults(outage_after=30))
+    checkpoint = tmp_path / "pulled.checkpoint"
+    try:
+        with pytest.raises(HubSpotError):
+            pull(tmp_path / "pulled", host=sandbox.url, token=sandbox.token, config=config, usage=usage,
+                 progress=False, retries=1, **FAST)
+        saved = {p: p.read_bytes() for p in checkpoint.rglob("*.json")}
+        assert len(saved) > 10
+        sandbox.set_faults(Faults())
+        wrong = load_config(overrides={"core_events": snapshot.manifest.core_events,
+                                       "deals": {"properties": {"seats": "seats_purchased"}}})
+        with pytest.raises(InputError, match="seats_purchased"):
+            pull(tmp_path / "pulled", host=sandbox.url, token=sandbox.token, config=wrong, usage=usage,
+                 progress=False, **FAST)
+        assert {p: p.read_bytes() for p in checkpoint.rglob("*.json")} == saved
+        result = pull(tmp_path / "pulled", host=sandbox.url, token=sandbox.token, config=config, usage=usage,
+                      progress=False, **FAST)
+    finally:
+        sandbox.stop()
+    assert result.resumed and not checkpoint.exists()
 
 
 def test_usage_events_without_a_user_are_counted(config, tmp_path):

@@ -106,27 +106,43 @@ def convert(table: str, column: str, raw: Any, tmap: TableMap) -> Any:
 
 # ----- checkpoints -------------------------------------------------------------------------------------------
 class Checkpoint:
-    """Pages and association chunks saved as JSON files, so an interrupted pull resumes."""
+    """Pages and association chunks saved as JSON files, so an interrupted pull resumes.
+
+    Nothing is written before `begin()`, which the pull calls once its up-front checks pass: until then what is
+    saved is held in memory, so a refused run leaves no folder behind and a previous run's checkpoint as it was
+    (one of another configuration or portal is replaced only when `begin()` runs)."""
 
     def __init__(self, folder: Path, fingerprint: str) -> None:
         self.folder = folder
-        meta = folder / "meta.json"
-        if folder.exists():
-            try:
-                same = json.loads(meta.read_text())["fingerprint"] == fingerprint
-            except (OSError, ValueError, KeyError):
-                same = False
-            if not same:
-                shutil.rmtree(folder)
-        self.resumed = folder.exists()
-        folder.mkdir(parents=True, exist_ok=True)
-        self._write(meta, {"fingerprint": fingerprint})
+        self.fingerprint = fingerprint
+        try:
+            self.resumed = json.loads((folder / "meta.json").read_text())["fingerprint"] == fingerprint
+        except (OSError, ValueError, KeyError, TypeError):
+            self.resumed = False
+        self._held: dict[tuple[str, int], Any] | None = {}  # None once writing to the folder
 
     @staticmethod
     def _write(path: Path, payload: Any) -> None:
         write_text_atomic(path, json.dumps(payload))
 
+    def begin(self) -> None:
+        """Start keeping pages on disk: replace a checkpoint of another fingerprint, then write what was held."""
+        if self._held is None:
+            return
+        if not self.resumed and self.folder.exists():
+            shutil.rmtree(self.folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._write(self.folder / "meta.json", {"fingerprint": self.fingerprint})
+        held, self._held = self._held, None
+        for (kind, n), payload in held.items():
+            self.save(kind, n, payload)
+
     def load(self, kind: str, n: int) -> Any | None:
+        if self._held is not None:
+            if (kind, n) in self._held:
+                return self._held[(kind, n)]
+            if not self.resumed:  # the folder, if any, holds another fingerprint's pages
+                return None
         path = self.folder / kind / f"{n:06d}.json"
         if not path.is_file():
             return None
@@ -136,6 +152,9 @@ class Checkpoint:
             return None
 
     def save(self, kind: str, n: int, payload: Any) -> None:
+        if self._held is not None:
+            self._held[(kind, n)] = payload
+            return
         (self.folder / kind).mkdir(parents=True, exist_ok=True)
         self._write(self.folder / kind / f"{n:06d}.json", payload)
 
@@ -543,6 +562,7 @@ def pull(out: str | Path, host: str = DEFAULT_HOST, token: str | None = None,
     ckpt = Checkpoint(Path(checkpoint) if checkpoint else out.with_name(f"{out.name}.checkpoint"), fingerprint)
     reader = Reader(conn, ckpt, progress)
     check_needed_properties(config, reader)
+    ckpt.begin()  # not refused: from here on pages are kept on disk for a resume
     skipped: Counter = Counter()
     warnings: list[str] = []
 
