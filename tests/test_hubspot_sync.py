@@ -969,3 +969,26 @@ def test_pull_as_designed_without_a_usage_export(snapshot, config, usage, tmp_pa
     with_usage = load_snapshot(tmp_path / "with-usage")
     assert canonical(with_usage["usage_events"], "usage_events").equals(
         canonical(snapshot["usage_events"], "usage_events"))
+
+
+def test_a_pull_refuses_up_front_a_checkpoint_folder_that_is_not_one_and_a_missing_usage_export(config, tmp_path):
+    """A pull deletes its checkpoint folder when it replaces or finishes it: --checkpoint naming a folder of other
+    files is refused before any request, and its files stay. A usage export that does not exist is refused before the
+    portal is read, not after every object was pulled."""
+    tables = companies_only(3)
+    sandbox = Sandbox(portal=seed_portal(tables, config))
+    sandbox.start()
+    mine = tmp_path / "my-work"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    try:
+        with pytest.raises(InputError, match="is not a pull checkpoint"):
+            pull(tmp_path / "pulled", host=sandbox.url, token=sandbox.token, config=config, checkpoint=mine,
+                 usage=usage_file(tables, tmp_path), progress=False, **FAST)
+        with pytest.raises(InputError, match=r"usage export .*events-typo\.csv does not exist"):
+            pull(tmp_path / "pulled", host=sandbox.url, token=sandbox.token, config=config,
+                 usage=tmp_path / "events-typo.csv", progress=False, **FAST)
+        assert sum(sandbox.counts.values()) == 0
+    finally:
+        sandbox.stop()
+    assert (mine / "notes.txt").read_text() == "keep me" and not (tmp_path / "pulled").exists()

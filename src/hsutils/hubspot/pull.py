@@ -119,6 +119,10 @@ class Checkpoint:
             self.resumed = json.loads((folder / "meta.json").read_text())["fingerprint"] == fingerprint
         except (OSError, ValueError, KeyError, TypeError):
             self.resumed = False
+        if folder.exists() and not (folder.is_dir() and (not any(folder.iterdir()) or (folder / "meta.json").is_file())):
+            # begin() and remove() delete the folder: never one that is not a checkpoint
+            raise InputError(f"checkpoint {folder} exists and is not a pull checkpoint (no meta.json): name a new "
+                             "folder with --checkpoint, or move it away")
         self._held: dict[tuple[str, int], Any] | None = {}  # None once writing to the folder
 
     @staticmethod
@@ -365,12 +369,18 @@ def _whole_number_ids(ids: pl.Series) -> pl.Series:
     return text.str.replace(r"^(\d+)\.0+$", "${1}")
 
 
-def read_usage(path: str | Path, config: PortalConfig, companies: pl.DataFrame, skipped: Counter,
-               since: datetime | None = None) -> pl.DataFrame:
-    """Canonical usage_events from a Segment / Mixpanel / Amplitude style export, joined to the companies."""
+def usage_export(path: str | Path) -> Path:
+    """The usage export's path, checked to be a file (so a pull can refuse before it reads the portal)."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"usage export {path} does not exist")
+    return path
+
+
+def read_usage(path: str | Path, config: PortalConfig, companies: pl.DataFrame, skipped: Counter,
+               since: datetime | None = None) -> pl.DataFrame:
+    """Canonical usage_events from a Segment / Mixpanel / Amplitude style export, joined to the companies."""
+    path = usage_export(path)
     try:
         raw = pl.read_parquet(path) if path.suffix == ".parquet" else pl.read_csv(path, infer_schema=False)
     except Exception as exc:  # polars raises many types for unreadable files
@@ -554,7 +564,7 @@ def pull(out: str | Path, host: str = DEFAULT_HOST, token: str | None = None,
         raise InputError(f"{out} already exists: a snapshot is never overwritten; choose a new folder")
     if not isinstance(config, PortalConfig):
         config = load_config(config)
-    usage = usage or config.usage_file
+    usage = usage_export(usage or config.usage_file) if usage or config.usage_file else None
     since_dt = parse_utc(since) if since is not None else None
     conn = Connection(host=host, token=token, rate=rate, retries=retries, backoff=backoff)
     fingerprint = hashlib.sha256(json.dumps([conn.host, config.raw, str(since_dt)], sort_keys=True,
