@@ -48,14 +48,19 @@ def with_manifest(**changes):
     return make
 
 
+def edit_csv_text(folder: Path, table: str, edit: Callable[[list[str]], list[str]]) -> None:
+    """Edit the lines of one CSV file of a CSV snapshot."""
+    path = folder / f"{table}.csv"
+    lines = path.read_text(encoding="utf-8").splitlines()
+    path.write_text("\n".join(edit(lines)) + "\n", encoding="utf-8")
+
+
 def with_csv_text(table: str, edit: Callable[[list[str]], list[str]]):
     """A corruption made on the text of one CSV file of a CSV snapshot."""
 
     def make(folder: Path) -> None:
         write_tiny_snapshot(folder, fmt="csv")
-        path = folder / f"{table}.csv"
-        lines = path.read_text(encoding="utf-8").splitlines()
-        path.write_text("\n".join(edit(lines)) + "\n", encoding="utf-8")
+        edit_csv_text(folder, table, edit)
 
     return make
 
@@ -261,7 +266,7 @@ CORRUPTIONS: dict[str, Corruption] = {
     ),
     "boolean unreadable": Corruption(
         with_csv_text("tickets", replace_field(1, 7, "maybe")),
-        ("table tickets", "column escalated", "'maybe'"),
+        ("table tickets", "column escalated", "'maybe'", "row=1", "yes/no", "on/off", "✓/✗"),
     ),
     # schema and cross-table checks
     "duplicate company_id": Corruption(
@@ -815,6 +820,22 @@ def test_spreadsheet_words_for_no_value_are_empty_in_typed_columns(tmp_path: Pat
     assert snapshot["tickets"]["csat"].to_list() == [None, None, 5]
     assert snapshot["engagements"]["opened"].null_count() == 3
     assert snapshot["engagements"]["replied"].null_count() == 3
+
+
+def test_yes_no_words_of_exports_and_check_boxes_are_read(tmp_path: Path) -> None:
+    """true/false, t/f, yes/no, y/n, on/off, 1/0 in any case, and the check marks ✓/✗ (✔/✘)."""
+    opened = ["on", "✓", "Y", "✔"]
+    replied = ["OFF", "✗", "n", "✘"]
+    with_csv_text("engagements", lambda lines: replace_column(6, opened)(replace_column(7, replied)(lines)))(
+        tmp_path / "s"
+    )
+    edit_csv_text(tmp_path / "s", "tickets", replace_column(7, ["Yes", "f", "1"]))
+
+    snapshot = load_snapshot(tmp_path / "s")
+
+    assert snapshot["engagements"]["opened"].to_list() == [True] * 4
+    assert snapshot["engagements"]["replied"].to_list() == [False] * 4
+    assert snapshot["tickets"]["escalated"].to_list() == [True, False, True]
 
 
 @pytest.mark.parametrize("inside", [True, False])

@@ -11,7 +11,7 @@ A snapshot table goes through four steps on every load:
 3. **coerce** (`coerce_table`): canonical dtypes. Timestamps may be ISO-8601 with `Z`, with an offset, naive
    (= UTC), a date alone, or `2025-03-01 10:00:00`, or as spreadsheets write dates, month-first
    `11/23/2025 14:05` or day-first `23.11.2025` (naive = UTC) when a day above 12 shows the column's order;
-   booleans true/false, yes/no, 1/0; numbers as spreadsheets format them (`$1,200.50`, `1.200,50 €`, `1 200`;
+   booleans true/false, yes/no, y/n, on/off, 1/0, ✓/✗; numbers as spreadsheets format them (`$1,200.50`, `1.200,50 €`, `1 200`;
    see `_formatted_numbers`); N/A, #N/A, null, None are empty in number, date and yes/no columns; ids stay text
    (one a spreadsheet rounded to scientific notation, 1.23457E+10, is refused). A value that cannot be read raises
    `InputError` showing the raw text and its row. Then a CSV row that repeats another exactly is read once
@@ -50,8 +50,10 @@ if TYPE_CHECKING:
 
     from hsutils.snapshot import Manifest, Snapshot
 
-TRUE_WORDS = ("true", "t", "yes", "y", "1", "1.0")
-FALSE_WORDS = ("false", "f", "no", "n", "0", "0.0")
+# Yes/no values as exports and spreadsheets write them (a check box column exports as ✓/✗ or on/off).
+TRUE_WORDS = ("true", "t", "yes", "y", "on", "1", "1.0", "✓", "✔")
+FALSE_WORDS = ("false", "f", "no", "n", "off", "0", "0.0", "✗", "✘")
+_BOOL_ADVICE = "not a boolean (true/false, yes/no, y/n, on/off, 1/0, ✓/✗)"
 # What spreadsheets and exports write for no value (#N/A: Excel's lookup miss); read as empty in number, date and
 # yes/no columns, where they cannot be a value. Not '-': Excel's accounting format shows zero as '-'.
 NO_VALUE_WORDS = ("n/a", "#n/a", "na", "null", "none", "nan")
@@ -691,7 +693,7 @@ def _convert(
             .to_series()
             .alias(series.name)
         )
-        return values, text.is_not_null() & values.is_null(), "not a boolean (true/false, yes/no, 1/0)"
+        return values, text.is_not_null() & values.is_null(), _BOOL_ADVICE
     raise ValueError(f"unknown column kind {kind!r}")
 
 
