@@ -253,6 +253,10 @@ CORRUPTIONS: dict[str, Corruption] = {
         with_csv_text("deals", replace_column(7, ['"24,000.5"', "26000", "90000", '"3000,5"'])),
         ("table deals", "column arr", "row=4", "'3000,5'", "decimal comma", "decimal point", "'24,000.5'"),
     ),
+    "negative arr in accounting parentheses": Corruption(
+        with_csv_text("deals", replace_column(7, ["24000", '"$ (26,000.00)"', "90000", "3000"])),
+        ("table deals", "column arr", "negative", "arr=-26000.0", "deal_id=7002"),
+    ),
     "seats not whole": Corruption(
         with_csv_text("deals", replace_field(1, 8, "2.5")), ("table deals", "column seats", "'2.5'", "row=1")
     ),
@@ -787,8 +791,10 @@ def test_csv_leftovers_of_excel_that_hold_no_data_are_skipped(edit: Callable, tm
         (['"$24,000.00"', '"26,000.50"', '"$90,000"', "3000"], ["20", '"1,080"', "80", "3"]),
         (['"24.000,00 €"', '"26000,50"', "90.000", "3000"], ["20", "1.080", "80", "3"]),
         (["24\u00a0000", '"26 000,50"', "90\u202f000", "3000"], ["20", "1\u00a0080", "80", "3"]),
+        (["24000 USD", '"USD 26,000.50"', '"USD 90,000"', "GBP3000"], ["20", '"1,080"', "80", "3"]),
+        (['"EUR 24.000,00"', '"26000,50 EUR"', '"90.000 €"', "3000"], ["20", "1.080", "80", "3"]),
     ],
-    ids=["point-decimal", "comma-decimal", "space-grouped"],
+    ids=["point-decimal", "comma-decimal", "space-grouped", "currency codes", "comma-decimal with codes"],
 )
 def test_numbers_as_spreadsheets_format_them_are_read(arr: list[str], seats: list[str], tmp_path: Path) -> None:
     """Currency signs and thousands separators are dropped; a column with a decimal comma reads it as the point."""
@@ -820,6 +826,21 @@ def test_spreadsheet_words_for_no_value_are_empty_in_typed_columns(tmp_path: Pat
     assert snapshot["tickets"]["csat"].to_list() == [None, None, 5]
     assert snapshot["engagements"]["opened"].null_count() == 3
     assert snapshot["engagements"]["replied"].null_count() == 3
+
+
+def test_accounting_dash_is_zero_in_number_columns_and_stays_text_elsewhere(tmp_path: Path) -> None:
+    """Excel's accounting format shows zero as '-' (or '$ -') and a negative in parentheses; a text column keeps
+    its '-'."""
+    arr, seats = ['"$ -"', "-", '"$ (90,000.00)"', '"(3,000.50)"'], ["20", "22", "-", '" $ - "']
+    with_csv_text("deals", lambda lines: replace_column(7, arr)(replace_column(8, seats)(lines)))(tmp_path / "s")
+    edit_csv_text(tmp_path / "s", "companies", lambda lines: replace_field(1, 4, "-")(replace_field(3, 5, "-")(lines)))
+
+    snapshot = load_snapshot(tmp_path / "s", validate=False)  # the negative arr is refused by validation
+
+    assert snapshot["deals"]["arr"].to_list() == [0.0, 0.0, -90000.0, -3000.5]
+    assert snapshot["deals"]["seats"].to_list() == [20, 22, 0, 0]
+    assert snapshot["companies"]["employees"].to_list() == [0, None, 8]
+    assert snapshot["companies"]["industry"].to_list() == ["software", None, "-"]
 
 
 def test_yes_no_words_of_exports_and_check_boxes_are_read(tmp_path: Path) -> None:

@@ -11,8 +11,8 @@ A snapshot table goes through four steps on every load:
 3. **coerce** (`coerce_table`): canonical dtypes. Timestamps may be ISO-8601 with `Z`, with an offset, naive
    (= UTC), a date alone, or `2025-03-01 10:00:00`, or as spreadsheets write dates, month-first
    `11/23/2025 14:05` or day-first `23.11.2025` (naive = UTC) when a day above 12 shows the column's order;
-   booleans true/false, yes/no, y/n, on/off, 1/0, ✓/✗; numbers as spreadsheets format them (`$1,200.50`, `1.200,50 €`, `1 200`;
-   see `_formatted_numbers`); N/A, #N/A, null, None are empty in number, date and yes/no columns; ids stay text
+   booleans true/false, yes/no, y/n, on/off, 1/0, ✓/✗; numbers as spreadsheets format them (`$1,200.50`, `USD 1,200`, `1.200,50 €`, `1 200`,
+   `(1,200)` negative, `-` zero; see `_formatted_numbers`); N/A, #N/A, null, None are empty in number, date and yes/no columns; ids stay text
    (one a spreadsheet rounded to scientific notation, 1.23457E+10, is refused). A value that cannot be read raises
    `InputError` showing the raw text and its row. Then a CSV row that repeats another exactly is read once
    (`drop_repeated_rows`), and a contact_id that names no contact (one deleted since the activity) is emptied,
@@ -85,9 +85,13 @@ _SCIENTIFIC_ID_PATTERN = r"^\d(?:\.\d+)?[eE]\+\d+$"
 _SCIENTIFIC_ID_PROBLEM = (
     "in scientific notation: a spreadsheet rounded these ids; format the column as text and export it again"
 )
-# Numbers as spreadsheets format them: a currency sign, thousands grouped by ',' (or '.') or spaces, a decimal
-# point (or comma). '\s' also matches the no-break spaces Excel groups thousands with in French and other locales.
-_CURRENCY_SIGNS = r"[$€£¥]"
+# Numbers as spreadsheets format them: a currency sign or code (USD 24,000, 24000 EUR), thousands grouped by ','
+# (or '.') or spaces, a decimal point (or comma); Excel's accounting format shows a negative in parentheses,
+# (24,000), and zero as a dash. '\s' also matches the no-break spaces Excel groups thousands with in French and
+# other locales.
+_CURRENCY_MARKS = r"[$€£¥]|^[A-Z]{3}|[A-Z]{3}$"
+_ACCOUNTING_NEGATIVE = r"^\(\s*(.+?)\s*\)$"
+_ACCOUNTING_ZERO = "-"
 _POINT_DECIMAL_NUMBER = r"^[+-]?(?:\d{1,3}(?:[,\s]\d{3})+|\d+)(?:\.\d+)?$"
 _COMMA_DECIMAL_NUMBER = r"^[+-]?(?:\d{1,3}(?:[.\s]\d{3})+|\d+)(?:,\d+)?$"
 _NUMBER_ADVICE = "save the column as plain numbers, e.g. 1200.5"
@@ -560,15 +564,19 @@ def _spreadsheet_dates(text: pl.Series, values: pl.Series) -> tuple[pl.Series, s
 
 
 def _formatted_numbers(text: pl.Series, whole: bool) -> tuple[pl.Series, pl.Series, str]:
-    """Read numbers as a spreadsheet formats them (`$1,200.50`, `1.200,50 €`, `1 200`); return (Float64 values,
-    mask of values that cannot be read, what is wrong with them).
+    """Read numbers as a spreadsheet formats them (`$1,200.50`, `USD 1,200.50`, `1.200,50 €`, `1 200`; in
+    accounting format `(1,200)` is -1200 and `-` is 0); return (Float64 values, mask of values that cannot be
+    read, what is wrong with them).
 
     A value has a decimal-point reading and a decimal-comma reading (either may not exist). The column's own style
     decides between them: a value only one reading fits ('1,200.50', '1200,50') shows it; when no value shows it, a
     value the two readings disagree on ('1,200': 1200 or 1.2) is refused, as is a column showing both styles. With
     `whole`, only whole readings count ('1,200' of an integer column is 1200).
     """
-    bare = text.str.replace_all(_CURRENCY_SIGNS, "").str.strip_chars()
+    bare = text.str.replace_all(_CURRENCY_MARKS, "").str.strip_chars()
+    bare = pl.select(
+        pl.when(bare == _ACCOUNTING_ZERO).then(pl.lit("0")).otherwise(bare.str.replace(_ACCOUNTING_NEGATIVE, "-$1"))
+    ).to_series()
     point = (
         pl.when(bare.str.contains(_POINT_DECIMAL_NUMBER))
         .then(bare.str.replace_all(r"[,\s]", ""))
