@@ -237,6 +237,22 @@ CORRUPTIONS: dict[str, Corruption] = {
         ("table tickets", "column created_at", "'06/10/2025'", "row=2", "the day or the month comes first",
          "ISO-8601"),
     ),
+    "dashed dates with day and month in an order no value shows": Corruption(
+        with_csv_text("tickets", replace_column(3, ["06-10-2025", "07-11-2025 10:00", "08-12-2025"])),
+        ("table tickets", "column created_at", "'06-10-2025'", "row=1", "the day or the month comes first"),
+    ),
+    "date with a two-digit year": Corruption(
+        with_csv_text("tickets", replace_field(2, 3, "11/23/25")),
+        ("table tickets", "column created_at", "'11/23/25'", "row=2", "two-digit year", "four-digit years"),
+    ),
+    "two-digit year among dates whose order the column shows": Corruption(
+        with_csv_text("tickets", replace_column(3, ["23.04.2025", "10.06.25 10:00", "20.07.2025"])),
+        ("table tickets", "column created_at", "1 value(s) with a two-digit year", "'10.06.25 10:00'", "row=2"),
+    ),
+    "12-hour time past 12": Corruption(
+        with_csv_text("tickets", replace_field(2, 3, "11/23/2025 13:05 PM")),
+        ("table tickets", "column created_at", "'11/23/2025 13:05 PM'", "row=2", "ISO-8601"),
+    ),
     "dates day-first and month-first in one column": Corruption(
         with_csv_text("tickets", replace_column(3, ["02/05/2025", "13/06/2025 10:00", "07/20/2025 10:00"])),
         ("table tickets", "column created_at", "day-first ('13/06/2025 10:00')",
@@ -561,8 +577,14 @@ def test_timestamp_styles_read_as_utc(stamps: list[str], tmp_path: Path) -> None
         (["23.11.2025", "06.10.2025 08:00", "1.2.2025"], ["2025-11-23", "2025-10-06T08:00", "2025-02-01"]),
         (["2025-06-01T10:00:00Z", "13/06/2025 10:00:00", "06/07/2025"],
          ["2025-06-01T10:00", "2025-06-13T10:00", "2025-07-06"]),
+        (["23-11-2025", "06-10-2025 08:00", "1-2-2025 9:30:15"],
+         ["2025-11-23", "2025-10-06T08:00", "2025-02-01T09:30:15"]),
+        (["11/23/2025 2:05 PM", "06/10/2025 02:05:33 pm", "1/2/2025 12:30 AM", "1/3/2025 12:00 PM"],
+         ["2025-11-23T14:05", "2025-06-10T14:05:33", "2025-01-02T00:30", "2025-01-03T12:00"]),
+        (["2025-11-23 2:05 PM", "2025-06-10 11:59:59 PM", "2025-06-11T10:00:00Z", "23.06.2025 1:05 am"],
+         ["2025-11-23T14:05", "2025-06-10T23:59:59", "2025-06-11T10:00", "2025-06-23T01:05"]),
     ],
-    ids=["month-first", "day-first", "day-first among ISO"],
+    ids=["month-first", "day-first", "day-first among ISO", "day-first with dashes", "12-hour", "12-hour mixed"],
 )
 def test_dates_in_an_order_the_column_shows_are_read_as_utc(
     stamps: list[str], expected: list[str], tmp_path: Path

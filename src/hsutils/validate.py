@@ -9,10 +9,11 @@ A snapshot table goes through four steps on every load:
    ragged rows, broken parquet) raise `InputError` naming the table and the file.
 2. **map** (`load_mapping`): an optional YAML file renames the portal's own columns and values to canonical ones.
 3. **coerce** (`coerce_table`): canonical dtypes. Timestamps may be ISO-8601 with `Z`, with an offset, naive
-   (= UTC), a date alone, or `2025-03-01 10:00:00`, or as spreadsheets write dates, month-first
-   `11/23/2025 14:05` or day-first `23.11.2025` (naive = UTC) when a day above 12 shows the column's order;
-   booleans true/false, yes/no, y/n, on/off, 1/0, ✓/✗; numbers as spreadsheets format them (`$1,200.50`, `USD 1,200`, `1.200,50 €`, `1 200`,
-   `(1,200)` negative, `-` zero; see `_formatted_numbers`); N/A, #N/A, null, None are empty in number, date and yes/no columns; ids stay text
+   (= UTC), a date alone, or `2025-03-01 10:00:00` (or `2:05 PM`), or as spreadsheets write dates, month-first
+   `11/23/2025 2:05 PM` or day-first `23.11.2025`, `23-11-2025 14:05` (naive = UTC) when a day above 12 shows the
+   column's order (a two-digit year is refused); booleans true/false, yes/no, y/n, on/off, 1/0, ✓/✗; numbers as
+   spreadsheets format them (`$1,200.50`, `USD 1,200`, `1.200,50 €`, `1 200`, `(1,200)` negative, `-` zero; see
+   `_formatted_numbers`); N/A, #N/A, null, None are empty in number, date and yes/no columns; ids stay text
    (one a spreadsheet rounded to scientific notation, 1.23457E+10, is refused). A value that cannot be read raises
    `InputError` showing the raw text and its row. Then a CSV row that repeats another exactly is read once
    (`drop_repeated_rows`), and a contact_id that names no contact (one deleted since the activity) is emptied,
@@ -95,9 +96,15 @@ _ACCOUNTING_ZERO = "-"
 _POINT_DECIMAL_NUMBER = r"^[+-]?(?:\d{1,3}(?:[,\s]\d{3})+|\d+)(?:\.\d+)?$"
 _COMMA_DECIMAL_NUMBER = r"^[+-]?(?:\d{1,3}(?:[.\s]\d{3})+|\d+)(?:,\d+)?$"
 _NUMBER_ADVICE = "save the column as plain numbers, e.g. 1200.5"
-# Dates as spreadsheets write them: month-first (11/23/2025 14:05, US) or day-first (23.11.2025, 23/11/2025).
-# Its first two parts are read to tell the column's order (see `_spreadsheet_dates`).
-_SPREADSHEET_DATE_PATTERN = r"^(?P<first>\d{1,2})[/.](?P<second>\d{1,2})[/.]\d{4}(?:\s|$)"
+# Dates as spreadsheets write them: month-first (11/23/2025 14:05, US) or day-first (23.11.2025, 23/11/2025,
+# 23-11-2025), with a 24- or 12-hour time (11/23/2025 2:05 PM). Its first two parts are read to tell the column's
+# order (see `_spreadsheet_dates`). A two-digit year (11/23/25: 1925 or 2025?) is refused, never guessed.
+_SPREADSHEET_DATE_PATTERN = r"^(?P<first>\d{1,2})[/.\-](?P<second>\d{1,2})[/.\-]\d{4}(?:\s|$)"
+_TWO_DIGIT_YEAR_PATTERN = r"^\d{1,2}[/.\-]\d{1,2}[/.\-]\d{2}(?:\s|$)"
+_TWELVE_HOUR_PATTERN = r"(?i)\d\s*[AP]M$"  # a time with AM/PM, as Excel's US locale writes it
+_ISO_DATE_TWELVE_HOUR_PATTERN = r"(?i)^\d{4}-\d{2}-\d{2} \d{1,2}:\d{2}(?::\d{2})?\s*[AP]M$"
+_TIME_FORMATS = ("", " %H:%M", " %H:%M:%S")  # after a date: none, or 24-hour
+_TWELVE_HOUR_FORMATS = (" %I:%M %p", " %I:%M:%S %p")
 _ISO_ADVICE = "use ISO-8601, e.g. 2025-03-01T10:00:00Z"
 _TIMESTAMP_ADVICE = f"not a timestamp ({_ISO_ADVICE})"
 _FAST_TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%S%.fZ"  # what write_snapshot writes; tried first
@@ -503,11 +510,12 @@ def _empty_as_null(series: pl.Series) -> pl.Series:
     return pl.select(pl.when(empty).then(None).otherwise(series)).to_series().alias(series.name)
 
 
-def _parse_timestamps(text: pl.Series) -> tuple[pl.Series, str]:
-    """Timestamps from text (see the module's docstring), and what is wrong with the values left empty."""
+def _parse_timestamps(text: pl.Series) -> tuple[pl.Series, pl.Series | None, str]:
+    """Timestamps from text (see the module's docstring); the mask of values that cannot be read (None when all
+    can) and what is wrong with them."""
     fast = text.str.to_datetime(_FAST_TIMESTAMP_FORMAT, strict=False, time_zone="UTC", time_unit="us")
     if fast.null_count() == text.null_count():
-        return fast, ""
+        return fast, None, ""
     parts = text.str.extract_groups(_TIMESTAMP_PATTERN).struct.unnest()
     offset = parts["offset"].str.to_uppercase()
     offset = pl.select(
@@ -529,38 +537,71 @@ def _parse_timestamps(text: pl.Series) -> tuple[pl.Series, str]:
         _NORMALISED_TIMESTAMP_FORMAT, strict=False, time_zone="UTC", time_unit="us"
     )
     if values.null_count() == text.null_count():
-        return values, ""
-    return _spreadsheet_dates(text, values)
+        return values, None, ""
+    unread = _text_where(text, values.is_null())
+    iso_twelve_hour = unread.str.contains(_ISO_DATE_TWELVE_HOUR_PATTERN).fill_null(False)
+    values = _fill_timestamps(values, text, iso_twelve_hour, [f"%Y-%m-%d{t}" for t in _TWELVE_HOUR_FORMATS])
+    if values.null_count() == text.null_count():
+        return values, None, ""
+    values, bad, what = _spreadsheet_dates(text, values)
+    two_digit_year = _text_where(text, bad).str.contains(_TWO_DIGIT_YEAR_PATTERN).fill_null(False)
+    if two_digit_year.any():
+        return values, two_digit_year, f"with a two-digit year; export four-digit years or {_ISO_ADVICE}"
+    return values, bad, what
 
 
-def _spreadsheet_dates(text: pl.Series, values: pl.Series) -> tuple[pl.Series, str]:
-    """`values` completed with dates as spreadsheets write them, month-first (11/23/2025 14:05) or day-first
-    (23.11.2025), naive = UTC; and what is wrong with the values still empty.
+def _text_where(text: pl.Series, mask: pl.Series) -> pl.Series:
+    """`text` where `mask` is true, null elsewhere (so that string functions skip the other rows)."""
+    return pl.select(pl.when(mask).then(text)).to_series()
+
+
+def _fill_timestamps(
+    values: pl.Series, text: pl.Series, pending: pl.Series, formats: Sequence[str]
+) -> pl.Series:
+    """`values` with its empty `pending` rows read from `text` by the first of `formats` that fits (naive = UTC);
+    only those rows are parsed."""
+    for timestamp_format in formats:
+        todo = pending & values.is_null()
+        if not todo.any():
+            break
+        read = _text_where(text, todo).str.to_datetime(
+            timestamp_format, strict=False, time_zone="UTC", time_unit="us"
+        )
+        values = values.fill_null(read)
+    return values
+
+
+def _spreadsheet_dates(text: pl.Series, values: pl.Series) -> tuple[pl.Series, pl.Series, str]:
+    """`values` completed with dates as spreadsheets write them, month-first (11/23/2025 2:05 PM) or day-first
+    (23.11.2025, 23-11-2025 14:05), naive = UTC; the mask of values still empty and what is wrong with them.
 
     The column shows its order: a first part above 12 is a day (day-first), a second part above 12 is a day
     (month-first). A column showing both orders, or neither (every such value like 11/12/2025), is not
     read."""
-    parts = text.str.extract_groups(_SPREADSHEET_DATE_PATTERN).struct.unnest()
+    unread = _text_where(text, values.is_null())
+    parts = unread.str.extract_groups(_SPREADSHEET_DATE_PATTERN).struct.unnest()
     first, second = parts["first"].cast(pl.Int32), parts["second"].cast(pl.Int32)
     day_first = ((first > 12) & (second <= 12)).fill_null(False)
     month_first = ((second > 12) & (first <= 12)).fill_null(False)
+    bad = text.is_not_null() & values.is_null()
     if day_first.any() and month_first.any():
         day, month = text.filter(day_first)[0], text.filter(month_first)[0]
-        return values, f"mixing day-first ({day!r}) and month-first ({month!r}) dates; {_ISO_ADVICE}"
+        return values, bad, f"mixing day-first ({day!r}) and month-first ({month!r}) dates; {_ISO_ADVICE}"
     if not day_first.any() and not month_first.any():
         if first.null_count() == first.len():  # no value is written as a spreadsheet date
-            return values, _TIMESTAMP_ADVICE
-        return values, f"with no day above 12 to tell whether the day or the month comes first; {_ISO_ADVICE}"
+            return values, bad, _TIMESTAMP_ADVICE
+        what = f"with no day above 12 to tell whether the day or the month comes first; {_ISO_ADVICE}"
+        return values, bad, what
     date_format = "%m{0}%d{0}%Y" if month_first.any() else "%d{0}%m{0}%Y"
-    for separator in "/.":
-        for time_format in ("", " %H:%M", " %H:%M:%S"):
-            if values.null_count() == text.null_count():
-                break
-            read = text.str.to_datetime(
-                date_format.format(separator) + time_format, strict=False, time_zone="UTC", time_unit="us"
-            )
-            values = values.fill_null(read)
-    return values, _TIMESTAMP_ADVICE
+    twelve_hour = unread.str.contains(_TWELVE_HOUR_PATTERN).fill_null(False)
+    for separator in "/.-":
+        if values.null_count() == text.null_count():
+            break
+        written = first.is_not_null() & unread.str.contains(separator, literal=True).fill_null(False)
+        for clock, time_formats in ((~twelve_hour, _TIME_FORMATS), (twelve_hour, _TWELVE_HOUR_FORMATS)):
+            formats = [date_format.format(separator) + time_format for time_format in time_formats]
+            values = _fill_timestamps(values, text, written & clock, formats)
+    return values, text.is_not_null() & values.is_null(), _TIMESTAMP_ADVICE
 
 
 def _formatted_numbers(text: pl.Series, whole: bool) -> tuple[pl.Series, pl.Series, str]:
@@ -647,9 +688,7 @@ def _convert(
             return values.cast(pl.Datetime("us", "UTC")), None, ""
         if dtype == pl.Date:
             return series.cast(pl.Datetime("us")).dt.replace_time_zone("UTC"), None, ""
-        text = _as_text(series)
-        values, what = _parse_timestamps(text)
-        return values, text.is_not_null() & values.is_null(), what
+        return _parse_timestamps(_as_text(series))
     if kind == "int":
         if dtype.is_integer():
             return series.cast(pl.Int64), None, ""
