@@ -66,15 +66,27 @@ def start(snapshot, config, **kwargs) -> Sandbox:
     return sandbox
 
 
-def pull_from(portal, config, usage: Path, tmp_path: Path):
-    """Pull a stand-in portal into tmp_path / "pulled" (the stand-in runs for the pull only); the pull's result."""
+def pull_from(portal, config, usage: Path, tmp_path: Path, edits: dict | None = None):
+    """Pull a stand-in portal into tmp_path / "pulled" (the stand-in runs for the pull only); the pull's result.
+    `edits` {handler name: edit(params, answer)} changes what the stand-in answers, to serve a shape real HubSpot
+    (or another stand-in built from its docs) gives and this one does not."""
     sandbox = Sandbox(portal=portal)
+    for name, edit in (edits or {}).items():
+        setattr(sandbox, name, _edited(getattr(sandbox, name), edit))
     sandbox.start()
     try:
         return pull(tmp_path / "pulled", host=sandbox.url, token=sandbox.token, config=config, usage=usage,
                     progress=False, **FAST)
     finally:
         sandbox.stop()
+
+
+def _edited(handler, edit):
+    def answer(**kwargs):
+        status, out = handler(**kwargs)
+        edit(kwargs["params"], out)
+        return status, out
+    return answer
 
 
 def companies_only(n: int, seed: int = 0) -> dict[str, pl.DataFrame]:
@@ -992,3 +1004,63 @@ def test_a_pull_refuses_up_front_a_checkpoint_folder_that_is_not_one_and_a_missi
     finally:
         sandbox.stop()
     assert (mine / "notes.txt").read_text() == "keep me" and not (tmp_path / "pulled").exists()
+
+
+# ----- answers shaped as real HubSpot (or a stand-in built from its docs) gives them ------------------------------
+def _one(frame: pl.DataFrame, key: str, value: str, column: str):
+    return frame.filter(pl.col(key) == value)[column].to_list()
+
+
+def test_property_values_as_hubspot_sends_them(snapshot, config, usage, tmp_path):
+    """Every property value comes as text: numbers "24000.0" or "24000.5", "" for a cleared value, checkboxes
+    "true"/"false", date properties "2025-01-01", datetimes with or without milliseconds, epoch milliseconds (older
+    portals and imports, sometimes as "1700000000000.0"), NPS scores "8" or "8.0". Each is read as its value; a
+    number no column can hold ("Infinity") is unreadable, so its record is left out and counted."""
+    portal = seed_portal(snapshot.tables, config, snapshot.manifest.created_at)
+    companies = [portal.objects["companies"][i]["properties"] for i in portal.order["companies"][:5]]
+    companies[0]["numberofemployees"] = "24000.0"
+    companies[1]["createdate"] = "1700000000000"
+    companies[2]["createdate"] = "1700000000000.0"
+    companies[3]["createdate"] = "2023-11-23"
+    companies[4]["customer_tier"] = ""
+    won = [i for i in portal.order["deals"] if portal.objects["deals"][i]["properties"]["dealstage"] in ("closedwon",
+                                                                                                         "130002")]
+    deal = {i: portal.objects["deals"][i]["properties"] for i in won[:3]}
+    deal[won[0]].update(amount="24000.5", contract_start_date="2025-01-01", contract_end_date="2026-01-01")
+    deal[won[1]].update(seat_count="12.0", closedate="1735689600000")
+    deal[won[2]]["seat_count"] = "Infinity"
+    tickets = portal.order["tickets"][:2]
+    portal.objects["tickets"][tickets[0]]["properties"].update(escalated="true", csat_score="4.0")
+    portal.objects["tickets"][tickets[1]]["properties"]["escalated"] = ""
+    emails = portal.order["emails"][:3]
+    portal.objects["emails"][emails[0]]["properties"]["hs_timestamp"] = "2025-03-01T14:05:00Z"
+    portal.objects["emails"][emails[1]]["properties"]["hs_timestamp"] = "1740837900123"
+    portal.objects["emails"][emails[2]]["properties"]["hs_email_open_count"] = "3"
+    nps = [i for i, r in portal.objects["feedback_submissions"].items() if r["properties"]["hs_survey_type"] == "NPS"]
+    portal.objects["feedback_submissions"][nps[0]]["properties"]["hs_response_value"] = "8.0"
+    portal.objects["feedback_submissions"][nps[1]]["properties"]["hs_response_value"] = "8"
+    result = pull_from(portal, config, usage, tmp_path)
+    pulled = load_snapshot(tmp_path / "pulled")
+    ids = portal.order["companies"][:5]
+    epoch = datetime(2023, 11, 14, 22, 13, 20, tzinfo=UTC)
+    assert _one(pulled["companies"], "company_id", ids[0], "employees") == [24000]
+    assert _one(pulled["companies"], "company_id", ids[1], "created_at") == [epoch]
+    assert _one(pulled["companies"], "company_id", ids[2], "created_at") == [epoch]
+    assert _one(pulled["companies"], "company_id", ids[3], "created_at") == [datetime(2023, 11, 23, tzinfo=UTC)]
+    assert _one(pulled["companies"], "company_id", ids[4], "tier") == ["unknown"]
+    deals = pulled["deals"]
+    assert deals.filter(pl.col("deal_id") == won[0]).select("arr", "term_start", "term_end").row(0) == (
+        24000.5, datetime(2025, 1, 1, tzinfo=UTC), datetime(2026, 1, 1, tzinfo=UTC))
+    assert deals.filter(pl.col("deal_id") == won[1]).select("seats", "close_date").row(0) == (
+        12, datetime(2025, 1, 1, tzinfo=UTC))
+    assert won[2] not in deals["deal_id"].to_list()
+    assert _one(pulled["tickets"], "ticket_id", tickets[0], "escalated") == [True]
+    assert _one(pulled["tickets"], "ticket_id", tickets[0], "csat") == [4]
+    assert _one(pulled["tickets"], "ticket_id", tickets[1], "escalated") == [False]
+    engagements = pulled["engagements"]
+    assert _one(engagements, "engagement_id", emails[0], "occurred_at") == [datetime(2025, 3, 1, 14, 5, tzinfo=UTC)]
+    assert _one(engagements, "engagement_id", emails[1], "occurred_at") == [
+        datetime(2025, 3, 1, 14, 5, 0, 123000, tzinfo=UTC)]
+    assert _one(engagements, "engagement_id", emails[2], "opened") == [True]
+    assert pulled["surveys"].filter(pl.col("response_id").is_in(nps[:2]))["score"].to_list() == [8.0, 8.0]
+    assert result.skipped == {"deals without a usable seats": 1}

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 import shutil
 import sys
 import time
@@ -43,6 +44,8 @@ LIST_API = {"companies": "crm.companies.basic_api", "contacts": "crm.contacts.ba
             "calls": "crm.objects.calls.basic_api", "notes": "crm.objects.notes.basic_api",
             "feedback_submissions": "crm.objects.feedback_submissions.basic_api"}
 TRUE_WORDS = {"true", "yes", "y", "t", "1"}
+EPOCH_NUMBER = re.compile(r"^-?\d+(\.\d*)?$")
+INT64_LIMIT = 2.0**63
 # columns the pull fills itself when their property is empty: the record's creation time, the company tier
 FILLED_BY_PULL = {"companies": ("created_at", "tier"), "contacts": ("created_at",), "tickets": ("created_at",),
                   "engagements": ("occurred_at",), "surveys": ("submitted_at",)}
@@ -55,8 +58,8 @@ def to_datetime(raw: Any) -> datetime | None:
         return None
     text = str(raw).strip()
     try:
-        if text.lstrip("-").isdigit():
-            number = int(text)
+        if EPOCH_NUMBER.match(text):  # epoch milliseconds (or seconds), "1700000000000" or "1700000000000.0"
+            number = float(text)
             return datetime.fromtimestamp(number / 1000 if abs(number) > 10**11 else number, UTC)
         return parse_utc(text)
     except (ValueError, OverflowError, OSError):
@@ -80,8 +83,8 @@ def to_number(raw: Any, kind: str) -> float | int | None:
         value = float(str(raw).replace(",", ""))
     except ValueError:
         return None
-    if math.isnan(value):
-        return None
+    if not math.isfinite(value) or (kind == "int" and abs(value) >= INT64_LIMIT):
+        return None  # "NaN", "Infinity", or a count no 64-bit column holds: unreadable, like text
     return int(round(value)) if kind == "int" else value
 
 
