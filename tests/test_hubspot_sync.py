@@ -6,6 +6,7 @@ import csv
 import math
 import random
 import shutil
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
@@ -1064,3 +1065,73 @@ def test_property_values_as_hubspot_sends_them(snapshot, config, usage, tmp_path
     assert _one(engagements, "engagement_id", emails[2], "opened") == [True]
     assert pulled["surveys"].filter(pl.col("response_id").is_in(nps[:2]))["score"].to_list() == [8.0, 8.0]
     assert result.skipped == {"deals without a usable seats": 1}
+
+
+def test_archived_records_in_a_list_answer_are_left_out_and_counted(snapshot, config, usage, tmp_path):
+    """A record answered with archived: true is in HubSpot's recycle bin: it is left out (with what hangs on it)
+    and counted. Keys the pull does not use (propertiesWithHistory, url) change nothing."""
+    portal = seed_portal(snapshot.tables, config, snapshot.manifest.created_at)
+    gone = portal.order["companies"][0]
+
+    def archive(params, answer):
+        for record in answer["results"]:
+            record["propertiesWithHistory"] = {"name": [{"value": "Old name", "timestamp": "2024-01-01T00:00:00Z",
+                                                         "sourceType": "CRM_UI"}]}
+            record["url"] = f"https://app.hubspot.com/contacts/1/record/{record['id']}"
+            if params["type"] == "companies" and record["id"] == gone:
+                record.update(archived=True, archivedAt="2025-06-01T00:00:00.000Z")
+
+    result = pull_from(portal, config, usage, tmp_path, edits={"_list": archive})
+    pulled = load_snapshot(tmp_path / "pulled")
+    assert set(snapshot["companies"]["company_id"]) - set(pulled["companies"]["company_id"]) == {gone}
+    assert result.skipped["companies archived in HubSpot (left out)"] == 1
+    assert pulled["deals"].height == snapshot["deals"].filter(pl.col("company_id") != gone).height
+
+
+@pytest.mark.parametrize("last_page", ["paging {}", "paging null", "empty page, same cursor",
+                                       "empty pages, new cursors", "a record listed twice"])
+def test_list_paging_as_servers_end_it(last_page, config, tmp_path):
+    """HubSpot ends a list by leaving paging.next out; other servers answer paging: {} or null, or keep handing
+    out a cursor with an empty page (the same one, or a new one each time), or list a record twice: the pull reads
+    every record once and stops at the first page that brings nothing new."""
+    tables = companies_only(150)
+    empty_pages: Counter = Counter()
+
+    def end(params, answer):
+        if "paging" in answer:
+            return
+        if last_page == "paging {}":
+            answer["paging"] = {}
+        elif last_page == "paging null":
+            answer["paging"] = None
+        elif last_page == "a record listed twice":
+            answer["results"] += answer["results"][:1]
+        elif empty_pages[params["type"]] < 20:  # (a cap, so that a pull that does not stop still ends the test)
+            after = str(150 if last_page == "empty page, same cursor" else 150 + 100 * empty_pages[params["type"]])
+            empty_pages[params["type"]] += not answer["results"]
+            answer["paging"] = {"next": {"after": after, "link": f"?after={after}"}}
+
+    result = pull_from(seed_portal(tables, config), config, usage_file(tables, tmp_path), tmp_path,
+                       edits={"_list": end})
+    pulled = load_snapshot(tmp_path / "pulled")
+    assert canonical(pulled["companies"], "companies").equals(canonical(tables["companies"], "companies"))
+    assert canonical(pulled["deals"], "deals").equals(canonical(tables["deals"], "deals"))
+    assert max(empty_pages.values(), default=0) <= 1 and not result.skipped
+
+
+def test_owners_without_email_archived_or_sparse_are_read(config, tmp_path):
+    """Owners as HubSpot lists them: one without an email (a queue or an unverified user), deactivated ones
+    (archived), one with fewer fields: the pull reads them all, and no company's owner is reported unknown."""
+    tables = companies_only(6)
+
+    def owners(params, answer):
+        answer["results"][0]["email"] = None
+        for key in ("createdAt", "updatedAt", "firstName", "teams"):
+            answer["results"][1].pop(key, None)
+        answer["results"].append({"id": "777", "email": None, "archived": True, "type": "PERSON",
+                                  "userIdIncludingInactive": 9001})
+
+    result = pull_from(seed_portal(tables, config), config, usage_file(tables, tmp_path), tmp_path,
+                       edits={"_owners": owners})
+    assert load_snapshot(tmp_path / "pulled").manifest.extra["hubspot"]["owners"] == 3
+    assert not [w for w in result.warnings if "owner" in w]

@@ -200,15 +200,17 @@ class Reader:
         self.conn = conn
         self.ckpt = checkpoint
         self.progress = progress
+        self.skipped: Counter = Counter()  # records left out while reading (archived ones), by reason
 
     def _bar(self, desc: str, total: int | None = None, unit: str = "obj") -> tqdm:
         return tqdm(total=total, desc=desc, unit=unit, disable=not self.progress, file=sys.stderr, leave=False)
 
     def objects(self, object_type: str, properties: list[str]) -> list[dict[str, Any]]:
-        """Every record of `object_type` with `properties`, 100 a page, resumable."""
+        """Every record of `object_type` with `properties`, 100 a page, resumable; archived records (the recycle
+        bin) are left out and counted."""
         api = self.conn.api(LIST_API.get(object_type, "crm.objects.basic_api"))
         generic = object_type not in LIST_API
-        records: list[dict[str, Any]] = []
+        records: dict[str, dict[str, Any]] = {}
         after: str | None = None
         n = 0
         with self._bar(f"{object_type:>20}") as bar:
@@ -219,14 +221,19 @@ class Reader:
                     args = (object_type,) if generic else ()
                     page = self.conn.call_json(f"list {object_type}", api.get_page, *args, **kwargs)
                     saved = {"results": [{"id": str(r["id"]), "properties": r.get("properties") or {},
-                                          "createdAt": r.get("createdAt")} for r in page.get("results") or []],
+                                          "createdAt": r.get("createdAt"), "archived": r.get("archived") is True}
+                                         for r in page.get("results") or []],
                              "next": ((page.get("paging") or {}).get("next") or {}).get("after")}
                     self.ckpt.save(f"objects-{object_type}", n, saved)
-                records += saved["results"]
-                bar.update(len(saved["results"]))
+                added = _add_page(records, saved["results"])
+                bar.update(added)
                 after, n = saved["next"], n + 1
-                if not after:
-                    return records
+                if not after or not added:
+                    break
+        archived = [r for r in records.values() if r.get("archived")]
+        if archived:
+            self.skipped[f"{object_type} archived in HubSpot (left out)"] += len(archived)
+        return [r for r in records.values() if not r.get("archived")]
 
     def associations(self, from_type: str, to_type: str, ids: list[str]) -> dict[str, list[tuple[str, list]]]:
         """{from id: [(to id, [(type id, label, category), ...]), ...]} through the v4 batch read."""
@@ -285,7 +292,7 @@ class Reader:
 
     def owners(self) -> list[dict[str, Any]]:
         api = self.conn.api("crm.owners.owners_api")
-        owners: list[dict[str, Any]] = []
+        owners: dict[str, dict[str, Any]] = {}
         after, n = None, 0
         while True:
             saved = self.ckpt.load("owners", n)
@@ -294,10 +301,10 @@ class Reader:
                 saved = {"results": [{"id": str(o.id), "email": o.email} for o in page.results or []],
                          "next": page.paging.next.after if page.paging and page.paging.next else None}
                 self.ckpt.save("owners", n, saved)
-            owners += saved["results"]
+            added = _add_page(owners, saved["results"])
             after, n = saved["next"], n + 1
-            if not after:
-                return owners
+            if not after or not added:
+                return list(owners.values())
 
     def labels(self, from_type: str, to_type: str) -> list[tuple[int, str | None, str]]:
         saved = self.ckpt.load(f"labels-{from_type}-{to_type}", 0)
@@ -317,6 +324,14 @@ class Reader:
             saved = {p.name: p.group_name for p in answer.results or []}
             self.ckpt.save(f"properties-{object_type}", 0, saved)
         return saved
+
+
+def _add_page(records: dict[str, dict[str, Any]], page: list[dict[str, Any]]) -> int:
+    """Add a page's records not read before to `records` (by id); how many were new. A page adding none (an empty
+    page that still hands out a cursor, or the same page again) ends the paging, so it cannot loop forever."""
+    new = {r["id"]: r for r in page if r["id"] not in records}
+    records.update(new)
+    return len(new)
 
 
 # ----- usage export --------------------------------------------------------------------------------------------
@@ -576,7 +591,7 @@ def pull(out: str | Path, host: str = DEFAULT_HOST, token: str | None = None,
     reader = Reader(conn, ckpt, progress)
     check_needed_properties(config, reader)
     ckpt.begin()  # not refused: from here on pages are kept on disk for a resume
-    skipped: Counter = Counter()
+    skipped: Counter = reader.skipped
     warnings: list[str] = []
 
     def props_for(object_type: str, tmap: TableMap, extra: list[str] = ()) -> list[str]:
@@ -736,7 +751,8 @@ def pull(out: str | Path, host: str = DEFAULT_HOST, token: str | None = None,
     owner_ids = {o["id"] for o in owners}
     unknown_owners = {v for r in companies for v in (r.get("cs_owner_id"), r.get("ae_owner_id")) if v} - owner_ids
     if unknown_owners:
-        warnings.append(f"{len(unknown_owners)} owner id(s) on companies are not portal owners")
+        warnings.append(f"{len(unknown_owners)} owner id(s) on companies are not active portal owners "
+                        "(deactivated users, or not owner ids)")
     # activity linked to a contact that was not pulled (one without a company, say) keeps its company, not the link
     for name, unlinked in clear_unknown_contacts(tables).items():
         skipped[f"{name} linked to a contact not pulled (contact left empty)"] += unlinked.height
