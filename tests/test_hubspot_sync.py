@@ -1119,6 +1119,37 @@ def test_list_paging_as_servers_end_it(last_page, config, tmp_path):
     assert max(empty_pages.values(), default=0) <= 1 and not result.skipped
 
 
+@pytest.mark.parametrize("shape", ["numeric ids, default type beside the label", "one entry per type",
+                                   "not-found errors without a subCategory"])
+def test_association_answers_as_hubspot_v4_sends_them(shape, snapshot, config, usage, tmp_path):
+    """Associations v4 batch reads: from.id a string, toObjectId a number, the unlabeled default type beside
+    "Primary" or a role label; a server may list a target once per association type; an id without associations
+    is an error of the 207 answer, which may carry only category OBJECT_NOT_FOUND. Every link and role is kept."""
+    portal = seed_portal(snapshot.tables, config, snapshot.manifest.created_at)
+
+    def reshape(params, answer):
+        for result in answer["results"]:
+            result["from"]["id"] = str(result["from"]["id"])
+            to = []
+            for item in result["to"]:
+                types = item["associationTypes"] + [{"category": "HUBSPOT_DEFINED", "typeId": 279, "label": None}]
+                if shape == "one entry per type":
+                    to += [{"toObjectId": item["toObjectId"], "associationTypes": [t]} for t in types]
+                else:
+                    to.append({"toObjectId": item["toObjectId"], "associationTypes": types})
+            result["to"] = to
+        for error in answer.get("errors") or []:
+            if shape == "not-found errors without a subCategory":
+                error.pop("subCategory")
+                error.update(message="Object not found", context={"ids": error["context"]["fromObjectId"]})
+
+    result = pull_from(portal, config, usage, tmp_path, edits={"_assoc_batch_read": reshape})
+    pulled = load_snapshot(tmp_path / "pulled")
+    for table in ("contacts", "deals", "engagements", "tickets", "surveys"):
+        assert canonical(pulled[table], table).equals(canonical(snapshot[table], table)), table
+    assert not result.skipped
+
+
 def test_owners_without_email_archived_or_sparse_are_read(config, tmp_path):
     """Owners as HubSpot lists them: one without an email (a queue or an unverified user), deactivated ones
     (archived), one with fewer fields: the pull reads them all, and no company's owner is reported unknown."""
@@ -1135,3 +1166,33 @@ def test_owners_without_email_archived_or_sparse_are_read(config, tmp_path):
                        edits={"_owners": owners})
     assert load_snapshot(tmp_path / "pulled").manifest.extra["hubspot"]["owners"] == 3
     assert not [w for w in result.warnings if "owner" in w]
+
+
+@pytest.mark.parametrize("export", ["csv", "parquet int64"])
+def test_company_ids_beyond_2_53_stay_exact_text(export, config, tmp_path):
+    """HubSpot ids are numeric strings that may exceed 2^53 (a float's exact range); a server may send them as
+    JSON numbers (toObjectId): they stay text, digit for digit, and the usage export joins on them."""
+    tables = companies_only(6)
+    big = {old: str(2**53 + 1 + 2 * i) for i, old in enumerate(tables["companies"]["company_id"])}
+    for name in ("companies", "deals", "usage_events"):
+        tables[name] = tables[name].with_columns(pl.col("company_id").replace_strict(big))
+    path = usage_file(tables, tmp_path)
+    if export == "parquet int64":
+        path = tmp_path / "usage-export.parquet"
+        pl.read_csv(usage_file(tables, tmp_path), infer_schema=False).with_columns(
+            pl.col("group_id").cast(pl.Int64)).write_parquet(path)
+
+    def numbers(params, answer):
+        for result in answer["results"]:
+            if "to" in result:
+                for item in result["to"]:
+                    item["toObjectId"] = int(item["toObjectId"])
+            else:
+                result["id"] = int(result["id"])
+
+    result = pull_from(seed_portal(tables, config), config, path, tmp_path,
+                       edits={"_assoc_batch_read": numbers, "_list": numbers})
+    pulled = load_snapshot(tmp_path / "pulled")
+    assert sorted(pulled["companies"]["company_id"]) == sorted(big.values())
+    assert canonical(pulled["deals"], "deals").equals(canonical(tables["deals"], "deals"))
+    assert result.rows["usage_events"] == tables["usage_events"].height and not result.skipped

@@ -243,7 +243,7 @@ class Reader:
         )
 
         api = self.conn.api("crm.associations.v4.batch_api")
-        links: dict[str, list[tuple[str, list]]] = defaultdict(list)
+        links: dict[str, dict[str, list]] = defaultdict(dict)
         chunks = [ids[i:i + ASSOC_BATCH] for i in range(0, len(ids), ASSOC_BATCH)]
         with self._bar(f"{from_type}->{to_type}", total=len(ids)) as bar:
             for n, chunk in enumerate(chunks):
@@ -254,9 +254,11 @@ class Reader:
                                              PublicFetchAssociationsBatchRequest)
                     self.ckpt.save(f"assoc-{from_type}-{to_type}", n, saved)
                 for from_id, items in saved.items():
-                    links[from_id] += [(to_id, types) for to_id, types in items]
+                    for to_id, types in items:  # a target may come once per association type: merge its types
+                        known = links[from_id].setdefault(to_id, [])
+                        known += [t for t in types if t not in known]
                 bar.update(len(chunk))
-        return links
+        return {from_id: list(targets.items()) for from_id, targets in links.items()}
 
     def _read_chunk(self, api: Any, from_type: str, to_type: str, chunk: list[str], batch_cls: Any,
                     item_cls: Any) -> dict[str, list]:
@@ -280,8 +282,9 @@ class Reader:
                     pending.append((from_id, after))
             retry = []
             for err in answer.get("errors") or []:
-                if "NO_ASSOCIATIONS" in str(err.get("subCategory") or "") or "associated" in str(err.get("message")):
-                    continue  # an object without associations of this type
+                if ("NO_ASSOCIATIONS" in str(err.get("subCategory") or "") or err.get("category") == "OBJECT_NOT_FOUND"
+                        or "associated" in str(err.get("message"))):
+                    continue  # an object without associations of this type (or deleted since it was listed)
                 retry += [str(i) for key in ("ids", "fromObjectId") for i in (err.get("context") or {}).get(key, [])]
             if retry and attempts <= 3:
                 pending += [(i, None) for i in retry]
