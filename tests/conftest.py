@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,3 +26,13 @@ def small_demo_csv(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("demo_csv") / "snapshot"
     write_demo(out, companies=400, seed=11, fmt="csv")
     return out
+
+
+@pytest.fixture
+def own_signal_module(tmp_path) -> Iterator[Path]:
+    """`my_signals.py` in tmp_path registering the README's integrations_synced_28d; the signal registry of this
+    process is restored after the test (a file at a new path is imported afresh)."""
+    from own_signals import signal_registry_restored, write_signal_module
+
+    with signal_registry_restored():
+        yield write_signal_module(tmp_path)

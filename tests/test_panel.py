@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import polars as pl
 import pytest
+from own_signals import SIGNAL, write_signal_module
 from scipy.stats import spearmanr
 from sklearn.metrics import roc_auc_score
 
@@ -267,11 +268,34 @@ def _broken_copy(small_demo: Path, tmp_path: Path, **manifest_changes) -> Path:
     return folder
 
 
-@pytest.mark.parametrize("case", ["unknown_signal", "bad_suffix", "core_never_occurs", "missing_dir", "no_customers"])
+def test_cli_builds_a_signal_of_a_signal_module(small_demo, own_signal_module, tmp_path, capsys, monkeypatch):
+    """The README's integrations_synced_28d, in a file named with --signal-module (relative to the current folder),
+    is a column of the panel; without the module it is an unknown signal, with a hint at --signal-module."""
+    out = tmp_path / "panel.parquet"
+    command = ["panel", str(small_demo), "--out", str(out), "--signals", f"core_depth,{SIGNAL}"]
+    assert main(command) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"hsutils panel: error: unknown signal(s): {SIGNAL}; registered: core_depth, ")
+    assert err.endswith("a signal of your own is loaded with --signal-module FILE.py (signal_modules: in the "
+                        "report's params.yml)")
+    monkeypatch.chdir(own_signal_module.parent)
+    assert main([*command, "--signal-module", own_signal_module.name]) == 0
+    panel = pl.read_parquet(out)
+    assert {"core_depth", SIGNAL} <= set(panel.columns) and "eb_engagement" not in panel.columns
+    assert panel[SIGNAL].null_count() == 0 and panel[SIGNAL].sum() > 0
+
+
+@pytest.mark.parametrize("case", ["unknown_signal", "bad_suffix", "core_never_occurs", "missing_dir", "no_customers",
+                                  "signal_module_missing", "signal_module_raises"])
 def test_cli_bad_input_exits_2_with_one_line(case, small_demo, tmp_path, capsys):
     snapshot, out, extra = small_demo, tmp_path / "panel.parquet", []
     if case == "unknown_signal":
         extra = ["--signals", "core_depth,nps_score"]
+    elif case == "signal_module_missing":
+        extra = ["--signal-module", str(tmp_path / "my_signals.py")]
+    elif case == "signal_module_raises":
+        module = write_signal_module(tmp_path, "raise ValueError('no integration events in this portal')\n")
+        extra = ["--signal-module", str(module), "--signals", "core_depth"]
     elif case == "bad_suffix":
         out = tmp_path / "panel.xlsx"
     elif case == "core_never_occurs":
@@ -290,6 +314,10 @@ def test_cli_bad_input_exits_2_with_one_line(case, small_demo, tmp_path, capsys)
         assert "dashboard_exported_to_pdf" in err and "usage_events" in err
     if case == "unknown_signal":
         assert "nps_score" in err
+    if case == "signal_module_missing":
+        assert err == f"hsutils panel: error: signal module {extra[1]}: FileNotFoundError: no such file: {Path(extra[1]).resolve()}"
+    if case == "signal_module_raises":
+        assert err == f"hsutils panel: error: signal module {extra[1]}: ValueError: no integration events in this portal"
 
 
 def test_bad_as_of_dates_and_horizon(demo):

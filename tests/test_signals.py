@@ -3,20 +3,32 @@ window helpers against brute force on random data."""
 
 from __future__ import annotations
 
+import sys
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import polars as pl
 import pytest
+import yaml
+from own_signals import (
+    ROWS_SIGNAL,
+    ROWS_SOURCE,
+    SIGNAL,
+    readme_example,
+    signal_registry_restored,
+    write_signal_module,
+)
 from polars.testing import assert_frame_equal
 
 from hsutils import signals
+from hsutils.cli import main
 from hsutils.errors import InputError
 from hsutils.panel import build_panel
 from hsutils.schema import TABLES
 from hsutils.signals import (
     SIGNALS,
     SignalContext,
+    load_signal_modules,
     register_signal,
     resolve_signals,
     signal_table,
@@ -401,6 +413,14 @@ def test_usage_signals_run_in_the_background_and_their_errors_reach_the_caller()
             unregister_signal(name)
 
 
+def with_integration_syncs(snapshot: Snapshot) -> Snapshot:
+    """The tiny snapshot plus 4 `integration_synced` events of company a the day before AS_OF."""
+    snapshot.tables["usage_events"] = pl.concat([snapshot.tables["usage_events"], frame("usage_events", [
+        {"company_id": "a", "user_id": "u9", "occurred_at": ts("2024-03-16"), "event": "integration_synced", "count": 4},
+    ])])
+    return snapshot
+
+
 def test_the_documented_example_registers_a_working_signal():
     import textwrap
 
@@ -408,17 +428,88 @@ def test_the_documented_example_registers_a_working_signal():
 
     doc = module.__doc__
     start = doc.index("    import polars as pl\n    from hsutils.signals")
-    example = textwrap.dedent(doc[start: doc.index("`hsutils panel` and `build_panel` then carry")])
+    example = textwrap.dedent(doc[start: doc.index("`build_panel` then carries")])
+    assert example.strip() == readme_example().strip()  # the README shows the same example
     try:
         exec(compile(example, "signals-docstring", "exec"), {})
-        snapshot = tiny_snapshot()
-        snapshot.tables["usage_events"] = pl.concat([snapshot.tables["usage_events"], frame("usage_events", [
-            {"company_id": "a", "user_id": "u9", "occurred_at": ts("2024-03-16"), "event": "integration_sync", "count": 4},
-        ])])
-        panel = build_panel(snapshot, as_of_dates=[AS_OF], signals=["integrations_synced_28d"])
+        panel = build_panel(with_integration_syncs(tiny_snapshot()), as_of_dates=[AS_OF], signals=["integrations_synced_28d"])
         assert row(panel, "a", AS_OF)["integrations_synced_28d"] == 4
     finally:
         unregister_signal("integrations_synced_28d")
+
+
+def test_load_signal_modules_imports_each_module_once_and_names_its_signals(own_signal_module, monkeypatch):
+    """The README's example in a file, named relative to the current folder and then by its absolute path: one
+    import, so the second load neither registers twice nor raises "already registered"; a dotted module name is
+    imported like any module."""
+    monkeypatch.chdir(own_signal_module.parent)
+    assert load_signal_modules(["my_signals.py"]) == [SIGNAL]
+    assert load_signal_modules([own_signal_module, "my_signals.py"]) == [SIGNAL]
+    assert SIGNALS[SIGNAL].family == "value" and SIGNALS[SIGNAL].description.startswith("Integration syncs run")
+    panel = build_panel(with_integration_syncs(tiny_snapshot()), as_of_dates=[AS_OF], signals=[SIGNAL, "core_depth"])
+    assert row(panel, "a", AS_OF)[SIGNAL] == 4
+    write_signal_module(own_signal_module.parent, ROWS_SOURCE, name="acme_signals_for_tests.py")
+    monkeypatch.syspath_prepend(str(own_signal_module.parent))
+    try:
+        assert load_signal_modules(["acme_signals_for_tests", "my_signals.py"]) == [ROWS_SIGNAL, SIGNAL]
+        assert load_signal_modules(["acme_signals_for_tests"]) == [ROWS_SIGNAL]
+    finally:
+        sys.modules.pop("acme_signals_for_tests", None)
+    assert load_signal_modules([]) == load_signal_modules(None) == []
+
+
+@pytest.mark.parametrize(
+    ("source", "error"),
+    [
+        (None, "FileNotFoundError: no such file: "),
+        ("def broken(:\n", "SyntaxError: "),
+        ("import hsutils_no_such_package\n", "ModuleNotFoundError: No module named 'hsutils_no_such_package'"),
+        ("RAISES", "RuntimeError: the integrations table is not exported yet"),
+    ],
+)
+def test_a_bad_signal_module_is_a_one_line_error_and_leaves_no_signal(source, error, tmp_path, monkeypatch):
+    """A missing file, a syntax error or an exception while importing: `signal module PATH: Type: message`, no
+    traceback; signals the module registered before it failed are taken back out, so the fixed file loads."""
+    monkeypatch.chdir(tmp_path)
+    if source == "RAISES":  # registers its signal, then fails
+        source = readme_example() + "\nraise RuntimeError('the integrations table is not exported yet')\n"
+    if source is not None:
+        write_signal_module(tmp_path, source)
+    with signal_registry_restored():
+        before = dict(SIGNALS)
+        for _ in range(2):  # a failed module is not taken as loaded: the second try fails the same way
+            with pytest.raises(InputError) as failure:
+                load_signal_modules(["my_signals.py"])
+            assert str(failure.value).startswith(f"signal module my_signals.py: {error}")
+            assert "\n" not in str(failure.value) and "Traceback" not in str(failure.value)
+            assert before == SIGNALS
+        write_signal_module(tmp_path)
+        assert load_signal_modules(["my_signals.py"]) == [SIGNAL]
+    with pytest.raises(InputError, match=r"^signal module acme\.nowhere: ModuleNotFoundError: No module named 'acme'"):
+        load_signal_modules(["acme.nowhere"])
+
+
+def test_the_commands_fit_score_and_evaluate_a_signal_of_a_signal_module(small_demo, own_signal_module, tmp_path,
+                                                                        capsys):
+    """`--signal-module` on fit, score and evaluate: the model file names the product's own signal and is scored
+    with it; without the module, scoring it names the unknown signal and points at --signal-module."""
+    module = ["--signal-module", str(own_signal_module)]
+    model = tmp_path / "model.yml"
+    assert main(["fit", str(small_demo), "--out", str(model), "--signals", f"core_depth,eb_engagement,{SIGNAL}",
+                 *module]) == 0
+    assert SIGNAL in yaml.safe_load(model.read_text())["columns"]
+    scores = tmp_path / "scores.parquet"
+    assert main(["score", str(small_demo), "--model", str(model), "--out", str(scores), *module]) == 0
+    assert f"points_{SIGNAL}" in pl.read_parquet(scores).columns
+    assert main(["evaluate", str(small_demo), "--model", str(model), "--out", str(tmp_path / "m.json"), *module]) == 0
+    capsys.readouterr()
+    unregister_signal(SIGNAL)  # a process that never loaded the module
+    for command in (["score", "--out", str(tmp_path / "again.parquet")], ["evaluate", "--out", str(tmp_path / "e.json")]):
+        assert main([command[0], str(small_demo), "--model", str(model), *command[1:]]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith(f"hsutils {command[0]}: error: model reads unknown signal(s): {SIGNAL}; registered: ")
+        assert "--signal-module FILE.py" in err and "\n" not in err
+    assert not (tmp_path / "again.parquet").exists() and not (tmp_path / "e.json").exists()
 
 
 def random_deal_history(seed: int, n_companies: int = 25) -> pl.DataFrame:

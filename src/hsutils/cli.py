@@ -33,6 +33,14 @@ HANDLERS: dict[str, str] = {
 }
 
 
+def add_signal_module_option(parser: argparse.ArgumentParser) -> None:
+    """The repeatable --signal-module option of every command that builds a panel (args.signal_modules)."""
+    parser.add_argument(
+        "--signal-module", action="append", default=[], dest="signal_modules", metavar="FILE",
+        help="Python file (or importable module) registering signals of your own, loaded first; repeatable",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hsutils", description="Customer health scores fitted on, and validated against, real churn."
@@ -57,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--horizon-days", type=int, default=90)
     p.add_argument("--signals", help="comma-separated signal names (default: all registered)")
     p.add_argument("--mapping", help="YAML file mapping the portal's own values to canonical ones")
+    add_signal_module_option(p)
 
     p = sub.add_parser("fit", help="fit the health score on history and write the model file")
     p.add_argument("dir")
@@ -65,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cutoff", help="as-of date splitting training from held-out test (default: chosen from data)")
     p.add_argument("--signals", help="comma-separated signal names (default: all registered)")
     p.add_argument("--mapping", help="YAML file mapping the portal's own values to canonical ones")
+    add_signal_module_option(p)
 
     p = sub.add_parser("score", help="score every current customer with a model file or preset")
     p.add_argument("dir")
@@ -72,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output file (.parquet or .csv)")
     p.add_argument("--as-of", help="date to score at (default: the snapshot's latest week)")
     p.add_argument("--mapping", help="YAML file mapping the portal's own values to canonical ones")
+    add_signal_module_option(p)
 
     p = sub.add_parser("evaluate", help="judge a model on held-out time and write metrics JSON")
     p.add_argument("dir")
@@ -80,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--horizon-days", type=int, default=90)
     p.add_argument("--cutoff", help="first as-of date of the test period")
     p.add_argument("--mapping", help="YAML file mapping the portal's own values to canonical ones")
+    add_signal_module_option(p)
 
     p = sub.add_parser("report", help="run the notebooks with papermill and render the recalibration report")
     p.add_argument("dir")
@@ -153,6 +165,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with warnings.catch_warnings():
             warnings.showwarning = show
+            if getattr(args, "signal_modules", None):  # the user's own signals, registered before the command runs
+                from hsutils.signals import load_signal_modules
+
+                load_signal_modules(args.signal_modules)
             return int(resolve_handler(args.command)(args) or 0)
     except InputError as exc:
         print(f"hsutils {args.command}: error: {exc}", file=sys.stderr)

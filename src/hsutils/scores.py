@@ -57,14 +57,12 @@ def _registered() -> dict[str, Any]:
 def _panel_signals_for(columns: list[str]) -> list[str]:
     """Registered signals to build for a scorer reading `columns` (plus seat_utilisation for expansion)."""
     from hsutils.panel import CONTEXT_COLUMNS
+    from hsutils.signals import unknown_signals_error
 
     registry = _registered()
     unknown = [c for c in columns if c not in registry and c not in CONTEXT_COLUMNS]
     if unknown:
-        raise InputError(
-            f"model reads signal(s) that no panel of this suite has: {', '.join(unknown)} "
-            f"(registered signals: {', '.join(list(registry)[:8])}, ...)"
-        )
+        raise unknown_signals_error(unknown, "model reads unknown signal(s)")
     wanted = [c for c in columns if c in registry]
     if "seat_utilisation" in registry and "seat_utilisation" not in wanted:
         wanted.append("seat_utilisation")

@@ -68,9 +68,12 @@ helpers do the windowing and the point-in-time guarantee::
     def integrations_synced_28d(ctx: SignalContext) -> pl.DataFrame:
         "Integration syncs run in the 28 days up to as-of."
         return ctx.window_sum("usage_events", "occurred_at", pl.col("count"), days=28,
-                              where=pl.col("event") == "integration_sync")
+                              where=pl.col("event") == "integration_synced")
 
-`hsutils panel` and `build_panel` then carry an `integrations_synced_28d` column. Other helpers:
+`build_panel` then carries an `integrations_synced_28d` column. The `hsutils` commands and the report's notebooks
+run in processes of their own: save the definitions in a file and name it with `--signal-module my_signals.py`
+(panel, fit, score, evaluate, report) or `signal_modules: [my_signals.py]` in the report's params.yml;
+`load_signal_modules` imports such files, once per process. Other helpers:
 `window_sums` (several sums and windows in one pass), `window_distinct` (distinct values in a window), `latest`
 (latest value at or before as-of), `weekly` (weekly totals for trend-like arithmetic, read with `.at(shift)`),
 `usage_weekly()` (usage counts per company, week and event, as a table), the fast usage helpers for windows of
@@ -81,12 +84,18 @@ whole weeks (up to 18) filtered by an expression on `event` (`usage_window_sum`,
 
 from __future__ import annotations
 
+import hashlib
+import importlib
+import importlib.util
+import re
+import sys
 import threading
 import warnings
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -175,10 +184,94 @@ def resolve_signals(names: list[str] | str | None) -> list[Signal]:
         names = [n.strip() for n in names.split(",") if n.strip()]
     unknown = [n for n in names if n not in SIGNALS]
     if unknown:
-        raise InputError(f"unknown signal(s): {', '.join(unknown)}; registered: {', '.join(SIGNALS)}")
+        raise unknown_signals_error(unknown)
     if not names:
         raise InputError("no signal chosen: give at least one registered signal name")
     return [SIGNALS[n] for n in dict.fromkeys(names)]
+
+
+def unknown_signals_error(unknown: Collection[str], subject: str = "unknown signal(s)") -> InputError:
+    """The one-line error for signal names nobody registered: it names them, the registered ones, and how a
+    signal of the user's own is loaded into a command or the report."""
+    return InputError(
+        f"{subject}: {', '.join(unknown)}; registered: {', '.join(SIGNALS)}; a signal of your own is loaded with "
+        "--signal-module FILE.py (signal_modules: in the report's params.yml)"
+    )
+
+
+SIGNAL_MODULE_PREFIX = "hsutils_signal_module_"  # module names of signal files imported by load_signal_modules
+_REGISTERED_BY: dict[str, list[str]] = {}  # module name -> the signals its import registered
+
+
+def is_signal_module_file(spec: str | Path) -> bool:
+    """True for a file path (ends in .py or holds a path separator), False for a dotted module name."""
+    text = str(spec)
+    return isinstance(spec, Path) or text.endswith(".py") or "/" in text or "\\" in text
+
+
+def signal_module_spec(spec: str | Path) -> str:
+    """A signal module as `load_signal_modules` takes it from any folder: a file as its absolute path, a dotted
+    module name as it is."""
+    return str(Path(spec).resolve()) if is_signal_module_file(spec) else str(spec)
+
+
+def _module_name_for(path: Path) -> str:
+    """A stable module name for a signal file: its stem plus a digest of its resolved path."""
+    stem = re.sub(r"\W", "_", path.stem)
+    return f"{SIGNAL_MODULE_PREFIX}{stem}_{hashlib.sha1(str(path).encode()).hexdigest()[:12]}"
+
+
+def _import_signal_module(spec: str | Path) -> str:
+    """Import one signal module (a file or a dotted name) unless already imported; return its module name."""
+    if not is_signal_module_file(spec):
+        importlib.invalidate_caches()  # a module written since this process started is found too
+        importlib.import_module(str(spec))
+        return str(spec)
+    path = Path(spec).resolve()
+    name = _module_name_for(path)
+    if name in sys.modules:
+        return name
+    if not path.is_file():
+        raise FileNotFoundError(f"no such file: {path}")
+    module_spec = importlib.util.spec_from_file_location(name, path)
+    if module_spec is None or module_spec.loader is None:
+        raise ImportError(f"cannot import {path} as a Python module")
+    module = importlib.util.module_from_spec(module_spec)
+    sys.modules[name] = module
+    try:
+        module_spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(name, None)
+        raise
+    return name
+
+
+def load_signal_modules(specs: Iterable[str | Path] | None) -> list[str]:
+    """Import the user's own signal definitions and return the names of the signals they registered.
+
+    Each spec is the path of a .py file (relative to the current folder) or an importable dotted module name.
+    Each module is imported once per process: a file under a name derived from its resolved path, so loading it
+    again registers nothing twice. A missing file, a syntax error or an exception while importing is an
+    InputError of one line, and the signals that module registered before it failed are taken back out.
+    """
+    names: list[str] = []
+    for spec in specs or ():
+        before = dict(SIGNALS)
+        try:
+            module_name = _import_signal_module(spec)
+        except Exception as exc:  # the user's own code: any error is reported in one line, without a traceback
+            SIGNALS.clear()
+            SIGNALS.update(before)
+            raise InputError(f"signal module {spec}: {type(exc).__name__}: {exc}") from None
+        added = [name for name, signal in SIGNALS.items() if before.get(name) is not signal]
+        if added or module_name not in _REGISTERED_BY:  # nothing added: imported before, not by this function
+            _REGISTERED_BY[module_name] = added or [
+                name for name, signal in SIGNALS.items() if getattr(signal.compute, "__module__", None) == module_name
+            ]
+        if not _REGISTERED_BY[module_name]:
+            warnings.warn(f"signal module {spec} registered no signal", UserWarning, stacklevel=2)
+        names.extend(n for n in _REGISTERED_BY[module_name] if n not in names)
+    return names
 
 
 def signal_table() -> pl.DataFrame:
