@@ -16,7 +16,9 @@ import numpy as np
 import pandas as pd
 import polars as pl
 import pytest
+import yaml
 from nbformat.v4 import new_code_cell, new_notebook
+from own_signals import ROWS_SIGNAL, ROWS_SOURCE, SIGNAL, signal_registry_restored, write_signal_module
 
 from hsutils import narrative
 from hsutils.cli import main
@@ -184,7 +186,8 @@ def test_analyst_tables_show_a_dash_where_a_measure_is_not_defined():
 @pytest.fixture(scope="module")
 def rare_churn_report(small_demo, tmp_path_factory):
     """The report on the small demo portal with every churn of the test period but one account's turned into a
-    renewal: the test period holds a handful of churns, none among high-touch accounts."""
+    renewal: the test period holds a handful of churns, none among high-touch accounts. It also loads the
+    README's integrations_synced_28d from a signal module of the user's own (`signal_modules`)."""
     portal = tmp_path_factory.mktemp("rare_churn") / "snapshot"
     shutil.copytree(small_demo, portal)
     _, test, _ = time_split(build_panel(load_snapshot(portal)))
@@ -196,7 +199,21 @@ def rare_churn_report(small_demo, tmp_path_factory):
     lost = (pl.col("deal_type") == "renewal") & (pl.col("stage") == "lost") & pl.col("company_id").is_in(others)
     deals.with_columns(pl.when(lost).then(pl.lit("won")).otherwise("stage").alias("stage")).write_parquet(
         portal / "deals.parquet")
-    return run_report(portal, "2026Q4", out=tmp_path_factory.mktemp("rare_churn_reports"), progress=False)
+    module = write_signal_module(portal.parent / "own")
+    with signal_registry_restored():  # the report loads it here too, to refuse a bad module before any notebook
+        return run_report(portal, "2026Q4", out=tmp_path_factory.mktemp("rare_churn_reports"), progress=False,
+                          signal_modules=[module])
+
+
+def test_report_fits_and_scores_a_signal_of_a_signal_module(rare_churn_report):
+    """Every notebook loads the module in its own kernel: the panel has the signal, the candidate model names it
+    and the leadership notebook scores with it; parameters.yml records the module's absolute path."""
+    folder = rare_churn_report.folder
+    assert SIGNAL in yaml.safe_load((folder / "model.yml").read_text())["columns"]
+    assert f"points_{SIGNAL}" in pl.read_parquet(folder / "scores.parquet").columns
+    recorded = yaml.safe_load((folder / "parameters.yml").read_text())["signal_modules"]
+    assert len(recorded) == 1 and Path(recorded[0]).is_absolute() and Path(recorded[0]).is_file()
+    assert Path(recorded[0]).parts[-2:] == ("own", "my_signals.py")
 
 
 def test_rare_churn_report_says_so_and_shows_no_nan(rare_churn_report):
@@ -345,6 +362,7 @@ def test_parameters_refuse_secrets_and_unknown_keys(tmp_path):
         ("signals: core_depth", "signals is 'core_depth'; it must be a list of signal names"),
         ("mapping: [a.yml]", "mapping is ['a.yml']; it must be the path of a mapping file"),
         ("cutoff: March", "cutoff is 'March'; it must be a date (YYYY-MM-DD)"),
+        ("signal_modules: my_signals.py", "signal_modules is 'my_signals.py'; it must be a list of Python files"),
     ],
 )
 def test_report_refuses_unusable_parameters_before_any_notebook(text, fragment, small_demo, tmp_path, capsys):
@@ -365,6 +383,7 @@ def test_report_refuses_unusable_parameters_before_any_notebook(text, fragment, 
     [
         (["--period", "Q4-2026"], "YYYYQn"),
         (["--period", "2026Q4", "--params", "missing.yml"], "does not exist"),
+        (["--period", "2026Q4", "--signal-module", "missing.py"], "signal module missing.py: FileNotFoundError: "),
     ],
 )
 def test_report_cli_bad_input_exits_2(small_demo, tmp_path, capsys, args, message):
@@ -454,6 +473,40 @@ def test_report_loads_the_snapshot_with_the_mapping_parameter(small_demo_csv, tm
     err = capsys.readouterr().err
     assert code == 0 and "error" not in err, err
     assert (tmp_path / "reports" / "2026Q4" / "notebooks" / "01-check.ipynb").is_file()
+
+
+def test_report_passes_the_signal_modules_of_params_and_command_line_to_every_notebook(small_demo, own_signal_module,
+                                                                                       monkeypatch, capsys):
+    """`signal_modules:` in params.yml (a path from the folder the command runs in) and `--signal-module` add up;
+    the notebooks, run in another folder, get absolute paths and load them; parameters.yml records them."""
+    folder = own_signal_module.parent
+    write_signal_module(folder / "more", ROWS_SOURCE, name="acme.py")
+    (folder / "params.yml").write_text("signal_modules: [my_signals.py]\n")
+    expected = [str(own_signal_module), str(folder / "more" / "acme.py")]
+    notebooks = write_parameterised_notebook(
+        folder / "notebooks", "signal_modules = []",
+        f"from hsutils.signals import load_signal_modules\nassert signal_modules == {expected!r}, signal_modules\n"
+        f"assert load_signal_modules(signal_modules) == {[SIGNAL, ROWS_SIGNAL]!r}",
+    )
+    monkeypatch.setattr("hsutils.report.default_notebooks_dir", lambda: notebooks)
+    monkeypatch.chdir(folder)
+    code = main(["report", str(small_demo), "--period", "2026Q4", "--out", "reports", "--params", "params.yml",
+                 "--signal-module", "more/acme.py"])
+    err = capsys.readouterr().err
+    assert code == 0 and "Traceback" not in err, err
+    assert yaml.safe_load((folder / "reports" / "2026Q4" / "parameters.yml").read_text())["signal_modules"] == expected
+
+
+def test_report_refuses_a_signal_module_that_fails_before_any_notebook(small_demo, tmp_path, monkeypatch, capsys):
+    """A module of params.yml that raises while importing: exit 2, one line naming it, no report folder."""
+    module = write_signal_module(tmp_path, "raise KeyError('integration_synced')\n")
+    (tmp_path / "params.yml").write_text("signal_modules: [my_signals.py]\n")
+    monkeypatch.setattr("hsutils.report.default_notebooks_dir", lambda: pytest.fail("no notebook may run"))
+    monkeypatch.chdir(tmp_path)
+    code = main(["report", str(small_demo), "--period", "2026Q4", "--out", "reports", "--params", "params.yml"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.strip() == f"hsutils report: error: signal module {module}: KeyError: 'integration_synced'"
+    assert not (tmp_path / "reports").exists()
 
 
 def test_report_takes_a_cutoff_written_as_a_yaml_date(small_demo, tmp_path, monkeypatch, capsys):

@@ -98,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--period", required=True, help="report period, e.g. 2026Q4")
     p.add_argument("--out", default="reports", help="reports folder (default reports/)")
     p.add_argument("--params", help="YAML file of notebook parameters")
+    add_signal_module_option(p)
 
     # --- HubSpot ---------------------------------------------------------------------------------------------
     p = sub.add_parser("pull", help="pull a HubSpot portal into a new snapshot (token from HUBSPOT_ACCESS_TOKEN)")

@@ -5,7 +5,9 @@ parameters from defaults, an optional YAML file and the run itself (snapshot, pe
 previous period's folder). Everything is written to a staging folder that replaces `reports/<period>/` only when
 every notebook succeeded; a failed cell stops the run, keeps the failed notebook in `reports/<period>.failed/`
 and names it, except that bad input a notebook finds (an InputError, e.g. a portal without churn) is refused
-in one line. The previous good report is never touched by a failed run.
+in one line. The previous good report is never touched by a failed run. Signal modules of the user's own
+(`signal_modules`, absolute paths) are imported here first, so a bad one is refused before any notebook runs, and
+every notebook imports them again in its own kernel.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import math
 import os
 import re
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -44,6 +47,7 @@ DEFAULT_PARAMETERS: dict[str, Any] = {
     "save_rate_early": 0.71,
     "save_rate_late": 0.34,
     "mapping": None,
+    "signal_modules": [],
 }
 RUN_PARAMETERS = ("snapshot_dir", "report_dir", "period", "previous_report_dir")
 SECRET_WORDS = ("token", "secret", "password", "api_key", "apikey", "authorization")
@@ -108,7 +112,7 @@ def find_previous_report(out: Path, period: str) -> Path | None:
 
 def load_parameters(path: str | Path | None) -> dict[str, Any]:
     """Defaults updated by a YAML parameters file; refuses unknown keys and anything that looks like a secret."""
-    parameters = dict(DEFAULT_PARAMETERS)
+    parameters = copy.deepcopy(DEFAULT_PARAMETERS)
     if path is None:
         return parameters
     raw = read_yaml_mapping(path, "parameters file")
@@ -122,6 +126,8 @@ def load_parameters(path: str | Path | None) -> dict[str, Any]:
     parameters.update(raw)
     if isinstance(parameters["cutoff"], date):  # YAML reads an unquoted 2026-03-01 as a date: notebooks take text
         parameters["cutoff"] = parameters["cutoff"].isoformat()
+    if parameters["signal_modules"] is None:  # `signal_modules:` with every entry commented out
+        parameters["signal_modules"] = []
     check_parameters(parameters, f"parameters file {path}")
     return parameters
 
@@ -166,6 +172,9 @@ def check_parameters(parameters: dict[str, Any], where: str = "parameters") -> N
         refuse("signals", "a list of signal names, or null for all")
     if parameters["mapping"] is not None and not (isinstance(parameters["mapping"], str) and parameters["mapping"]):
         refuse("mapping", "the path of a mapping file, or null")
+    modules = parameters["signal_modules"]
+    if not (isinstance(modules, list) and all(isinstance(spec, str) and spec for spec in modules)):
+        refuse("signal_modules", "a list of Python files (or module names) registering signals, or []")
 
 
 def refuse_secret_values(parameters: dict[str, Any]) -> None:
@@ -218,12 +227,17 @@ def run_report(
     parameters_file: str | Path | None = None,
     notebooks_dir: str | Path | None = None,
     progress: bool = True,
+    signal_modules: Sequence[str | Path] = (),
 ) -> ReportResult:
-    """Run every numbered notebook with papermill and render the report into `out/<period>/`."""
+    """Run every numbered notebook with papermill and render the report into `out/<period>/`.
+
+    `signal_modules` (files or module names registering signals of the user's own) add to the parameters file's.
+    """
     import papermill
     from papermill.exceptions import PapermillExecutionError
     from tqdm import tqdm
 
+    from hsutils.signals import load_signal_modules, signal_module_spec
     from hsutils.snapshot import load_snapshot
 
     parse_period(period)
@@ -231,6 +245,10 @@ def run_report(
     snapshot_dir = Path(snapshot_dir).resolve()
     if parameters["mapping"] is not None:  # relative to where the command runs, not to the notebooks' folder
         parameters["mapping"] = str(Path(parameters["mapping"]).resolve())
+    parameters["signal_modules"] = list(dict.fromkeys(  # files likewise: absolute, as parameters.yml records them
+        signal_module_spec(spec) for spec in [*parameters["signal_modules"], *signal_modules]
+    ))
+    load_signal_modules(parameters["signal_modules"])  # a bad module is refused in one line before any notebook
     load_snapshot(snapshot_dir, mapping=parameters["mapping"])  # fail early, with one line, on a bad snapshot
     notebooks_dir = Path(notebooks_dir) if notebooks_dir else default_notebooks_dir()
     notebooks = sorted(notebooks_dir.glob(NOTEBOOK_PATTERN))
@@ -293,11 +311,12 @@ def run_report(
 
 
 def cli_report(args) -> int:
-    """`hsutils report DIR --period P [--out reports/] [--params FILE]`."""
+    """`hsutils report DIR --period P [--out reports/] [--params FILE] [--signal-module FILE ...]`."""
     import sys
 
     try:
-        result = run_report(args.dir, args.period, out=args.out, parameters_file=args.params)
+        result = run_report(args.dir, args.period, out=args.out, parameters_file=args.params,
+                            signal_modules=getattr(args, "signal_modules", None) or ())
     except ReportFailed as exc:
         print(f"hsutils report: {exc}", file=sys.stderr)
         print(f"hsutils report: the failed notebook is saved at {exc.notebook}", file=sys.stderr)
