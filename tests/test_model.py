@@ -7,6 +7,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from scipy.special import expit
 from sklearn.base import clone
 from sklearn.metrics import roc_auc_score
@@ -15,10 +16,13 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 from hsutils.baselines import cross_validated_auc
 from hsutils.errors import InputError
 from hsutils.model import (
+    MISSING_ONLY,
     BoostingReference,
     HealthScore,
     LogisticBaseline,
     SegmentedHealthScore,
+    SignalTransform,
+    _blend_transforms,
     coefficient_table,
     fit_signal_transform,
     preset,
@@ -495,3 +499,124 @@ def test_segmented_scoring_uses_the_row_segment_and_global_for_unknown():
     )
     with pytest.raises(InputError, match="segment column"):
         model.health_score(signals)
+
+
+# ---- blending a segment's transform with the global one ----------------------------------------------------------
+TRANSFORM_KINDS = ("monotone steps", "learned order", "linear", "linear with jumps", "flat", "missing only")
+
+
+def _random_transform(kind: str, rng: np.random.Generator) -> SignalTransform:
+    """A transform of one kind the models produce ("linear with jumps": a blend of steps and linear), its edges on
+    a half-unit grid so that two transforms often share some."""
+    missing = float(rng.uniform())
+    if kind in ("flat", "missing only"):
+        level = float(rng.uniform())
+        return SignalTransform("flat" if kind == "flat" else MISSING_ONLY, np.empty(0), np.array([level]),
+                               level if kind == "flat" else missing)
+    edges = np.sort(rng.choice(np.arange(-6, 7) / 2, size=int(rng.integers(1, 8)), replace=False))
+    if kind == "monotone steps":
+        return SignalTransform("increasing", edges, np.sort(rng.uniform(size=len(edges) + 1)), missing)
+    if kind == "learned order":
+        return SignalTransform("learned order", edges, rng.uniform(size=len(edges) + 1), missing)
+    if kind == "linear":
+        return SignalTransform("decreasing", edges, np.sort(rng.uniform(size=len(edges)))[::-1], missing, "linear")
+    knots = np.repeat(edges, rng.integers(1, 3, size=len(edges)))
+    return SignalTransform("blended", knots, rng.uniform(size=len(knots)), missing, "linear")
+
+
+def _probe_values(*transforms: SignalTransform) -> np.ndarray:
+    """Every knot and edge, the floats either side of it, a dense grid, values far beyond both ends and NaN."""
+    knots = np.unique(np.concatenate([t.edges for t in transforms] + [np.empty(0)]))
+    near = np.concatenate([knots, np.nextafter(knots, -np.inf), np.nextafter(knots, np.inf)])
+    return np.concatenate([near, np.linspace(-4, 4, 1601), [-1e9, 1e9, -np.inf, np.inf, np.nan]])
+
+
+@pytest.mark.parametrize("kind_a", TRANSFORM_KINDS)
+@pytest.mark.parametrize("kind_b", TRANSFORM_KINDS)
+def test_blended_transform_is_the_weighted_sum_of_its_parts_at_every_value(kind_a, kind_b):
+    """A segment's transform blended with the global one has goodness w * segment + (1 - w) * global at every
+    value (between, at and beyond the knots and step edges, and for a missing value); two step functions blend to
+    steps, anything with a linear part to a linear transform; weight 0 is the global transform and 1 the
+    segment's, exactly; the blend survives the model file (YAML) unchanged."""
+    rng = np.random.default_rng([TRANSFORM_KINDS.index(kind_a), TRANSFORM_KINDS.index(kind_b)])
+    for _ in range(20):
+        a, b = _random_transform(kind_a, rng), _random_transform(kind_b, rng)
+        values = _probe_values(a, b)
+        for weight in (0.0, 0.3, 1.0):
+            blend = _blend_transforms(a, b, weight)
+            expected = weight * a.apply(values) + (1 - weight) * b.apply(values)
+            np.testing.assert_allclose(blend.apply(values), expected, rtol=0, atol=1e-12)
+            assert blend.kind == ("steps" if a.kind == b.kind == "steps" else "linear") or weight in (0.0, 1.0)
+            stored = SignalTransform.from_dict(yaml.safe_load(yaml.safe_dump(blend.to_dict())))
+            np.testing.assert_array_equal(stored.apply(values), blend.apply(values))
+        np.testing.assert_array_equal(_blend_transforms(a, b, 0.0).apply(values), b.apply(values))
+        np.testing.assert_array_equal(_blend_transforms(a, b, 1.0).apply(values), a.apply(values))
+
+
+def test_linear_transform_with_a_jump_takes_the_first_goodness_at_the_knot():
+    jump = SignalTransform("blended", np.array([0.0, 1.0, 1.0, 2.0]), np.array([0.0, 0.5, 0.9, 1.0]), 0.2, "linear")
+    np.testing.assert_allclose(jump.apply(np.array([-1.0, 0.5, 1.0, 1.5, 2.0, 3.0, np.nan])),
+                               [0.0, 0.25, 0.5, 0.95, 1.0, 1.0, 0.2])
+    np.testing.assert_allclose(jump.goodness_above(np.array([0.0, 1.0, 1.5])), [0.0, 0.9, 0.95])
+
+
+def _mixed_shape_table(seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
+    """Scaled accounts churn linearly on s0, high-touch ones on s0 squared: the global transform of s0 is
+    linear, the high-touch one learned-order steps."""
+    rng = np.random.default_rng(seed)
+    n_big, n_small = 3000, 600
+    X = rng.normal(size=(n_big + n_small, 2))
+    segment = np.array(["scaled"] * n_big + ["high_touch"] * n_small, dtype=object)
+    eta = np.where(segment == "scaled", -1.5 + X[:, 0] - 0.5 * X[:, 1], -3.0 + 1.5 * X[:, 0] ** 2 - 0.5 * X[:, 1])
+    y = (rng.random(len(eta)) < expit(eta)).astype(int)
+    return pd.DataFrame(X, columns=["s0", "s1"]).assign(arr_segment=segment), y
+
+
+@pytest.fixture(scope="module")
+def mixed_segments() -> tuple[pd.DataFrame, np.ndarray, SegmentedHealthScore]:
+    X, y = _mixed_shape_table()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return X, y, SegmentedHealthScore().fit(X, y)
+
+
+def test_segment_goodness_is_the_weighted_sum_of_its_own_and_the_global_goodness(mixed_segments):
+    """Each segment model's goodness is w * (the segment's own fit) + (1 - w) * (the global fit) per signal, also
+    where one is linear and the other steps; a segment whose own weight is near 0 scores like the global model,
+    one with weight 1 like its own fit."""
+    X, y, model = mixed_segments
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        nearly_global = SegmentedHealthScore(shrinkage=1e12).fit(X, y)
+        own_only = SegmentedHealthScore(shrinkage=0).fit(X, y)
+    glob = model.global_model_
+    grid = pd.DataFrame({c: np.concatenate([np.linspace(-4, 4, 2001), [np.nan]]) for c in ("s0", "s1")})
+    kinds = set()
+    for segment, weight in model.segment_weights_.items():
+        mask = (X.arr_segment == segment).to_numpy()
+        signals = X[mask].drop(columns="arr_segment")
+        own = HealthScore().fit(signals, y[mask])
+        blended = model.segment_models_[segment]
+        np.testing.assert_allclose(blended.goodness(grid), weight * own.goodness(grid) + (1 - weight) * glob.goodness(grid),
+                                   rtol=0, atol=1e-12)
+        kinds |= {(own.transforms_[c].kind, glob.transforms_[c].kind) for c in ("s0", "s1")}
+        np.testing.assert_allclose(nearly_global.health_score(X[mask]), glob.health_score(signals), rtol=0, atol=1e-6)
+        np.testing.assert_array_equal(own_only.health_score(X[mask]), own.health_score(signals))
+    assert ("steps", "linear") in kinds  # a step function blended with a linear one
+
+
+def test_segmented_model_file_round_trip_keeps_blends_with_jumps(mixed_segments, tmp_path):
+    """A segment's blend of a step function and a linear one (a linear transform listing a knot twice) is written
+    to the model file and read back with identical scores."""
+    from hsutils.model import load_model, save_model
+
+    X, _, model = mixed_segments
+    path = save_model(model, tmp_path / "segments.yml")
+    transforms = [signal["transform"] for section in yaml.safe_load(path.read_text())["segments"]["models"].values()
+                  for signal in section["signals"]]
+    assert any(t["kind"] == "linear" and len(set(t["edges"])) < len(t["edges"]) for t in transforms)
+    loaded = load_model(path)
+    grid = X.assign(s0=np.linspace(-5, 5, len(X)))
+    for rows in (X, grid):
+        np.testing.assert_array_equal(loaded.health_score(rows), model.health_score(rows))
+        np.testing.assert_array_equal(loaded.predict_proba(rows), model.predict_proba(rows))

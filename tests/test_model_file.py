@@ -14,7 +14,7 @@ import yaml
 from scipy.special import expit
 
 from hsutils.errors import InputError
-from hsutils.model import HealthScore, SegmentedHealthScore, load_model, preset, save_model
+from hsutils.model import HealthScore, SegmentedHealthScore, SignalTransform, load_model, preset, save_model
 
 
 def _table(n: int = 1500, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
@@ -154,6 +154,19 @@ def test_bad_model_files_are_clear_errors(tmp_path):
     path.write_text(yaml.safe_dump(content))
     with pytest.raises(InputError, match="sum to"):
         load_model(path)
+
+
+def test_a_linear_transform_may_list_a_knot_twice_as_a_jump_steps_may_not():
+    """A segment's blend of a step function and a linear one is a linear transform with jumps: the file lists
+    the knot twice (goodness at the knot, then just above it). A step edge listed twice, or a knot listed three
+    times, is refused."""
+    jump = {"kind": "linear", "shape": "blended", "edges": [0.0, 1.0, 1.0, 2.0], "goodness": [0.0, 0.5, 0.9, 1.0],
+            "missing_goodness": 0.2}
+    assert SignalTransform.from_dict(jump).apply(np.array([1.0, 1.5, np.nan])) == pytest.approx([0.5, 0.95, 0.2])
+    with pytest.raises(InputError, match=r"transform.edges\[3\] is 1.0 a third time; a knot is listed at most twice"):
+        SignalTransform.from_dict({**jump, "edges": [0.0, 1.0, 1.0, 1.0]})
+    with pytest.raises(InputError, match=r"transform.edges\[2\] is 1.0; the edges must increase"):
+        SignalTransform.from_dict({**jump, "kind": "steps", "edges": [0.0, 1.0, 1.0]})
 
 
 @pytest.fixture(scope="module")

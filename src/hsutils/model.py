@@ -19,7 +19,8 @@ How `HealthScore` turns a table of numeric signals into a 0..100 score
    (On the log-odds scale the small rates of the healthy majority sit as far apart as the rates of failing
    accounts, which leaves a typical account half-way between its signal's best and worst bin and squeezes the
    total score around 55.)
-   The transform is a step function (bin edges, one goodness per bin) or piecewise linear through knots.
+   The transform is a step function (bin edges, one goodness per bin) or piecewise linear through knots (a
+   segment's blend of a step function and a linear one lists a knot twice where it jumps).
    A signal on which no level (missing included) is riskier than another is "flat": goodness 1 for every row.
    One whose present values all share a level while missing values sit at another is "missing only": what it
    tells about churn is whether it was recorded.
@@ -128,10 +129,12 @@ class SignalTransform:
 
     kind "steps": bin k holds values v with edges[k-1] < v <= edges[k] (first bin: v <= edges[0]; last bin:
     v > edges[-1]) and `goodness[k]` is its goodness. kind "linear": goodness is interpolated linearly between
-    `edges[i]` -> `goodness[i]` (the knots) and held flat beyond the first and last knot.
+    `edges[i]` -> `goodness[i]` (the knots) and held flat beyond the first and last knot; a knot listed twice is a
+    jump (as a segment's blend of a step and a linear transform has): its first goodness holds at the knot itself,
+    like a step edge, and its second just above it.
     `missing_goodness` applies to missing values. `shape` says what was learned: "increasing" (higher is
     healthier), "decreasing" (higher is riskier), "learned order" (not monotone), "missing only" (only whether the
-    value is missing tells) or "flat" (no signal).
+    value is missing tells), "flat" (no signal) or "blended" (a segment's blend of transforms of two shapes).
     """
 
     shape: str
@@ -144,11 +147,21 @@ class SignalTransform:
         """Goodness of each value (NaN = missing)."""
         values = np.asarray(values, dtype=float)
         if self.kind == "linear":
-            present = np.interp(values, self.edges, self.goodness)
+            present = _interpolate_with_jumps(values, self.edges, self.goodness)
         else:
             index = np.minimum(np.searchsorted(self.edges, values, side="left"), len(self.goodness) - 1)
             present = self.goodness[index]
         return np.where(np.isnan(values), self.missing_goodness, present)
+
+    def goodness_above(self, values: np.ndarray) -> np.ndarray:
+        """Goodness just above each (present) value: the limit from the right, which differs from `apply` only at
+        a step edge or a jump."""
+        values = np.asarray(values, dtype=float)
+        if self.kind != "linear":
+            return self.goodness[np.minimum(np.searchsorted(self.edges, values, side="right"), len(self.goodness) - 1)]
+        last = np.searchsorted(self.edges, values, side="right") - 1  # the last knot at or below each value
+        at_knot = (last >= 0) & (self.edges[np.maximum(last, 0)] == values)
+        return np.where(at_knot, self.goodness[np.maximum(last, 0)], self.apply(values))
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -167,6 +180,21 @@ class SignalTransform:
         goodness = np.asarray(raw["goodness"], dtype=float)
         kind = str(raw.get("kind", "steps"))
         return cls(str(raw.get("shape", "")), edges, goodness, float(raw.get("missing_goodness", 0.0)), kind)
+
+
+def _interpolate_with_jumps(values: np.ndarray, knots: np.ndarray, goodness: np.ndarray) -> np.ndarray:
+    """np.interp through the knots, where a knot listed twice is a jump: each piece between jumps is interpolated
+    on its own, and a value at a jump belongs to the piece below it (its first goodness)."""
+    jumps = np.flatnonzero(np.diff(knots) == 0) + 1  # the second listing of each jump knot
+    if not len(jumps):
+        return np.interp(values, knots, goodness)
+    bounds = np.concatenate([[0], jumps, [len(knots)]])
+    piece = np.searchsorted(knots[jumps], values, side="left")
+    present = np.empty(values.shape)
+    for k, (start, end) in enumerate(zip(bounds[:-1], bounds[1:], strict=True)):
+        mask = piece == k
+        present[mask] = np.interp(values[mask], knots[start:end], goodness[start:end])
+    return present
 
 
 def _binomial_loglik(levels: np.ndarray, churns: np.ndarray, counts: np.ndarray) -> float:
@@ -923,15 +951,32 @@ SEGMENT_SHRINKAGE = float(MIN_TEST_CHURNS_FOR_AUC)
 
 
 def _blend_transforms(a: SignalTransform, b: SignalTransform, weight_a: float) -> SignalTransform:
-    """weight_a * a + (1 - weight_a) * b as one step function over the union of both edge sets."""
-    edges = np.union1d(a.edges, b.edges)
-    probes = np.append(edges, np.inf)  # each bin of the union is identified by its right edge
-    goodness = np.round(weight_a * a.apply(probes) + (1 - weight_a) * b.apply(probes), 4)
-    missing = round(weight_a * a.missing_goodness + (1 - weight_a) * b.missing_goodness, 4)
-    keep = np.flatnonzero(np.diff(goodness) != 0)
-    edges, goodness = edges[keep], np.append(goodness[keep], goodness[-1])
+    """The transform whose goodness is weight_a * a + (1 - weight_a) * b at every value, missing included.
+
+    Two step functions blend to steps over the union of their edges. Otherwise the blend is piecewise linear
+    over the union of edges and knots (both parts are linear, or flat, between two of them), with a jump (the
+    knot listed twice) where a step edge or a jump of either part makes the two sides differ. Weight 0 gives b,
+    weight 1 gives a, unchanged.
+    """
+    if weight_a <= 0:
+        return b
+    if weight_a >= 1:
+        return a
+    missing = weight_a * a.missing_goodness + (1 - weight_a) * b.missing_goodness
     shape = a.shape if a.shape == b.shape else "blended"
-    return SignalTransform(shape, edges, goodness, missing)
+    knots = np.union1d(a.edges, b.edges)
+    if a.kind != "linear" and b.kind != "linear":
+        probes = np.append(knots, np.inf)  # each bin of the union is identified by its right edge
+        goodness = weight_a * a.apply(probes) + (1 - weight_a) * b.apply(probes)
+        keep = np.flatnonzero(np.diff(goodness) != 0)  # merge neighbouring bins of equal goodness
+        return SignalTransform(shape, knots[keep], np.append(goodness[keep], goodness[-1]), missing)
+    at = weight_a * a.apply(knots) + (1 - weight_a) * b.apply(knots)
+    above = weight_a * a.goodness_above(knots) + (1 - weight_a) * b.goodness_above(knots)
+    jump = above != at
+    listings = np.where(jump, 2, 1)
+    edges, goodness = np.repeat(knots, listings), np.repeat(at, listings)
+    goodness[np.cumsum(listings)[jump] - 1] = above[jump]  # the second listing of a jump knot: just above it
+    return SignalTransform(shape, edges, goodness, missing, kind="linear")
 
 
 class SegmentedHealthScore(ClassifierMixin, BaseEstimator):
@@ -939,12 +984,12 @@ class SegmentedHealthScore(ClassifierMixin, BaseEstimator):
 
     X holds the signals plus `segment_column`. A global model (a clone of `base`, default HealthScore()) is fitted
     on all rows; each segment's own model is fitted on its rows and blended with the global one with weight
-    w = churns / (churns + shrinkage): points, transforms (on the union of bin edges) and calibration are
-    w * segment + (1 - w) * global. `churns` counts the segment's churned accounts: distinct `groups` (company
-    ids) with a churned row when fit is given groups, else churned rows (each row taken for one account; on a
-    weekly panel pass groups, as one churned account labels about horizon / 7 rows). The default shrinkage, 30
-    churned accounts, gives a segment half its own weight at the churned accounts the evaluation needs to trust
-    a segment's AUC (MIN_TEST_CHURNS_FOR_AUC). A segment whose own fit is impossible (one class, too few rows)
+    w = churns / (churns + shrinkage): points, transforms and calibration are w * segment + (1 - w) * global (a
+    transform's goodness at every value, missing included; see `_blend_transforms`). `churns` counts the
+    segment's churned accounts: distinct `groups` (company ids) with a churned row when fit is given groups, else
+    churned rows (each row taken for one account; on a weekly panel pass groups, as one churned account labels
+    about horizon / 7 rows). The default shrinkage, 30 churned accounts, gives a segment half its own weight at
+    the churned accounts the evaluation needs to trust a segment's AUC (MIN_TEST_CHURNS_FOR_AUC). A segment whose own fit is impossible (one class, too few rows)
     uses the global model (w = 0). Rows of a segment unseen in training use the global model. A warning is
     issued when a segment has fewer than `min_churns_per_signal` churns per point-source signal.
     `points_` is the global model's; `segment_points_`, `segment_weights_`, `segment_models_` the per-segment
@@ -1252,7 +1297,8 @@ def _mapping(value: Any, key: str) -> dict[str, Any]:
 
 
 def _check_transform(raw: Any, key: str) -> None:
-    """A transform entry: kind, increasing edges, goodness and missing_goodness within 0..1, all finite."""
+    """A transform entry: kind, increasing edges (a linear transform may list a knot twice: a jump), goodness and
+    missing_goodness within 0..1, all finite."""
     kind = _mapping(raw, key).get("kind", "steps")
     if kind not in ("steps", "linear"):
         raise ModelInputError(f"{key}.kind is {kind!r}; it must be steps or linear")
@@ -1264,9 +1310,15 @@ def _check_transform(raw: Any, key: str) -> None:
             f"{key}: {len(edges)} edges and {len(goodness)} goodness values; a {kind} transform has "
             + ("one goodness per edge (knot), at least one" if kind == "linear" else "one more goodness than edges")
         )
-    falls = np.flatnonzero(np.diff(edges) <= 0) + 1
+    falls = np.flatnonzero(np.diff(edges) < 0 if kind == "linear" else np.diff(edges) <= 0) + 1
     if len(falls):
         raise ModelInputError(f"{key}.edges[{falls[0]}] is {float(edges[falls[0]])!r}; the edges must increase")
+    thrice = np.flatnonzero((np.diff(edges)[:-1] == 0) & (np.diff(edges)[1:] == 0)) + 2
+    if len(thrice):
+        raise ModelInputError(
+            f"{key}.edges[{thrice[0]}] is {float(edges[thrice[0]])!r} a third time; a knot is listed at most twice "
+            "(a jump)"
+        )
     _number(raw.get("missing_goodness", 0.0), f"{key}.missing_goodness", 0.0, 1.0)
 
 
