@@ -554,3 +554,17 @@ def test_report_on_a_portal_without_product_usage_says_what_it_lacks(small_demo,
     for name in ("01-signal-exploration.html", "02-fit-and-compare.html", "03-backtest.html"):
         cells = table_cells((result.folder / name).read_text(encoding="utf-8"))
         assert not [c for c in cells if c.lower() in ("nan", "none")], name
+
+
+def test_report_with_a_signals_list_still_compares_with_the_presets(small_demo, tmp_path):
+    """`signals:` in params.yml naming fewer signals than the presets read: the candidate is fitted on those alone
+    and still compared with the presets (the panel holds their signals too), as `hsutils fit --signals` does; the
+    report failed in 02-fit-and-compare ("panel lacks the signal(s) support_negative_trend ...")."""
+    chosen = ["core_depth", "eb_engagement", "seat_utilisation"]
+    params = tmp_path / "params.yml"
+    params.write_text(f"signals: [{', '.join(chosen)}]\nn_boot: 20\n")
+    result = run_report(small_demo, "2026Q4", out=tmp_path / "reports", parameters_file=params,
+                        progress=False)
+    assert set(load_model(result.folder / "model.yml").points_) <= set(chosen)
+    compared = {row["model"] for row in result.metrics["comparison"]["table"]}
+    assert {"fitted", "seed", "40-30-30"} <= compared

@@ -99,6 +99,7 @@ __all__ = [
     "fit_signal_transform",
     "load_model",
     "model_to_dict",
+    "panel_signals",
     "preset",
     "save_model",
 ]
@@ -924,6 +925,15 @@ PRESETS: dict[str, dict[str, Any]] = {
         "(email opens 15, NPS 15)",
     },
 }
+
+
+def panel_signals(signals: list[str] | None) -> list[str] | None:
+    """The signals a panel needs to fit on `signals` and compare the fit with the presets: those, then the presets'
+    own (None, every registered signal, when `signals` is None)."""
+    if not signals:
+        return None
+    preset_signals = [c for spec in PRESETS.values() for c in (*spec["points"], spec["urgency"]) if c]
+    return list(dict.fromkeys([*signals, *preset_signals]))
 
 
 def preset(name: str) -> HealthScore:
@@ -1804,11 +1814,7 @@ def cli_fit(args) -> int:
         raise InputError(f"--out {out}: the model file must end in .yml or .yaml")
     signals = [s.strip() for s in args.signals.split(",") if s.strip()] if getattr(args, "signals", None) else None
     snapshot = load_snapshot(args.dir, mapping=getattr(args, "mapping", None))
-    compared = None  # the panel also holds the presets' signals: the candidate is compared with them
-    if signals:
-        preset_signals = [c for spec in PRESETS.values() for c in (*spec["points"], spec["urgency"]) if c]
-        compared = list(dict.fromkeys([*signals, *preset_signals]))
-    panel = build_panel(snapshot, horizon_days=args.horizon_days, signals=compared)
+    panel = build_panel(snapshot, horizon_days=args.horizon_days, signals=panel_signals(signals))
     candidate = fit_candidate(
         panel, cutoff=args.cutoff, horizon_days=args.horizon_days, signals=signals, source=args.dir,
         source_created_at=snapshot.manifest.created_at,
