@@ -759,6 +759,11 @@ def test_portal_config_merges_and_rejects_unknown_sections(tmp_path):
     path.write_text("companys: {}\n")
     with pytest.raises(InputError, match="unknown section"):
         load_config(path)
+    assert config.set_by_user("companies", "properties", "tier") and not config.set_by_user("deals", "properties")
+    assert config.term_months == 12 and load_config(overrides={"deals": {"term_months": 24}}).term_months == 24
+    for months in (0, "12", 1.5):
+        with pytest.raises(InputError, match="deals.term_months"):
+            load_config(overrides={"deals": {"term_months": months}})
 
 
 def test_companies_only_portal_round_trips(tmp_path):
@@ -876,6 +881,114 @@ def test_config_property_the_portal_lacks_for_a_needed_column_is_one_line_error(
     assert code == 2 and len(err.splitlines()) == 1
     assert named in err and "not a property of" in err
     assert not (tmp_path / "pulled").exists() and not (tmp_path / "pulled.checkpoint").exists()
+
+
+STOCK_DEAL_WARNINGS = [
+    "deals: the portal has no contract_start_date property: a deal's term starts at its close date; name the term "
+    "start property in --config (deals.properties.term_start)",
+    "deals: the portal has no contract_end_date property: a deal's term ends 12 months (deals.term_months) after it "
+    "starts; name the term end property in --config (deals.properties.term_end)",
+    "deals: the portal has no seat_count property: seats are not recorded, so seat utilisation is unknown; name the "
+    "seats property in --config (deals.properties.seats)",
+]
+
+
+def test_a_stock_portal_without_contract_term_or_seat_properties_is_pulled_with_the_defaults(snapshot, config, usage,
+                                                                                           tmp_path):
+    """A portal with only HubSpot's default deal properties, pulled without --config: the built-in defaults name
+    custom term and seat properties it lacks, so a deal's term runs from its close date (an open deal's expected
+    close) for 12 months, seats are 0 (not recorded), the summary says so, and a deal without a close date is left
+    out and counted. Seat utilisation is then unknown (null), so expansion candidates cannot be picked."""
+    from hsutils.narrative import seats_in_use_unknown
+    from hsutils.panel import build_panel
+
+    portal = seed_portal(snapshot.tables, config, snapshot.manifest.created_at)
+    custom = ("contract_start_date", "contract_end_date", "seat_count")
+    for name in custom:
+        portal.properties["deals"].pop(name)
+    deals = snapshot["deals"]
+    expected_close = {r["deal_id"]: r["close_date"] or r["term_start"] for r in deals.iter_rows(named=True)}
+    for deal_id, record in portal.objects["deals"].items():
+        for name in custom:
+            record["properties"].pop(name, None)
+        if not record["properties"].get("closedate"):  # HubSpot's open deals carry their expected close date
+            record["properties"]["closedate"] = expected_close[deal_id].strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    undated = deals.filter(pl.col("stage") == "open")["deal_id"][0]
+    portal.objects["deals"][undated]["properties"]["closedate"] = ""
+    result = pull_from(portal, config, usage, tmp_path)
+
+    assert result.warnings[:3] == STOCK_DEAL_WARNINGS
+    assert not any("not in the portal" in w for w in result.warnings)
+    assert result.skipped == {"deals without a usable term_start": 1}
+    assert all(w in result.summary() for w in STOCK_DEAL_WARNINGS)
+    pulled = load_snapshot(tmp_path / "pulled")
+    starts = deals.filter(pl.col("deal_id") != undated).with_columns(
+        pl.coalesce("close_date", "term_start").alias("term_start"))
+    wanted = starts.with_columns(pl.col("term_start").dt.offset_by("12mo").alias("term_end"), pl.lit(0).alias("seats"))
+    assert canonical(pulled["deals"], "deals").equals(canonical(wanted, "deals"))
+    assert pulled["deals"]["term_end"].dt.month().equals(pulled["deals"]["term_start"].dt.month())
+    panel = build_panel(pulled)
+    assert panel["contracted_seats"].drop_nulls().unique().to_list() == [0]
+    assert panel["seat_utilisation"].null_count() == panel.height
+    latest = panel.filter(pl.col("as_of") == pl.col("as_of").max())
+    assert latest.height > 0 and seats_in_use_unknown(latest.select("seat_utilisation").to_pandas())
+
+
+def test_add_months_keeps_the_day_or_the_months_last():
+    from hsutils.hubspot.pull import add_months
+
+    assert add_months(datetime(2025, 11, 15, 9, tzinfo=UTC), 12) == datetime(2026, 11, 15, 9, tzinfo=UTC)
+    assert add_months(datetime(2024, 1, 31, tzinfo=UTC), 1) == datetime(2024, 2, 29, tzinfo=UTC)
+    assert add_months(datetime(2025, 12, 31, tzinfo=UTC), 14) == datetime(2027, 2, 28, tzinfo=UTC)
+
+
+def test_a_deal_property_the_config_sets_to_null_takes_the_fallback():
+    from hsutils.hubspot.pull import check_needed_properties
+
+    class EveryProperty:  # a reader of a portal holding every property
+        def property_groups(self, object_type: str) -> EveryProperty:
+            return self
+
+        def __contains__(self, name: str) -> bool:
+            return True
+
+    assert check_needed_properties(load_config(), EveryProperty()) == {}
+    config = load_config(overrides={"deals": {"properties": {"seats": None}}})
+    assert check_needed_properties(config, EveryProperty()) == {
+        "seats": "deals: the config names no seats property: seats are not recorded, so seat utilisation is unknown; "
+                 "name the seats property in --config (deals.properties.seats)"}
+
+
+def test_cli_pull_without_config_of_a_stock_portal_exits_0_and_a_config_naming_the_property_is_refused(
+        tmp_path, capsys, monkeypatch):
+    """`hsutils pull --out DIR --host URL`, the documented interface, on a portal without the custom term and seat
+    properties pulls (exit 0) and warns; the same property named in the user's own --config is still refused."""
+    from hsutils.cli import main
+
+    tables = companies_only(4)
+    portal = seed_portal(tables, load_config())
+    for name in ("contract_start_date", "contract_end_date", "seat_count"):
+        portal.properties["deals"].pop(name)
+        for record in portal.objects["deals"].values():
+            record["properties"].pop(name)
+    sandbox = Sandbox(portal=portal, token="good-token")
+    sandbox.start()
+    try:
+        monkeypatch.setenv("HUBSPOT_ACCESS_TOKEN", "good-token")
+        base = ["--host", sandbox.url, "--rate", "off", "--quiet"]
+        assert main(["pull", "--out", str(tmp_path / "pulled"), *base]) == 0
+        out = capsys.readouterr().out
+        assert all(f"warning: {w}" in out for w in STOCK_DEAL_WARNINGS)
+        (tmp_path / "portal.yml").write_text("deals:\n  properties:\n    term_start: contract_start_date\n")
+        assert main(["pull", "--out", str(tmp_path / "refused"), *base, "--config", str(tmp_path / "portal.yml")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "deals.properties.term_start names contract_start_date" in err
+    finally:
+        sandbox.stop()
+    deals = load_snapshot(tmp_path / "pulled")["deals"]
+    assert deals["term_start"].to_list() == [datetime(2025, 12, 1, tzinfo=UTC)] * 4
+    assert deals["term_end"].to_list() == [datetime(2026, 12, 1, tzinfo=UTC)] * 4
+    assert deals["seats"].to_list() == [0] * 4
 
 
 def test_a_refused_pull_leaves_an_interrupted_runs_checkpoint_as_it_was(snapshot, config, usage, tmp_path):

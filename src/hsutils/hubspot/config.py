@@ -69,10 +69,21 @@ class TableMap:
 
 @dataclass
 class PortalConfig:
-    """The merged portal configuration (see portal.example.yml for every key)."""
+    """The merged portal configuration (see portal.example.yml for every key); `user` holds what the user's file
+    and overrides set themselves, so a built-in default can be told from a choice the user made."""
 
     raw: dict[str, Any]
     source: str = "defaults"
+    user: dict[str, Any] = field(default_factory=dict)
+
+    def set_by_user(self, *keys: str) -> bool:
+        """True when the user's file or overrides set the key at `keys` (e.g. "deals", "properties", "seats")."""
+        node: Any = self.user
+        for key in keys:
+            if not isinstance(node, dict) or key not in node:
+                return False
+            node = node[key]
+        return True
 
     # ----- tables --------------------------------------------------------------------------------------------
     def table(self, name: str) -> TableMap:
@@ -132,6 +143,11 @@ class PortalConfig:
         return self.raw["push"]
 
     # ----- deals -------------------------------------------------------------------------------------------
+    @property
+    def term_months(self) -> int:
+        """Months a deal's term lasts when the portal has no term end property (`deals.term_months`)."""
+        return self.deals["term_months"]
+
     def deal_type_and_stage(self, pipeline: str | None, stage: str | None, deal_type_raw: str | None):
         """Canonical (deal_type, stage) of a deal, or None when its pipeline is not configured."""
         spec = self.pipelines.get(str(pipeline)) if pipeline is not None else None
@@ -163,6 +179,7 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
     """Load the example configuration, merge a user's YAML file and `overrides` over it, and check it."""
     base = yaml.safe_load(EXAMPLE_CONFIG.read_text(encoding="utf-8"))
     source = "defaults"
+    user: dict[str, Any] = {}
     if path:
         path = Path(path)
         user = read_yaml_mapping(path, "portal config")
@@ -170,11 +187,10 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
         if unknown:
             raise InputError(f"portal config {path}: unknown section(s) {', '.join(unknown)}; "
                              f"known: {', '.join(sorted(TOP_KEYS))}")
-        base = _merge(base, user)
         source = str(path)
-    if overrides:
-        base = _merge(base, overrides)
-    config = PortalConfig(raw=base, source=source)
+    user = _merge(user, overrides or {})
+    base = _merge(base, user)
+    config = PortalConfig(raw=base, source=source, user=user)
     _check(config)
     return config
 
@@ -185,6 +201,10 @@ def _check(config: PortalConfig) -> None:
         if not isinstance(push.get(key), str) or not PROPERTY_NAME.match(push[key].rstrip("_") or "x"):
             raise InputError(f"portal config ({config.source}): push.{key} must be lowercase letters, digits, "
                              f"underscores, starting with a letter (got {push.get(key)!r})")
+    months = config.deals.get("term_months")
+    if isinstance(months, bool) or not isinstance(months, int) or not 1 <= months <= 120:
+        raise InputError(f"portal config ({config.source}): deals.term_months must be a whole number of months "
+                         f"from 1 to 120 (got {months!r})")
     for pid, spec in config.pipelines.items():
         if not isinstance(spec, dict):
             raise InputError(f"portal config ({config.source}): deals.pipelines.{pid} must be a mapping")

@@ -10,6 +10,7 @@ and the usage signals are unknown. The result is validated before it is written 
 
 from __future__ import annotations
 
+import calendar
 import hashlib
 import json
 import math
@@ -49,6 +50,11 @@ INT64_LIMIT = 2.0**63
 # columns the pull fills itself when their property is empty: the record's creation time, the company tier
 FILLED_BY_PULL = {"companies": ("created_at", "tier"), "contacts": ("created_at",), "tickets": ("created_at",),
                   "engagements": ("occurred_at",), "surveys": ("submitted_at",)}
+# deal columns the pull fills itself when the portal lacks a property the built-in defaults name (stock portals have
+# no contract term or seat properties), and what it does instead
+DEAL_FALLBACKS = {"term_start": "a deal's term starts at its close date",
+                  "term_end": "a deal's term ends {months} months (deals.term_months) after it starts",
+                  "seats": "seats are not recorded, so seat utilisation is unknown"}
 
 
 # ----- value conversion ------------------------------------------------------------------------------------
@@ -499,21 +505,57 @@ def _pick_link(links: list[tuple[str, list]]) -> tuple[str, list] | None:
     return links[0] if links else None
 
 
-def check_needed_properties(config: PortalConfig, reader: Reader) -> None:
+def check_needed_properties(config: PortalConfig, reader: Reader) -> dict[str, str]:
     """Refuse a config naming, for a column no record can be kept without (not nullable, no default, not filled
-    by the pull), a property the portal does not have: else every record of that table would be left out."""
+    by the pull), a property the portal does not have: else every record of that table would be left out.
+
+    A deal's term and seats have a fallback: when the property comes from the built-in defaults (the user's own
+    config does not name it) or the user's config sets it to null, the pull fills the column instead (see
+    `fill_deal_fallbacks`). Returns {deals column: warning} for those columns."""
+    fallbacks: dict[str, str] = {}
     sections = [(table, config.table(table)) for table in ("companies", "contacts", "deals", "tickets", "surveys")]
     sections += [("engagements", config.engagement(object_type)) for object_type in ENGAGEMENT_OBJECTS]
     for table, tmap in sections:
         available = reader.property_groups(tmap.object_type)
         for column in TABLES[table].column_names:
             spec, prop = TABLES[table].column(column), tmap.properties.get(column)
-            if (prop and prop not in available and not spec.nullable and spec.default is None
-                    and column not in tmap.defaults and column not in FILLED_BY_PULL.get(table, ())):
+            if (spec.nullable or spec.default is not None or column in tmap.defaults
+                    or column in FILLED_BY_PULL.get(table, ())):
+                continue
+            fallback = table == "deals" and column in DEAL_FALLBACKS
+            if fallback and (not prop or (prop not in available and not config.set_by_user(table, "properties",
+                                                                                          column))):
+                what = f"the portal has no {prop} property" if prop else f"the config names no {column} property"
+                fallbacks[column] = (f"deals: {what}: "
+                                     + DEAL_FALLBACKS[column].format(months=config.term_months)
+                                     + f"; name the {column.replace('_', ' ')} property in --config "
+                                       f"(deals.properties.{column})")
+            elif prop and prop not in available:
                 section = f"engagements.{tmap.object_type}" if table == "engagements" else table
                 raise InputError(f"portal config ({config.source}): {section}.properties.{column} names {prop}, "
                                  f"which is not a property of {tmap.object_type} in the portal, and no {table} "
-                                 f"row can be kept without {column}: name the portal's property in the config")
+                                 f"row can be kept without {column}: name the portal's property in the config"
+                                 + (" (or null, to pull without it)" if fallback else ""))
+    return fallbacks
+
+
+def fill_deal_fallbacks(row: dict[str, Any], fallbacks: dict[str, str], term_months: int) -> None:
+    """Fill a deal row's columns the portal has no property for (see check_needed_properties): the term starts at
+    the close date and ends `term_months` later, seats are 0 (not recorded). A deal without a close date keeps no
+    term, so it is left out and counted like any deal without one."""
+    if "term_start" in fallbacks:
+        row["term_start"] = row.get("close_date")
+    if "term_end" in fallbacks:
+        row["term_end"] = add_months(row["term_start"], term_months) if row.get("term_start") else None
+    if "seats" in fallbacks:
+        row["seats"] = 0
+
+
+def add_months(moment: datetime, months: int) -> datetime:
+    """`moment` plus calendar months, the day clamped to the target month's last day (Jan 31 + 1 = Feb 28/29)."""
+    total = moment.month - 1 + months
+    year, month = moment.year + total // 12, total % 12 + 1
+    return moment.replace(year=year, month=month, day=min(moment.day, calendar.monthrange(year, month)[1]))
 
 
 def without_future_rows(tables: dict[str, pl.DataFrame], moment: datetime, skipped: Counter) -> dict[str, pl.DataFrame]:
@@ -592,15 +634,16 @@ def pull(out: str | Path, host: str = DEFAULT_HOST, token: str | None = None,
                                             default=str).encode()).hexdigest()
     ckpt = Checkpoint(Path(checkpoint) if checkpoint else out.with_name(f"{out.name}.checkpoint"), fingerprint)
     reader = Reader(conn, ckpt, progress)
-    check_needed_properties(config, reader)
+    deal_fallbacks = check_needed_properties(config, reader)
     ckpt.begin()  # not refused: from here on pages are kept on disk for a resume
     skipped: Counter = reader.skipped
-    warnings: list[str] = []
+    warnings: list[str] = list(deal_fallbacks.values())
 
     def props_for(object_type: str, tmap: TableMap, extra: list[str] = ()) -> list[str]:
         available = reader.property_groups(object_type)
         wanted = sorted(set(tmap.portal_properties()) | set(extra))
-        missing = [p for p in wanted if p not in available]
+        explained = {tmap.properties.get(c) for c in deal_fallbacks} if object_type == "deals" else set()
+        missing = [p for p in wanted if p not in available and p not in explained]
         if missing:
             warnings.append(f"{object_type}: propert{'y' if len(missing) == 1 else 'ies'} {', '.join(missing)} "
                             "not in the portal (empty columns; map them in --config)")
@@ -676,6 +719,7 @@ def pull(out: str | Path, host: str = DEFAULT_HOST, token: str | None = None,
         row = {col: convert("deals", col, p.get(prop), tmap) for col, prop in tmap.properties.items()}
         row.update({"deal_id": rec["id"], "company_id": chosen[0] if chosen else None, "deal_type": deal_type,
                     "stage": stage})
+        fill_deal_fallbacks(row, deal_fallbacks, config.term_months)
         if stage == "open":
             row["close_date"] = None
         deals.append(row)
