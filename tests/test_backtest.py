@@ -11,6 +11,7 @@ import pytest
 
 from hsutils.backtest import (
     DEFAULT_RULES,
+    RenewalBacktest,
     choose_at_risk_threshold,
     outcome_events,
     playbook_backtest,
@@ -295,3 +296,14 @@ def test_boundaries_and_breaks_in_history():
     assert table.loc["owner_alert", "alerts"] == 0
     assert table.loc["automated_email", "alerts"] == 1
     assert table.loc["executive_escalation", "alerts"] == 2
+
+
+def test_verdict_writes_large_counts_with_thousands_separators():
+    """Leadership reads '1,234 churned accounts', not '1234'."""
+    outcomes = ["churned"] * 1234 + ["renewed"] * 10
+    renewals = pl.DataFrame({"company_id": [str(i) for i in range(len(outcomes))], "outcome": outcomes,
+                             **{f"score_{d}d": [40.0 if o == "churned" else 80.0 for o in outcomes] for d in (90, 60, 30)}})
+    summary = pl.DataFrame({"days_before": [90, 60, 30] * 2, "outcome": ["churned"] * 3 + ["renewed"] * 3,
+                            "median": [40.0] * 3 + [80.0] * 3, "share_below": [1.0] * 3 + [0.0] * 3})
+    verdict = validation_verdict(RenewalBacktest(renewals, summary, (90, 60, 30)))
+    assert "100% of 1,234 churned accounts" in verdict.text

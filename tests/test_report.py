@@ -568,3 +568,20 @@ def test_report_with_a_signals_list_still_compares_with_the_presets(small_demo, 
     assert set(load_model(result.folder / "model.yml").points_) <= set(chosen)
     compared = {row["model"] for row in result.metrics["comparison"]["table"]}
     assert {"fitted", "seed", "40-30-30"} <= compared
+
+
+def test_leadership_summary_writes_large_counts_with_thousands_separators():
+    scores = pd.DataFrame({"band": ["At risk"] * 1200 + ["Healthy"] * 1300, "arr": [10_000.0] * 2500,
+                           "expansion_candidate": [False] * 1200 + [True] * 1300,
+                           "days_to_renewal": [30.0] * 2500, "health_score": [40.0] * 1200 + [90.0] * 1300})
+    drift = narrative.Drift(0.01, "13 weeks earlier", np.array([40.0, 90.0]), np.array([41.0, 89.0]))
+    page = narrative.leadership_summary(
+        "2026Q4", comparison_table(400, (0.91, 0.96)), "PASS.", "Draw the line at 55.", scores, drift,
+        narrative.points_change({"core_depth": 30.0}, {"core_depth": 25.0}, "field_preset"), None, 90, "2026-02-01")
+    assert "1,200 of 2,500 customers" in page and "1,200 of them" in page and "1,300 healthy accounts" in page
+
+
+def test_report_tables_write_thousands_separators():
+    table = pd.DataFrame({"Segment": ["scaled"], "Accounts": [13188], "Median score": [72.04], "AUC": [0.7342]})
+    assert "13,188" in narrative.for_readers(table).to_html() and "72.0" in narrative.for_readers(table).to_html()
+    assert "13,188" in narrative.for_analysts(table).to_html() and "0.734" in narrative.for_analysts(table).to_html()

@@ -322,7 +322,7 @@ def validation_verdict(backtest: RenewalBacktest, min_share: float = 0.5, min_ga
     passed = drop_ok and gaps_ok
     compare = (f"; {backtest.horizons[-1]} days before the term ended, " + " and ".join(gap_words) +
                " against churned accounts") if gap_words else ""
-    accounts = "1 churned account" if churned_scored.height == 1 else f"{churned_scored.height} churned accounts"
+    accounts = "1 churned account" if churned_scored.height == 1 else f"{churned_scored.height:,} churned accounts"
     head = (f"{100 * dropped:.0f}% of {accounts} scored below {threshold:.0f} "
             f"before their term ended ({by_checkpoint}){compare}.")
     renewed_below = [r["share_below"] for r in summary.filter(pl.col("outcome") == "renewed").to_dicts()]
@@ -690,8 +690,8 @@ def choose_at_risk_threshold(
               f"{100 * (rec or 0):.0f}% of churns flagged within {horizon_days} days before they happened")
     has_owners = owner in panel.columns and panel.get_column(owner).drop_nulls().len() > 0
     per_owner = "per owner per week" if has_owners else f"per week for the whole team (no account has a {owner})"
-    text = (f"At risk below {pick['threshold']:g}: {pick['flagged_per_owner_per_week']:.2f} at-risk accounts "
-            f"{per_owner} ({pick['alerts_per_owner_per_week']:.2f} new), {caught}, {100 * (prec or 0):.0f}% of "
+    text = (f"At risk below {pick['threshold']:g}: {pick['flagged_per_owner_per_week']:,.2f} at-risk accounts "
+            f"{per_owner} ({pick['alerts_per_owner_per_week']:,.2f} new), {caught}, {100 * (prec or 0):.0f}% of "
             "flags followed by churn")
     if target_recall is not None and not met:
         text += f" (the {100 * target_recall:.0f}% recall target does not fit the capacity)"

@@ -122,7 +122,7 @@ def for_readers(table: pd.DataFrame, empty_note: str = "Nothing to list this qua
     if table.empty:
         return Markdown(f"*{empty_note}*")
     readable = table.rename(columns=lambda c: c.replace("_", " ").capitalize() if "_" in c else c)
-    return readable.style.hide(axis="index").format(precision=digits, na_rep="")
+    return readable.style.hide(axis="index").format(precision=digits, na_rep="", thousands=",")
 
 
 NOT_DEFINED = "—"
@@ -132,7 +132,7 @@ NOT_DEFINED_NOTE = "not defined for that row (e.g. an AUC where nobody churned, 
 def for_analysts(table: pd.DataFrame, digits: int = 3, note: str = NOT_DEFINED_NOTE) -> Any:
     """A table of measures as analysts should see it: `digits` decimals, no index column, and a dash instead of
     NaN where a measure is not defined, explained under the table by `note` (the numbers are not changed)."""
-    styled = table.style.hide(axis="index").format(precision=digits, na_rep=NOT_DEFINED)
+    styled = table.style.hide(axis="index").format(precision=digits, na_rep=NOT_DEFINED, thousands=",")
     if table.isna().to_numpy().any():
         styled = styled.set_caption(f"{NOT_DEFINED} {note}").set_table_styles(
             [{"selector": "caption", "props": "caption-side: bottom; text-align: left; font-style: italic;"}])
@@ -292,15 +292,15 @@ def leadership_summary(
     verdict_warning = verdict_caution(verdict_churned)
     lines.append(f"- **The validation step.** {verdict_text}" + (f" {verdict_warning}" if verdict_warning else ""))
     lines.append(
-        f"- **At risk today.** {len(at_risk)} of {len(scores)} customers ({percent(len(at_risk) / max(len(scores), 1))}) "
-        f"are At risk, holding {money(at_risk['arr'].sum())} of {money(total_arr)} ARR; {len(near_renewal)} of them "
+        f"- **At risk today.** {len(at_risk):,} of {len(scores):,} customers ({percent(len(at_risk) / max(len(scores), 1))}) "
+        f"are At risk, holding {money(at_risk['arr'].sum())} of {money(total_arr)} ARR; {len(near_renewal):,} of them "
         f"({money(near_renewal['arr'].sum())}) renew within {horizon_days} days."
     )
     if seats_in_use_unknown(scores):
         lines.append(f"- **Expansion candidates.** {EXPANSION_UNKNOWN}")
     else:
         lines.append(
-            f"- **Expansion candidates.** {len(expansion)} healthy "
+            f"- **Expansion candidates.** {len(expansion):,} healthy "
             + ("account" if len(expansion) == 1 else "accounts")
             + f" (score 85 or more, 80% or more of seats in use) {'holds' if len(expansion) == 1 else 'hold'} "
             f"{money(expansion['arr'].sum())} ARR: route {'it' if len(expansion) == 1 else 'them'} to account "
