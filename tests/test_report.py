@@ -585,3 +585,29 @@ def test_report_tables_write_thousands_separators():
     table = pd.DataFrame({"Segment": ["scaled"], "Accounts": [13188], "Median score": [72.04], "AUC": [0.7342]})
     assert "13,188" in narrative.for_readers(table).to_html() and "72.0" in narrative.for_readers(table).to_html()
     assert "13,188" in narrative.for_analysts(table).to_html() and "0.734" in narrative.for_analysts(table).to_html()
+
+
+@pytest.mark.parametrize(("notebook", "first"), [("02-fit-and-compare", "01-signal-exploration"),
+                                                 ("04-leadership-report", "01-signal-exploration")])
+def test_a_later_notebook_run_alone_names_the_notebook_to_run_first(notebook, first, small_demo, tmp_path):
+    """An analyst who opens notebook 02-04 on its own (JupyterLab, papermill) gets one plain message naming the
+    notebook to run first, not a file-not-found traceback from deep inside polars."""
+    import papermill
+
+    with pytest.raises(papermill.PapermillExecutionError) as raised:
+        papermill.execute_notebook(str(NOTEBOOKS / f"{notebook}.ipynb"), str(tmp_path / "out.ipynb"),
+                                   parameters={"snapshot_dir": str(small_demo), "report_dir": str(tmp_path / "r")},
+                                   kernel_name="hsutils", progress_bar=False, cwd=str(NOTEBOOKS))
+    assert raised.value.ename == "InputError"
+    assert f"has no {'panel.parquet' if notebook.startswith('02') else 'signals.json'}" in raised.value.evalue
+    assert f"run {first} (and the notebooks after it)" in raised.value.evalue
+
+
+def test_require_earlier_outputs_lists_what_is_missing(tmp_path):
+    from hsutils.errors import InputError
+    from hsutils.report import require_earlier_outputs
+
+    (tmp_path / "panel.parquet").write_bytes(b"")
+    assert require_earlier_outputs(tmp_path, "panel.parquet") == tmp_path
+    with pytest.raises(InputError, match=r"has no model\.yml, backtest\.json: run 02-fit-and-compare \(and the"):
+        require_earlier_outputs(tmp_path, "panel.parquet", "model.yml", "backtest.json")

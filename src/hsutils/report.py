@@ -53,6 +53,28 @@ RUN_PARAMETERS = ("snapshot_dir", "report_dir", "period", "previous_report_dir")
 SECRET_WORDS = ("token", "secret", "password", "api_key", "apikey", "authorization")
 
 
+# What a notebook leaves in report_dir for the later ones, and which notebook writes it.
+WRITTEN_BY = {
+    "panel.parquet": "01-signal-exploration", "signals.json": "01-signal-exploration",
+    "model.yml": "02-fit-and-compare", "comparison.json": "02-fit-and-compare",
+    "history.parquet": "03-backtest", "renewals.parquet": "03-backtest", "backtest.json": "03-backtest",
+}
+
+
+def require_earlier_outputs(report_dir: str | Path, *names: str) -> Path:
+    """The report folder, checked to hold the files `names` that earlier notebooks write there; an InputError that
+    names the notebook to run first (a notebook opened on its own in JupyterLab), not a file-not-found traceback."""
+    folder = Path(report_dir)
+    missing = [name for name in names if not (folder / name).is_file()]
+    if missing:
+        first = min(WRITTEN_BY[name] for name in missing)
+        raise InputError(
+            f"report_dir {folder} has no {', '.join(missing)}: run {first} (and the notebooks after it) with the "
+            "same report_dir first; notebooks 02-04 read what the earlier ones write there"
+        )
+    return folder
+
+
 @dataclass
 class ReportResult:
     """Where a finished report is: its folder, the leadership HTML, the merged metrics."""
