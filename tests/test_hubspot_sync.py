@@ -1309,3 +1309,15 @@ def test_company_ids_beyond_2_53_stay_exact_text(export, config, tmp_path):
     assert sorted(pulled["companies"]["company_id"]) == sorted(big.values())
     assert canonical(pulled["deals"], "deals").equals(canonical(tables["deals"], "deals"))
     assert result.rows["usage_events"] == tables["usage_events"].height and not result.skipped
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1:8765", "api.hubapi.com", "ftp://api.hubapi.com", "https://"])
+def test_a_host_that_is_not_an_http_url_is_one_line_exit_2_at_once(host, tmp_path, capsys, monkeypatch):
+    """`--host 127.0.0.1:8765` (no scheme) used to hang in retries to a URL urllib3 cannot reach."""
+    from hsutils.cli import main
+
+    monkeypatch.setenv("HUBSPOT_ACCESS_TOKEN", "good-token")
+    assert main(["pull", "--out", str(tmp_path / "pulled"), "--host", host, "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "is not an http(s) URL" in err and repr(host) in err
+    assert list(tmp_path.iterdir()) == []

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import urllib3
 from urllib3.exceptions import MaxRetryError, ResponseError
@@ -225,6 +226,16 @@ def make_retry(limiter: RateLimiter | None, stats: Stats | None, total: int = 8,
 
 
 # ----- connection --------------------------------------------------------------------------------------------
+def base_url(host: str) -> str:
+    """The API base URL `host` without a trailing slash; InputError for one without http(s):// and a host name
+    (urllib3 would otherwise retry a URL it cannot reach for minutes)."""
+    parsed = urlsplit(str(host).strip())
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        raise InputError(f"--host {host!r} is not an http(s) URL: write it in full, e.g. https://api.hubapi.com or "
+                         "http://127.0.0.1:8765")
+    return str(host).strip().rstrip("/")
+
+
 class Connection:
     """One configured HubSpot client plus its limiter, stats and cached API objects."""
 
@@ -234,7 +245,7 @@ class Connection:
         from hubspot import HubSpot
         from hubspot.discovery.discovery_base import DiscoveryBase
 
-        self.host = host.rstrip("/")
+        self.host = base_url(host)
         self._token = token or resolve_token()
         self.limiter = RateLimiter(parse_rate(rate), interval=interval)
         self.stats = Stats()
