@@ -99,9 +99,9 @@ __all__ = [
     "fit_signal_transform",
     "load_model",
     "model_to_dict",
-    "panel_signals",
     "preset",
     "save_model",
+    "signals_with_presets",
 ]
 
 BAND_HEALTHY, BAND_NEUTRAL, BAND_AT_RISK = "Healthy", "Neutral", "At risk"
@@ -927,7 +927,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-def panel_signals(signals: list[str] | None) -> list[str] | None:
+def signals_with_presets(signals: list[str] | None) -> list[str] | None:
     """The signals a panel needs to fit on `signals` and compare the fit with the presets: those, then the presets'
     own (None, every registered signal, when `signals` is None)."""
     if not signals:
@@ -1814,7 +1814,7 @@ def cli_fit(args) -> int:
         raise InputError(f"--out {out}: the model file must end in .yml or .yaml")
     signals = [s.strip() for s in args.signals.split(",") if s.strip()] if getattr(args, "signals", None) else None
     snapshot = load_snapshot(args.dir, mapping=getattr(args, "mapping", None))
-    panel = build_panel(snapshot, horizon_days=args.horizon_days, signals=panel_signals(signals))
+    panel = build_panel(snapshot, horizon_days=args.horizon_days, signals=signals_with_presets(signals))
     candidate = fit_candidate(
         panel, cutoff=args.cutoff, horizon_days=args.horizon_days, signals=signals, source=args.dir,
         source_created_at=snapshot.manifest.created_at,
