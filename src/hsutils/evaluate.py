@@ -762,14 +762,11 @@ def resolve_model(reference: str) -> ResolvedModel:
 
 def check_model_signals(scorer: Any, panel: pl.DataFrame, columns: Sequence[str] | None = None) -> list[str]:
     """The columns the scorer reads, InputError when the panel lacks any."""
-    from hsutils.panel import CONTEXT_COLUMNS
-    from hsutils.signals import SIGNALS, unknown_signals_error
+    from hsutils.panel import check_model_columns_known
 
     needed = list(columns) if columns is not None else fitted_columns(scorer, [])
     missing = [c for c in needed if c not in panel.columns]
-    unknown = [c for c in missing if c not in SIGNALS and c not in CONTEXT_COLUMNS]
-    if unknown:  # not in the panel because nobody registered it (e.g. no --signal-module)
-        raise unknown_signals_error(unknown, "model reads unknown signal(s)")
+    check_model_columns_known(missing)  # not in the panel because nobody registered it (e.g. no --signal-module)
     if missing:
         raise InputError(f"model reads signal(s) not in the panel: {', '.join(missing)}")
     return needed

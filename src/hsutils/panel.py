@@ -45,12 +45,14 @@ from hsutils.signals import (
     DAY_US,
     DAYS_TO_RENEWAL,
     KEYS,
+    SIGNALS,
     WEEK_US,
     Signal,
     SignalContext,
     epoch_us,
     login_event,
     resolve_signals,
+    unknown_signals_error,
 )
 from hsutils.validate import check_core_events, missing_events, most_frequent_events
 
@@ -62,6 +64,14 @@ SEGMENT_COLUMNS = ("arr_segment", "tier", "size_bucket")  # the columns a panel'
 CONTEXT_COLUMNS = (*SEGMENT_COLUMNS, "arr", "contracted_seats", "active_seats",
                    "days_to_renewal", "term_end", "cs_owner_id", "ae_owner_id")
 OUTCOME_COLUMNS = ("outcome_churned", "outcome_expanded", "outcome_days_to_churn")
+
+
+def check_model_columns_known(columns: Iterable[str]) -> None:
+    """InputError for columns a model reads that are neither a registered signal nor a column every panel has (a
+    signal of the user's own that this process has not loaded)."""
+    unknown = [c for c in columns if c not in SIGNALS and c not in CONTEXT_COLUMNS]
+    if unknown:
+        raise unknown_signals_error(unknown, "model reads unknown signal(s)")
 
 
 def to_utc(value: Any) -> datetime:

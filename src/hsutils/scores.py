@@ -56,13 +56,10 @@ def _registered() -> dict[str, Any]:
 
 def _panel_signals_for(columns: list[str]) -> list[str]:
     """Registered signals to build for a scorer reading `columns` (plus seat_utilisation for expansion)."""
-    from hsutils.panel import CONTEXT_COLUMNS
-    from hsutils.signals import unknown_signals_error
+    from hsutils.panel import check_model_columns_known
 
+    check_model_columns_known(columns)
     registry = _registered()
-    unknown = [c for c in columns if c not in registry and c not in CONTEXT_COLUMNS]
-    if unknown:
-        raise unknown_signals_error(unknown, "model reads unknown signal(s)")
     wanted = [c for c in columns if c in registry]
     if "seat_utilisation" in registry and "seat_utilisation" not in wanted:
         wanted.append("seat_utilisation")
