@@ -40,6 +40,7 @@ BANDS = ("Healthy", "Neutral", "At risk")
 PERMANENT = {"OBJECT_NOT_FOUND", "VALIDATION_ERROR", "READ_ONLY_VALUE", "INVALID_PROPERTY"}
 AUDIT_COLUMNS = ["company_id", "property", "old_value", "new_value", "changed_at", "model_version", "run_id"]
 WEIGHTS_LABEL = "Health score (model weights)"
+WEIGHTS_PROPERTY = "weighted_score"  # after the push prefix: the calculated property holding the model's weights
 
 
 @dataclass(frozen=True)
@@ -488,7 +489,7 @@ def push(model: str | Path, scores: str | Path, host: str = DEFAULT_HOST, token:
     group, prefix = config.push["group"], config.push["prefix"]
     specs = plan_properties(model_data, frame, prefix)
     formula = weights_formula(model_data, prefix) if config.push.get("calculated_property", True) else None
-    calc_spec = PropertySpec(f"{prefix}weighted_score", WEIGHTS_LABEL, "number",
+    calc_spec = PropertySpec(f"{prefix}{WEIGHTS_PROPERTY}", WEIGHTS_LABEL, "number",
                              "calculation_equation", f"Weights of health model {version}: " + ", ".join(
                                  f"{s['name']} {float(s['points']):g}" for s in model_data["signals"]
                                  if (_float(s.get("points")) or 0) > 0), formula=formula)
@@ -652,7 +653,7 @@ def rollback(audit: str | Path, host: str = DEFAULT_HOST, token: str | None = No
                         missing=sorted(missing), changes=changes, conflicts=conflicts,
                         model_version=rows[0].get("model_version", "") if rows else "",
                         score_property=f"{prefix}score")
-    weights_name = f"{prefix}weighted_score"
+    weights_name = f"{prefix}{WEIGHTS_PROPERTY}"
     weights_current = existing.get(weights_name)
     weights_target, report.calculated = _plan_weights_rollback(definitions, weights_name, weights_current, apply)
     if apply:
