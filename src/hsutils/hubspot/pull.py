@@ -627,7 +627,9 @@ def pull(out: str | Path, host: str = DEFAULT_HOST, token: str | None = None,
         raise InputError(f"{out} already exists: a snapshot is never overwritten; choose a new folder")
     if not isinstance(config, PortalConfig):
         config = load_config(config)
-    usage = usage_export(usage or config.usage_file) if usage or config.usage_file else None
+    usage = usage or config.usage_file
+    if usage:
+        usage = usage_export(usage)
     since_dt = parse_utc(since) if since is not None else None
     conn = Connection(host=host, token=token, rate=rate, retries=retries, backoff=backoff)
     fingerprint = hashlib.sha256(json.dumps([conn.host, config.raw, str(since_dt)], sort_keys=True,
