@@ -19,6 +19,7 @@ import os
 import re
 import sys
 import time
+import unicodedata
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
@@ -29,16 +30,17 @@ from typing import Any
 import polars as pl
 from tqdm import tqdm
 
-from hsutils.errors import InputError
+from hsutils.errors import InputError, example_rows
 from hsutils.files import read_yaml_mapping
-from hsutils.hubspot.client import DEFAULT_HOST, Connection, HubSpotError
+from hsutils.hubspot.client import DEFAULT_HOST, Connection, HubSpotError, base_url
 from hsutils.hubspot.config import PortalConfig, load_config
 from hsutils.snapshot import parse_utc
 
 BATCH = 100
 BANDS = ("Healthy", "Neutral", "At risk")
 PERMANENT = {"OBJECT_NOT_FOUND", "VALIDATION_ERROR", "READ_ONLY_VALUE", "INVALID_PROPERTY"}
-AUDIT_COLUMNS = ["company_id", "property", "old_value", "new_value", "changed_at", "model_version", "run_id"]
+AUDIT_COLUMNS = ["company_id", "property", "old_value", "new_value", "changed_at", "model_version", "run_id", "host"]
+AUDIT_REQUIRED = ("company_id", "property", "old_value", "new_value")
 WEIGHTS_LABEL = "Health score (model weights)"
 WEIGHTS_PROPERTY = "weighted_score"  # after the push prefix: the calculated property holding the model's weights
 
@@ -76,7 +78,8 @@ class PushReport:
     written: int = 0
     failed: dict[str, str] = field(default_factory=dict)
     conflicts: int = 0
-    properties_created: list[str] = field(default_factory=list)
+    properties_created: list[str] = field(default_factory=list)  # in a dry run: those the push would create
+    group_created: str = ""  # the property group created (in a dry run: that would be created)
     calculated: str = ""
     model_version: str = ""
     audit: Path | None = None
@@ -106,8 +109,11 @@ class PushReport:
                  f"in the input, {self.changed_companies:,} {verb} ({len(self.changes):,} property values)"]
         if self.missing:
             lines.append(f"  not found in the portal: {len(self.missing):,} (e.g. {', '.join(self.missing[:3])})")
-        if self.properties_created:
-            lines.append(f"  properties created: {', '.join(self.properties_created)}")
+        created = ([f"property group {self.group_created}"] if self.group_created else []) + (
+            [f"{len(self.properties_created)} company properties ({', '.join(self.properties_created)})"]
+            if self.properties_created else [])
+        if created:
+            lines.append(f"  {'would create' if self.mode == 'dry run' else 'created'}: {'; '.join(created)}")
         if self.calculated:
             lines.append(f"  weights: {self.calculated}")
         if self.conflicts:
@@ -127,7 +133,7 @@ class PushReport:
             if self.audit:
                 lines.append(f"  audit: {self.audit}")
         lines.append(f"  {self.requests:,} requests ({self.retries:,} retries) in {self.seconds:.1f} s")
-        if self.mode == "dry run" and self.changes:
+        if self.mode == "dry run" and (self.changes or created):
             lines.append("  nothing was written: run again with --apply to write these values")
         return "\n".join(lines)
 
@@ -167,7 +173,15 @@ def _same(current: str | None, new: str, spec: PropertySpec) -> bool:
 
 # ----- inputs --------------------------------------------------------------------------------------------------
 def safe_name(text: str) -> str:
-    return re.sub(r"_+", "_", re.sub(r"[^a-z0-9_]", "_", str(text).lower())).strip("_")
+    """`text` as lowercase letters, digits and single underscores (accents dropped: 'Ärger-Quote' -> 'arger_quote');
+    '' when nothing of it is left."""
+    ascii_text = unicodedata.normalize("NFKD", str(text)).encode("ascii", "ignore").decode("ascii")
+    return re.sub(r"_+", "_", re.sub(r"[^a-z0-9_]", "_", ascii_text.lower())).strip("_")
+
+
+def points_property(prefix: str, signal: str) -> str:
+    """The company property holding a signal's points: `<prefix>points_<signal as a safe name>`."""
+    return f"{prefix}points_{safe_name(signal)}"
 
 
 def read_model(path: str | Path) -> dict[str, Any]:
@@ -207,12 +221,26 @@ def read_scores(path: str | Path) -> pl.DataFrame:
         frame = frame.with_columns(pl.col("as_of").str.to_datetime(time_zone="UTC", strict=False))
     elif frame.schema["as_of"] == pl.Date or frame.schema["as_of"].time_zone is None:
         frame = frame.with_columns(pl.col("as_of").cast(pl.Datetime("us")).dt.replace_time_zone("UTC"))
-    bad = frame.filter(pl.col("company_id").is_null() | pl.col("as_of").is_null() | pl.col("health_score").is_null())
+    numbers = ["health_score", "churn_probability", *(c for c in ("score_change_30d",) if c in frame.columns),
+               *(c for c in frame.columns if c.startswith("points_"))]
+    not_numeric = [c for c in numbers if not frame.schema[c].is_numeric() and frame.get_column(c).drop_nulls().len()]
+    if not_numeric:
+        raise InputError(f"scores file {path}: column(s) {', '.join(not_numeric)} must hold numbers")
+    frame = frame.with_columns(pl.col(numbers).cast(pl.Float64))
+    bad = frame.filter(pl.col("company_id").is_null() | pl.col("as_of").is_null() | pl.col("health_score").is_null()
+                       | pl.col("health_score").is_nan())
     if bad.height:
-        from hsutils.errors import example_rows
-
-        raise InputError(f"scores file {path}: {bad.height} row(s) without company_id, as_of or health_score, "
-                         f"e.g. {example_rows(bad.select('company_id', 'as_of', 'health_score'))}")
+        raise InputError(f"scores file {path}: {bad.height} row(s) without company_id, as_of or health_score (empty "
+                         f"or NaN), e.g. {example_rows(bad.select('company_id', 'as_of', 'health_score'))}")
+    ranges = {"health_score": (0.0, 100.0), "churn_probability": (0.0, 1.0)}
+    for column in numbers:
+        low, high = ranges.get(column, (-math.inf, math.inf))
+        value = pl.col(column)
+        bad = frame.filter(value.is_infinite() | (value < low) | (value > high))
+        if bad.height:
+            raise InputError(f"scores file {path}, column {column}: {bad.height} value(s) "
+                             + ("infinite" if math.isinf(low) else f"outside {low:g}..{high:g} or infinite")
+                             + f", e.g. {example_rows(bad.select('company_id', column))}")
     bad = frame.filter(~pl.col("band").is_in(BANDS))
     if bad.height:
         raise InputError(f"scores file {path}, column band: value(s) outside {'/'.join(BANDS)}, e.g. "
@@ -237,15 +265,24 @@ def plan_properties(model: dict[str, Any], scores: pl.DataFrame, prefix: str) ->
                      "Version of the health model that produced the score."),
         PropertySpec(f"{prefix}scored_at", "Health scored at", "datetime", "date", "When the score was computed."),
     ]
-    names = [safe_name(s["name"]) for s in model["signals"] if (_float(s.get("points")) or 0) > 0]
-    names += [c[len("points_"):] for c in scores.columns if c.startswith("points_") and c[len("points_"):] not in names]
-    for name in dict.fromkeys(names):
-        specs.append(PropertySpec(f"{prefix}points_{name}", f"Health points: {name.replace('_', ' ')}", "number",
-                                  "number", f"Points the {name} component adds to the health score."))
+    signals = [s["name"] for s in model["signals"] if (_float(s.get("points")) or 0) > 0]
+    signals += [c[len("points_"):] for c in scores.columns if c.startswith("points_") and c[len("points_"):] not in signals]
+    owner: dict[str, str] = {}  # property name -> the signal it holds the points of
+    for signal in signals:
+        short, name = safe_name(signal), points_property(prefix, signal)
+        if not short:
+            raise InputError(f"signal {signal!r} has no HubSpot-safe property name (lowercase letters, digits, "
+                             "underscores): rename the signal")
+        if owner.setdefault(name, signal) != signal:
+            raise InputError(f"signals {owner[name]!r} and {signal!r} would both write company property {name}: "
+                             "rename one of them")
+        specs.append(PropertySpec(name, f"Health points: {short.replace('_', ' ')}", "number", "number",
+                                  f"Points the {short} component adds to the health score."))
     for spec in specs:
         if len(spec.name) > 100 or not re.match(r"^[a-z][a-z0-9_]*$", spec.name):
             raise InputError(f"property name {spec.name!r} is not valid in HubSpot (lowercase letters, digits, "
-                             "underscores, at most 100 characters); shorten the signal name or push.prefix")
+                             "underscores, starting with a letter, at most 100 characters); shorten the signal "
+                             "name or push.prefix")
     return specs
 
 
@@ -261,7 +298,7 @@ def portal_definition(prop: Any) -> str:
 
 def weights_formula(model: dict[str, Any], prefix: str) -> str | None:
     """The chosen weights as a calculation formula: each component counts up to its points."""
-    parts = [f"min({prefix}points_{safe_name(s['name'])}, {float(s['points']):g})"
+    parts = [f"min({points_property(prefix, s['name'])}, {float(s['points']):g})"
              for s in model["signals"] if (_float(s.get("points")) or 0) > 0]
     return " + ".join(parts) if parts else None
 
@@ -284,8 +321,8 @@ def desired_values(scores: pl.DataFrame, specs: list[PropertySpec], prefix: str,
         if "expansion_candidate" in row and row["expansion_candidate"] is not None:
             values[f"{prefix}expansion_candidate"] = "true" if row["expansion_candidate"] else "false"
         for column, value in row.items():
-            if column.startswith("points_") and f"{prefix}{column}" in names:
-                values[f"{prefix}{column}"] = _num(value, 2)
+            if column.startswith("points_") and points_property(prefix, column[len("points_"):]) in names:
+                values[points_property(prefix, column[len("points_"):])] = _num(value, 2)
         out[str(row["company_id"])] = values
     return out
 
@@ -302,6 +339,7 @@ class CompanyWriter:
         self.progress = progress
         self.partial_retries = partial_retries
         self.batch_api = conn.api("crm.companies.batch_api")
+        self.written = 0  # companies written by the current `write`, also when it stops with an error
 
     def read(self, ids: list[str], properties: list[str]) -> tuple[dict[str, dict[str, str | None]], list[str]]:
         """Current values of `properties` for `ids`; also the ids HubSpot does not know."""
@@ -312,21 +350,20 @@ class CompanyWriter:
         pending = list(ids)
         for _round in range(self.partial_retries + 1):
             retry: list[str] = []
-            bar = tqdm(total=len(pending), desc="read companies", unit="co", disable=not self.progress,
-                       file=sys.stderr, leave=False)
-            for start in range(0, len(pending), BATCH):
-                chunk = pending[start:start + BATCH]
-                body = BatchReadInputSimplePublicObjectId(inputs=[SimplePublicObjectId(id=i) for i in chunk],
-                                                          properties=properties, properties_with_history=[])
-                answer = self.conn.call_json("read company properties", self.batch_api.read,
-                                             batch_read_input_simple_public_object_id=body)
-                for rec in answer.get("results") or []:
-                    current[str(rec["id"])] = dict(rec.get("properties") or {})
-                for err in answer.get("errors") or []:
-                    ids_ = [str(i) for i in (err.get("context") or {}).get("ids", [])]
-                    (missing if err.get("category") in PERMANENT else retry).extend(ids_)
-                bar.update(len(chunk))
-            bar.close()
+            with tqdm(total=len(pending), desc="read companies", unit="co", disable=not self.progress,
+                      file=sys.stderr, leave=False) as bar:
+                for start in range(0, len(pending), BATCH):
+                    chunk = pending[start:start + BATCH]
+                    body = BatchReadInputSimplePublicObjectId(inputs=[SimplePublicObjectId(id=i) for i in chunk],
+                                                              properties=properties, properties_with_history=[])
+                    answer = self.conn.call_json("read company properties", self.batch_api.read,
+                                                 batch_read_input_simple_public_object_id=body)
+                    for rec in answer.get("results") or []:
+                        current[str(rec["id"])] = dict(rec.get("properties") or {})
+                    for err in answer.get("errors") or []:
+                        ids_ = [str(i) for i in (err.get("context") or {}).get("ids", [])]
+                        (missing if err.get("category") in PERMANENT else retry).extend(ids_)
+                    bar.update(len(chunk))
             pending = retry
             if not pending:
                 break
@@ -343,47 +380,49 @@ class CompanyWriter:
             outside = set(values) - self.allowed
             if outside:
                 raise HubSpotError(f"refusing to write {', '.join(sorted(outside))}: outside the {self.group} group")
-        written, failed = 0, {}
+        self.written, failed = 0, {}
         pending = list(updates)
-        bar = tqdm(total=len(pending), desc="write companies", unit="co", disable=not self.progress,
-                   file=sys.stderr, leave=False)
-        for round_ in range(self.partial_retries + 1):
-            retry: list[str] = []
-            for start in range(0, len(pending), BATCH):
-                chunk = pending[start:start + BATCH]
-                if before_batch is not None:
-                    before_batch(chunk)
-                body = BatchInputSimplePublicObjectBatchInput(
-                    inputs=[SimplePublicObjectBatchInput(id=i, properties=updates[i]) for i in chunk])
-                answer = self.conn.call_json("update company properties", self.batch_api.update,
-                                             batch_input_simple_public_object_batch_input=body)
-                done = {str(r["id"]) for r in answer.get("results") or []}
-                written += len(done)
-                bar.update(len(done))
-                for err in answer.get("errors") or []:
-                    category = err.get("category")
-                    for object_id in (err.get("context") or {}).get("ids", []):
-                        object_id = str(object_id)
-                        if category in PERMANENT or round_ == self.partial_retries:
-                            failed[object_id] = f"{category}: {err.get('message')}"
-                        else:
-                            retry.append(object_id)
-            pending = [i for i in retry if i not in failed]
-            if not pending:
-                break
-        bar.close()
-        return written, failed
+        with tqdm(total=len(pending), desc="write companies", unit="co", disable=not self.progress,
+                  file=sys.stderr, leave=False) as bar:
+            for round_ in range(self.partial_retries + 1):
+                retry: list[str] = []
+                for start in range(0, len(pending), BATCH):
+                    chunk = pending[start:start + BATCH]
+                    if before_batch is not None:
+                        before_batch(chunk)
+                    body = BatchInputSimplePublicObjectBatchInput(
+                        inputs=[SimplePublicObjectBatchInput(id=i, properties=updates[i]) for i in chunk])
+                    answer = self.conn.call_json("update company properties", self.batch_api.update,
+                                                 batch_input_simple_public_object_batch_input=body)
+                    done = {str(r["id"]) for r in answer.get("results") or []}
+                    self.written += len(done)
+                    bar.update(len(done))
+                    for err in answer.get("errors") or []:
+                        category = err.get("category")
+                        for object_id in (err.get("context") or {}).get("ids", []):
+                            object_id = str(object_id)
+                            if category in PERMANENT or round_ == self.partial_retries:
+                                failed[object_id] = f"{category}: {err.get('message')}"
+                            else:
+                                retry.append(object_id)
+                pending = [i for i in retry if i not in failed]
+                if not pending:
+                    break
+        return self.written, failed
 
     def ensure_schema(self, specs: list[PropertySpec], existing: dict[str, Any], group_label: str,
-                      groups: set[str]) -> list[str]:
-        """Create the group and missing properties; refuse names taken outside the group. Returns created names."""
+                      groups: set[str]) -> tuple[str, list[str]]:
+        """Create the group and missing properties; returns (the group's name if created here, else ''; the names
+        of the properties created)."""
         from hubspot.crm.properties import OptionInput, PropertyCreate, PropertyGroupCreate
 
         core = self.conn.api("crm.properties.core_api")
+        group_created = ""
         if self.group not in groups:
             try:
                 self.conn.call("create property group", self.conn.api("crm.properties.groups_api").create,
                                "companies", PropertyGroupCreate(name=self.group, label=group_label))
+                group_created = self.group
             except HubSpotError as exc:
                 if exc.status != 409:
                     raise
@@ -401,36 +440,90 @@ class CompanyWriter:
             except HubSpotError as exc:
                 if exc.status != 409:
                     raise
-        return created
+        return group_created, created
 
 
-def check_ownership(specs: list[PropertySpec], existing: dict[str, Any], group: str) -> None:
-    """Stop when a property the push would write exists in another group or with another type."""
+def read_only(prop: Any) -> bool:
+    """Whether HubSpot refuses writes to a property's values (a calculated or otherwise read-only property)."""
+    metadata = getattr(prop, "modification_metadata", None)
+    return bool(getattr(prop, "calculated", False) or prop.field_type == "calculation_equation"
+                or getattr(metadata, "read_only_value", False))
+
+
+def check_existing_properties(specs: list[PropertySpec], existing: dict[str, Any], group: str) -> None:
+    """Stop before anything is written when a property the push would write exists in another group, with another
+    type, read-only (calculated), without the options the push writes, or made by someone else (neither the label
+    nor the description hsutils gives it: its values are not the suite's to overwrite)."""
+    fix = "choose another push.prefix in the portal config"
     for spec in specs:
         prop = existing.get(spec.name)
         if prop is None:
             continue
         if prop.group_name != group:
             raise InputError(f"company property {spec.name} already exists in group {prop.group_name}, not "
-                             f"{group}: hsutils writes only its own group (choose another push.prefix)")
-        if prop.type != spec.type and spec.formula is None:
+                             f"{group}: hsutils writes only its own group ({fix})")
+        if prop.type != spec.type:
             raise InputError(f"company property {spec.name} exists with type {prop.type}, hsutils needs "
-                             f"{spec.type}: archive it in HubSpot or choose another push.prefix")
+                             f"{spec.type}: archive it in HubSpot or {fix}")
+        if read_only(prop):
+            raise InputError(f"company property {spec.name} is a calculated (read-only) property in HubSpot, so "
+                             f"its values cannot be written: archive it in HubSpot or {fix}")
+        if spec.type == "enumeration":
+            lacking = [o for o in spec.options if o not in {option.value for option in prop.options or []}]
+            if lacking:
+                raise InputError(f"company property {spec.name} lacks the option(s) {', '.join(lacking)} hsutils "
+                                 f"writes: add them in HubSpot or {fix}")
+        if prop.label != spec.label and (prop.description or "") != spec.description:
+            raise InputError(f"company property {spec.name} (label {prop.label!r}) was not made by hsutils: a push "
+                             f"would overwrite its values; {fix}, or archive it in HubSpot")
+
+
+def read_audit(path: Path, host: str) -> tuple[list[str], list[dict[str, str]]]:
+    """The header and rows of an audit file written for the portal at `host` (an API base URL); InputError for a
+    file that is not a complete audit (unreadable, a column missing, a damaged row) or that another host's push
+    wrote. Audits written before the host was recorded are taken as they are."""
+    if not path.is_file():
+        raise InputError(f"audit file {path} does not exist")
+    extra = "\0extra"  # where DictReader puts the fields of a row longer than the header
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle, restkey=extra)
+            header = list(reader.fieldnames or [])
+            missing = [c for c in AUDIT_REQUIRED if c not in header]
+            if missing:
+                raise InputError(f"audit file {path}: column(s) missing: {', '.join(missing)} (not an hsutils push "
+                                 "audit)")
+            rows = []
+            for row in reader:
+                if None in row.values() or extra in row:
+                    fields = sum(v is not None for k, v in row.items() if k != extra) + len(row.get(extra) or [])
+                    raise InputError(f"audit file {path}, line {reader.line_num}: {fields} fields, not "
+                                     f"{len(header)}: the file is damaged (cut short or edited)")
+                rows.append(row)
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise InputError(f"audit file {path} is not a readable CSV audit ({type(exc).__name__})") from None
+    hosts = sorted({row.get("host") or "" for row in rows} - {""})
+    if hosts and hosts != [host]:
+        raise InputError(f"audit file {path} was written for the portal at {', '.join(hosts)}, not {host}: run it "
+                         "against that host (--host)")
+    return header, rows
 
 
 class Audit:
-    """The audit file: rows written before each batch is sent, never repeated for the same change."""
+    """The audit file: rows written before each batch is sent, never repeated for the same change. An existing
+    file (a resumed run) is continued in its own columns, and only for the same host."""
 
-    def __init__(self, path: Path, run_id: str, model_version: str) -> None:
+    def __init__(self, path: Path, run_id: str, model_version: str, host: str) -> None:
         self.path = path
         self.run_id = run_id
         self.model_version = model_version
+        self.host = host
         self.seen: set[tuple[str, str, str]] = set()
         if path.exists():
-            with path.open(newline="", encoding="utf-8") as handle:
-                for row in csv.DictReader(handle):
-                    self.seen.add((row["company_id"], row["property"], row["new_value"]))
+            self.columns, rows = read_audit(path, host)
+            self.seen = {(row["company_id"], row["property"], row["new_value"]) for row in rows}
         else:
+            self.columns = AUDIT_COLUMNS
             path.parent.mkdir(parents=True, exist_ok=True)
             with path.open("w", newline="", encoding="utf-8") as handle:
                 csv.writer(handle).writerow(AUDIT_COLUMNS)
@@ -442,10 +535,12 @@ class Audit:
             key = (c.company_id, c.property, c.new)
             if key not in self.seen:
                 self.seen.add(key)
-                rows.append([c.company_id, c.property, c.old or "", c.new, stamp, self.model_version, self.run_id])
+                rows.append({"company_id": c.company_id, "property": c.property, "old_value": c.old or "",
+                             "new_value": c.new, "changed_at": stamp, "model_version": self.model_version,
+                             "run_id": self.run_id, "host": self.host})
         if rows:
             with self.path.open("a", newline="", encoding="utf-8") as handle:
-                csv.writer(handle).writerows(rows)
+                csv.DictWriter(handle, self.columns, extrasaction="ignore").writerows(rows)
                 handle.flush()
                 os.fsync(handle.fileno())
 
@@ -498,30 +593,38 @@ def push(model: str | Path, scores: str | Path, host: str = DEFAULT_HOST, token:
 
     conn = Connection(host=host, token=token, rate=rate, retries=retries, backoff=backoff)
     existing, groups = _property_index(conn)
-    check_ownership(specs, existing, group)
+    check_existing_properties(specs, existing, group)
     writer = CompanyWriter(conn, group, set(spec_by_name), progress=progress)
     readable = [s.name for s in specs if s.name in existing]
     current, missing = writer.read(list(desired), readable)
     changes = _diff(desired, current, spec_by_name)
     report = PushReport(mode="applied" if apply else "dry run", action="push", companies=len(desired),
                         missing=sorted(missing), changes=changes, model_version=version,
-                        score_property=f"{prefix}score")
+                        score_property=f"{prefix}score", group_created="" if group in groups else group,
+                        properties_created=[s.name for s in specs if s.name not in existing])
     calc_existing = existing.get(calc_spec.name)
     if formula is None:
         report.calculated = "no calculated property (disabled in the portal config or no positive points)"
     elif calc_existing is not None and calc_existing.group_name != group:
         raise InputError(f"company property {calc_spec.name} already exists in group {calc_existing.group_name}")
+    elif calc_existing is not None and calc_existing.field_type != "calculation_equation":
+        formula = None  # someone's own property of that name: the weights are not written into it
+        report.calculated = (f"{calc_spec.name} exists and is not a calculated property: left as it is; model "
+                             f"version {version} is recorded on every company instead")
     elif calc_existing is not None and (calc_existing.calculation_formula or "") == formula:
         report.calculated = f"{calc_spec.name} already holds the weights of this model"
     else:
         report.calculated = f"{calc_spec.name} {'would be' if not apply else 'is'} set to {formula}"
     if apply:
-        report.properties_created = writer.ensure_schema(specs, existing, config.push.get("group_label", group),
-                                                          groups)
-        run_id = uuid.uuid4().hex[:12]
         default_name = f"hubspot-push-audit-{safe_name(version)}-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.csv"
         report.audit = Path(audit) if audit else Path.cwd() / default_name
-        log = Audit(report.audit, run_id, version)
+        log = Audit(report.audit, uuid.uuid4().hex[:12], version, conn.host)
+        try:
+            report.group_created, report.properties_created = writer.ensure_schema(
+                specs, existing, config.push.get("group_label", group), groups)
+        except HubSpotError as exc:
+            raise HubSpotError(f"push stopped before writing any company value: {exc}", exc.status,
+                               exc.category) from None
         if formula is not None and not report.calculated.endswith("this model"):
             log.record([Change("", calc_spec.name, portal_definition(calc_existing),
                                property_definition(calc_spec.formula, calc_spec.description))])
@@ -537,11 +640,25 @@ def push(model: str | Path, scores: str | Path, host: str = DEFAULT_HOST, token:
             if before_batch is not None:
                 before_batch(chunk)
 
-        report.written, report.failed = writer.write(updates, before_batch=ahead)
+        report.written, report.failed = _write_or_explain(writer, updates, ahead, "push", report.audit)
     report.requests = conn.stats.requests
     report.retries = sum(conn.stats.retries.values())
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _write_or_explain(writer: CompanyWriter, updates: dict[str, dict[str, str]], before_batch: Any, action: str,
+                      audit: Path, rerun: str = "") -> tuple[int, dict[str, str]]:
+    """`writer.write(updates)`; a HubSpot error that stops it part-way becomes one line saying how many companies
+    were written, where the audit of them is and how to finish or undo the run."""
+    try:
+        return writer.write(updates, before_batch=before_batch)
+    except HubSpotError as exc:
+        rerun = rerun or f"the same command with --audit {audit}"
+        raise HubSpotError(f"{action} stopped part-way: {writer.written:,} of {len(updates):,} companies written "
+                           f"(audit: {audit}); run {rerun} to finish"
+                           + (f", or hsutils rollback {audit} --apply to undo" if action == "push" else "")
+                           + f". Cause: {exc}", exc.status, exc.category) from None
 
 
 def _write_calculated(conn: Connection, spec: PropertySpec, existing: Any, group: str, version: str) -> str:
@@ -605,14 +722,7 @@ def rollback(audit: str | Path, host: str = DEFAULT_HOST, token: str | None = No
     if not isinstance(config, PortalConfig):
         config = load_config(config)
     audit = Path(audit)
-    if not audit.is_file():
-        raise InputError(f"audit file {audit} does not exist")
-    with audit.open(newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        missing_cols = [c for c in ("company_id", "property", "old_value", "new_value") if c not in (reader.fieldnames or [])]
-        if missing_cols:
-            raise InputError(f"audit file {audit}: column(s) missing: {', '.join(missing_cols)}")
-        rows = list(reader)
+    _header, rows = read_audit(audit, base_url(host))
     group, prefix = config.push["group"], config.push["prefix"]
     definitions = [row for row in rows if not row["company_id"]]  # a property's definition, not a company's value
     first: dict[tuple[str, str], dict[str, str]] = {}
@@ -637,6 +747,9 @@ def rollback(audit: str | Path, host: str = DEFAULT_HOST, token: str | None = No
     writer = CompanyWriter(conn, group, set(names))
     ids = sorted({c for c, _ in first})
     current, missing = writer.read(ids, names)
+    if ids and not current:
+        raise InputError(f"audit file {audit}: none of its {len(ids):,} companies is in the portal at {conn.host} "
+                         "(e.g. " + ", ".join(ids[:3]) + "): it belongs to another portal")
     changes, conflicts = [], 0
     for (company_id, name), row in first.items():
         if company_id not in current or name not in spec_by_name:
@@ -658,7 +771,7 @@ def rollback(audit: str | Path, host: str = DEFAULT_HOST, token: str | None = No
     weights_target, report.calculated = _plan_weights_rollback(definitions, weights_name, weights_current, apply)
     if apply:
         report.audit = audit.with_name(f"{audit.stem}.rollback{audit.suffix}")
-        log = Audit(report.audit, uuid.uuid4().hex[:12], report.model_version)
+        log = Audit(report.audit, uuid.uuid4().hex[:12], report.model_version, conn.host)
         if weights_target is not None:
             log.record([Change("", weights_name, portal_definition(weights_current), weights_target)])
             report.calculated = _restore_weights(conn, weights_name, weights_target, weights_current, group,
@@ -668,25 +781,34 @@ def rollback(audit: str | Path, host: str = DEFAULT_HOST, token: str | None = No
         for change in changes:
             updates.setdefault(change.company_id, {})[change.property] = change.new
             by_company.setdefault(change.company_id, []).append(change)
-        report.written, report.failed = writer.write(
-            updates, before_batch=lambda chunk: log.record([c for i in chunk for c in by_company[i]]))
+        report.written, report.failed = _write_or_explain(
+            writer, updates, lambda chunk: log.record([c for i in chunk for c in by_company[i]]), "rollback",
+            report.audit, rerun=f"hsutils rollback {audit} --apply")
     report.requests = conn.stats.requests
     report.retries = sum(conn.stats.retries.values())
     report.seconds = time.perf_counter() - started
     return report
 
 
+def _finish(report: PushReport) -> int:
+    """Print the summary; a run that left companies unwritten also says so in one line on stderr (exit code 1)."""
+    print(report.summary())
+    if not report.failed:
+        return 0
+    company, reason = next(iter(report.failed.items()))
+    print(f"hsutils {report.action}: partial: {len(report.failed):,} of {report.changed_companies:,} companies not "
+          f"written (e.g. {company}: {reason[:160]}); the audit {report.audit} holds what was written", file=sys.stderr)
+    return 1
+
+
 def cli_push(args) -> int:
     """`hsutils push --model MODEL.yml --scores FILE [--apply]`."""
-    report = push(args.model, args.scores, host=args.host, apply=args.apply, config=getattr(args, "config", None),
-                  audit=getattr(args, "audit", None), rate=getattr(args, "rate", "pro"), progress=True)
-    print(report.summary())
-    return 1 if report.failed else 0
+    return _finish(push(args.model, args.scores, host=args.host, apply=args.apply,
+                        config=getattr(args, "config", None), audit=getattr(args, "audit", None),
+                        rate=getattr(args, "rate", "pro"), progress=True))
 
 
 def cli_rollback(args) -> int:
     """`hsutils rollback AUDIT [--apply]`."""
-    report = rollback(args.audit, host=args.host, apply=args.apply, config=getattr(args, "config", None),
-                      rate=getattr(args, "rate", "pro"))
-    print(report.summary())
-    return 1 if report.failed else 0
+    return _finish(rollback(args.audit, host=args.host, apply=args.apply, config=getattr(args, "config", None),
+                            rate=getattr(args, "rate", "pro")))

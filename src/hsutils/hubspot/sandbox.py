@@ -87,6 +87,12 @@ def iso_ms(value: datetime | None) -> str | None:
     return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def _modification_metadata(hubspot_defined: bool, calculated: bool) -> dict[str, bool]:
+    """A property's `modificationMetadata` as HubSpot sends it: a calculated property's values are read-only."""
+    return {"archivable": not hubspot_defined, "readOnlyDefinition": hubspot_defined, "readOnlyValue": calculated,
+            "readOnlyOptions": False}
+
+
 def _now() -> str:
     return iso_ms(datetime.now(UTC))
 
@@ -220,6 +226,7 @@ class Portal:
             "name": name, "label": name.replace("_", " ").capitalize(), "type": prop_type, "fieldType": field_type,
             "groupName": group, "description": "", "displayOrder": -1, "hidden": False, "formField": False,
             "hubspotDefined": name in HUBSPOT_DEFINED or name.startswith("hs_"), "calculated": False,
+            "modificationMetadata": _modification_metadata(name in HUBSPOT_DEFINED or name.startswith("hs_"), False),
             "options": [{"label": o, "value": o, "hidden": False, "displayOrder": i} for i, o in enumerate(options or [])],
             "createdAt": _now(), "updatedAt": _now(), "archived": False,
         }
@@ -740,8 +747,9 @@ class Sandbox:
         spec = self.portal.properties[object_type].get(name)
         if spec is None:
             return f'Property "{name}" does not exist'
-        if spec.get("calculated") or spec.get("fieldType") == "calculation_equation":
-            return f'"{name}" is a calculated property and cannot be set'
+        if spec.get("calculated") or spec.get("fieldType") == "calculation_equation" or (
+                spec.get("modificationMetadata") or {}).get("readOnlyValue"):
+            return f'"{name}" is a calculated or read-only property and cannot be set'
         if value in (None, ""):
             return None
         if spec["type"] == "number":
@@ -890,6 +898,7 @@ class Sandbox:
                          "displayOrder": o.get("displayOrder", i)} for i, o in enumerate(body.get("options") or [])],
             "displayOrder": body.get("displayOrder", -1), "hidden": bool(body.get("hidden")),
             "formField": bool(body.get("formField")), "hubspotDefined": False, "calculated": calculated,
+            "modificationMetadata": _modification_metadata(False, calculated),
             "createdAt": stamp, "updatedAt": stamp, "archived": False,
         }
         if calculated:
