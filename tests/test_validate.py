@@ -865,6 +865,23 @@ def test_accounting_dash_is_zero_in_number_columns_and_stays_text_elsewhere(tmp_
     assert snapshot["companies"]["industry"].to_list() == ["software", None, "-"]
 
 
+@pytest.mark.parametrize(
+    "arr",
+    [
+        ['"(USD 24,000.00)"', '"(26,000.50 USD)"', '"-USD 90,000"', '"($3,000.00)"'],
+        ['"(EUR 24.000,00)"', '"(26.000,50 €)"', '"-EUR 90.000"', '"USD (3000)"'],
+    ],
+    ids=["point-decimal", "comma-decimal"],
+)
+def test_negative_amounts_with_a_currency_code_inside_parentheses_are_read(arr: list[str], tmp_path: Path) -> None:
+    """A currency code may sit inside the accounting parentheses or after the minus sign, as a sign does."""
+    with_csv_text("deals", replace_column(7, arr))(tmp_path / "s")
+
+    deals = load_snapshot(tmp_path / "s", validate=False)["deals"]  # negative arr is refused by validation
+
+    assert deals["arr"].to_list() == [-24000.0, -26000.5, -90000.0, -3000.0]
+
+
 def test_yes_no_words_of_exports_and_check_boxes_are_read(tmp_path: Path) -> None:
     """true/false, t/f, yes/no, y/n, on/off, 1/0 in any case, and the check marks ✓/✗ (✔/✘)."""
     opened = ["on", "✓", "Y", "✔"]

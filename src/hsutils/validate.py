@@ -12,7 +12,7 @@ A snapshot table goes through four steps on every load:
    (= UTC), a date alone, or `2025-03-01 10:00:00` (or `2:05 PM`), or as spreadsheets write dates, month-first
    `11/23/2025 2:05 PM` or day-first `23.11.2025`, `23-11-2025 14:05` (naive = UTC) when a day above 12 shows the
    column's order (a two-digit year is refused); booleans true/false, yes/no, y/n, on/off, 1/0, ✓/✗; numbers as
-   spreadsheets format them (`$1,200.50`, `USD 1,200`, `1.200,50 €`, `1 200`, `(1,200)` negative, `-` zero; see
+   spreadsheets format them (`$1,200.50`, `USD 1,200`, `1.200,50 €`, `1 200`, `(1,200)` or `(USD 1,200)` negative, `-` zero; see
    `_formatted_numbers`); N/A, #N/A, null, None are empty in number, date and yes/no columns; ids stay text
    (one a spreadsheet rounded to scientific notation, 1.23457E+10, is refused). A value that cannot be read raises
    `InputError` showing the raw text and its row. Then a CSV row that repeats another exactly is read once
@@ -89,8 +89,12 @@ _SCIENTIFIC_ID_PROBLEM = (
 # Numbers as spreadsheets format them: a currency sign or code (USD 24,000, 24000 EUR), thousands grouped by ','
 # (or '.') or spaces, a decimal point (or comma); Excel's accounting format shows a negative in parentheses,
 # (24,000), and zero as a dash. '\s' also matches the no-break spaces Excel groups thousands with in French and
-# other locales.
-_CURRENCY_MARKS = r"[$€£¥]|^[A-Z]{3}|[A-Z]{3}$"
+# other locales. A currency code sits before the number, after its sign or parenthesis (-USD 24,000, (USD 24,000)),
+# or after it, before the closing parenthesis ((24,000 USD)).
+_CURRENCY_SIGNS = r"[$€£¥]"
+_LEADING_CURRENCY_CODE = r"^([(+-]?)\s*[A-Z]{3}"
+_TRAILING_CURRENCY_CODE = r"[A-Z]{3}\s*(\)?)$"
+_SPACE_AFTER_SIGN = r"^([+-])\s+"
 _ACCOUNTING_NEGATIVE = r"^\(\s*(.+?)\s*\)$"
 _ACCOUNTING_ZERO = "-"
 _POINT_DECIMAL_NUMBER = r"^[+-]?(?:\d{1,3}(?:[,\s]\d{3})+|\d+)(?:\.\d+)?$"
@@ -614,7 +618,14 @@ def _formatted_numbers(text: pl.Series, whole: bool) -> tuple[pl.Series, pl.Seri
     value the two readings disagree on ('1,200': 1200 or 1.2) is refused, as is a column showing both styles. With
     `whole`, only whole readings count ('1,200' of an integer column is 1200).
     """
-    bare = text.str.replace_all(_CURRENCY_MARKS, "").str.strip_chars()
+    bare = (
+        text.str.replace_all(_CURRENCY_SIGNS, "")
+        .str.strip_chars()
+        .str.replace(_LEADING_CURRENCY_CODE, "$1")
+        .str.replace(_TRAILING_CURRENCY_CODE, "$1")
+        .str.strip_chars()
+        .str.replace(_SPACE_AFTER_SIGN, "$1")
+    )
     bare = pl.select(
         pl.when(bare == _ACCOUNTING_ZERO).then(pl.lit("0")).otherwise(bare.str.replace(_ACCOUNTING_NEGATIVE, "-$1"))
     ).to_series()
