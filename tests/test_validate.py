@@ -197,17 +197,17 @@ CORRUPTIONS: dict[str, Corruption] = {
     ),
     "row with an extra field": Corruption(
         with_csv_text("deals", lambda lines: [*lines[:2], lines[2] + ",surplus", *lines[3:]]),
-        ("table deals", "deals.csv", "ragged", "row=2", "fields=10"),
+        ("table deals", "deals.csv", "ragged", "line=3", "fields=10"),
     ),
     "row with a missing field": Corruption(
         with_csv_text("engagements", lambda lines: [*lines[:3], lines[3].rsplit(",", 1)[0], *lines[4:]]),
-        ("table engagements", "engagements.csv", "ragged", "row=3", "fields=8"),
+        ("table engagements", "engagements.csv", "ragged", "line=4", "fields=8"),
     ),
     "unnamed trailing column that holds a value": Corruption(
         with_csv_text(
             "companies", lambda lines: [line + (",note" if n == 2 else ",") for n, line in enumerate(lines)]
         ),
-        ("table companies", "companies.csv", "column 9", "no name", "after 'ae_owner_id'", "row=2", "'note'"),
+        ("table companies", "companies.csv", "column 9", "no name", "after 'ae_owner_id'", "line=3", "'note'"),
     ),
     "unnamed column in the middle of the header": Corruption(
         with_csv_text("companies", lambda lines: [line.replace(",", ",,", 1) for line in lines]),
@@ -215,7 +215,7 @@ CORRUPTIONS: dict[str, Corruption] = {
     ),
     "ragged row after Excel's sep= line": Corruption(
         with_csv_text("deals", lambda lines: ["sep=,", *lines[:2], lines[2] + ",surplus", *lines[3:]]),
-        ("table deals", "deals.csv", "ragged", "row=2", "fields=10"),
+        ("table deals", "deals.csv", "ragged", "line=4", "fields=10"),
     ),
     "header named twice": Corruption(
         with_csv_text("tickets", lambda lines: [lines[0].replace("escalated", "priority"), *lines[1:]]),
@@ -230,63 +230,63 @@ CORRUPTIONS: dict[str, Corruption] = {
     # unreadable values
     "timestamp unreadable": Corruption(
         with_csv_text("tickets", replace_field(2, 3, "last tuesday")),
-        ("table tickets", "column created_at", "'last tuesday'", "row=2", "ISO-8601"),
+        ("table tickets", "column created_at", "'last tuesday'", "line=3", "ISO-8601"),
     ),
     "dates with day and month in an order no value shows": Corruption(
         with_csv_text("tickets", replace_field(2, 3, "06/10/2025")),
-        ("table tickets", "column created_at", "'06/10/2025'", "row=2", "the day or the month comes first",
+        ("table tickets", "column created_at", "'06/10/2025'", "line=3", "the day or the month comes first",
          "ISO-8601"),
     ),
     "dashed dates with day and month in an order no value shows": Corruption(
         with_csv_text("tickets", replace_column(3, ["06-10-2025", "07-11-2025 10:00", "08-12-2025"])),
-        ("table tickets", "column created_at", "'06-10-2025'", "row=1", "the day or the month comes first"),
+        ("table tickets", "column created_at", "'06-10-2025'", "line=2", "the day or the month comes first"),
     ),
     "date with a two-digit year": Corruption(
         with_csv_text("tickets", replace_field(2, 3, "11/23/25")),
-        ("table tickets", "column created_at", "'11/23/25'", "row=2", "two-digit year", "four-digit years"),
+        ("table tickets", "column created_at", "'11/23/25'", "line=3", "two-digit year", "four-digit years"),
     ),
     "two-digit year among dates whose order the column shows": Corruption(
         with_csv_text("tickets", replace_column(3, ["23.04.2025", "10.06.25 10:00", "20.07.2025"])),
-        ("table tickets", "column created_at", "1 value(s) with a two-digit year", "'10.06.25 10:00'", "row=2"),
+        ("table tickets", "column created_at", "1 value(s) with a two-digit year", "'10.06.25 10:00'", "line=3"),
     ),
     "12-hour time past 12": Corruption(
         with_csv_text("tickets", replace_field(2, 3, "11/23/2025 13:05 PM")),
-        ("table tickets", "column created_at", "'11/23/2025 13:05 PM'", "row=2", "ISO-8601"),
+        ("table tickets", "column created_at", "'11/23/2025 13:05 PM'", "line=3", "ISO-8601"),
     ),
     "dates day-first and month-first in one column": Corruption(
         with_csv_text("tickets", replace_column(3, ["02/05/2025", "13/06/2025 10:00", "07/20/2025 10:00"])),
         ("table tickets", "column created_at", "day-first ('13/06/2025 10:00')",
-         "month-first ('07/20/2025 10:00')", "row=2", "ISO-8601"),
+         "month-first ('07/20/2025 10:00')", "line=3", "ISO-8601"),
     ),
     "number unreadable": Corruption(
-        with_csv_text("deals", replace_field(3, 7, "90k")), ("table deals", "column arr", "'90k'", "row=3")
+        with_csv_text("deals", replace_field(3, 7, "90k")), ("table deals", "column arr", "'90k'", "line=4")
     ),
     "number with a comma that may group thousands or mark decimals": Corruption(
         with_csv_text("deals", replace_column(7, ["24000", '"26,000"', "90000", "3000"])),
-        ("table deals", "column arr", "'26,000'", "row=2", "thousands separator or a decimal comma"),
+        ("table deals", "column arr", "'26,000'", "line=3", "thousands separator or a decimal comma"),
     ),
     "numbers with a decimal point and a decimal comma": Corruption(
         with_csv_text("deals", replace_column(7, ['"24,000.5"', "26000", "90000", '"3000,5"'])),
-        ("table deals", "column arr", "row=4", "'3000,5'", "decimal comma", "decimal point", "'24,000.5'"),
+        ("table deals", "column arr", "line=5", "'3000,5'", "decimal comma", "decimal point", "'24,000.5'"),
     ),
     "negative arr in accounting parentheses": Corruption(
         with_csv_text("deals", replace_column(7, ["24000", '"$ (26,000.00)"', "90000", "3000"])),
         ("table deals", "column arr", "negative", "arr=-26000.0", "deal_id=7002"),
     ),
     "seats not whole": Corruption(
-        with_csv_text("deals", replace_field(1, 8, "2.5")), ("table deals", "column seats", "'2.5'", "row=1")
+        with_csv_text("deals", replace_field(1, 8, "2.5")), ("table deals", "column seats", "'2.5'", "line=2")
     ),
     "usage user id rounded by a spreadsheet": Corruption(
         with_csv_text("usage_events", replace_field(2, 1, "1.23457E+10")),
-        ("table usage_events", "column user_id", "'1.23457E+10'", "row=2", "scientific notation", "as text"),
+        ("table usage_events", "column user_id", "'1.23457E+10'", "line=3", "scientific notation", "as text"),
     ),
     "deal id rounded by a spreadsheet": Corruption(
         with_csv_text("deals", replace_field(3, 0, "9.87654E+11")),
-        ("table deals", "column deal_id", "'9.87654E+11'", "row=3", "scientific notation"),
+        ("table deals", "column deal_id", "'9.87654E+11'", "line=4", "scientific notation"),
     ),
     "boolean unreadable": Corruption(
         with_csv_text("tickets", replace_field(1, 7, "maybe")),
-        ("table tickets", "column escalated", "'maybe'", "row=1", "yes/no", "on/off", "✓/✗"),
+        ("table tickets", "column escalated", "'maybe'", "line=2", "yes/no", "on/off", "✓/✗"),
     ),
     # schema and cross-table checks
     "duplicate company_id": Corruption(
@@ -303,7 +303,7 @@ CORRUPTIONS: dict[str, Corruption] = {
     ),
     "usage of an unknown company": Corruption(
         with_tables(set_value("usage_events", 4, "company_id", "404"), fmt="csv"),
-        ("table usage_events", "column company_id", "not in companies", "company_id=404", "row=5"),
+        ("table usage_events", "column company_id", "not in companies", "company_id=404", "line=6"),
     ),
     "deal of several companies (a HubSpot association cell)": Corruption(
         with_csv_text("deals", replace_field(2, 1, "101;102")),
@@ -312,7 +312,7 @@ CORRUPTIONS: dict[str, Corruption] = {
     ),
     "usage of several companies (a HubSpot association cell)": Corruption(
         with_csv_text("usage_events", replace_field(3, 0, "101;103")),
-        ("table usage_events", "column company_id", "company_id=101;103", "several companies", "row=3"),
+        ("table usage_events", "column company_id", "company_id=101;103", "several companies", "line=4"),
     ),
     "term_end before term_start": Corruption(
         with_tables(set_value("deals", 1, "term_end", ts("2023-06-01"))),
@@ -399,6 +399,53 @@ def test_corrupted_snapshot_is_refused_with_one_line(case: str, tmp_path: Path, 
     assert len(message) < 340, message
     for fragment in corruption.expected:
         assert fragment in message, f"{fragment!r} not in {message!r}"
+
+
+TICKETS_HEADER = "ticket_id,company_id,contact_id,created_at,closed_at,priority,sentiment,escalated,csat,notes"
+
+
+@pytest.mark.parametrize(
+    ("note", "last_line"),
+    [('"Export fails,\nagain and\nagain"', 11), ("Export fails", 9)],
+    ids=["line breaks in a value", "no quotes"],
+)
+@pytest.mark.parametrize("newline", ["\n", "\r\n"], ids=["LF", "CRLF"])
+@pytest.mark.parametrize(
+    ("last_row", "code", "expected"),
+    [
+        ("t9,103,504,last tuesday,,low,neutral,false,,x", 2, "column created_at: 1 value(s) not a timestamp"),
+        ("t9,103,504,2025-07-20,,low,neutral,false,7,x", 2, "column csat: 1 value(s) outside 1-5"),
+        ("t9,103,504,2025-07-20,,low,neutral,false,3,x,surplus", 2, "ragged rows in tickets.csv"),
+        ("t9,103,599,2025-07-20,,low,neutral,false,3,x", 0, "name a contact not in contacts"),
+    ],
+    ids=["unreadable value", "checked value", "ragged row", "warning"],
+)
+def test_rows_in_messages_are_named_by_their_line_in_the_csv_file(
+    last_row: str, code: int, expected: str, newline: str, note: str, last_line: int, tmp_path: Path, capsys
+) -> None:
+    """Excel's 'sep=' line, the header, a value holding line breaks, blank lines, a line of only separators and a
+    row the export repeats all come before the row: the message names the line of the file it starts on."""
+    folder = write_tiny_snapshot(tmp_path / "s", fmt="csv")
+    lines = [
+        "sep=,",
+        TICKETS_HEADER,
+        f"t1,101,502,2025-05-02T10:00:00Z,,high,negative,true,2,{note}",
+        "",
+        ",,,,,,,,,",
+        "t2,102,,2025-06-10T10:00:00Z,,low,neutral,false,,",
+        "t2,102,,2025-06-10T10:00:00Z,,low,neutral,false,,",  # the export repeats it: read once
+        "",
+        last_row,
+    ]
+    (folder / "tickets.csv").write_bytes((newline.join(lines) + newline).encode("utf-8"))
+
+    exit_code, _, err = run_cli(capsys, "validate", str(folder))
+
+    assert exit_code == code, err
+    message = err.strip().splitlines()[-1]
+    assert expected in message and "tickets.csv" in message and "Traceback" not in err
+    assert f"line={last_line}" in message, message
+    assert "row=" not in message
 
 
 def test_missing_folder_is_refused(tmp_path: Path, capsys) -> None:

@@ -14,12 +14,15 @@ import tempfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
 from hsutils.errors import InputError
 from hsutils.schema import SCHEMA_VERSION, TABLE_NAMES, TABLES
+
+if TYPE_CHECKING:
+    from hsutils.validate import FileRows
 
 MANIFEST = "manifest.json"
 
@@ -57,11 +60,13 @@ class Manifest:
 
 @dataclass
 class Snapshot:
-    """A loaded snapshot: the manifest and one polars DataFrame per canonical table."""
+    """A loaded snapshot: the manifest and one polars DataFrame per canonical table (and, for tables read from CSV,
+    where their rows are in the file, to name them in messages)."""
 
     manifest: Manifest
     tables: dict[str, pl.DataFrame]
     path: Path | None = None
+    file_rows: dict[str, FileRows] = field(default_factory=dict)
 
     def __getitem__(self, table: str) -> pl.DataFrame:
         return self.tables[table]
@@ -147,21 +152,23 @@ def load_snapshot(folder: str | Path, mapping: str | Path | None = None, validat
     manifest = read_manifest(folder)
     portal = validation.load_mapping(mapping) if mapping else validation.PortalMapping()
     tables: dict[str, pl.DataFrame] = {}
+    file_rows: dict[str, validation.FileRows] = {}
     for table in TABLE_NAMES:
         path = table_file(folder, table)
         if path is None:
             raise InputError(f"table {table}: no {table}.parquet or {table}.csv in {folder}")
         raw = validation.read_table_file(path, table)
         value_map, column_map = portal.for_table(table)
+        rows = validation.file_rows(path, table) if path.suffix == ".csv" else None
         tables[table] = validation.coerce_table(
-            raw, table, value_map, column_map, source=path.name, strip_text=path.suffix == ".csv"
+            raw, table, value_map, column_map, source=path.name, strip_text=rows is not None, rows=rows
         )
-        if path.suffix == ".csv":  # exports repeat records now and then; typed files are trusted as written
-            tables[table] = validation.drop_repeated_rows(tables[table], table)
+        if rows is not None:  # exports repeat records now and then; typed files are trusted as written
+            tables[table], file_rows[table] = validation.drop_repeated_rows(tables[table], table, rows)
         if table == "usage_events":  # one chunk per column: the panel reads them as numpy arrays without a copy
             tables[table] = tables[table].rechunk()
-    validation.warn_unknown_contacts(validation.clear_unknown_contacts(tables))
-    snapshot = Snapshot(manifest=manifest, tables=tables, path=folder)
+    validation.warn_unknown_contacts(validation.clear_unknown_contacts(tables), file_rows)
+    snapshot = Snapshot(manifest=manifest, tables=tables, path=folder, file_rows=file_rows)
     if validate:
         validation.validate_snapshot(snapshot)
     return snapshot

@@ -23,8 +23,10 @@ A snapshot table goes through four steps on every load:
    the manifest's `core_events`. The first problem is raised as one `InputError` line naming the table, the
    column and up to three example rows.
 
-Rows in messages are data rows counted from 1 (the header is not counted). All checks are vectorised polars
-expressions: a 10-million-row usage table validates in seconds.
+Rows in messages are named where the analyst finds them: `line=` is the line of a CSV file its record starts on
+(the header is line 1; blank lines and line breaks inside quoted values count), `row=` a data row of a parquet
+file or an in-memory table counted from 1. All checks are vectorised polars expressions: a 10-million-row usage
+table validates in seconds (the file is read again record by record only to name the lines of an error).
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ import contextlib
 import csv
 import re
 import warnings
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -137,29 +139,51 @@ def problem(
     examples: pl.DataFrame | None = None,
     quote: bool = False,
     suffix: str = "",
+    file: str | None = None,
 ) -> InputError:
     """One-line InputError: `table T, column C: what, e.g. {row=.., ..}; ...` kept under ~300 characters.
 
-    `examples` is a frame of offending rows (its first column should be `row`); values are shown compactly and,
-    with `quote`, text values in quotes so the raw text (spaces included) is visible.
+    `examples` is a frame of offending rows (its first column should be `row` or `line`); values are shown compactly
+    and, with `quote`, text values in quotes so the raw text (spaces included) is visible. `file` names the file the
+    rows are in: `e.g. in deals.csv: {line=.., ..}`.
     """
     head = f"table {table}" + (f", column {column}" if column else "") + f": {what}"
     if examples is None or examples.height == 0:
         return InputError(head + suffix)
+    intro = f"e.g. in {file}:" if file else "e.g."
     message = head + suffix
     for limit in (3, 2, 1):
         rows = examples.head(limit).to_dicts()
         shown = pl.DataFrame([{k: _format_value(v, quote) for k, v in row.items()} for row in rows])
-        message = f"{head}, e.g. {example_rows(shown, limit)}{suffix}"
+        message = f"{head}, {intro} {example_rows(shown, limit)}{suffix}"
         if len(message) <= MAX_MESSAGE_CHARS:
             break
     return InputError(message)
 
 
-def _with_rows(frame: pl.DataFrame, mask: pl.Series | pl.Expr, columns: list[str]) -> pl.DataFrame:
-    """The offending rows (1-based data row numbers first) restricted to `columns`, at most three."""
+def _with_rows(
+    frame: pl.DataFrame, mask: pl.Series | pl.Expr, columns: list[str], rows: FileRows | None = None
+) -> pl.DataFrame:
+    """The offending rows, at most three, restricted to `columns`, after where they are: with `rows` (a table read
+    from CSV), `line`, the line of the file each starts on; else `row`, the data row counted from 1."""
     keep = [c for c in dict.fromkeys(columns) if c in frame.columns]
-    return frame.with_row_index("row", offset=1).filter(mask).select(["row", *keep]).head(3)
+    return at_file_lines(frame.with_row_index("row", offset=1).filter(mask).select(["row", *keep]).head(3), rows)
+
+
+def at_file_lines(examples: pl.DataFrame, rows: FileRows | None) -> pl.DataFrame:
+    """`examples` with its `row` column (data rows counted from 1) replaced by `line`, the line of the CSV file each
+    row starts on, when `rows` tells where the table's rows are (else as it is)."""
+    if rows is None or examples.height == 0 or "row" not in examples.columns:
+        return examples
+    lines = rows.lines(examples["row"].cast(pl.Int64) - 1)
+    if lines is None:
+        return examples
+    return examples.with_columns(lines.alias("row")).rename({"row": "line"})
+
+
+def _file_name(rows: FileRows | None) -> str | None:
+    """The name of the CSV file a table was read from, if any."""
+    return None if rows is None else rows.path.name
 
 
 # ------------------------------------------------------------------------------------------------ mapping
@@ -280,6 +304,72 @@ class _CsvLayout:
     unnamed: list[str]
 
 
+@dataclass(frozen=True)
+class FileRows:
+    """Where the rows of a table read from a CSV file are in the file, for messages. The rows are the file's records
+    after the header that hold a value (lines of only separators or spaces are no rows); `kept`, when rows were
+    dropped after reading (a repeated row), holds the positions the remaining rows had among them."""
+
+    path: Path
+    delimiter: str
+    skip_rows: int  # records before the data: the header, and Excel's 'sep=X' line when present
+    kept: pl.Series | None = None
+
+    def lines(self, positions: pl.Series) -> pl.Series | None:
+        """The file line (from 1, the header included) each row at 0-based `positions` starts on, or None when the
+        file does not read back as before. The file is read up to the last of them."""
+        read = positions if self.kept is None else self.kept.gather(positions)
+        wanted = set(read.to_list())
+        found: dict[int, int] = {}
+        try:
+            for position, line in enumerate(_data_record_lines(self)):
+                if position in wanted:
+                    found[position] = line
+                    if len(found) == len(wanted):
+                        break
+        except (csv.Error, OSError, UnicodeDecodeError):
+            return None
+        if len(found) < len(wanted):
+            return None
+        return pl.Series("line", [found[p] for p in read.to_list()], dtype=pl.Int64)
+
+    def keeping(self, kept: pl.Series) -> FileRows:
+        """These file rows after the table kept only the rows at 0-based positions `kept`."""
+        return FileRows(self.path, self.delimiter, self.skip_rows, kept if self.kept is None else self.kept.gather(kept))
+
+
+def _data_records(rows: FileRows) -> Iterator[tuple[int, list[str]]]:
+    """The records of a CSV file after its header that hold a value, each with the file line it starts on (read with
+    Python's csv module, record by record: for messages only)."""
+    with rows.path.open(encoding="utf-8-sig", newline="") as handle:
+        reader = csv.reader(handle, delimiter=rows.delimiter)
+        for _ in range(rows.skip_rows):
+            next(reader, None)
+        start = reader.line_num + 1
+        for record in reader:
+            if any(field.strip() for field in record):
+                yield start, record
+            start = reader.line_num + 1
+
+
+def _data_record_lines(rows: FileRows) -> Iterator[int]:
+    """The file line each record after the header that holds a value starts on. Without quotes, a record is a line:
+    the lines are read as they are, several times faster than records."""
+    if _has_quotes(rows.path):
+        yield from (line for line, _ in _data_records(rows))
+        return
+    with rows.path.open(encoding="utf-8-sig", newline="") as handle:
+        for line, text in enumerate(handle, start=1):
+            if line > rows.skip_rows and text.replace(rows.delimiter, "").strip():
+                yield line
+
+
+def file_rows(path: Path, table: str) -> FileRows:
+    """Where the rows of `table`, read from the CSV file `path`, are in that file (see `FileRows`)."""
+    layout = _csv_layout(Path(path), table)
+    return FileRows(Path(path), layout.delimiter, layout.skip_rows)
+
+
 def _csv_layout(path: Path, table: str) -> _CsvLayout:
     """Read the header line: the column names and the delimiter (Excel's 'sep=X' first line names it;
     otherwise a comma, or ';' or a tab when the header has no comma)."""
@@ -314,16 +404,16 @@ def _csv_layout(path: Path, table: str) -> _CsvLayout:
     return _CsvLayout(header[:named] + unnamed, delimiter, 2 if excel_hint else 1, unnamed)
 
 
-def _drop_unnamed_columns(frame: pl.DataFrame, layout: _CsvLayout, path: Path, table: str) -> pl.DataFrame:
+def _drop_unnamed_columns(frame: pl.DataFrame, layout: _CsvLayout, rows: FileRows, table: str) -> pl.DataFrame:
     """`frame` without the unnamed trailing columns, which must be empty in every row (else InputError)."""
     for name in layout.unnamed:
         holding = frame[name].str.strip_chars().ne("").fill_null(False)
         if holding.any():
             number = layout.header.index(name) + 1
             after = layout.header[len(layout.header) - len(layout.unnamed) - 1]
-            examples = _with_rows(frame.with_columns(frame[name].alias("value")), holding, ["value"])
+            examples = _with_rows(frame.with_columns(frame[name].alias("value")), holding, ["value"], rows)
             what = (
-                f"{path.name}: column {number} (after {after!r}) has no name in the header but holds values"
+                f"{rows.path.name}: column {number} (after {after!r}) has no name in the header but holds values"
             )
             suffix = "; name it in the header, or delete the column"
             raise problem(table, None, what, examples, quote=True, suffix=suffix)
@@ -390,7 +480,8 @@ def _read_csv(path: Path, table: str) -> pl.DataFrame:
         ) from None
     frame = pl.from_arrow(_arrow_timestamps(arrow_table, table))
     assert isinstance(frame, pl.DataFrame)
-    return _drop_blank_rows(_drop_unnamed_columns(frame, layout, path, table))
+    rows = FileRows(path, layout.delimiter, layout.skip_rows)
+    return _drop_unnamed_columns(_drop_blank_rows(frame), layout, rows, table)
 
 
 def _arrow_timestamps(arrow_table: Any, table: str) -> Any:
@@ -454,34 +545,16 @@ def _encoding_error(path: Path, table: str) -> InputError:
 
 
 def _ragged_error(path: Path, table: str, layout: _CsvLayout) -> InputError:
-    """Re-read sequentially to name the rows whose field count differs from the header's (blank lines
-    skipped)."""
-    import pyarrow as pa_arrow
-    import pyarrow.csv as pa_csv
-
-    found: list[dict[str, Any]] = []
-    skip_blank = _skip_blank_row(layout.delimiter)
-
-    def record(row: Any) -> str:
-        if skip_blank(row) == "skip":
-            return "skip"
-        # pyarrow counts the lines before the data (the header, a 'sep=' line) as rows
-        number = row.number - layout.skip_rows if row.number is not None else None
-        found.append({"row": number, "fields": row.actual_columns, "text": row.text})
-        return "error" if len(found) >= 3 else "skip"
-
+    """Re-read the file record by record to name the rows whose field count differs from the header's (lines of only
+    separators skipped), by the file line each starts on."""
     header = layout.header
-    with contextlib.suppress(pa_arrow.ArrowInvalid):  # raised on purpose after the third ragged row
-        pa_csv.read_csv(
-            path,
-            read_options=pa_csv.ReadOptions(
-                column_names=header, skip_rows=layout.skip_rows, use_threads=False
-            ),
-            parse_options=pa_csv.ParseOptions(
-                delimiter=layout.delimiter, newlines_in_values=True, invalid_row_handler=record
-            ),
-            convert_options=pa_csv.ConvertOptions(column_types={name: pa_arrow.string() for name in header}),
-        )
+    found: list[dict[str, Any]] = []
+    with contextlib.suppress(csv.Error, UnicodeDecodeError):
+        for line, fields in _data_records(FileRows(path, layout.delimiter, layout.skip_rows)):
+            if len(fields) != len(header):
+                found.append({"line": line, "fields": len(fields), "text": layout.delimiter.join(fields)})
+                if len(found) == 3:
+                    break
     what = f"ragged rows in {path.name}: the header has {len(header)} fields but"
     if not found:
         return InputError(f"table {table}: {what} some rows do not")
@@ -799,13 +872,15 @@ def coerce_table(
     column_map: Mapping[str, str] | None = None,
     source: str | None = None,
     strip_text: bool = True,
+    rows: FileRows | None = None,
 ) -> pl.DataFrame:
     """Cast a raw table to canonical dtypes, rename and map portal columns and values, add absent optional columns.
 
     Canonical columns come first in schema order; extra columns are kept after them as read. `strip_text` trims
     spaces around text values of canonical columns and refuses ids a spreadsheet rounded to scientific notation
     (CSV exports; typed parquet files are trusted as written). Raises InputError naming the table, the column and
-    example rows when a required column is missing or a value is unreadable.
+    example rows (by their line in the CSV file, with `rows`) when a required column is missing or a value is
+    unreadable.
     """
     spec = TABLES[table]
     source = source or f"the {table} table"
@@ -841,8 +916,10 @@ def coerce_table(
                 values, bad, what = _convert(raw, column, spreadsheet_ids=strip_text)
         if bad is not None and bool(bad.any()):
             count = int(bad.sum())
-            examples = _with_rows(frame.with_columns(raw), bad, [column.name])
-            raise problem(table, column.name, f"{count:,} value(s) {what}", examples, quote=True)
+            examples = _with_rows(frame.with_columns(raw), bad, [column.name], rows)
+            raise problem(
+                table, column.name, f"{count:,} value(s) {what}", examples, quote=True, file=_file_name(rows)
+            )
         if column.default is not None:
             values = values.fill_null(column.default)
         columns.append(values.alias(column.name))
@@ -1024,7 +1101,9 @@ def _relational_checks(table: str, name: str) -> list[pa.Check]:
 # ------------------------------------------------------------------------------------------------ validation
 
 
-def _describe_failure(table: str, frame: pl.DataFrame, cases: pl.DataFrame) -> InputError:
+def _describe_failure(
+    table: str, frame: pl.DataFrame, cases: pl.DataFrame, rows: FileRows | None = None
+) -> InputError:
     """Turn the first failed (column, check) of a pandera failure-case frame into one InputError."""
     spec = TABLES[table]
     order = {name: i for i, name in enumerate(spec.column_names)}
@@ -1071,8 +1150,8 @@ def _describe_failure(table: str, frame: pl.DataFrame, cases: pl.DataFrame) -> I
         mask = pl.int_range(pl.len()).is_in(indexes.implode())
         what = f"{check} failed"
         show = [*key, column]
-    examples = _with_rows(frame, mask, show)
-    return problem(table, column, what, examples, suffix=suffix)
+    examples = _with_rows(frame, mask, show, rows)
+    return problem(table, column, what, examples, suffix=suffix, file=_file_name(rows))
 
 
 def _several_ids_hint(frame: pl.DataFrame, unknown: pl.Expr, column: str, target_table: str) -> str:
@@ -1091,8 +1170,10 @@ def validate_table(
     frame: pl.DataFrame,
     created_at: datetime | None = None,
     known_ids: Mapping[str, pl.Series] | None = None,
+    rows: FileRows | None = None,
 ) -> None:
-    """Validate one coerced table with its pandera schema; raise the first problem as an InputError."""
+    """Validate one coerced table with its pandera schema; raise the first problem as an InputError (naming rows by
+    their line in the CSV file, with `rows`)."""
     import pandera.errors
 
     if table in NON_EMPTY_TABLES and frame.height == 0:
@@ -1102,7 +1183,7 @@ def validate_table(
     try:
         schema.validate(frame, lazy=True)
     except pandera.errors.SchemaErrors as exc:
-        raise _describe_failure(table, frame, exc.failure_cases) from None
+        raise _describe_failure(table, frame, exc.failure_cases, rows) from None
     except pandera.errors.SchemaError as exc:  # a check that could not run at all
         column = getattr(getattr(exc, "schema", None), "name", None)
         reason = str(exc).strip().splitlines()[0][:120]
@@ -1138,21 +1219,27 @@ def check_core_events(usage_events: pl.DataFrame, manifest: Manifest) -> None:
         )
 
 
-def drop_repeated_rows(frame: pl.DataFrame, table: str) -> pl.DataFrame:
+def drop_repeated_rows(
+    frame: pl.DataFrame, table: str, rows: FileRows | None = None
+) -> tuple[pl.DataFrame, FileRows | None]:
     """`frame` with rows that repeat another row exactly, every column alike, kept once (an export that lists a
     record twice), with a warning counting them; rows sharing a key but differing elsewhere are left for the key
-    check to refuse. Only tables with a key: two equal usage events may both have happened."""
+    check to refuse. Only tables with a key: two equal usage events may both have happened. Returns the frame and
+    `rows` (where the rows are in the CSV file) updated for the rows dropped."""
     key = TABLES[table].primary_key
     if not key or key not in frame.columns or not frame[key].is_duplicated().any():
-        return frame
-    once = frame.unique(maintain_order=True)
+        return frame, rows
+    first = frame.select(pl.struct(pl.all()).is_first_distinct()).to_series()
+    once = frame.filter(first)
     if once.height < frame.height:
         warnings.warn(
             f"table {table}: {frame.height - once.height:,} row(s) repeat another row exactly (a record the export "
             f"lists twice, e.g. {key}={frame.filter(frame.is_duplicated())[key][0]}); each is read once",
             UserWarning, stacklevel=3,
         )
-    return once
+        if rows is not None:
+            rows = rows.keeping(first.arg_true())
+    return once, rows
 
 
 def clear_unknown_contacts(tables: dict[str, pl.DataFrame]) -> dict[str, pl.DataFrame]:
@@ -1179,25 +1266,32 @@ def clear_unknown_contacts(tables: dict[str, pl.DataFrame]) -> dict[str, pl.Data
     return cleared
 
 
-def warn_unknown_contacts(cleared: Mapping[str, pl.DataFrame]) -> None:
-    """One warning per table of `clear_unknown_contacts`'s result: how many rows lost their contact, and examples."""
+def warn_unknown_contacts(
+    cleared: Mapping[str, pl.DataFrame], file_rows: Mapping[str, FileRows] | None = None
+) -> None:
+    """One warning per table of `clear_unknown_contacts`'s result: how many rows lost their contact, and examples (by
+    their line in the CSV file, for tables in `file_rows`)."""
     for table, rows in cleared.items():
+        where = (file_rows or {}).get(table)
         warnings.warn(
             str(problem(table, "contact_id", f"{rows.height:,} row(s) name a contact not in contacts (deleted since, "
                         "or not exported); their contact is left empty and they still count for their company",
-                        rows.head(3))),
+                        at_file_lines(rows.head(3), where), file=_file_name(where))),
             UserWarning, stacklevel=3,
         )
 
 
-def validate_tables(tables: Mapping[str, pl.DataFrame], manifest: Manifest) -> None:
-    """Validate every canonical table and the references between them; raise the first problem found."""
+def validate_tables(
+    tables: Mapping[str, pl.DataFrame], manifest: Manifest, file_rows: Mapping[str, FileRows] | None = None
+) -> None:
+    """Validate every canonical table and the references between them; raise the first problem found (naming rows
+    by their line in the CSV file, for tables in `file_rows`)."""
     missing = [t for t in TABLES if t not in tables]
     if missing:
         raise InputError(f"table {missing[0]}: missing from the snapshot")
     known: dict[str, pl.Series] = {}
     for table in TABLES:
-        validate_table(table, tables[table], manifest.created_at, known)
+        validate_table(table, tables[table], manifest.created_at, known, (file_rows or {}).get(table))
         if table == "companies":
             known["company_id"] = tables[table]["company_id"].unique().implode()
     check_core_events(tables["usage_events"], manifest)
@@ -1205,7 +1299,7 @@ def validate_tables(tables: Mapping[str, pl.DataFrame], manifest: Manifest) -> N
 
 def validate_snapshot(snapshot: Snapshot) -> None:
     """Check a loaded snapshot; raise InputError naming table, column and example rows on the first problem."""
-    validate_tables(snapshot.tables, snapshot.manifest)
+    validate_tables(snapshot.tables, snapshot.manifest, snapshot.file_rows)
 
 
 def cli_validate(args: Any) -> int:
@@ -1219,10 +1313,13 @@ def cli_validate(args: Any) -> int:
 
 
 __all__ = [
+    "FileRows",
     "PortalMapping",
+    "at_file_lines",
     "check_core_events",
     "clear_unknown_contacts",
     "drop_repeated_rows",
+    "file_rows",
     "warn_unknown_contacts",
     "missing_events",
     "most_frequent_events",
