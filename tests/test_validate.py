@@ -280,6 +280,14 @@ CORRUPTIONS: dict[str, Corruption] = {
         with_csv_text("usage_events", replace_field(2, 1, "1.23457E+10")),
         ("table usage_events", "column user_id", "'1.23457E+10'", "line=3", "scientific notation", "as text"),
     ),
+    "deal id rounded by a spreadsheet with a decimal comma": Corruption(
+        with_csv_text("deals", replace_field(2, 0, '"9,87654E+11"')),
+        ("table deals", "column deal_id", "'9,87654E+11'", "line=3", "scientific notation"),
+    ),
+    "owner id in scientific notation without a plus sign": Corruption(
+        with_csv_text("companies", replace_field(3, 6, "9.1e11")),
+        ("table companies", "column cs_owner_id", "'9.1e11'", "line=4", "scientific notation"),
+    ),
     "deal id rounded by a spreadsheet": Corruption(
         with_csv_text("deals", replace_field(3, 0, "9.87654E+11")),
         ("table deals", "column deal_id", "'9.87654E+11'", "line=4", "scientific notation"),

@@ -83,8 +83,9 @@ _TIMESTAMP_PATTERN = (
     r"(?:[T ](?P<hm>\d{1,2}:\d{2})(?P<sec>:\d{2})?(?P<frac>[.,]\d+)?)?"
     r"\s*(?P<offset>Z|UTC|GMT|[+-]\d{2}(?::?\d{2})?)?$"
 )
-# A number as a spreadsheet shows it in scientific notation (1.23457E+10): the digits of an id are lost.
-_SCIENTIFIC_ID_PATTERN = r"^\d(?:\.\d+)?[eE]\+\d+$"
+# A number as a spreadsheet shows it in scientific notation (1.23457E+10, or 1,23457E+10 in locales with a decimal
+# comma; 1.23457e10 from other tools): the digits of an id are lost. A short id such as '1e10' is a hex id, not one.
+_SCIENTIFIC_ID_PATTERN = r"^\d(?:[.,]\d+[eE]\+?|[eE]\+)\d+$"
 _SCIENTIFIC_ID_PROBLEM = (
     "in scientific notation: a spreadsheet rounded these ids; format the column as text and export it again"
 )
