@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -881,6 +882,23 @@ def test_numbers_as_spreadsheets_format_them_are_read(arr: list[str], seats: lis
 
     assert deals["arr"].to_list() == [24000.0, 26000.5, 90000.0, 3000.0]
     assert deals["seats"].to_list() == [20, 1080, 80, 3]
+
+
+def test_headers_with_a_currency_or_utc_unit_name_their_column(tmp_path: Path) -> None:
+    """'ARR (USD)', 'Term End [UTC]' name arr and term_end; a unit that changes the values is not read as one."""
+    header = "Deal ID,Company ID,Deal Type,Stage,Term Start (UTC),Term End [UTC],Close Date,ARR (USD),Seats"
+    with_csv_text("deals", lambda lines: [header, *lines[1:]])(tmp_path / "s")
+
+    deals = load_snapshot(tmp_path / "s")["deals"]
+
+    assert deals.equals(build_tables()["deals"])
+    for unit, column, renamed in (
+        ("ARR (k)", "arr", header.replace("ARR (USD)", "ARR (k)")),
+        ("Close Date (CET)", "close_date", header.replace("Close Date", "Close Date (CET)")),
+    ):
+        edit_csv_text(tmp_path / "s", "deals", lambda lines, h=renamed: [h, *lines[1:]])
+        with pytest.raises(InputError, match=rf"column {column}: required column missing.*{re.escape(repr(unit))} has a unit"):
+            load_snapshot(tmp_path / "s")
 
 
 def test_spreadsheet_words_for_no_value_are_empty_in_typed_columns(tmp_path: Path) -> None:

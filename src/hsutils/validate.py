@@ -103,6 +103,10 @@ _ACCOUNTING_ZERO = "-"
 _POINT_DECIMAL_NUMBER = r"^[+-]?(?:\d{1,3}(?:[,\s]\d{3})+|\d+)(?:\.\d+)?$"
 _COMMA_DECIMAL_NUMBER = r"^[+-]?(?:\d{1,3}(?:[.\s]\d{3})+|\d+)(?:,\d+)?$"
 _NUMBER_ADVICE = "save the column as plain numbers, e.g. 1200.5"
+# A unit at the end of a header, 'ARR (USD)', 'Close Date [UTC]': a currency for amounts, UTC for timestamps.
+_HEADER_UNIT_PATTERN = r"(?P<name>.*?\S)\s*[(\[]\s*(?P<unit>[^()\[\]]+?)\s*[)\]]"
+_CURRENCY_UNIT_PATTERN = r"[A-Z]{3}|[$€£¥]"
+_UTC_UNITS = ("UTC", "GMT", "Z", "utc")
 # Dates as spreadsheets write them: month-first (11/23/2025 14:05, US) or day-first (23.11.2025, 23/11/2025,
 # 23-11-2025), with a 24- or 12-hour time (11/23/2025 2:05 PM). Its first two parts are read to tell the column's
 # order (see `_spreadsheet_dates`). A two-digit year (11/23/25: 1925 or 2025?) is refused, never guessed.
@@ -847,6 +851,24 @@ def _canonical_name(name: str) -> str:
     return "_".join(name.replace("-", " ").split()).lower()
 
 
+def _without_unit(name: str, table: str) -> str:
+    """A header without the unit it ends with, when the unit fits the canonical column it then names: a currency for
+    a number column ('ARR (USD)', 'ARR [€]' -> 'ARR'), UTC for a timestamp column ('Created At (UTC)'). Another unit,
+    one that scales the values ('ARR (k)') or another time zone ('Created At (CET)'), is kept: the header then names
+    no canonical column, and a required one is reported missing."""
+    match = re.fullmatch(_HEADER_UNIT_PATTERN, name.strip())
+    if match is None:
+        return name
+    base, unit = match["name"], match["unit"]
+    spec = TABLES[table]
+    if _canonical_name(base) not in spec.column_names:
+        return name
+    kind = spec.column(_canonical_name(base)).kind
+    if kind == "float" and re.fullmatch(_CURRENCY_UNIT_PATTERN, unit) or kind == "datetime" and unit in _UTC_UNITS:
+        return base
+    return name
+
+
 def _rename_columns(
     frame: pl.DataFrame, table: str, column_map: Mapping[str, str], source: str
 ) -> pl.DataFrame:
@@ -856,7 +878,7 @@ def _rename_columns(
     targets = [renames.get(c, c) for c in frame.columns]
     canonical = set(TABLES[table].column_names)
     for c, target in zip(frame.columns, targets, strict=True):
-        loose = _canonical_name(target)
+        loose = _canonical_name(_without_unit(target, table))
         if target not in canonical and loose in canonical and loose not in targets:
             renames[c] = loose
     targets = [renames.get(c, c) for c in frame.columns]
@@ -895,6 +917,15 @@ def coerce_table(
             if frame.width == 1 and any(s in frame.columns[0] for s in ";\t|")
             else ""
         )
+        with_unit = [
+            c for c in frame.columns
+            if (unit := re.fullmatch(_HEADER_UNIT_PATTERN, c.strip())) and _canonical_name(unit["name"]) == missing[0]
+        ]
+        if with_unit:
+            hint = (
+                f"; {with_unit[0]!r} has a unit that is not read (amounts may name a currency, timestamps UTC): "
+                f"convert its values and name it {missing[0]}"
+            )
         raise InputError(
             f"table {table}, column {missing[0]}: required column missing from {source} (columns found: {found}){hint}"
         )
