@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -902,7 +903,8 @@ def test_headers_with_a_currency_or_utc_unit_name_their_column(tmp_path: Path) -
 
 
 def test_spreadsheet_words_for_no_value_are_empty_in_typed_columns(tmp_path: Path) -> None:
-    """'N/A', '#N/A' (Excel's lookup miss), 'null', 'None' in a number, date or yes/no column mean no value."""
+    """'N/A', '#N/A' (Excel's lookup miss), 'null', 'None' in a number, date, yes/no or optional id or enum column
+    mean no value."""
     write_tiny_snapshot(tmp_path / "s", fmt="csv")
     tickets = (
         "ticket_id,company_id,contact_id,created_at,closed_at,priority,sentiment,escalated,csat\n"
@@ -914,13 +916,22 @@ def test_spreadsheet_words_for_no_value_are_empty_in_typed_columns(tmp_path: Pat
     engagements = (tmp_path / "s" / "engagements.csv").read_text(encoding="utf-8").replace(",,,", ",#N/A,NULL,")
     (tmp_path / "s" / "engagements.csv").write_text(engagements, encoding="utf-8")
 
-    with pytest.warns(UserWarning, match="contact_id=N/A"):  # an id column keeps its text
+    companies = (tmp_path / "s" / "companies.csv").read_text(encoding="utf-8").replace(",9002,", ",#N/A,")
+    (tmp_path / "s" / "companies.csv").write_text(companies, encoding="utf-8")
+    meetings = (tmp_path / "s" / "engagements.csv").read_text(encoding="utf-8").replace(",qbr", ",N/A")
+    (tmp_path / "s" / "engagements.csv").write_text(meetings, encoding="utf-8")
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no warning of a contact 'N/A' that is not in contacts
         snapshot = load_snapshot(tmp_path / "s")
 
     assert snapshot["tickets"]["closed_at"].to_list() == [None, None, ts("2025-07-20T12:00:00")]
     assert snapshot["tickets"]["csat"].to_list() == [None, None, 5]
     assert snapshot["engagements"]["opened"].null_count() == 3
     assert snapshot["engagements"]["replied"].null_count() == 3
+    assert snapshot["tickets"]["contact_id"].to_list() == [None, None, "504"]
+    assert snapshot["companies"]["cs_owner_id"].to_list() == ["9001", None, None]
+    assert snapshot["engagements"]["meeting_kind"].null_count() == 4
 
 
 def test_accounting_dash_is_zero_in_number_columns_and_stays_text_elsewhere(tmp_path: Path) -> None:
@@ -973,8 +984,6 @@ def test_yes_no_words_of_exports_and_check_boxes_are_read(tmp_path: Path) -> Non
 
 @pytest.mark.parametrize("inside", [True, False])
 def test_warnings_of_the_package_and_its_subpackages_are_one_plain_line(inside: bool, monkeypatch, capsys) -> None:
-    import warnings
-
     from hsutils import cli
 
     where = cli.PACKAGE_DIR / "hubspot" / "pull.py" if inside else Path("/elsewhere/their_script.py")

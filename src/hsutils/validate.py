@@ -13,7 +13,7 @@ A snapshot table goes through four steps on every load:
    `11/23/2025 2:05 PM` or day-first `23.11.2025`, `23-11-2025 14:05` (naive = UTC) when a day above 12 shows the
    column's order (a two-digit year is refused); booleans true/false, yes/no, y/n, on/off, 1/0, ✓/✗; numbers as
    spreadsheets format them (`$1,200.50`, `USD 1,200`, `1.200,50 €`, `1 200`, `(1,200)` or `(USD 1,200)` negative, `-` zero; see
-   `_formatted_numbers`); N/A, #N/A, null, None are empty in number, date and yes/no columns; ids stay text
+   `_formatted_numbers`); N/A, #N/A, null, None are empty in number, date, yes/no and optional id and enum columns; ids stay text
    (one a spreadsheet rounded to scientific notation, 1.23457E+10, is refused). A value that cannot be read raises
    `InputError` showing the raw text and its row. Then a CSV row that repeats another exactly is read once
    (`drop_repeated_rows`), and a contact_id that names no contact (one deleted since the activity) is emptied,
@@ -58,7 +58,7 @@ TRUE_WORDS = ("true", "t", "yes", "y", "on", "1", "1.0", "✓", "✔")
 FALSE_WORDS = ("false", "f", "no", "n", "off", "0", "0.0", "✗", "✘")
 _BOOL_ADVICE = "not a boolean (true/false, yes/no, y/n, on/off, 1/0, ✓/✗)"
 # What spreadsheets and exports write for no value (#N/A: Excel's lookup miss); read as empty in number, date and
-# yes/no columns, where they cannot be a value. Not '-': Excel's accounting format shows zero as '-'.
+# yes/no columns, and in optional id and enum columns, where they cannot be a value. Not '-': Excel's accounting format shows zero as '-'.
 NO_VALUE_WORDS = ("n/a", "#n/a", "na", "null", "none", "nan")
 
 # Tables that must hold at least one row; the others may legitimately be empty (a portal without surveys).
@@ -833,6 +833,15 @@ def _convert(
     raise ValueError(f"unknown column kind {kind!r}")
 
 
+def _without_no_value_words(series: pl.Series) -> pl.Series:
+    """`series` with the words spreadsheets write for no value (N/A, #N/A, null, ...) as nulls; the same series
+    when it holds none."""
+    no_value = series.cast(pl.String).str.to_lowercase().is_in(NO_VALUE_WORDS)
+    if not no_value.any():
+        return series
+    return pl.select(pl.when(no_value).then(None).otherwise(series)).to_series().alias(series.name)
+
+
 def _apply_value_map(series: pl.Series, pairs: Mapping[str, str | None]) -> pl.Series:
     """Replace portal values by canonical ones, matching case- and whitespace-insensitively."""
     keys = {_normal_key(k): v for k, v in pairs.items()}
@@ -940,11 +949,13 @@ def coerce_table(
             raw = raw.str.strip_chars()
         if column.name in value_map:
             raw = _apply_value_map(raw, value_map[column.name])
+        if column.nullable and column.kind in ("id", "enum") and raw.dtype == pl.String:
+            raw = _without_no_value_words(raw)  # no id or allowed value is 'N/A'
         values, bad, what = _convert(raw, column, spreadsheet_ids=strip_text)
         if bad is not None and bool(bad.any()) and column.kind in ("int", "float", "bool", "datetime"):
-            no_value = raw.cast(pl.String).str.to_lowercase().is_in(NO_VALUE_WORDS)
-            if no_value.any():
-                raw = pl.select(pl.when(no_value).then(None).otherwise(raw)).to_series().alias(column.name)
+            read = _without_no_value_words(raw)
+            if read is not raw:
+                raw = read
                 values, bad, what = _convert(raw, column, spreadsheet_ids=strip_text)
         if bad is not None and bool(bad.any()):
             count = int(bad.sum())
