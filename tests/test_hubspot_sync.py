@@ -1321,3 +1321,33 @@ def test_a_host_that_is_not_an_http_url_is_one_line_exit_2_at_once(host, tmp_pat
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "is not an http(s) URL" in err and repr(host) in err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_host_where_nothing_listens_fails_within_seconds_and_a_server_that_answered_keeps_its_retries(
+        tmp_path, capsys, monkeypatch):
+    """Connection refused at the first request is a wrong --host far more often than an outage: the pull fails in
+    about a second with one line (it took 90 s of connect retries), while a server that has answered once keeps the
+    full connect retries (a blip in the middle of a long pull)."""
+    import socket
+    import time
+
+    from hsutils.cli import main
+    from hsutils.hubspot.client import Connection
+
+    with socket.socket() as free:  # a port nothing listens on
+        free.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{free.getsockname()[1]}"
+    for answered, retries in ((False, 2), (True, 8)):
+        conn = Connection(host=url, token="good-token", rate=None, backoff=0.001)
+        conn.stats.answered = answered
+        with pytest.raises(HubSpotError, match="did not answer after retries"):
+            conn.call("read companies properties", conn.api("crm.properties.core_api").get_all, "companies")
+        assert conn.stats.retries["connection"] == retries
+
+    monkeypatch.setenv("HUBSPOT_ACCESS_TOKEN", "good-token")
+    started = time.perf_counter()
+    assert main(["pull", "--out", str(tmp_path / "pulled"), "--host", url, "--quiet"]) == 2
+    assert time.perf_counter() - started < 10
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "nothing answered at that address; check --host" in err
+    assert list(tmp_path.iterdir()) == []

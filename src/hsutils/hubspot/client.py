@@ -6,7 +6,9 @@ Every call goes through the official `hubspot-api-client`. The factory plugs two
 - a urllib3 `Retry` that retries 429 and 5xx for every method, POST included (`allowed_methods=None`), with
   exponential backoff and respect for `Retry-After` up to `MAX_WAIT_SECONDS`. An answer asking for a longer wait
   (HubSpot's daily limit spent, a long outage) is not slept through: the call stops with a one-line error saying
-  how long HubSpot asked to wait, so an unattended run ends instead of hanging for hours.
+  how long HubSpot asked to wait, so an unattended run ends instead of hanging for hours. Until the server has
+  answered once, a connection that fails (refused, unknown host, connect timeout) is retried only
+  `FIRST_CONNECT_RETRIES` times: at the first request that is a wrong --host far more often than an outage.
 Errors become `HubSpotError` (an InputError: one line, exit 2) with the access token scrubbed from the text.
 """
 
@@ -43,6 +45,10 @@ RETRY_STATUSES = (429, 500, 502, 503, 504)
 # the longest Retry-After slept through: HubSpot's windows are 1 s (search) and 10 s, so a longer ask is the daily
 # limit or an outage, which a run should not wait out asleep
 MAX_WAIT_SECONDS = 120.0
+# connect retries before the server has answered once (then `retries`, 8 by default): a refused first connection
+# fails in about a second instead of after 90 s of backoff
+FIRST_CONNECT_RETRIES = 2
+CONNECT_TIMEOUT_SECONDS = 10.0  # seconds to open a connection (reading an answer may take `timeout`)
 DAILY_REMAINING_HEADER = "X-HubSpot-RateLimit-Daily-Remaining"
 
 
@@ -125,10 +131,12 @@ class RateLimiter:
 
 @dataclass
 class Stats:
-    """What the client did: HTTP attempts per operation, retries per status."""
+    """What the client did: HTTP attempts per operation, retries per status, and whether the server answered
+    any request yet (an error status is an answer too)."""
 
     attempts: Counter = field(default_factory=Counter)
     retries: Counter = field(default_factory=Counter)
+    answered: bool = False
 
     @property
     def requests(self) -> int:
@@ -171,20 +179,29 @@ def too_long_to_wait(status: int | None, headers: Mapping[str, str] | None, body
 
 
 class LimitedRetry(Retry):
-    """urllib3 Retry that passes every retry attempt through the rate limiter and counts it, and gives an answer
-    asking for a wait longer than `max_wait` back at once instead of sleeping through it."""
+    """urllib3 Retry that passes every retry attempt through the rate limiter and counts it, gives an answer
+    asking for a wait longer than `max_wait` back at once instead of sleeping through it, and retries a failed
+    connection only `first_connect` times while the server has not answered any request (`stats.answered`)."""
 
     limiter: RateLimiter | None = None
     stats: Stats | None = None
     max_wait: float = MAX_WAIT_SECONDS
+    first_connect: int = FIRST_CONNECT_RETRIES
 
     def new(self, **kw: Any) -> LimitedRetry:
         retry = super().new(**kw)
         retry.limiter, retry.stats, retry.max_wait = self.limiter, self.stats, self.max_wait
+        retry.first_connect = self.first_connect
         return retry
 
     def increment(self, method: str | None = None, url: str | None = None, response: Any = None,
                   error: Exception | None = None, _pool: Any = None, _stacktrace: Any = None) -> LimitedRetry:
+        if response is not None and self.stats is not None:
+            self.stats.answered = True
+        if error is not None and self._is_connection_error(error) and not (self.stats and self.stats.answered):
+            failed = sum(1 for h in self.history if h.error is not None and self._is_connection_error(h.error))
+            if failed >= self.first_connect:
+                raise MaxRetryError(_pool, url, error) from error
         if response is not None:
             body = parse_error_body(response.data) if response.status == 429 else {}  # read once, kept for the caller
             if too_long_to_wait(response.status, response.headers, body, self.max_wait):
@@ -208,7 +225,8 @@ class LimitedRetry(Retry):
 def make_retry(limiter: RateLimiter | None, stats: Stats | None, total: int = 8, backoff: float = 0.5,
                max_wait: float = MAX_WAIT_SECONDS) -> Retry:
     """Retry 429 and 5xx for every method (POST too), honouring Retry-After up to `max_wait` seconds, then give the
-    last answer back (at once when the server asks for a longer wait)."""
+    last answer back (at once when the server asks for a longer wait); retry a failed connection `total` times once
+    the server has answered, `FIRST_CONNECT_RETRIES` times before."""
     retry = LimitedRetry(
         total=total,
         connect=total,
@@ -222,6 +240,7 @@ def make_retry(limiter: RateLimiter | None, stats: Stats | None, total: int = 8,
         raise_on_status=False,
     )
     retry.limiter, retry.stats, retry.max_wait = limiter, stats, max_wait
+    retry.first_connect = min(FIRST_CONNECT_RETRIES, total)
     return retry
 
 
@@ -263,8 +282,14 @@ class Connection:
                 limiter.acquire()
                 stats.attempts[f"{method} {_route(url)}"] += 1
                 if kwargs.get("_request_timeout") is None:
-                    kwargs["_request_timeout"] = timeout
-                return original(method, url, *args, **kwargs)
+                    kwargs["_request_timeout"] = (min(CONNECT_TIMEOUT_SECONDS, timeout), timeout)
+                try:
+                    response = original(method, url, *args, **kwargs)
+                except Exception as exc:
+                    stats.answered = stats.answered or _is_api_exception(exc)  # an error status is an answer
+                    raise
+                stats.answered = True
+                return response
 
             rest.request = limited
             return api
@@ -288,8 +313,10 @@ class Connection:
             return func(*args, **kwargs)
         except urllib3.exceptions.MaxRetryError as exc:
             reason = getattr(exc, "reason", None)
+            hint = "" if self.stats.answered else ": nothing answered at that address; check --host and the network"
             raise HubSpotError(scrub(f"{what}: HubSpot at {self.host} did not answer after retries "
-                                     f"({type(reason).__name__ if reason else 'MaxRetryError'})", self._token)) from None
+                                     f"({type(reason).__name__ if reason else 'MaxRetryError'}){hint}",
+                                     self._token)) from None
         except urllib3.exceptions.HTTPError as exc:
             raise HubSpotError(scrub(f"{what}: connection to {self.host} failed ({type(exc).__name__})",
                                      self._token)) from None
