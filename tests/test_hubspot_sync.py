@@ -262,7 +262,7 @@ def test_requests_equal_the_minimum(tmp_path):
         assert sandbox.counts["POST /crm/v4/associations/{from}/{to}/batch/read"] == math.ceil(n / 1000)
         assert sandbox.counts["GET /crm/v3/properties/{type}"] == 9
         assert sandbox.counts["GET /crm/v4/associations/{from}/{to}/labels"] == 1
-        assert sandbox.counts["GET /crm/v3/owners"] == 1
+        assert sandbox.counts["GET /crm/v3/owners"] == 2  # active owners, then deactivated ones
         sandbox.reset_counts()
         push(model, tmp_path / "scores.parquet", host=sandbox.url, token=sandbox.token, apply=True,
              audit=tmp_path / "audit.csv", **FAST)
@@ -1263,22 +1263,46 @@ def test_association_answers_as_hubspot_v4_sends_them(shape, snapshot, config, u
     assert not result.skipped
 
 
-def test_owners_without_email_archived_or_sparse_are_read(config, tmp_path):
-    """Owners as HubSpot lists them: one without an email (a queue or an unverified user), deactivated ones
-    (archived), one with fewer fields: the pull reads them all, and no company's owner is reported unknown."""
+def test_owners_without_email_or_sparse_are_read(config, tmp_path):
+    """Owners as HubSpot lists them: one without an email (a queue or an unverified user), one with fewer fields:
+    the pull reads them all, and no company's owner is reported unknown."""
     tables = companies_only(6)
 
     def owners(params, answer):
-        answer["results"][0]["email"] = None
-        for key in ("createdAt", "updatedAt", "firstName", "teams"):
-            answer["results"][1].pop(key, None)
-        answer["results"].append({"id": "777", "email": None, "archived": True, "type": "PERSON",
-                                  "userIdIncludingInactive": 9001})
+        if answer["results"]:
+            answer["results"][0]["email"] = None
+            for key in ("createdAt", "updatedAt", "firstName", "lastName", "teams", "userId"):
+                answer["results"][-1].pop(key, None)
 
     result = pull_from(seed_portal(tables, config), config, usage_file(tables, tmp_path), tmp_path,
                        edits={"_owners": owners})
-    assert load_snapshot(tmp_path / "pulled").manifest.extra["hubspot"]["owners"] == 3
-    assert not [w for w in result.warnings if "owner" in w]
+    assert load_snapshot(tmp_path / "pulled").manifest.extra["hubspot"]["owners"] == 2
+    assert not [w for w in result.warnings if "owner" in w] and not result.notes
+
+
+def test_deactivated_owners_are_read_and_only_ids_that_are_no_owner_warn(config, tmp_path):
+    """A CS owner who left the firm is a deactivated owner, which HubSpot lists only with archived=true: the pull
+    reads those too, so their companies raise no "not an owner" warning; the summary notes, in one line, the
+    deactivated owners who still own companies (accounts nobody looks after). An id that is no owner at all (a
+    property holding names, say) still warns."""
+    tables = companies_only(6)
+    tables["companies"] = tables["companies"].with_columns(
+        pl.when(pl.int_range(pl.len()) < 2).then(pl.lit("502")).otherwise(pl.col("cs_owner_id")).alias("cs_owner_id"),
+        pl.when(pl.int_range(pl.len()) == 5).then(pl.lit("Jane Doe")).otherwise(pl.col("ae_owner_id"))
+        .alias("ae_owner_id"))
+    portal = seed_portal(tables, config)
+    portal.owners = [o for o in portal.owners if o["id"] != "Jane Doe"]
+    portal.deactivate_owner("502")
+    result = pull_from(portal, config, usage_file(tables, tmp_path), tmp_path)
+
+    hubspot = load_snapshot(tmp_path / "pulled").manifest.extra["hubspot"]
+    assert (hubspot["owners"], hubspot["deactivated_owners"], hubspot["deactivated_company_owners"]) == (2, 1, ["502"])
+    assert [w for w in result.warnings if "owner" in w] == [
+        "1 owner id(s) on companies are no portal owner, active or deactivated, e.g. Jane Doe: check that the owner "
+        "properties in --config hold owner ids"]
+    assert result.notes == ["1 deactivated owner(s) (users who left) still own 2 companies as CS or AE owner: "
+                            "reassign them in HubSpot"]
+    assert "  note: 1 deactivated owner(s)" in result.summary()
 
 
 @pytest.mark.parametrize("export", ["csv", "parquet int64"])

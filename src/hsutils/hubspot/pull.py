@@ -19,6 +19,7 @@ import shutil
 import sys
 import time
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -188,6 +189,7 @@ class PullResult:
     seconds: float
     resumed: bool
     warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # findings about the portal itself, not about the pull
 
     def summary(self) -> str:
         rows = ", ".join(f"{t} {n:,}" for t, n in self.rows.items())
@@ -196,6 +198,7 @@ class PullResult:
                  + (" (resumed from checkpoint)" if self.resumed else "")]
         lines += [f"  skipped {n:,}: {reason}" for reason, n in sorted(self.skipped.items())]
         lines += [f"  warning: {w}" for w in self.warnings]
+        lines += [f"  note: {n}" for n in self.notes]
         return "\n".join(lines)
 
 
@@ -215,27 +218,18 @@ class Reader:
         """Every record of `object_type` with `properties`, 100 a page, resumable; archived records (the recycle
         bin) are left out and counted."""
         api = self.conn.api(LIST_API.get(object_type, "crm.objects.basic_api"))
-        generic = object_type not in LIST_API
-        records: dict[str, dict[str, Any]] = {}
-        after: str | None = None
-        n = 0
+        args = (object_type,) if object_type not in LIST_API else ()
+
+        def fetch(after: str | None) -> dict[str, Any]:
+            page = self.conn.call_json(f"list {object_type}", api.get_page, *args, limit=PAGE_SIZE, after=after,
+                                       properties=properties, archived=False)
+            return {"results": [{"id": str(r["id"]), "properties": r.get("properties") or {},
+                                 "createdAt": r.get("createdAt"), "archived": r.get("archived") is True}
+                                for r in page.get("results") or []],
+                    "next": _next_after(page)}
+
         with self._bar(f"{object_type:>20}") as bar:
-            while True:
-                saved = self.ckpt.load(f"objects-{object_type}", n)
-                if saved is None:
-                    kwargs = {"limit": PAGE_SIZE, "after": after, "properties": properties, "archived": False}
-                    args = (object_type,) if generic else ()
-                    page = self.conn.call_json(f"list {object_type}", api.get_page, *args, **kwargs)
-                    saved = {"results": [{"id": str(r["id"]), "properties": r.get("properties") or {},
-                                          "createdAt": r.get("createdAt"), "archived": r.get("archived") is True}
-                                         for r in page.get("results") or []],
-                             "next": ((page.get("paging") or {}).get("next") or {}).get("after")}
-                    self.ckpt.save(f"objects-{object_type}", n, saved)
-                added = _add_page(records, saved["results"])
-                bar.update(added)
-                after, n = saved["next"], n + 1
-                if not after or not added:
-                    break
+            records = self._paged(f"objects-{object_type}", fetch, bar)
         archived = [r for r in records.values() if r.get("archived")]
         if archived:
             self.skipped[f"{object_type} archived in HubSpot (left out)"] += len(archived)
@@ -283,7 +277,7 @@ class Reader:
                     out[from_id].append([str(item["toObjectId"]),
                                          [[t.get("typeId"), t.get("label"), t.get("category")]
                                           for t in item.get("associationTypes") or []]])
-                after = ((result.get("paging") or {}).get("next") or {}).get("after")
+                after = _next_after(result)
                 if after:
                     pending.append((from_id, after))
             retry = []
@@ -299,21 +293,40 @@ class Reader:
                                    f"e.g. {', '.join(retry[:3])}")
         return dict(out)
 
-    def owners(self) -> list[dict[str, Any]]:
-        api = self.conn.api("crm.owners.owners_api")
-        owners: dict[str, dict[str, Any]] = {}
-        after, n = None, 0
+    def _paged(self, kind: str, fetch: Callable[[str | None], dict[str, Any]],
+               bar: tqdm | None = None) -> dict[str, dict[str, Any]]:
+        """Records by id of a cursor-paged list: each page from the checkpoint, else `fetch(after)` ({"results":
+        [...], "next": cursor}) saved to it; up to the last page, or one adding no record not read before."""
+        records: dict[str, dict[str, Any]] = {}
+        after: str | None = None
+        n = 0
         while True:
-            saved = self.ckpt.load("owners", n)
+            saved = self.ckpt.load(kind, n)
             if saved is None:
-                page = self.conn.call("list owners", api.get_page, limit=PAGE_SIZE, after=after, archived=False)
-                saved = {"results": [{"id": str(o.id), "email": o.email} for o in page.results or []],
-                         "next": page.paging.next.after if page.paging and page.paging.next else None}
-                self.ckpt.save("owners", n, saved)
-            added = _add_page(owners, saved["results"])
+                saved = fetch(after)
+                self.ckpt.save(kind, n, saved)
+            added = _add_page(records, saved["results"])
+            if bar is not None:
+                bar.update(added)
             after, n = saved["next"], n + 1
             if not after or not added:
-                return list(owners.values())
+                return records
+
+    def owners(self) -> list[dict[str, Any]]:
+        """The portal's owners, {"id", "email", "deactivated"} each: the active ones, and the deactivated ones
+        (users who left; HubSpot lists them only with archived=true) that are not active under the same id."""
+        api = self.conn.api("crm.owners.owners_api")
+        found: dict[bool, dict[str, dict[str, Any]]] = {}
+        for deactivated in (False, True):
+            def fetch(after: str | None, deactivated: bool = deactivated) -> dict[str, Any]:
+                page = self.conn.call_json(f"list {'deactivated ' if deactivated else ''}owners", api.get_page,
+                                           limit=PAGE_SIZE, after=after, archived=deactivated)
+                return {"results": [{"id": str(o["id"]), "email": o.get("email"), "deactivated": deactivated}
+                                    for o in page.get("results") or []],
+                        "next": _next_after(page)}
+
+            found[deactivated] = self._paged("owners-deactivated" if deactivated else "owners", fetch)
+        return [*found[False].values(), *(o for i, o in found[True].items() if i not in found[False])]
 
     def labels(self, from_type: str, to_type: str) -> list[tuple[int, str | None, str]]:
         saved = self.ckpt.load(f"labels-{from_type}-{to_type}", 0)
@@ -333,6 +346,11 @@ class Reader:
             saved = {p.name: p.group_name for p in answer.results or []}
             self.ckpt.save(f"properties-{object_type}", 0, saved)
         return saved
+
+
+def _next_after(page: dict[str, Any]) -> str | None:
+    """The cursor of a list answer's next page (`paging.next.after`), None on the last page."""
+    return ((page.get("paging") or {}).get("next") or {}).get("after")
 
 
 def _add_page(records: dict[str, dict[str, Any]], page: list[dict[str, Any]]) -> int:
@@ -503,6 +521,26 @@ def _pick_link(links: list[tuple[str, list]]) -> tuple[str, list] | None:
         if any(label == "Primary" for _, label, _ in types):
             return to_id, types
     return links[0] if links else None
+
+
+def owner_findings(companies: list[dict[str, Any]], owners: list[dict[str, Any]],
+                   warnings: list[str]) -> tuple[list[str], list[str]]:
+    """Check the companies' CS and AE owner ids against the portal's owners: warn about ids that are no owner,
+    active or deactivated (a property that does not hold owner ids); note the deactivated owners (users who left)
+    who still own companies, accounts nobody looks after. Returns (notes, those owners' ids)."""
+    active = {o["id"] for o in owners if not o.get("deactivated")}
+    deactivated = {o["id"] for o in owners if o.get("deactivated")}
+    owned = {v for r in companies for v in (r.get("cs_owner_id"), r.get("ae_owner_id")) if v}
+    unknown = owned - active - deactivated
+    if unknown:
+        warnings.append(f"{len(unknown)} owner id(s) on companies are no portal owner, active or deactivated, e.g. "
+                        f"{', '.join(sorted(unknown)[:3])}: check that the owner properties in --config hold owner ids")
+    left = sorted(owned & deactivated)
+    if not left:
+        return [], []
+    companies_left = sum(1 for r in companies if {r.get("cs_owner_id"), r.get("ae_owner_id")} & set(left))
+    return [f"{len(left)} deactivated owner(s) (users who left) still own {companies_left:,} "
+            f"compan{'y' if companies_left == 1 else 'ies'} as CS or AE owner: reassign them in HubSpot"], left
 
 
 def check_needed_properties(config: PortalConfig, reader: Reader) -> dict[str, str]:
@@ -797,11 +835,7 @@ def pull(out: str | Path, host: str = DEFAULT_HOST, token: str | None = None,
     else:  # product usage is not stored in HubSpot: without an export the usage signals are unknown
         tables["usage_events"] = empty_frame("usage_events")
         warnings.append(NO_USAGE_WARNING)
-    owner_ids = {o["id"] for o in owners}
-    unknown_owners = {v for r in companies for v in (r.get("cs_owner_id"), r.get("ae_owner_id")) if v} - owner_ids
-    if unknown_owners:
-        warnings.append(f"{len(unknown_owners)} owner id(s) on companies are not active portal owners "
-                        "(deactivated users, or not owner ids)")
+    notes, unowned = owner_findings(companies, owners, warnings)
     # activity linked to a contact that was not pulled (one without a company, say) keeps its company, not the link
     for name, unlinked in clear_unknown_contacts(tables).items():
         skipped[f"{name} linked to a contact not pulled (contact left empty)"] += unlinked.height
@@ -812,7 +846,9 @@ def pull(out: str | Path, host: str = DEFAULT_HOST, token: str | None = None,
         created_at=taken_at, core_events=config.core_events if usage else [],
         extra={"login_event": config.raw.get("login_event") or "login",
                "hubspot": {"host": conn.host, "config": config.source, "since": str(since_dt) if since_dt else None,
-                           "owners": len(owners), "skipped": dict(skipped)}},
+                           "owners": sum(not o.get("deactivated") for o in owners),
+                           "deactivated_owners": sum(bool(o.get("deactivated")) for o in owners),
+                           "deactivated_company_owners": unowned, "skipped": dict(skipped)}},
     )
     validate_snapshot(Snapshot(manifest=manifest, tables=tables))
     write_snapshot(tables, manifest, out)
@@ -822,7 +858,8 @@ def pull(out: str | Path, host: str = DEFAULT_HOST, token: str | None = None,
     ckpt.remove()
     return PullResult(out=out, rows={t: f.height for t, f in tables.items()}, skipped=skipped,
                       requests=conn.stats.requests, retries=sum(conn.stats.retries.values()),
-                      seconds=time.perf_counter() - started, resumed=ckpt.resumed, warnings=warnings)
+                      seconds=time.perf_counter() - started, resumed=ckpt.resumed, warnings=warnings,
+                      notes=notes)
 
 
 def cli_pull(args) -> int:

@@ -256,6 +256,13 @@ class Portal:
         category, label = self.labels[(from_type, to_type)].get(type_id, ("HUBSPOT_DEFINED", None))
         return {"category": category, "typeId": type_id, "label": label}
 
+    def deactivate_owner(self, owner_id: str) -> None:
+        """Deactivate an owner's user as HubSpot does when someone leaves: the owner keeps its id (and the records
+        it owns), is listed only with archived=true, and loses its active userId."""
+        for owner in self.owners:
+            if owner["id"] == owner_id:
+                owner.update(archived=True, userId=None, updatedAt=_now())
+
     def recompute(self, object_type: str, object_id: str) -> None:
         record = self.objects[object_type][object_id]["properties"]
         for name, spec in self.properties[object_type].items():
@@ -394,7 +401,8 @@ def seed_portal(tables: dict[str, pl.DataFrame], config: PortalConfig, created_a
     for i, owner_id in enumerate(sorted(owners)):
         portal.owners.append({
             "id": owner_id, "email": f"owner{i + 1}@example.com", "firstName": "Owner", "lastName": str(i + 1),
-            "type": "PERSON", "archived": False, "createdAt": stamp, "updatedAt": stamp, "teams": [],
+            "type": "PERSON", "userId": 9_000 + i, "userIdIncludingInactive": 9_000 + i, "archived": False,
+            "createdAt": stamp, "updatedAt": stamp, "teams": [],
         })
     for object_type in ("companies", "contacts", "deals", "tickets", *ENGAGEMENT_OBJECTS, "feedback_submissions"):
         for name in DEFAULT_PROPERTIES:
@@ -969,10 +977,13 @@ class Sandbox:
         return 200, out
 
     def _owners(self, query, **_):
+        """Active owners, or with archived=true only the deactivated ones (HubSpot lists them apart)."""
         limit = min(int((query.get("limit") or ["100"])[0]), 500)
         start = int((query.get("after") or ["0"])[0] or 0)
-        out: dict[str, Any] = {"results": self.portal.owners[start:start + limit]}
-        if start + limit < len(self.portal.owners):
+        archived = (query.get("archived") or ["false"])[0].lower() == "true"
+        owners = [o for o in self.portal.owners if bool(o.get("archived")) == archived]
+        out: dict[str, Any] = {"results": owners[start:start + limit]}
+        if start + limit < len(owners):
             out["paging"] = {"next": {"after": str(start + limit)}}
         return 200, out
 
