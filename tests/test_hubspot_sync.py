@@ -934,6 +934,44 @@ def test_a_stock_portal_without_contract_term_or_seat_properties_is_pulled_with_
     assert latest.height > 0 and seats_in_use_unknown(latest.select("seat_utilisation").to_pandas())
 
 
+def test_deals_with_an_empty_default_term_or_seat_property_take_the_fallback_and_user_named_ones_are_left_out(
+        config, tmp_path):
+    """The built-in defaults' contract term and seat properties exist but are empty on some won renewals (never
+    filled in): those deals take the stock portal's fallback (term from the close date for 12 months, seats 0),
+    counted in one warning line, instead of being left out. A property the user's own config names gets no such
+    help: a deal where it is empty is left out and counted, so an unfilled mapping shows."""
+    tables = companies_only(6)
+    portal = seed_portal(tables, config)
+    deal_ids = sorted(portal.objects["deals"])
+    for deal_id in deal_ids[:2]:
+        portal.objects["deals"][deal_id]["properties"]["contract_start_date"] = ""
+        portal.objects["deals"][deal_id]["properties"].pop("contract_end_date")
+    portal.objects["deals"][deal_ids[2]]["properties"]["seat_count"] = ""
+    usage = usage_file(tables, tmp_path)
+    result = pull_from(portal, config, usage, tmp_path)
+
+    assert not result.skipped
+    assert [w for w in result.warnings if w.startswith("deals:")] == [
+        "deals: 3 deal(s) have a contract term or seat property empty, filled as on a portal without it "
+        "(contract_start_date on 2: a deal's term starts at its close date; contract_end_date on 2: a deal's term "
+        "ends 12 months (deals.term_months) after it starts; seat_count on 1: seats are not recorded, so seat "
+        "utilisation is unknown); fill them in HubSpot (or name the portal's own properties in --config)"]
+    deals = load_snapshot(tmp_path / "pulled")["deals"].sort("deal_id")
+    assert deals["term_start"].to_list() == [datetime(2025, 12, 1, tzinfo=UTC)] * 2 + [datetime(2025, 1, 1, tzinfo=UTC)] * 4
+    assert deals["term_end"].to_list() == [datetime(2026, 12, 1, tzinfo=UTC)] * 2 + [datetime(2026, 1, 1, tzinfo=UTC)] * 4
+    assert deals["seats"].to_list() == [10, 10, 0, 10, 10, 10]
+
+    (tmp_path / "portal.yml").write_text(yaml.safe_dump(
+        {"deals": {"properties": {"term_start": "contract_start_date", "term_end": "contract_end_date"}}}))
+    shutil.rmtree(tmp_path / "pulled")
+    result = pull_from(portal, load_config(tmp_path / "portal.yml"), usage, tmp_path)
+    assert result.skipped == {"deals without a usable term_start": 2}
+    assert [w for w in result.warnings if w.startswith("deals:")] == [
+        "deals: 1 deal(s) have a contract term or seat property empty, filled as on a portal without it (seat_count "
+        "on 1: seats are not recorded, so seat utilisation is unknown); fill them in HubSpot (or name the portal's "
+        "own properties in --config)"]
+
+
 def test_add_months_keeps_the_day_or_the_months_last():
     from hsutils.hubspot.pull import add_months
 

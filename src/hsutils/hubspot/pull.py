@@ -19,7 +19,7 @@ import shutil
 import sys
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -577,15 +577,33 @@ def check_needed_properties(config: PortalConfig, reader: Reader) -> dict[str, s
     return fallbacks
 
 
-def fill_deal_fallbacks(row: dict[str, Any], fallbacks: dict[str, str], term_months: int) -> None:
-    """Fill a deal row's columns the portal has no property for (see check_needed_properties): the term starts at
-    the close date and ends `term_months` later, seats are 0 (not recorded). A deal without a close date keeps no
-    term, so it is left out and counted like any deal without one."""
-    if "term_start" in fallbacks:
+def deal_columns_filled_when_empty(config: PortalConfig, fallbacks: dict[str, str]) -> list[str]:
+    """Deal columns whose property the built-in defaults name and the portal has (not `fallbacks`): on a deal where
+    it is empty the pull fills the column as `fill_deal_fallbacks` does. A property the user's own config names
+    gets no such help: a deal where it is empty is left out and counted (an unfilled mapping shows)."""
+    tmap = config.table("deals")
+    return [c for c in DEAL_FALLBACKS
+            if c not in fallbacks and tmap.properties.get(c) and not config.set_by_user("deals", "properties", c)]
+
+
+def empty_deal_values_warning(emptied: Counter, deals: int, tmap: TableMap, term_months: int) -> str:
+    """One warning line for the deals whose default-named term or seat property was empty (see
+    deal_columns_filled_when_empty): how many, which properties on how many, and what filled them."""
+    each = "; ".join(f"{tmap.properties[c]} on {n:,}: " + DEAL_FALLBACKS[c].format(months=term_months)
+                     for c in DEAL_FALLBACKS if (n := emptied[c]))
+    return (f"deals: {deals:,} deal(s) have a contract term or seat property empty, filled as on a portal without "
+            f"it ({each}); fill them in HubSpot (or name the portal's own properties in --config)")
+
+
+def fill_deal_fallbacks(row: dict[str, Any], columns: Collection[str], term_months: int) -> None:
+    """Fill a deal row's `columns` the portal has no property for (see check_needed_properties), or no value in:
+    the term starts at the close date and ends `term_months` later, seats are 0 (not recorded). A deal without a
+    close date keeps no term, so it is left out and counted like any deal without one."""
+    if "term_start" in columns:
         row["term_start"] = row.get("close_date")
-    if "term_end" in fallbacks:
+    if "term_end" in columns:
         row["term_end"] = add_months(row["term_start"], term_months) if row.get("term_start") else None
-    if "seats" in fallbacks:
+    if "seats" in columns:
         row["seats"] = 0
 
 
@@ -675,6 +693,7 @@ def pull(out: str | Path, host: str = DEFAULT_HOST, token: str | None = None,
     ckpt = Checkpoint(Path(checkpoint) if checkpoint else out.with_name(f"{out.name}.checkpoint"), fingerprint)
     reader = Reader(conn, ckpt, progress)
     deal_fallbacks = check_needed_properties(config, reader)
+    filled_when_empty = deal_columns_filled_when_empty(config, deal_fallbacks)
     ckpt.begin()  # not refused: from here on pages are kept on disk for a resume
     skipped: Counter = reader.skipped
     warnings: list[str] = list(deal_fallbacks.values())
@@ -752,17 +771,23 @@ def pull(out: str | Path, host: str = DEFAULT_HOST, token: str | None = None,
         else:
             kept.append((rec, mapped))
     links = reader.associations("deals", "companies", [r["id"] for r, _ in kept])
-    deals = []
+    deals, emptied, with_empty = [], Counter(), 0
     for rec, (deal_type, stage) in kept:
         p = rec["properties"]
         chosen = _pick_link(links.get(rec["id"], []))
         row = {col: convert("deals", col, p.get(prop), tmap) for col, prop in tmap.properties.items()}
         row.update({"deal_id": rec["id"], "company_id": chosen[0] if chosen else None, "deal_type": deal_type,
                     "stage": stage})
-        fill_deal_fallbacks(row, deal_fallbacks, config.term_months)
+        empty = [c for c in filled_when_empty  # empty, not unreadable ("Infinity" is left out and counted)
+                 if row.get(c) is None and str(p.get(tmap.properties[c]) or "").strip() == ""]
+        emptied.update(empty)
+        with_empty += bool(empty)
+        fill_deal_fallbacks(row, [*deal_fallbacks, *empty], config.term_months)
         if stage == "open":
             row["close_date"] = None
         deals.append(row)
+    if emptied:
+        warnings.append(empty_deal_values_warning(emptied, with_empty, tmap, config.term_months))
     deals = _drop_incomplete("deals", deals, skipped)
 
     def activity_rows(object_type: str, table: str, tmap: TableMap, id_column: str, time_column: str) -> list[dict]:
