@@ -972,6 +972,38 @@ def test_deals_with_an_empty_default_term_or_seat_property_take_the_fallback_and
         "own properties in --config)"]
 
 
+@pytest.mark.parametrize("user_named", [False, True])
+def test_deal_amounts_in_several_currencies_are_read_in_the_company_currency(user_named, config, tmp_path):
+    """A multi-currency portal: `amount` is in each deal's own currency (deal_currency_code), so ARR summed or
+    compared across deals would mix EUR and USD. With the built-in ARR property the pull reads HubSpot's
+    amount_in_home_currency instead and says so in one line; `amount` named in the user's config is kept, with one
+    line saying how to map it. A deal in a pipeline the config does not map is counted under its pipeline id."""
+    tables = companies_only(6)
+    portal = seed_portal(tables, config)
+    portal.define("deals", "deal_currency_code")
+    portal.define("deals", "amount_in_home_currency", "float")
+    deal_ids = sorted(portal.objects["deals"])
+    for i, deal_id in enumerate(deal_ids):
+        portal.objects["deals"][deal_id]["properties"].update(
+            deal_currency_code="EUR" if i % 2 else "USD", amount_in_home_currency="13200.0" if i % 2 else "12000.0")
+    portal.objects["deals"][deal_ids[5]]["properties"].update(pipeline="99887766", dealstage="1234567")
+    if user_named:
+        (tmp_path / "portal.yml").write_text(yaml.safe_dump({"deals": {"properties": {"arr": "amount"}}}))
+    result = pull_from(portal, load_config(tmp_path / "portal.yml") if user_named else config,
+                       usage_file(tables, tmp_path), tmp_path)
+
+    currency = [w for w in result.warnings if "currencies" in w]
+    if user_named:
+        assert currency == ["deals: amounts in 2 currencies (EUR 2, USD 3) and arr is read from amount, each deal's "
+                            "own currency: map deals.properties.arr to amount_in_home_currency (the company currency)"]
+    else:
+        assert currency == ["deals: amounts in 2 currencies (EUR 2, USD 3): arr is read from amount_in_home_currency "
+                            "(the company currency), not amount"]
+    deals = load_snapshot(tmp_path / "pulled")["deals"].sort("deal_id")
+    assert deals["arr"].to_list() == ([12_000.0] * 5 if user_named else [12_000.0, 13_200.0] * 2 + [12_000.0])
+    assert result.skipped == {"deals in pipeline 99887766, which the portal config does not map (deals.pipelines)": 1}
+
+
 def test_add_months_keeps_the_day_or_the_months_last():
     from hsutils.hubspot.pull import add_months
 

@@ -20,7 +20,7 @@ import sys
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Collection
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -53,6 +53,9 @@ FILLED_BY_PULL = {"companies": ("created_at", "tier"), "contacts": ("created_at"
                   "engagements": ("occurred_at",), "surveys": ("submitted_at",)}
 # deal columns the pull fills itself when the portal lacks a property the built-in defaults name (stock portals have
 # no contract term or seat properties), and what it does instead
+# HubSpot's deal properties for multi-currency portals: each deal's currency, and its amount in the company currency
+CURRENCY_PROPERTY = "deal_currency_code"
+HOME_AMOUNT_PROPERTY = "amount_in_home_currency"
 DEAL_FALLBACKS = {"term_start": "a deal's term starts at its close date",
                   "term_end": "a deal's term ends {months} months (deals.term_months) after it starts",
                   "seats": "seats are not recorded, so seat utilisation is unknown"}
@@ -595,6 +598,25 @@ def empty_deal_values_warning(emptied: Counter, deals: int, tmap: TableMap, term
             f"it ({each}); fill them in HubSpot (or name the portal's own properties in --config)")
 
 
+def deal_arr_property(records: list[dict[str, Any]], config: PortalConfig, available: list[str],
+                      warnings: list[str]) -> str | None:
+    """The property a deal's ARR is read from. When deals hold amounts in several currencies, HubSpot's `amount` is
+    each deal's own currency: an ARR property from the built-in defaults is then read from the amount in the company
+    currency (when the portal has it), and `amount` named by the user's config is kept with a warning."""
+    prop = config.table("deals").properties.get("arr")
+    codes = Counter(code for r in records if (code := str(r["properties"].get(CURRENCY_PROPERTY) or "").strip()))
+    if len(codes) < 2 or prop != "amount":
+        return prop
+    listed = ", ".join(f"{code} {n:,}" for code, n in sorted(codes.items()))
+    if HOME_AMOUNT_PROPERTY in available and not config.set_by_user("deals", "properties", "arr"):
+        warnings.append(f"deals: amounts in {len(codes)} currencies ({listed}): arr is read from "
+                        f"{HOME_AMOUNT_PROPERTY} (the company currency), not amount")
+        return HOME_AMOUNT_PROPERTY
+    warnings.append(f"deals: amounts in {len(codes)} currencies ({listed}) and arr is read from amount, each deal's "
+                    f"own currency: map deals.properties.arr to {HOME_AMOUNT_PROPERTY} (the company currency)")
+    return prop
+
+
 def fill_deal_fallbacks(row: dict[str, Any], columns: Collection[str], term_months: int) -> None:
     """Fill a deal row's `columns` the portal has no property for (see check_needed_properties), or no value in:
     the term starts at the close date and ends `term_months` later, seats are 0 (not recorded). A deal without a
@@ -761,15 +783,19 @@ def pull(out: str | Path, host: str = DEFAULT_HOST, token: str | None = None,
     # deals of the configured pipelines
     tmap = config.table("deals")
     type_prop = config.deals.get("deal_type_property") or "dealtype"
-    records = reader.objects("deals", props_for("deals", tmap, ["pipeline", "dealstage", type_prop]))
+    currency = [p for p in (CURRENCY_PROPERTY, HOME_AMOUNT_PROPERTY) if p in reader.property_groups("deals")]
+    records = reader.objects("deals", props_for("deals", tmap, ["pipeline", "dealstage", type_prop, *currency]))
     kept = []
     for rec in records:
         mapped = config.deal_type_and_stage(rec["properties"].get("pipeline"), rec["properties"].get("dealstage"),
                                             rec["properties"].get(type_prop))
         if mapped is None:
-            skipped["deals in a pipeline not in the portal config"] += 1
+            pipeline = rec["properties"].get("pipeline") or "(none)"
+            skipped[f"deals in pipeline {pipeline}, which the portal config does not map (deals.pipelines)"] += 1
         else:
             kept.append((rec, mapped))
+    arr_property = deal_arr_property([r for r, _ in kept], config, currency, warnings)
+    tmap = replace(tmap, properties={**tmap.properties, "arr": arr_property}) if arr_property else tmap
     links = reader.associations("deals", "companies", [r["id"] for r, _ in kept])
     deals, emptied, with_empty = [], Counter(), 0
     for rec, (deal_type, stage) in kept:
