@@ -1004,6 +1004,24 @@ def test_deal_amounts_in_several_currencies_are_read_in_the_company_currency(use
     assert result.skipped == {"deals in pipeline 99887766, which the portal config does not map (deals.pipelines)": 1}
 
 
+def test_deal_stages_the_config_does_not_list_are_read_as_open_and_named_in_one_warning(config, tmp_path):
+    """A portal's own stage ids (numbers, such as a custom "Closed won - signed") that the config does not list are
+    read as open: the summary names each pipeline/stage with its count in one line, so a won stage read as open
+    shows. HubSpot's stock sales pipeline stages are all listed, so a stock portal gets no such line."""
+    tables = companies_only(4)
+    portal = seed_portal(tables, config)
+    deal_ids = sorted(portal.objects["deals"])
+    portal.objects["deals"][deal_ids[0]]["properties"]["dealstage"] = "130009"
+    portal.objects["deals"][deal_ids[1]]["properties"].update(pipeline="default", dealstage="qualifiedtobuy")
+    result = pull_from(portal, config, usage_file(tables, tmp_path), tmp_path)
+
+    assert [w for w in result.warnings if "stage" in w] == [
+        "deals: 1 deal(s) in stage(s) the portal config does not list, read as open: 75318642/130009 (1); map won and "
+        "lost stages under deals.pipelines.<pipeline>.stages"]
+    deals = load_snapshot(tmp_path / "pulled")["deals"].sort("deal_id")
+    assert deals["stage"].to_list() == ["open", "open", "won", "won"]
+
+
 def test_add_months_keeps_the_day_or_the_months_last():
     from hsutils.hubspot.pull import add_months
 

@@ -159,6 +159,11 @@ class PortalConfig:
         stages = {str(k): v for k, v in (spec.get("stages") or {}).items()}
         return deal_type, stages.get(str(stage), "open")
 
+    def maps_stage(self, pipeline: str | None, stage: str | None) -> bool:
+        """True when the config lists `stage` under `pipeline` (a stage it does not list is read as open)."""
+        spec = self.pipelines.get(str(pipeline)) or {}
+        return str(stage) in {str(k) for k in (spec.get("stages") or {})}
+
     def deal_portal_values(self, deal_type: str, stage: str) -> tuple[str, str, str | None]:
         """Inverse of deal_type_and_stage: (pipeline id, stage id, deal type property value)."""
         pipelines = self.pipelines

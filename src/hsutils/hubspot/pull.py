@@ -785,15 +785,21 @@ def pull(out: str | Path, host: str = DEFAULT_HOST, token: str | None = None,
     type_prop = config.deals.get("deal_type_property") or "dealtype"
     currency = [p for p in (CURRENCY_PROPERTY, HOME_AMOUNT_PROPERTY) if p in reader.property_groups("deals")]
     records = reader.objects("deals", props_for("deals", tmap, ["pipeline", "dealstage", type_prop, *currency]))
-    kept = []
+    kept, unmapped_stages = [], Counter()
     for rec in records:
-        mapped = config.deal_type_and_stage(rec["properties"].get("pipeline"), rec["properties"].get("dealstage"),
-                                            rec["properties"].get(type_prop))
+        pipeline, stage = rec["properties"].get("pipeline"), rec["properties"].get("dealstage")
+        mapped = config.deal_type_and_stage(pipeline, stage, rec["properties"].get(type_prop))
         if mapped is None:
-            pipeline = rec["properties"].get("pipeline") or "(none)"
-            skipped[f"deals in pipeline {pipeline}, which the portal config does not map (deals.pipelines)"] += 1
-        else:
-            kept.append((rec, mapped))
+            skipped[f"deals in pipeline {pipeline or '(none)'}, which the portal config does not map "
+                    "(deals.pipelines)"] += 1
+            continue
+        kept.append((rec, mapped))
+        if not config.maps_stage(pipeline, stage):
+            unmapped_stages[f"{pipeline}/{stage}"] += 1
+    if unmapped_stages:
+        listed = ", ".join(f"{key} ({n:,})" for key, n in sorted(unmapped_stages.items()))
+        warnings.append(f"deals: {unmapped_stages.total():,} deal(s) in stage(s) the portal config does not list, read "
+                        f"as open: {listed}; map won and lost stages under deals.pipelines.<pipeline>.stages")
     arr_property = deal_arr_property([r for r, _ in kept], config, currency, warnings)
     tmap = replace(tmap, properties={**tmap.properties, "arr": arr_property}) if arr_property else tmap
     links = reader.associations("deals", "companies", [r["id"] for r, _ in kept])
