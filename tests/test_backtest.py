@@ -307,3 +307,26 @@ def test_verdict_writes_large_counts_with_thousands_separators():
                             "median": [40.0] * 3 + [80.0] * 3, "share_below": [1.0] * 3 + [0.0] * 3})
     verdict = validation_verdict(RenewalBacktest(renewals, summary, (90, 60, 30)))
     assert "100% of 1,234 churned accounts" in verdict.text
+
+
+def test_verdict_names_the_churns_it_cannot_count_so_its_count_adds_up():
+    """A churned account with no score 90, 60 or 30 days before its term ended (a customer for three weeks) is
+    left out of the verdict's share, and the verdict says so: its counts add up to every churn of the period,
+    the number the leadership page's AUC line quotes."""
+    term_end = datetime(2025, 6, 15, tzinfo=UTC)
+    companies = {
+        **{f"c{i}": {"scores": [40.0] * 24, "term_end": term_end, "outcome": "churned"} for i in range(3)},
+        **{f"r{i}": {"scores": [80.0] * 24, "term_end": term_end, "outcome": "renewed"} for i in range(3)},
+        "new": {"scores": [None] * 20 + [40.0] * 3, "term_end": term_end, "outcome": "churned"},
+    }
+    panel = make_panel(companies)
+    verdict = validation_verdict(renewal_backtest(score_history(ColumnScore(), panel), panel))
+    assert verdict.passed and verdict.details["churned"] == 3 and verdict.details["churned_unscored"] == 1
+    assert "100% of 3 churned accounts scored below 60" in verdict.text
+    assert ("One more of the 4 churned accounts is not counted: it had no score 90, 60 or 30 days before its term "
+            "ended") in verdict.text
+    only_new = make_panel({"new": companies["new"], "r0": companies["r0"]})
+    cannot = validation_verdict(renewal_backtest(score_history(ColumnScore(), only_new), only_new))
+    assert cannot.details == {"churned": 0, "churned_unscored": 1}
+    assert cannot.text == ("FAIL: cannot validate: the 1 churned account of this period had no score 90, 60 or 30 "
+                           "days before its term ended.")

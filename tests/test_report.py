@@ -97,15 +97,16 @@ def comparison_table(churns: int, auc_interval: tuple[float | None, float | None
     return pd.DataFrame(rows)
 
 
-def leadership_page(table: pd.DataFrame, verdict_churned: int | None = None) -> str:
+def leadership_page(table: pd.DataFrame, verdict_churned: int | None = None, verdict_unscored: int | None = None,
+                    verdict_text: str = "PASS: the score predicts churn.") -> str:
     scores = pd.DataFrame({"band": ["At risk", "Healthy"], "arr": [10_000.0, 50_000.0],
                            "expansion_candidate": [False, True], "days_to_renewal": [30.0, 200.0],
                            "health_score": [40.0, 90.0]})
     drift = narrative.Drift(0.01, "13 weeks earlier", np.array([40.0, 90.0]), np.array([41.0, 89.0]))
     return narrative.leadership_summary(
-        "2026Q4", table, "PASS: the score predicts churn.", "Draw the line at 55.", scores, drift,
+        "2026Q4", table, verdict_text, "Draw the line at 55.", scores, drift,
         narrative.points_change({"core_depth": 30.0}, {"core_depth": 25.0}, "field_preset"), None, 90, "2026-02-01",
-        verdict_churned=verdict_churned,
+        verdict_churned=verdict_churned, verdict_unscored=verdict_unscored,
     )
 
 
@@ -134,10 +135,11 @@ def test_leadership_summary_says_when_the_auc_rests_on_too_few_churns(churns, in
 @pytest.mark.parametrize(
     ("churned", "caution"),
     [
-        (1, "it rests on only 1 account that churned in the test period, and a reliable verdict needs at least 30"),
-        (29, "it rests on only 29 accounts that churned in the test period"),
+        (1, "it rests on only 1 churned account, and a reliable verdict needs at least 30"),
+        (29, "it rests on only 29 churned accounts, and"),
         (30, None),
         (None, None),  # a verdict without the count: nothing to say
+        (0, None),  # a verdict that says itself it cannot validate: no "rests on only 0"
     ],
 )
 def test_leadership_summary_says_when_the_verdict_rests_on_too_few_churns(churned, caution):
@@ -148,6 +150,26 @@ def test_leadership_summary_says_when_the_verdict_rests_on_too_few_churns(churne
         assert "rely on" not in verdict_line and "rests on" not in verdict_line
     else:
         assert caution in verdict_line and "Too few churns to rely on this verdict" in verdict_line
+
+
+def test_leadership_page_counts_the_churns_of_the_test_period_one_way():
+    """The AUC line counts the accounts that churned in the test weeks (12); the verdict, quoted as the back-test
+    wrote it, counts the 11 of them with a score before their term ended and names the other one. The page never
+    calls 11 the accounts that churned in the test period, and says what each number counts when they do not add up."""
+    verdict = ("FAIL: the score is not predictive. 45% of 11 churned accounts scored below 60 before their term "
+               "ended. One more of the 12 churned accounts is not counted: it had no score 90, 60 or 30 days before "
+               "its term ended (a customer for less time than that, for instance).")
+    page = leadership_page(comparison_table(12, (0.6, 0.95)), 11, 1, verdict)
+    headline = next(line for line in page.splitlines() if "(AUC 0.94)" in line)
+    assert "in which 12 accounts churned" in headline and "rests on only 12 accounts that churned" in headline
+    verdict_line = next(line for line in page.splitlines() if "The validation step" in line)
+    assert "it rests on only 11 churned accounts, and a reliable verdict needs at least 30" in verdict_line
+    assert set(re.findall(r"(\d+) accounts? that churned in the test period", page)) == {"12"}
+    assert "counts lost renewals" not in page  # 11 counted + 1 left out = the 12 of the AUC line
+    apart = leadership_page(comparison_table(40, (0.91, 0.96)), 41, 0)
+    assert "in which 40 accounts churned" in apart
+    assert ("(The validation step counts lost renewals, 41 of them; the 40 above are the accounts that churned in "
+            "the weeks the score was judged on.)") in apart
 
 
 def playbook_rows(events: int, arr_at_risk: float, arr_saved: float) -> pd.DataFrame:
@@ -226,6 +248,11 @@ def test_rare_churn_report_says_so_and_shows_no_nan(rare_churn_report):
            f"{fitted['churned_companies']} account" in headline
     verdict = leadership[leadership.index("The validation step"):leadership.index("At risk today")]
     assert "Too few churns to rely on this verdict: it rests on only" in verdict
+    details = rare_churn_report.metrics["backtest"]["verdict_details"]  # one count of the test period's churns
+    assert f"in which {fitted['churned_companies']} account" in headline
+    assert details["churned"] + details["churned_unscored"] == fitted["churned_companies"]
+    assert set(re.findall(r"(\d+) accounts? that churned in the test period", leadership)) == {
+        str(fitted["churned_companies"])}
     analyst = (rare_churn_report.folder / "02-fit-and-compare.html").read_text(encoding="utf-8")
     assert table.loc[table["segment"] == "high_touch", "auc"].isna().all()  # nobody churned there: no AUC
     cells = table_cells(analyst)

@@ -278,6 +278,26 @@ class Verdict:
         return self.text
 
 
+def checkpoint_words(horizons: Sequence[int]) -> str:
+    """'90, 60 or 30 days' for the renewal back-test's checkpoints."""
+    days = [str(d) for d in horizons]
+    return (", ".join(days[:-1]) + " or " if len(days) > 1 else "") + f"{days[-1]} days"
+
+
+def unscored_churns(unscored: int, churned: int, horizons: Sequence[int]) -> str:
+    """The sentence on the churned renewals a verdict cannot count (no score at any checkpoint before the term
+    ended, e.g. a customer for less time than that), so that its count adds up to every churn of the period;
+    '' when there are none."""
+    if unscored == 0:
+        return ""
+    when = f"{checkpoint_words(horizons)} before"
+    if unscored == 1:
+        return (f"One more of the {churned:,} churned accounts is not counted: it had no score {when} its term "
+                "ended (a customer for less time than that, for instance).")
+    return (f"The other {unscored:,} of the {churned:,} churned accounts are not counted: they had no score {when} "
+            "their term ended (customers for less time than that, for instance).")
+
+
 def validation_verdict(backtest: RenewalBacktest, min_share: float = 0.5, min_gap: float = 10.0) -> Verdict:
     """The field's validation rule as a pass/fail line.
 
@@ -290,14 +310,18 @@ def validation_verdict(backtest: RenewalBacktest, min_share: float = 0.5, min_ga
     score_cols = [f"score_{d}d" for d in backtest.horizons]
     churned = renewals.filter(pl.col("outcome") == "churned")
     churned_scored = churned.filter(pl.any_horizontal([pl.col(c).is_not_null() for c in score_cols]))
+    unscored = churned.height - churned_scored.height
     if churned_scored.height == 0:
-        return Verdict(False, "FAIL: cannot validate: no churned renewal with a score before its term ended "
-                              "in this period.", {"churned": 0})
+        when = f"{checkpoint_words(backtest.horizons)} before"
+        why = ("no churned renewal with a score before its term ended in this period" if unscored == 0 else
+               f"the 1 churned account of this period had no score {when} its term ended" if unscored == 1 else
+               f"none of the {unscored:,} churned accounts of this period had a score {when} its term ended")
+        return Verdict(False, f"FAIL: cannot validate: {why}.", {"churned": 0, "churned_unscored": unscored})
     dropped = churned_scored.select(
         pl.any_horizontal([pl.col(c) < threshold for c in score_cols]).fill_null(False).mean()
     ).item()
-    details: dict[str, Any] = {"churned": churned_scored.height, "share_churned_below": float(dropped),
-                               "threshold": threshold, "gaps": {}}
+    details: dict[str, Any] = {"churned": churned_scored.height, "churned_unscored": unscored,
+                               "share_churned_below": float(dropped), "threshold": threshold, "gaps": {}}
     summary = backtest.summary
     gaps_ok = True
     gap_words = []
@@ -325,6 +349,8 @@ def validation_verdict(backtest: RenewalBacktest, min_share: float = 0.5, min_ga
     accounts = "1 churned account" if churned_scored.height == 1 else f"{churned_scored.height:,} churned accounts"
     head = (f"{100 * dropped:.0f}% of {accounts} scored below {threshold:.0f} "
             f"before their term ended ({by_checkpoint}){compare}.")
+    if unscored:
+        head += " " + unscored_churns(unscored, churned.height, backtest.horizons)
     renewed_below = [r["share_below"] for r in summary.filter(pl.col("outcome") == "renewed").to_dicts()]
     if renewed_below and min(renewed_below) >= 0.5:
         head += (f" Most renewed accounts also scored below {threshold:.0f} ({100 * min(renewed_below):.0f}% or "

@@ -201,22 +201,39 @@ ROUGH_INDICATION = "as a rough indication until more renewals have been decided.
 
 def churned_accounts(churns: int) -> str:
     """'1 account that churned in the test period' / 'N accounts that churned in the test period'."""
-    return f"{churns} account{' that' if churns == 1 else 's that'} churned in the test period"
+    return f"{churns:,} account{' that' if churns == 1 else 's that'} churned in the test period"
 
 
-def too_few_churns_caution(churns: int, what: str) -> str:
+def too_few_churns_caution(churns: int, what: str, basis: str | None = None) -> str:
     """'Too few churns to rely on this <what>: ...' for a measure resting on fewer than MIN_TEST_CHURNS_FOR_AUC
-    churned accounts."""
-    return (f"**Too few churns to rely on this {what}:** it rests on only {churned_accounts(churns)}, and a "
-            f"reliable {what} needs at least {MIN_TEST_CHURNS_FOR_AUC}.")
+    churned accounts; `basis` names them (default: the accounts that churned in the test period)."""
+    return (f"**Too few churns to rely on this {what}:** it rests on only {basis or churned_accounts(churns)}, and "
+            f"a reliable {what} needs at least {MIN_TEST_CHURNS_FOR_AUC}.")
 
 
 def verdict_caution(churned: int | None) -> str:
     """A plain-words caution when the validation verdict rests on fewer than MIN_TEST_CHURNS_FOR_AUC churned
-    accounts (the same rule of thumb as the held-out AUC's); '' when it does not, or the count is unknown."""
-    if churned is None or churned >= MIN_TEST_CHURNS_FOR_AUC:
+    accounts (the same rule of thumb as the held-out AUC's); '' when it does not, when the count is unknown, or
+    when it is 0 (the verdict then says itself that it cannot validate). It names the churned accounts the
+    verdict counted, as the verdict does, not those of the test period: the verdict leaves out the ones without
+    a score before their term ended."""
+    if not churned or churned >= MIN_TEST_CHURNS_FOR_AUC:
         return ""
-    return too_few_churns_caution(churned, "verdict") + " Read it " + ROUGH_INDICATION
+    basis = f"{churned:,} churned account{'' if churned == 1 else 's'}"
+    return too_few_churns_caution(churned, "verdict", basis) + " Read it " + ROUGH_INDICATION
+
+
+def verdict_count_note(test_churned: int, verdict_churned: int | None, verdict_unscored: int | None) -> str:
+    """A sentence when the validation verdict's churned renewals (counted and left out) do not add up to the
+    accounts that churned in the weeks the AUC was judged on (an account that lost two renewals, a renewal lost
+    on the first test day): what each number counts. '' when they agree or a count is unknown."""
+    if verdict_churned is None or verdict_unscored is None:
+        return ""
+    renewals = verdict_churned + verdict_unscored
+    if renewals == test_churned:
+        return ""
+    return (f"(The validation step counts lost renewals, {renewals:,} of them; the {test_churned:,} above are the "
+            "accounts that churned in the weeks the score was judged on.)")
 
 
 def seats_in_use_unknown(scores: pd.DataFrame) -> bool:
@@ -262,15 +279,19 @@ def leadership_summary(
     verdict_churned: int | None = None,
     unmeasured: Sequence[str] = (),
     usage_rows: int | None = None,
+    verdict_unscored: int | None = None,
 ) -> str:
     """The first page of the leadership report, in Markdown: what changed, how well the score predicts, how many
     accounts and how much ARR are at risk, and the expansion candidates. `verdict_churned`: the churned accounts
-    the validation verdict rests on (its details' "churned"), for its caution. `unmeasured`: signals without any
-    value in the snapshot, and `usage_rows` its usage events, for the line on what the snapshot lacks."""
+    the validation verdict rests on (its details' "churned"), for its caution, and `verdict_unscored` those it
+    left out (its details' "churned_unscored"), to check that both add up to the test period's churned accounts.
+    `unmeasured`: signals without any value in the snapshot, and `usage_rows` its usage events, for the line on
+    what the snapshot lacks."""
     overall = comparison_table[comparison_table["segment"] == "all"].set_index("model")
     auc = overall["auc"].to_dict()
     fitted = auc.get("fitted")
     caution = held_out_caution(comparison_table)
+    test_churned = churn_evidence(overall.loc["fitted"])
     at_risk = scores[scores["band"] == "At risk"]
     near_renewal = at_risk[at_risk.get("days_to_renewal", pd.Series(np.inf, index=at_risk.index)) <= horizon_days]
     expansion = scores[scores["expansion_candidate"].fillna(False).astype(bool)]
@@ -279,7 +300,8 @@ def leadership_summary(
     lines.append("## In brief")
     lines.append(
         f"- **How well the score predicts churn.** Judged on the weeks from {cutoff} on, which the model never saw "
-        f"while it was fitted: when we pick one account that churned and one that renewed, the churned one had the "
+        f"while it was fitted and in which {test_churned:,} account{'' if test_churned == 1 else 's'} churned: "
+        "when we pick one account that churned and one that renewed, the churned one had the "
         f"lower health score {percent(fitted)} of the time (AUC {fitted:.2f}). "
         + (f"{caution} " if caution else "")
         + "The field's hand-set weights reach "
@@ -289,8 +311,8 @@ def leadership_summary(
     gaps = data_gaps(unmeasured, usage_rows)
     if gaps:
         lines.append(f"- **What this snapshot lacks.** {gaps}")
-    verdict_warning = verdict_caution(verdict_churned)
-    lines.append(f"- **The validation step.** {verdict_text}" + (f" {verdict_warning}" if verdict_warning else ""))
+    verdict_notes = [verdict_count_note(test_churned, verdict_churned, verdict_unscored), verdict_caution(verdict_churned)]
+    lines.append(" ".join([f"- **The validation step.** {verdict_text}", *filter(None, verdict_notes)]))
     lines.append(
         f"- **At risk today.** {len(at_risk):,} of {len(scores):,} customers ({percent(len(at_risk) / max(len(scores), 1))}) "
         f"are At risk, holding {money(at_risk['arr'].sum())} of {money(total_arr)} ARR; {len(near_renewal):,} of them "
