@@ -330,3 +330,22 @@ def test_verdict_names_the_churns_it_cannot_count_so_its_count_adds_up():
     assert cannot.details == {"churned": 0, "churned_unscored": 1}
     assert cannot.text == ("FAIL: cannot validate: the 1 churned account of this period had no score 90, 60 or 30 "
                            "days before its term ended.")
+
+
+def test_a_failed_gap_names_the_checkpoint_where_it_fell_short():
+    """The verdict quotes the gaps 30 days before the renewal; when the gap rule failed at another checkpoint
+    (here 9.5 points 60 days before), the FAIL says where, or it reads '+14 points ... did not score 10 points
+    higher', a contradiction; and a gap just under the rule is not rounded up to it."""
+    term_end = datetime(2025, 6, 15, tzinfo=UTC)
+    churned = [40.0] * 14 + [50.5] * 4 + [40.0] * 6  # week 14 is the 60-day checkpoint
+    companies = {
+        **{f"c{i}": {"scores": churned, "term_end": term_end, "outcome": "churned"} for i in range(3)},
+        **{f"r{i}": {"scores": [60.0] * 24, "term_end": term_end, "outcome": "renewed"} for i in range(3)},
+    }
+    panel = make_panel(companies)
+    verdict = validation_verdict(renewal_backtest(score_history(ColumnScore(), panel), panel))
+    assert verdict.details["gaps"] == {"renewed_90d": 20.0, "renewed_60d": 9.5, "renewed_30d": 20.0}
+    assert verdict.text.startswith(
+        "FAIL: renewed and expanded accounts did not score meaningfully higher (at least 10 points at every "
+        "checkpoint) than churned accounts (60 days before, renewed accounts only a median +9.5 points). ")
+    assert "30 days before the term ended, renewed accounts a median +20 points against churned" in verdict.text

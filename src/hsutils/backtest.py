@@ -298,6 +298,13 @@ def unscored_churns(unscored: int, churned: int, horizons: Sequence[int]) -> str
             "their term ended (customers for less time than that, for instance).")
 
 
+def gap_points(gap: float, min_gap: float) -> str:
+    """'+14 points'; with one decimal where whole points would put the gap on the other side of `min_gap`
+    ('+9.9 points', not '+10 points', for a gap that fails a 10-point rule)."""
+    whole = f"{gap:+.0f}"
+    return f"{whole if (gap >= min_gap) == (round(gap) >= min_gap) else f'{gap:+.1f}'} points"
+
+
 def validation_verdict(backtest: RenewalBacktest, min_share: float = 0.5, min_gap: float = 10.0) -> Verdict:
     """The field's validation rule as a pass/fail line.
 
@@ -325,6 +332,7 @@ def validation_verdict(backtest: RenewalBacktest, min_share: float = 0.5, min_ga
     summary = backtest.summary
     gaps_ok = True
     gap_words = []
+    short = []  # the checkpoints where a gap fell short, named in a FAIL: the head quotes only the last one
     for days in backtest.horizons:
         medians = {r["outcome"]: r["median"] for r in summary.filter(pl.col("days_before") == days).to_dicts()}
         if "churned" not in medians:
@@ -334,8 +342,10 @@ def validation_verdict(backtest: RenewalBacktest, min_share: float = 0.5, min_ga
                 gap = medians[other] - medians["churned"]
                 details["gaps"][f"{other}_{days}d"] = gap
                 gaps_ok &= gap >= min_gap
+                if gap < min_gap:
+                    short.append(f"{days} days before, {other} accounts only a median {gap_points(gap, min_gap)}")
                 if days == backtest.horizons[-1]:
-                    gap_words.append(f"{other} accounts a median {gap:+.0f} points")
+                    gap_words.append(f"{other} accounts a median {gap_points(gap, min_gap)}")
     if not details["gaps"]:
         gaps_ok = False
     by_checkpoint = ", ".join(
@@ -362,8 +372,9 @@ def validation_verdict(backtest: RenewalBacktest, min_share: float = 0.5, min_ga
         text = (f"FAIL: the score is not predictive: churned accounts did not drop below {threshold:.0f}. {head} "
                 "Recalibrate the signals or the weights.")
     else:
+        where = f" ({'; '.join(short)})" if short else ""
         text = (f"FAIL: renewed and expanded accounts did not score meaningfully higher (at least {min_gap:.0f} "
-                f"points at every checkpoint) than churned accounts. {head} Revisit the signals.")
+                f"points at every checkpoint) than churned accounts{where}. {head} Revisit the signals.")
     details["passed"] = passed
     return Verdict(passed, text, details)
 
