@@ -574,7 +574,9 @@ def test_report_on_a_portal_without_product_usage_says_what_it_lacks(small_demo,
     points = load_model(result.folder / "model.yml").points_
     assert all(points.get(name, 0.0) == 0.0 for name in unmeasured)
     leadership = page_text(result.leadership_html.read_text(encoding="utf-8"))
-    assert f"What this snapshot lacks. It holds no product usage, so {', '.join(unmeasured)} have no values" in leadership
+    in_words = ", ".join(narrative.signal_words(name) for name in unmeasured)
+    assert f"What this snapshot lacks. It holds no product usage, so {in_words} have no values" in leadership
+    assert "share of seats in use" in in_words and "seat_utilisation" not in leadership
     assert leadership.count(narrative.EXPANSION_UNKNOWN) == 2  # in brief, and where the list would be
     exploration = page_text((result.folder / "01-signal-exploration.html").read_text(encoding="utf-8"))
     assert f"{', '.join(unmeasured)} have no values in this snapshot, so they are not judged." in exploration
@@ -606,6 +608,28 @@ def test_leadership_summary_writes_large_counts_with_thousands_separators():
         "2026Q4", comparison_table(400, (0.91, 0.96)), "PASS.", "Draw the line at 55.", scores, drift,
         narrative.points_change({"core_depth": 30.0}, {"core_depth": 25.0}, "field_preset"), None, 90, "2026-02-01")
     assert "1,200 of 2,500 customers" in page and "1,200 of them" in page and "1,300 healthy accounts" in page
+
+
+def test_leadership_page_names_signals_in_words_not_column_names():
+    """Leadership reads 'share of seats in use', not 'seat_utilisation': in the summary, in the line on what the
+    snapshot lacks and in the points table; a signal of the product's own reads as its name with spaces."""
+    moves = narrative.points_change({"seat_utilisation": 31.7, "integrations_synced_28d": 8.0},
+                                    {"seat_utilisation": 15.0, "eb_engagement": 25.0}, "field_preset")
+    scores = pd.DataFrame({"band": ["At risk"], "arr": [1_000.0], "expansion_candidate": [False],
+                           "days_to_renewal": [30.0], "health_score": [40.0]})
+    drift = narrative.Drift(0.01, "13 weeks earlier", np.array([40.0]), np.array([41.0]))
+    page = narrative.leadership_summary(
+        "2026Q4", comparison_table(400, (0.91, 0.96)), "PASS.", "Draw the line at 55.", scores, drift, moves, None,
+        90, "2026-02-01", unmeasured=["latest_nps"], usage_rows=10)
+    assert ("the fitted points move most on: economic-buyer engagement -25.0; share of seats in use +16.7; "
+            "integrations synced 28d +8.0.") in page
+    assert "What this snapshot lacks.** latest NPS has no values in this snapshot" in page
+    assert "_" not in page.replace("**", "")
+    cells = table_cells(narrative.for_readers(narrative.points_change_for_readers(moves)).to_html())
+    assert cells[:4] == ["economic-buyer engagement", "0.0", "25.0", "-25.0"]
+    headers = re.findall(r"<th[^>]*>(.*?)</th>", narrative.for_readers(narrative.points_change_for_readers(moves))
+                         .to_html())
+    assert headers == ["Signal", "Points now", "Points before (field preset)", "Change"]
 
 
 def test_report_tables_write_thousands_separators():

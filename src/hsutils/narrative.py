@@ -67,6 +67,30 @@ def load_previous_report(folder: str | Path | None) -> PreviousReport | None:
     return PreviousReport(folder=folder, period=folder.name, points=points, metrics=metrics, scores=scores)
 
 
+# The built-in signals in the words of the leadership page; a signal of the product's own reads as its name with
+# spaces (signal_words).
+SIGNAL_WORDS = {
+    "core_depth": "core-workflow depth",
+    "core_depth_trend": "trend of core-workflow depth",
+    "eb_engagement": "economic-buyer engagement",
+    "eb_days_since_touch": "days since the economic buyer's last touch",
+    "support_negative_share": "share of negative or escalated tickets",
+    "support_negative_trend": "trend of negative or escalated tickets",
+    "seat_utilisation": "share of seats in use",
+    "days_to_renewal": "days to renewal",
+    "email_open_rate": "email open rate",
+    "logins_28d": "logins in 28 days",
+    "ticket_volume_90d": "tickets in 90 days",
+    "latest_nps": "latest NPS",
+    "feature_breadth_28d": "features used in 28 days",
+}
+
+
+def signal_words(name: str) -> str:
+    """A signal as leadership reads it: 'share of seats in use', not 'seat_utilisation'."""
+    return SIGNAL_WORDS.get(name, name.replace("_", " "))
+
+
 def points_change(current: dict[str, float], previous: dict[str, float], previous_label: str) -> pd.DataFrame:
     """Points per signal now and before, and the change, largest moves first."""
     names = list(dict.fromkeys([*current, *previous]))
@@ -77,6 +101,17 @@ def points_change(current: dict[str, float], previous: dict[str, float], previou
     })
     table["change"] = table["points_now"] - table[f"points_{previous_label}"]
     return table.reindex(table["change"].abs().sort_values(ascending=False).index).reset_index(drop=True)
+
+
+def points_change_for_readers(moves: pd.DataFrame) -> pd.DataFrame:
+    """A points_change table as leadership reads it: signals in words, headers without underscores."""
+    before = next(c for c in moves.columns if c.startswith("points_") and c != "points_now")
+    return pd.DataFrame({
+        "Signal": moves["signal"].map(signal_words),
+        "Points now": moves["points_now"],
+        f"Points before ({before.removeprefix('points_').replace('_', ' ')})": moves[before],
+        "Change": moves["change"],
+    })
 
 
 @dataclass
@@ -256,7 +291,7 @@ def data_gaps(unmeasured: Sequence[str], usage_rows: int | None = None) -> str:
     if not unmeasured:
         return ""
     one = len(unmeasured) == 1
-    names = ", ".join(unmeasured)
+    names = ", ".join(signal_words(name) for name in unmeasured)
     if usage_rows == 0:
         return (f"It holds no product usage, so {names} {'has' if one else 'have'} no values: "
                 f"{'it earns' if one else 'they earn'} no points and the score rests on the other signals. Add the "
@@ -330,7 +365,8 @@ def leadership_summary(
         )
     moved = points_moves.head(3)
     if previous is not None:
-        change_words = "; ".join(f"{r.signal} {r.change:+.1f}" for r in moved.itertuples() if abs(r.change) >= 0.5)
+        change_words = "; ".join(f"{signal_words(r.signal)} {r.change:+.1f}" for r in moved.itertuples()
+                                 if abs(r.change) >= 0.5)
         lines.append(
             f"- **What changed since {previous.period}.** {drift.words} Largest changes of points: "
             f"{change_words or 'none above half a point'}."
@@ -339,7 +375,7 @@ def leadership_summary(
         lines.append(
             f"- **What changed.** This is the first recalibration report, so there is no earlier report to compare "
             f"with. {drift.words} Against the field's hand-set weights, the fitted points move most on: "
-            + "; ".join(f"{r.signal} {r.change:+.1f}" for r in moved.itertuples()) + "."
+            + "; ".join(f"{signal_words(r.signal)} {r.change:+.1f}" for r in moved.itertuples()) + "."
         )
     lines.append(
         "- **Where to draw the At-risk line.** Picked on past weeks for the quarter's target of flagging most "
