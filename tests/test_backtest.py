@@ -269,7 +269,7 @@ def test_choose_at_risk_threshold_says_when_no_account_has_an_owner(playbook_dat
     assert "at-risk accounts per owner per week" in owned.text
     ownerless = panel.with_columns(pl.lit(None, dtype=pl.String).alias("cs_owner_id"))
     unowned = choose_at_risk_threshold(history, ownerless, target_recall=1.0)
-    assert "at-risk accounts per week for the whole team (no account has a cs_owner_id)" in unowned.text
+    assert "at-risk accounts per week for the whole team (no account has a CS owner)" in unowned.text
     assert "per owner" not in unowned.text
 
 
@@ -349,3 +349,13 @@ def test_a_failed_gap_names_the_checkpoint_where_it_fell_short():
         "FAIL: renewed and expanded accounts did not score meaningfully higher (at least 10 points at every "
         "checkpoint) than churned accounts (60 days before, renewed accounts only a median +9.5 points). ")
     assert "30 days before the term ended, renewed accounts a median +20 points against churned" in verdict.text
+
+
+def test_at_risk_line_says_how_many_churns_it_was_chosen_on():
+    """The At-risk line's '100% of churns flagged' counts only the churns with the horizon before them inside the
+    test period, fewer than the churned accounts the AUC line counts: the line says how many, and why."""
+    panel = make_panel(playbook_companies())
+    choice = choose_at_risk_threshold(score_history(ColumnScore(), panel), panel, target_recall=0.8)
+    assert choice.churns == 1
+    assert "100% of churns flagged within 90 days before they happened (1 churn of the test period came late " \
+           "enough to judge this on)" in choice.text

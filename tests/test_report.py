@@ -182,7 +182,10 @@ def playbook_rows(events: int, arr_at_risk: float, arr_saved: float) -> pd.DataF
 @pytest.mark.parametrize(
     ("events", "arr_at_risk", "arr_saved", "says"),
     [
-        (12, 200_000.0, 90_000.0, "would have protected about $90k of the $200k ARR they caught."),
+        (40, 200_000.0, 90_000.0, "would have protected about $90k of the $200k ARR they caught."),
+        (12, 200_000.0, 90_000.0, "would have protected about $90k of the $200k ARR they caught. Too few churns to "
+                                  "rely on this figure: it rests on only 12 churns, and a reliable figure needs at "
+                                  "least 30. Read it as a rough indication until more renewals have been decided."),
         (0, 0.0, 0.0, "There is no what-if figure this quarter: no churn in the test period came late enough to "
                       "judge the alerts on (each needs the 90 days before it inside the test period)."),
         (3, 0.0, 0.0, "The alerts caught none of the 3 churns of the test period in time, so they would have "
@@ -192,7 +195,26 @@ def playbook_rows(events: int, arr_at_risk: float, arr_saved: float) -> pd.DataF
 def test_playbook_what_if_never_reads_zero_of_zero(events, arr_at_risk, arr_saved, says):
     sentence = narrative.playbook_what_if(playbook_rows(events, arr_at_risk, arr_saved), 0.71, 0.34, 90)
     assert sentence.startswith("Caught early, the field saves about 71% of accounts; reacting late, about 34%. ")
-    assert sentence.endswith(says) and "$0" not in sentence
+    assert sentence.replace("**", "").endswith(says) and "$0" not in sentence
+    assert ("rely on" in sentence) == (0 < events < 30 and arr_at_risk > 0)  # no figure, no caution
+
+
+@pytest.mark.parametrize("churns", [5, 30, 0, None])
+def test_at_risk_line_says_when_it_was_chosen_on_too_few_churns(churns):
+    """The At-risk line is chosen on the churns the alerts could be judged on: '100% of churns flagged' on 5 of
+    them is no basis for moving the line, and the page says so as it does for the AUC and the verdict."""
+    scores = pd.DataFrame({"band": ["At risk"], "arr": [1_000.0], "expansion_candidate": [False],
+                           "days_to_renewal": [30.0], "health_score": [40.0]})
+    drift = narrative.Drift(0.01, "13 weeks earlier", np.array([40.0]), np.array([41.0]))
+    page = narrative.leadership_summary(
+        "2026Q4", comparison_table(400, (0.91, 0.96)), "PASS.", "At risk below 77: 100% of churns flagged.", scores,
+        drift, narrative.points_change({"core_depth": 30.0}, {"core_depth": 25.0}, "field_preset"), None, 90,
+        "2026-02-01", threshold_churns=churns)
+    line = next(line for line in page.splitlines() if "Where to draw the At-risk line" in line)
+    assert line.split(": ", 1)[1].startswith("At risk below 77: 100% of churns flagged.")
+    caution = ("**Too few churns to rely on this line:** it rests on only 5 churns, and a reliable line needs at "
+               "least 30. Read it as a rough indication until more renewals have been decided.")
+    assert line.endswith(caution) if churns == 5 else "rely on" not in line
 
 
 def test_analyst_tables_show_a_dash_where_a_measure_is_not_defined():

@@ -46,6 +46,7 @@ CONTEXT_COLUMNS = (
     "arr", "arr_segment", "cs_owner_id", "ae_owner_id", "days_to_renewal", "term_end", "seat_utilisation",
 )
 UNASSIGNED = "(unassigned)"
+OWNER_WORDS = {"cs_owner_id": "a CS owner", "ae_owner_id": "an account executive"}  # owner columns, for readers
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -634,6 +635,7 @@ class ThresholdChoice:
     met: bool
     text: str
     table: pd.DataFrame
+    churns: int = 0  # the churns of the test period the choice was judged on
 
 
 def choose_at_risk_threshold(
@@ -709,10 +711,11 @@ def choose_at_risk_threshold(
     else:
         pick = reaches.iloc[0] if len(reaches) else None
         met = pick is not None
-    nothing_to_catch = not table["events"].fillna(0).any()  # no churn the alerts could be judged on
+    churns = int(table["events"].fillna(0).max())
+    nothing_to_catch = churns == 0  # no churn the alerts could be judged on
     if pick is None and nothing_to_catch:
         text = f"No threshold can be chosen for the recall target: {no_churn_to_judge(horizon_days)}."
-        return ThresholdChoice(None, None, None, None, False, text, table)
+        return ThresholdChoice(None, None, None, None, False, text, table, churns)
     if pick is None:
         best = table.iloc[-1] if capacity_per_owner_per_week is None else table.iloc[0]
         text = (f"No threshold among {table['threshold'].min():g}-{table['threshold'].max():g} "
@@ -720,20 +723,22 @@ def choose_at_risk_threshold(
                    if capacity_per_owner_per_week is None
                    else f"keeps at-risk accounts within {capacity_per_owner_per_week:g} per owner per week "
                         f"(lowest {best['flagged_per_owner_per_week']:.2f})") + ".")
-        return ThresholdChoice(None, None, None, None, False, text, table)
+        return ThresholdChoice(None, None, None, None, False, text, table, churns)
     rec = None if pd.isna(pick["recall"]) else float(pick["recall"])
     prec = None if pd.isna(pick["precision"]) else float(pick["precision"])
     caught = (no_churn_to_judge(horizon_days) if nothing_to_catch else
-              f"{100 * (rec or 0):.0f}% of churns flagged within {horizon_days} days before they happened")
+              f"{100 * (rec or 0):.0f}% of churns flagged within {horizon_days} days before they happened "
+              f"({churns:,} churn{'' if churns == 1 else 's'} of the test period came late enough to judge this on)")
     has_owners = owner in panel.columns and panel.get_column(owner).drop_nulls().len() > 0
-    per_owner = "per owner per week" if has_owners else f"per week for the whole team (no account has a {owner})"
+    per_owner = ("per owner per week" if has_owners
+                 else f"per week for the whole team (no account has {OWNER_WORDS.get(owner, f'a {owner}')})")
     text = (f"At risk below {pick['threshold']:g}: {pick['flagged_per_owner_per_week']:,.2f} at-risk accounts "
             f"{per_owner} ({pick['alerts_per_owner_per_week']:,.2f} new), {caught}, {100 * (prec or 0):.0f}% of "
             "flags followed by churn")
     if target_recall is not None and not met:
         text += f" (the {100 * target_recall:.0f}% recall target does not fit the capacity)"
     return ThresholdChoice(float(pick["threshold"]), rec, prec, float(pick["flagged_per_owner_per_week"]),
-                           bool(met), text + ".", table)
+                           bool(met), text + ".", table, churns)
 
 
 def backtest_summary(
@@ -755,5 +760,6 @@ def backtest_summary(
             "flagged_per_owner_per_week": threshold.flagged_per_owner_per_week,
             "met": threshold.met,
             "text": threshold.text,
+            "churns": threshold.churns,
         },
     }

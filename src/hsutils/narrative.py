@@ -246,16 +246,21 @@ def too_few_churns_caution(churns: int, what: str, basis: str | None = None) -> 
             f"a reliable {what} needs at least {MIN_TEST_CHURNS_FOR_AUC}.")
 
 
-def verdict_caution(churned: int | None) -> str:
-    """A plain-words caution when the validation verdict rests on fewer than MIN_TEST_CHURNS_FOR_AUC churned
-    accounts (the same rule of thumb as the held-out AUC's); '' when it does not, when the count is unknown, or
-    when it is 0 (the verdict then says itself that it cannot validate). It names the churned accounts the
-    verdict counted, as the verdict does, not those of the test period: the verdict leaves out the ones without
-    a score before their term ended."""
-    if not churned or churned >= MIN_TEST_CHURNS_FOR_AUC:
+def few_churns_caution(churns: int | None, what: str, noun: str = "churn") -> str:
+    """'Too few churns to rely on this <what>: it rests on only N <noun>s ...' for a figure resting on fewer than
+    MIN_TEST_CHURNS_FOR_AUC churns (the held-out AUC's rule of thumb); '' when it rests on enough, when the count
+    is unknown, or when it is 0 (the figure then says itself that it has nothing to rest on)."""
+    if not churns or churns >= MIN_TEST_CHURNS_FOR_AUC:
         return ""
-    basis = f"{churned:,} churned account{'' if churned == 1 else 's'}"
-    return too_few_churns_caution(churned, "verdict", basis) + " Read it " + ROUGH_INDICATION
+    basis = f"{churns:,} {noun}{'' if churns == 1 else 's'}"
+    return too_few_churns_caution(churns, what, basis) + " Read it " + ROUGH_INDICATION
+
+
+def verdict_caution(churned: int | None) -> str:
+    """The caution for a validation verdict resting on fewer than MIN_TEST_CHURNS_FOR_AUC churned accounts. It
+    names the churned accounts the verdict counted, as the verdict does, not those of the test period: the
+    verdict leaves out the ones without a score before their term ended."""
+    return few_churns_caution(churned, "verdict", "churned account")
 
 
 def verdict_count_note(test_churned: int, verdict_churned: int | None, verdict_unscored: int | None) -> str:
@@ -315,13 +320,14 @@ def leadership_summary(
     unmeasured: Sequence[str] = (),
     usage_rows: int | None = None,
     verdict_unscored: int | None = None,
+    threshold_churns: int | None = None,
 ) -> str:
     """The first page of the leadership report, in Markdown: what changed, how well the score predicts, how many
     accounts and how much ARR are at risk, and the expansion candidates. `verdict_churned`: the churned accounts
     the validation verdict rests on (its details' "churned"), for its caution, and `verdict_unscored` those it
     left out (its details' "churned_unscored"), to check that both add up to the test period's churned accounts.
     `unmeasured`: signals without any value in the snapshot, and `usage_rows` its usage events, for the line on
-    what the snapshot lacks."""
+    what the snapshot lacks. `threshold_churns`: the churns the At-risk line was chosen on, for its caution."""
     overall = comparison_table[comparison_table["segment"] == "all"].set_index("model")
     auc = overall["auc"].to_dict()
     fitted = auc.get("fitted")
@@ -377,10 +383,11 @@ def leadership_summary(
             f"with. {drift.words} Against the field's hand-set weights, the fitted points move most on: "
             + "; ".join(f"{signal_words(r.signal)} {r.change:+.1f}" for r in moved.itertuples()) + "."
         )
-    lines.append(
+    lines.append(" ".join(filter(None, [
         "- **Where to draw the At-risk line.** Picked on past weeks for the quarter's target of flagging most "
-        f"churns in time (the band used today starts below 55): {threshold_text}"
-    )
+        f"churns in time (the band used today starts below 55): {threshold_text}",
+        few_churns_caution(threshold_churns, "line"),
+    ])))
     lines.append("")
     return "\n".join(lines)
 
@@ -399,8 +406,11 @@ def playbook_what_if(playbook: pd.DataFrame, save_rate_early: float, save_rate_l
     if not caught_arr > 0:
         return (f"{rates} The alerts caught none of the {churns} churn{'' if churns == 1 else 's'} of the test "
                 "period in time, so they would have protected no ARR.")
-    return (f"{rates} With those rates, the alerts on the test period would have protected about "
-            f"{money(churn_rules['arr_saved_what_if'].max())} of the {money(caught_arr)} ARR they caught.")
+    return " ".join(filter(None, [
+        f"{rates} With those rates, the alerts on the test period would have protected about "
+        f"{money(churn_rules['arr_saved_what_if'].max())} of the {money(caught_arr)} ARR they caught.",
+        few_churns_caution(churns, "figure"),
+    ]))
 
 
 def summary_figures(scores: pd.DataFrame, drift: Drift, comparison: dict[str, Any]) -> dict[str, Any]:
