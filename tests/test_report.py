@@ -582,6 +582,11 @@ def test_playbook_chart_says_why_its_bars_are_empty(events):
                              "recall": [None, None], "events": [events, 0]})
     texts = [t.get_text() for t in figures.playbook_bars(playbook).axes[0].texts]
     assert any("could be judged" in text for text in texts) == (events == 0)
+    # a rule whose event never happened (no expansion at all) says so on its row instead of an empty, 0%-looking row
+    assert ("no event in the test period to judge this rule on" in texts) == (events > 0)
+    with_targets = playbook.assign(target=["churn", "expansion"])
+    texts = [t.get_text() for t in figures.playbook_bars(with_targets).axes[0].texts]
+    assert ("no expansion in the test period to judge this rule on" in texts) == (events > 0)
 
 
 def test_report_on_a_portal_without_product_usage_says_what_it_lacks(small_demo, tmp_path):

@@ -211,9 +211,16 @@ def playbook_bars(playbook: pd.DataFrame) -> plt.Figure:
     ax.set_xlim(0, 100)
     ax.tick_params(axis="y", labelsize=9)
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2, frameon=False)
-    if "events" in playbook.columns and not playbook["events"].fillna(0).astype(float).any():
+    events = playbook["events"].fillna(0).astype(float) if "events" in playbook.columns else None
+    if events is not None and not events.any():
         ax.text(50, (len(playbook) - 1) / 2, "No event of the test period could be judged:\nthe bars stay empty "
                 "until renewals have been decided", ha="center", va="center", fontsize=11, color="#555555")
+    elif events is not None:  # a rule whose event never happened (a portal without expansions): say so on its row
+        targets = playbook["target"] if "target" in playbook.columns else pd.Series("event", index=playbook.index)
+        for row, (count, target) in enumerate(zip(events, targets, strict=True)):
+            if count == 0:
+                ax.text(1, row, f"no {target} in the test period to judge this rule on", va="center", fontsize=10,
+                        color="#555555")
     return _finish(fig, "Alert playbook on past weeks")
 
 
