@@ -260,6 +260,38 @@ CORRUPTIONS: dict[str, Corruption] = {
         ("table tickets", "column created_at", "day-first ('13/06/2025 10:00')",
          "month-first ('07/20/2025 10:00')", "line=3", "ISO-8601"),
     ),
+    "spreadsheet serial day numbers as dates": Corruption(
+        with_csv_text("tickets", replace_column(3, ["45779", "45818.5", "45858"])),
+        ("table tickets", "column created_at", "3 value(s)", "serial day numbers", "'45818.5'", "line=2",
+         "format the column as dates"),
+    ),
+    "epoch seconds among ISO timestamps": Corruption(
+        with_csv_text("tickets", replace_field(2, 3, "1749549600")),
+        ("table tickets", "column created_at", "1 value(s) written as a number", "'1749549600'", "line=3",
+         "'2025-05-02T10:00:00Z'", "one way"),
+    ),
+    "ISO timestamp among epoch seconds": Corruption(
+        with_csv_text("tickets", replace_column(3, ["1746180000", "1749549600", "2025-07-20T10:00:00Z"])),
+        ("table tickets", "column created_at", "1 value(s) not a number", "'2025-07-20T10:00:00Z'", "line=4",
+         "epoch"),
+    ),
+    "epoch milliseconds among epoch seconds": Corruption(
+        with_csv_text("usage_events", replace_column(2, ["1761991200"] * 7 + ["1767225599000"])),
+        ("table usage_events", "column occurred_at", "1 value(s) not epoch seconds", "'1767225599000'", "line=9",
+         "one unit"),
+    ),
+    "epoch milliseconds a spreadsheet rounded": Corruption(
+        with_csv_text("tickets", replace_column(3, ["1.74618E+12", "1.74955E+12", "1.75300E+12"])),
+        ("table tickets", "column created_at", "'1.74618E+12'", "scientific notation", "line=2"),
+    ),
+    "dates written as YYYYMMDD numbers": Corruption(
+        with_csv_text("tickets", replace_column(3, ["20250502", "20250610", "20250720"])),
+        ("table tickets", "column created_at", "YYYYMMDD", "'20250502'", "ISO-8601"),
+    ),
+    "numbers that are no epoch time": Corruption(
+        with_csv_text("tickets", replace_column(3, ["12345", "678", "2"])),
+        ("table tickets", "column created_at", "3 value(s)", "no epoch time from 1990 to 2100", "'12345'"),
+    ),
     "number unreadable": Corruption(
         with_csv_text("deals", replace_field(3, 7, "90k")), ("table deals", "column arr", "'90k'", "line=4")
     ),
@@ -624,6 +656,47 @@ def test_timestamp_styles_read_as_utc(stamps: list[str], tmp_path: Path) -> None
     assert submitted[2] == (
         ts("2025-06-03T00:00:00") if stamps[2] == "2025-06-03" else ts("2025-06-03T10:00:00")
     )
+
+
+@pytest.mark.parametrize(
+    "stamps",
+    [
+        ["1748772000", "1748858400.5", "1748952000"],
+        ["1748772000000", "1748858400500", "1748952000000"],
+        ["1748772000000000", "1748858400500000", "1748952000000000"],
+        ["1748772000000000000", "1748858400500000000", "1748952000000000000"],
+        ["1748772000.0", "1748858400.5", "N/A"],
+    ],
+    ids=["seconds", "milliseconds", "microseconds", "nanoseconds", "decimal seconds"],
+)
+def test_epoch_numbers_are_read_in_the_unit_their_magnitude_shows(stamps: list[str], tmp_path: Path) -> None:
+    """Unix epoch times as product-analytics exports write them: the unit is the one that puts the column between
+    1990 and 2100."""
+    write_tiny_snapshot(tmp_path / "s", fmt="csv")
+    lines = ["response_id,company_id,submitted_at,kind,score"]
+    lines += [f"s{i},101,{stamp},nps,{i}" for i, stamp in enumerate(stamps)]
+    (tmp_path / "s" / "surveys.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    if stamps[2] == "N/A":  # an empty timestamp is refused by validation
+        (tmp_path / "s" / "surveys.csv").write_text("\n".join(lines[:3]) + "\n", encoding="utf-8")
+    edit_csv_text(tmp_path / "s", "usage_events", replace_column(2, [str(1761991200 + 60 * i) for i in range(8)]))
+
+    snapshot = load_snapshot(tmp_path / "s")
+
+    expected = [ts("2025-06-01T10:00:00"), ts("2025-06-02T10:00:00.5"), ts("2025-06-03T12:00:00")]
+    assert snapshot["surveys"]["submitted_at"].to_list() == expected[: snapshot["surveys"].height]
+    assert snapshot["usage_events"]["occurred_at"][-1] == ts("2025-11-01T10:07:00")
+
+
+def test_epoch_numbers_stored_as_numbers_in_parquet_are_read(tmp_path: Path) -> None:
+    """A warehouse dump may store event times as integer epoch milliseconds."""
+    write_tiny_snapshot(tmp_path / "s")
+    path = tmp_path / "s" / "usage_events.parquet"
+    usage = pl.read_parquet(path)
+    usage.with_columns(pl.col("occurred_at").dt.epoch("ms")).write_parquet(path)
+
+    occurred = load_snapshot(tmp_path / "s")["usage_events"]["occurred_at"]
+
+    assert occurred.to_list() == usage["occurred_at"].to_list()
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,9 @@ A snapshot table goes through four steps on every load:
 3. **coerce** (`coerce_table`): canonical dtypes. Timestamps may be ISO-8601 with `Z`, with an offset, naive
    (= UTC), a date alone, or `2025-03-01 10:00:00` (or `2:05 PM`), or as spreadsheets write dates, month-first
    `11/23/2025 2:05 PM` or day-first `23.11.2025`, `23-11-2025 14:05` (naive = UTC) when a day above 12 shows the
-   column's order (a two-digit year is refused); booleans true/false, yes/no, y/n, on/off, 1/0, ✓/✗; numbers as
+   column's order (a two-digit year is refused), or epoch numbers in the unit that puts the column between 1990
+   and 2100 (`_epoch_timestamps`; spreadsheet serial days, 44931, are refused); booleans true/false, yes/no, y/n,
+   on/off, 1/0, ✓/✗; numbers as
    spreadsheets format them (`$1,200.50`, `USD 1,200`, `1.200,50 €`, `1 200`, `(1,200)` or `(USD 1,200)` negative, `-` zero; see
    `_formatted_numbers`); N/A, #N/A, null, None are empty in number, date, yes/no and optional id and enum columns; ids stay text
    (one a spreadsheet rounded to scientific notation, 1.23457E+10, is refused). A value that cannot be read raises
@@ -46,7 +48,7 @@ import polars as pl
 
 from hsutils.errors import InputError, example_rows
 from hsutils.files import read_yaml_mapping
-from hsutils.schema import TABLES, Column
+from hsutils.schema import TABLES, UTC_DATETIME, Column
 
 if TYPE_CHECKING:
     import pandera.polars as pa
@@ -120,6 +122,19 @@ _ISO_ADVICE = "use ISO-8601, e.g. 2025-03-01T10:00:00Z"
 _TIMESTAMP_ADVICE = f"not a timestamp ({_ISO_ADVICE})"
 _FAST_TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%S%.fZ"  # what write_snapshot writes; tried first
 _NORMALISED_TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%S%.f%z"
+# Epoch times as product-analytics exports and warehouse dumps write them (1672876800, 1672876800000): a column's
+# unit is the one of these that puts every value between 1990 and 2100. The four ranges lie apart, so at most one
+# fits; a column that fits none is refused, never guessed.
+_EPOCH_UNITS = (
+    ("seconds", 1), ("milliseconds", 1_000), ("microseconds", 1_000_000), ("nanoseconds", 1_000_000_000)
+)
+_EPOCH_RANGE = (631_152_000, 4_102_444_800)  # 1990-01-01 and 2100-01-01, in seconds since 1970
+_EPOCH_HEAD = 1_000  # values looked at first to tell a column of epoch numbers
+# Spreadsheet serial day numbers (44931 is 2023-01-05 counted from 1900, or 2027-01-06 counted from 1904, as Excel
+# for Mac did): days from about 1982 to 2100. Which system a file uses is not in it, so they are refused.
+_SERIAL_DAY_RANGE = (30_000, 73_051)
+_DATE_NUMBER_RANGE = (19_000_101, 21_001_231)  # a date written as the number YYYYMMDD (a warehouse date key)
+_EPOCH_ADVICE = "write every value one way: epoch numbers in one unit, or ISO-8601 text (2025-03-01T10:00:00Z)"
 
 
 # ------------------------------------------------------------------------------------------------ messages
@@ -593,8 +608,76 @@ def _empty_as_null(series: pl.Series) -> pl.Series:
 
 
 def _parse_timestamps(text: pl.Series) -> tuple[pl.Series, pl.Series | None, str]:
-    """Timestamps from text (see the module's docstring); the mask of values that cannot be read (None when all
-    can) and what is wrong with them."""
+    """Timestamps from text (see the module's docstring), or from epoch numbers (`_epoch_timestamps`) when the
+    column holds numbers; the mask of values that cannot be read (None when all can) and what is wrong with them."""
+    if not _holds_numbers(text.head(_EPOCH_HEAD)):
+        values, bad, what = _parse_timestamp_text(text)
+        if bad is None or not _holds_numbers(_text_where(text, bad)):
+            return values, bad, what
+    return _epoch_timestamps(text)
+
+
+def _holds_numbers(text: pl.Series) -> bool:
+    """Whether some value of `text` is a finite number."""
+    return bool(text.cast(pl.Float64, strict=False).is_finite().any())
+
+
+def _epoch_timestamps(series: pl.Series) -> tuple[pl.Series, pl.Series | None, str]:
+    """Timestamps from epoch numbers, as text or as a number column, in the one unit of `_EPOCH_UNITS` that puts
+    every value between 1990 and 2100; the mask of values that cannot be read and what is wrong with them (a column
+    mixing numbers and text, or units, or holding spreadsheet serial days or numbers that are no epoch time)."""
+    unread = pl.repeat(None, series.len(), dtype=UTC_DATETIME, eager=True).alias(series.name)
+    present = series.is_not_null()
+    whole = series.cast(pl.Int64, strict=False) if series.dtype == pl.String or series.dtype.is_integer() else None
+    if whole is not None and whole.null_count() == series.null_count():
+        numbers = whole.cast(pl.Float64)
+    else:
+        whole = None
+        numbers = series.cast(pl.Float64, strict=False).fill_nan(None)
+        numbers = pl.select(pl.when(numbers.is_finite()).then(numbers)).to_series()
+    text = present & numbers.is_null()
+    count = numbers.len() - numbers.null_count()
+    if text.any():  # a column written two ways: the rows of the rarer way are shown
+        if count < text.sum():
+            what = f"written as a number while the rest of the column is text ({series.filter(text)[0]!r})"
+            return unread, present & ~text, f"{what}: {_EPOCH_ADVICE}"
+        what = f"not a number while the rest of the column holds epoch times ({series.filter(~text)[0]!r})"
+        return unread, text, f"{what}: {_EPOCH_ADVICE}"
+    if whole is None and series.dtype == pl.String:
+        scientific = series.str.contains("[eE]").fill_null(False)
+        if scientific.any():
+            what = "in scientific notation: a spreadsheet rounded these times"
+            return unread, scientific, f"{what}; format the column as a number without decimals and export it again"
+    low, high = _EPOCH_RANGE
+    fits = [numbers.is_between(low * per_second, high * per_second, closed="left") for _, per_second in _EPOCH_UNITS]
+    fitting = [int(f.sum()) for f in fits]
+    best = fitting.index(max(fitting))
+    unit, per_second = _EPOCH_UNITS[best]
+    if fitting[best] == count:
+        if whole is None:
+            micros = (numbers * (1_000_000 / per_second)).round().cast(pl.Int64)
+        elif per_second <= 1_000_000:
+            micros = whole * (1_000_000 // per_second)
+        else:
+            micros = whole // (per_second // 1_000_000)
+        return pl.from_epoch(micros, time_unit="us").dt.replace_time_zone("UTC").alias(series.name), None, ""
+    if fitting[best] * 2 > count:
+        what = f"not epoch {unit} (1990 to 2100) as the rest of the column is ({series.filter(fits[best])[0]!r})"
+        return unread, present & ~fits[best], f"{what}: {_EPOCH_ADVICE}"
+    if bool(numbers.is_between(*_SERIAL_DAY_RANGE).all()):
+        return unread, present, (
+            "that look like spreadsheet serial day numbers (from 1900 or 1904? the file does not say): format the "
+            "column as dates in the spreadsheet before exporting"
+        )
+    if whole is not None and bool(whole.is_between(*_DATE_NUMBER_RANGE).all()):
+        return unread, present, "that look like dates written as YYYYMMDD numbers: write them as ISO-8601 (2025-03-01)"
+    what = "numbers that are no epoch time from 1990 to 2100 in one unit (seconds, milliseconds, microseconds or nanoseconds)"
+    return unread, present & ~fits[best], f"{what}: {_EPOCH_ADVICE}"
+
+
+def _parse_timestamp_text(text: pl.Series) -> tuple[pl.Series, pl.Series | None, str]:
+    """Timestamps from text written as dates (see the module's docstring); the mask of values that cannot be read
+    (None when all can) and what is wrong with them."""
     fast = text.str.to_datetime(_FAST_TIMESTAMP_FORMAT, strict=False, time_zone="UTC", time_unit="us")
     if fast.null_count() == text.null_count():
         return fast, None, ""
@@ -777,6 +860,8 @@ def _convert(
             return values.cast(pl.Datetime("us", "UTC")), None, ""
         if dtype == pl.Date:
             return series.cast(pl.Datetime("us")).dt.replace_time_zone("UTC"), None, ""
+        if dtype.is_numeric():  # epoch numbers, as a warehouse dump may store them
+            return _epoch_timestamps(series)
         return _parse_timestamps(_as_text(series))
     if kind == "int":
         if dtype.is_integer():
