@@ -1007,19 +1007,41 @@ def test_spreadsheet_words_for_no_value_are_empty_in_typed_columns(tmp_path: Pat
     assert snapshot["engagements"]["meeting_kind"].null_count() == 4
 
 
-def test_accounting_dash_is_zero_in_number_columns_and_stays_text_elsewhere(tmp_path: Path) -> None:
-    """Excel's accounting format shows zero as '-' (or '$ -') and a negative in parentheses; a text column keeps
-    its '-'."""
+def test_accounting_dash_is_zero_in_number_columns_and_stays_text_in_a_name(tmp_path: Path) -> None:
+    """Excel's accounting format shows zero as '-' (or '$ -') and a negative in parentheses; a company name keeps
+    its '-' (in an optional text column such as industry it means no value)."""
     arr, seats = ['"$ -"', "-", '"$ (90,000.00)"', '"(3,000.50)"'], ["20", "22", "-", '" $ - "']
     with_csv_text("deals", lambda lines: replace_column(7, arr)(replace_column(8, seats)(lines)))(tmp_path / "s")
-    edit_csv_text(tmp_path / "s", "companies", lambda lines: replace_field(1, 4, "-")(replace_field(3, 5, "-")(lines)))
+    edit_csv_text(tmp_path / "s", "companies", lambda lines: replace_field(1, 4, "-")(replace_field(3, 1, "-")(lines)))
 
     snapshot = load_snapshot(tmp_path / "s", validate=False)  # the negative arr is refused by validation
 
     assert snapshot["deals"]["arr"].to_list() == [0.0, 0.0, -90000.0, -3000.5]
     assert snapshot["deals"]["seats"].to_list() == [20, 22, 0, 0]
     assert snapshot["companies"]["employees"].to_list() == [0, None, 8]
-    assert snapshot["companies"]["industry"].to_list() == ["software", None, "-"]
+    assert snapshot["companies"]["name"].to_list() == ["Acme Analytics", "Birch, Bell & Co", "-"]
+
+
+def test_placeholders_for_no_value_are_empty_in_optional_text_columns(tmp_path: Path, capsys) -> None:
+    """N/A, #N/A, null, None and a dash in industry or job_title are no value (not a segment of their own), as in
+    an optional id or enum column; a required tier keeps its text."""
+    write_tiny_snapshot(tmp_path / "s", fmt="csv")
+    edit_csv_text(
+        tmp_path / "s",
+        "companies",
+        lambda lines: replace_field(1, 5, "N/A")(replace_field(3, 5, "-")(replace_field(3, 3, "N/A")(lines))),
+    )
+    edit_csv_text(tmp_path / "s", "contacts", replace_column(4, ["#N/A", "-", "null", "Analyst"]))
+    edit_csv_text(tmp_path / "s", "engagements", lambda lines: replace_field(2, 8, "-")(replace_field(1, 2, "—")(lines)))
+
+    snapshot = load_snapshot(tmp_path / "s")
+
+    assert snapshot["companies"]["industry"].to_list() == [None, None, None]
+    assert snapshot["companies"]["tier"].to_list() == ["pro", "enterprise", "N/A"]
+    assert snapshot["contacts"]["job_title"].to_list() == [None, None, None, "Analyst"]
+    assert snapshot["engagements"]["meeting_kind"].to_list() == [None] * 4
+    assert snapshot["engagements"]["contact_id"].to_list() == [None, "501", None, "504"]
+    assert main(["validate", str(tmp_path / "s")]) == 0
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,8 @@ A snapshot table goes through four steps on every load:
    and 2100 (`_epoch_timestamps`; spreadsheet serial days, 44931, are refused); booleans true/false, yes/no, y/n,
    on/off, 1/0, ✓/✗; numbers as
    spreadsheets format them (`$1,200.50`, `USD 1,200`, `1.200,50 €`, `1 200`, `(1,200)` or `(USD 1,200)` negative, `-` zero; see
-   `_formatted_numbers`); N/A, #N/A, null, None are empty in number, date, yes/no and optional id and enum columns; ids stay text
+   `_formatted_numbers`); N/A, #N/A, null, None are empty in number, date and yes/no columns, and so is a dash in
+   optional id, enum and text columns (`PLACEHOLDER_WORDS`); ids stay text
    (one a spreadsheet rounded to scientific notation, 1.23457E+10, is refused). A value that cannot be read raises
    `InputError` showing the raw text and its row. Then a CSV row that repeats another exactly is read once
    (`drop_repeated_rows`), and a contact_id that names no contact (one deleted since the activity) is emptied,
@@ -60,8 +61,11 @@ TRUE_WORDS = ("true", "t", "yes", "y", "on", "1", "1.0", "✓", "✔")
 FALSE_WORDS = ("false", "f", "no", "n", "off", "0", "0.0", "✗", "✘")
 _BOOL_ADVICE = "not a boolean (true/false, yes/no, y/n, on/off, 1/0, ✓/✗)"
 # What spreadsheets and exports write for no value (#N/A: Excel's lookup miss); read as empty in number, date and
-# yes/no columns, and in optional id and enum columns, where they cannot be a value. Not '-': Excel's accounting format shows zero as '-'.
+# yes/no columns, where they cannot be a value. Not '-': Excel's accounting format shows zero as '-'.
 NO_VALUE_WORDS = ("n/a", "#n/a", "na", "null", "none", "nan")
+# The same words, and a dash, are read as empty in an optional id, enum or text column (contact_id, meeting_kind,
+# industry, job_title), where none of them can be a value. A company name keeps its text: it is shown, not grouped by.
+PLACEHOLDER_WORDS = (*NO_VALUE_WORDS, "-", "--", "–", "—")
 
 # Tables that must hold at least one row; the others may legitimately be empty (a portal without surveys).
 NON_EMPTY_TABLES = ("companies", "deals")  # usage_events may be empty: a portal without a usage export
@@ -918,13 +922,22 @@ def _convert(
     raise ValueError(f"unknown column kind {kind!r}")
 
 
-def _without_no_value_words(series: pl.Series) -> pl.Series:
-    """`series` with the words spreadsheets write for no value (N/A, #N/A, null, ...) as nulls; the same series
-    when it holds none."""
-    no_value = series.cast(pl.String).str.to_lowercase().is_in(NO_VALUE_WORDS)
+def _without_no_value_words(series: pl.Series, words: Collection[str] = NO_VALUE_WORDS) -> pl.Series:
+    """`series` with the words spreadsheets write for no value (N/A, #N/A, null, ...; `words`) as nulls; the same
+    series when it holds none."""
+    no_value = series.cast(pl.String).str.to_lowercase().is_in(list(words))
     if not no_value.any():
         return series
     return pl.select(pl.when(no_value).then(None).otherwise(series)).to_series().alias(series.name)
+
+
+def _placeholders_are_empty(column: Column) -> bool:
+    """Whether N/A, null, '-' and the like mean no value in `column`: an optional id or enum column
+    (contact_id, cs_owner_id, meeting_kind), or an optional text column (industry, job_title). Not in a company
+    name, shown as written, nor in a required column, where an empty value is refused."""
+    if not column.nullable:
+        return False
+    return column.kind in ("id", "enum") or (column.kind == "str" and not column.required)
 
 
 def _apply_value_map(series: pl.Series, pairs: Mapping[str, str | None]) -> pl.Series:
@@ -1034,8 +1047,8 @@ def coerce_table(
             raw = raw.str.strip_chars()
         if column.name in value_map:
             raw = _apply_value_map(raw, value_map[column.name])
-        if column.nullable and column.kind in ("id", "enum") and raw.dtype == pl.String:
-            raw = _without_no_value_words(raw)  # no id or allowed value is 'N/A'
+        if _placeholders_are_empty(column) and raw.dtype == pl.String:
+            raw = _without_no_value_words(raw, PLACEHOLDER_WORDS)  # no id, allowed value or industry is 'N/A'
         values, bad, what = _convert(raw, column, spreadsheet_ids=strip_text)
         if bad is not None and bool(bad.any()) and column.kind in ("int", "float", "bool", "datetime"):
             read = _without_no_value_words(raw)
