@@ -95,7 +95,7 @@ def pull_minimum(tables: dict[str, pl.DataFrame]) -> int:
         assoc += 2 * math.ceil(counts[name] / 1000)  # to companies and to contacts
     owners = pages(len(set(tables["companies"]["cs_owner_id"]) | set(tables["companies"]["ae_owner_id"])))
     owners += 1  # the deactivated owners' list (empty in a stand-in seeded from a snapshot)
-    return lists + assoc + owners + 9 + 1  # + property reads per object type + the label read
+    return lists + assoc + owners + 9 + 1 + 1  # + property reads per object type, the label read, the deal pipelines
 
 
 def run(ctx) -> dict:

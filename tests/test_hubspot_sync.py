@@ -1005,8 +1005,8 @@ def test_deal_amounts_in_several_currencies_are_read_in_the_company_currency(use
 
 
 def test_deal_stages_the_config_does_not_list_are_read_as_open_and_named_in_one_warning(config, tmp_path):
-    """A portal's own stage ids (numbers, such as a custom "Closed won - signed") that the config does not list are
-    read as open: the summary names each pipeline/stage with its count in one line, so a won stage read as open
+    """A portal's own stage ids (numbers, such as a custom "Closed won - signed") that neither the config lists nor
+    HubSpot's pipeline metadata maps are read as open: the summary names each pipeline/stage with its count in one line, so a won stage read as open
     shows. HubSpot's stock sales pipeline stages are all listed, so a stock portal gets no such line."""
     tables = companies_only(4)
     portal = seed_portal(tables, config)
@@ -1020,6 +1020,139 @@ def test_deal_stages_the_config_does_not_list_are_read_as_open_and_named_in_one_
         "lost stages under deals.pipelines.<pipeline>.stages"]
     deals = load_snapshot(tmp_path / "pulled")["deals"].sort("deal_id")
     assert deals["stage"].to_list() == ["open", "open", "won", "won"]
+
+
+RENEWALS = ("87654321", "Renewals", [("1234561", "Renewal due", {"isClosed": "false", "probability": "0.5"}),
+                                     ("1234567", "Renewed", {"isClosed": "true", "probability": "1.0"}),
+                                     ("1234568", "Churned", {"isClosed": "true", "probability": "0.0"}),
+                                     ("1234569", "Merged into parent", {"isClosed": "true", "probability": "0.0"}),
+                                     ("1234570", "On hold", {"isClosed": "true", "probability": "0.5"})])
+
+
+def portal_with_own_renewals_pipeline(config, stages: list[str]):
+    """(tables, portal): one company per stage of `stages`, its won renewal moved into the portal's own Renewals
+    pipeline (numeric pipeline and stage ids, as HubSpot gives them) at that stage."""
+    tables = companies_only(len(stages))
+    portal = seed_portal(tables, config)
+    portal.define_pipeline("deals", *RENEWALS)
+    for deal_id, stage in zip(sorted(portal.objects["deals"]), stages, strict=True):
+        portal.objects["deals"][deal_id]["properties"].update(pipeline=RENEWALS[0], dealstage=stage)
+    return tables, portal
+
+
+def test_stages_the_config_does_not_list_are_mapped_from_hubspots_pipeline_metadata(config, tmp_path, capsys,
+                                                                                    monkeypatch):
+    """A portal's own renewals pipeline (numeric ids) whose stages the config does not list: `hsutils pull` reads
+    HubSpot's pipelines (GET /crm/v3/pipelines/deals) and maps each stage by its metadata, closed at probability 1.0
+    won, closed at 0.0 lost, not closed open, saying so in one line with the stages' labels; a stage the user's config
+    lists keeps the config's mapping; a closed stage at another probability says neither, so it is read as open and
+    named in the line for stages nothing maps."""
+    from hsutils.cli import main
+
+    stages = ["1234561", "1234567", "1234567", "1234568", "1234569", "1234570"]
+    tables, portal = portal_with_own_renewals_pipeline(config, stages)
+    (tmp_path / "portal.yml").write_text(yaml.safe_dump(
+        {"deals": {"pipelines": {RENEWALS[0]: {"deal_type": "renewal", "stages": {"1234569": "won"}}}}}))
+    sandbox = Sandbox(portal=portal, token="good-token")
+    sandbox.start()
+    try:
+        monkeypatch.setenv("HUBSPOT_ACCESS_TOKEN", "good-token")
+        assert main(["pull", "--out", str(tmp_path / "pulled"), "--host", sandbox.url, "--rate", "off", "--quiet",
+                     "--config", str(tmp_path / "portal.yml"), "--usage", str(usage_file(tables, tmp_path))]) == 0
+        assert sandbox.counts["GET /crm/v3/pipelines/{type}"] == 1
+    finally:
+        sandbox.stop()
+    out = capsys.readouterr().out
+    assert [line.strip() for line in out.splitlines() if "warning: deals" in line] == [
+        "warning: deals: 4 deal(s) in stage(s) the portal config does not list, mapped from HubSpot's pipeline "
+        "metadata (closed at probability 1.0 won, at 0.0 lost, else open): won: Renewals/Renewed (87654321/1234567) "
+        "2; lost: Renewals/Churned (87654321/1234568) 1; open: 1 deal(s) in 1 stage(s); list a stage under "
+        "deals.pipelines.<pipeline>.stages to map it otherwise",
+        "warning: deals: 1 deal(s) in stage(s) the portal config does not list, read as open: 87654321/1234570 (1); "
+        "map won and lost stages under deals.pipelines.<pipeline>.stages"]
+    deals = load_snapshot(tmp_path / "pulled")["deals"].sort("deal_id")
+    assert deals["stage"].to_list() == ["open", "won", "won", "lost", "won", "open"]
+    assert deals["close_date"].null_count() == 2  # an open deal has no close date
+    assert deals["deal_type"].unique().to_list() == ["renewal"]
+
+
+def test_the_config_decides_pipelines_and_its_stages_win_over_hubspots_metadata():
+    """Where a deal's stage comes from: the user's config, else HubSpot's metadata ("defaults" when the built-in
+    config agrees with it), else the built-in config, else open; a pipeline the config does not map is not read."""
+    config = load_config(overrides={"deals": {"pipelines": {"555": {"deal_type": "renewal",
+                                                                    "stages": {"1": "won", "2": "lost"}}}}})
+    portal = {"555": {"1": "lost", "3": "won"}, "default": {"closedwon": "won", "contractsent": "lost"}}
+
+    def stage(pipeline: str, stage_id: str, with_portal: bool = True):
+        return config.deal_type_and_stage(pipeline, stage_id, None, portal if with_portal else None)
+
+    assert stage("555", "1") == ("renewal", "won", "config")
+    assert stage("555", "2") == ("renewal", "lost", "config")
+    assert stage("555", "3") == ("renewal", "won", "hubspot")
+    assert stage("555", "4") == ("renewal", "open", "unlisted")
+    assert stage("default", "closedwon") == ("new", "won", "defaults")
+    assert stage("default", "contractsent") == ("new", "lost", "hubspot")
+    assert stage("default", "contractsent", with_portal=False) == ("new", "open", "defaults")
+    assert stage("99", "1") is None
+
+
+@pytest.mark.parametrize("status", [403, 404])
+def test_pipelines_hubspot_refuses_leave_the_stages_to_the_config_with_one_warning(status, config, tmp_path):
+    """A token HubSpot does not let read the pipelines (403), or a server without the endpoint (404): the pull goes
+    on as without pipeline metadata, stages the config does not list read as open, and says why in one line."""
+    from hsutils.hubspot.sandbox import ApiError
+
+    tables, portal = portal_with_own_renewals_pipeline(config, ["1234567", "1234568"])
+    config = load_config(overrides={"deals": {"pipelines": {RENEWALS[0]: {"deal_type": "renewal"}}}})
+    body = ({"errors": [{"message": "One or more of the following scopes are required.",
+                         "context": {"requiredGranularScopes": ["crm.objects.deals.read"]}}]} if status == 403 else {})
+
+    def refuse(params, out):
+        raise ApiError(status, "MISSING_SCOPES" if status == 403 else "OBJECT_NOT_FOUND", "refused", **body)
+
+    result = pull_from(portal, config, usage_file(tables, tmp_path), tmp_path, edits={"_pipelines": refuse})
+    lines = [w for w in result.warnings if "pipelines" in w or "stage" in w]
+    said = ("the access token lacks the scope(s) crm.objects.deals.read (403 MISSING_SCOPES)" if status == 403
+            else "HubSpot answered 404 OBJECT_NOT_FOUND")
+    assert len(lines) == 2 and lines[0].startswith(f"read deals pipelines: {said}")
+    assert lines[0].endswith("; deals stages the portal config does not list are read as open")
+    assert lines[1].startswith("deals: 2 deal(s) in stage(s) the portal config does not list, read as open")
+    assert load_snapshot(tmp_path / "pulled")["deals"]["stage"].to_list() == ["open", "open"]
+
+
+def test_a_resumed_pull_maps_stages_with_the_pipelines_its_first_run_read(config, tmp_path):
+    """The pipeline metadata is kept in the checkpoint with the pages: a pull resumed after an outage maps the deals
+    it read before with the metadata read then (and asks HubSpot for it no more), not with what changed since."""
+    from hsutils.hubspot.sandbox import ApiError
+
+    tables, portal = portal_with_own_renewals_pipeline(config, ["1234567", "1234568"])
+    config = load_config(overrides={"deals": {"pipelines": {RENEWALS[0]: {"deal_type": "renewal"}}}})
+    usage = usage_file(tables, tmp_path)
+    sandbox = Sandbox(portal=portal)
+    original = sandbox._assoc_batch_read
+
+    def down_for_deals(params, **kwargs):
+        if params["from"] == "deals":
+            raise ApiError(503, "SERVICE_UNAVAILABLE", "outage")
+        return original(params=params, **kwargs)
+
+    sandbox._assoc_batch_read = down_for_deals
+    sandbox.start()
+    try:
+        with pytest.raises(HubSpotError):
+            pull(tmp_path / "pulled", host=sandbox.url, token=sandbox.token, config=config, usage=usage,
+                 progress=False, retries=1, **FAST)
+        assert sandbox.counts["GET /crm/v3/pipelines/{type}"] == 1
+        sandbox._assoc_batch_read = original
+        renewed = portal.pipelines["deals"][-1]["stages"][1]
+        renewed["metadata"] = {"isClosed": "false", "probability": "0.9"}  # changed in HubSpot meanwhile
+        sandbox.reset_counts()
+        result = pull(tmp_path / "pulled", host=sandbox.url, token=sandbox.token, config=config, usage=usage,
+                      progress=False, **FAST)
+    finally:
+        sandbox.stop()
+    assert result.resumed and sandbox.counts["GET /crm/v3/pipelines/{type}"] == 0
+    assert load_snapshot(tmp_path / "pulled")["deals"].sort("deal_id")["stage"].to_list() == ["won", "lost"]
 
 
 def test_add_months_keeps_the_day_or_the_months_last():

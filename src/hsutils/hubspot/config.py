@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -148,21 +149,36 @@ class PortalConfig:
         """Months a deal's term lasts when the portal has no term end property (`deals.term_months`)."""
         return self.deals["term_months"]
 
-    def deal_type_and_stage(self, pipeline: str | None, stage: str | None, deal_type_raw: str | None):
-        """Canonical (deal_type, stage) of a deal, or None when its pipeline is not configured."""
+    def deal_type_and_stage(self, pipeline: str | None, stage: str | None, deal_type_raw: str | None,
+                            portal_stages: Mapping[str, Mapping[str, str]] | None = None
+                            ) -> tuple[str, str, str] | None:
+        """Canonical (deal_type, stage, where the stage came from) of a deal, or None when its pipeline is not
+        configured. The stage is the one the user's config lists ("config"), else the one HubSpot's own pipeline
+        metadata gives (`portal_stages`, {pipeline id: {stage id: open | won | lost}}): "hubspot" where the built-in
+        defaults list the stage otherwise or not at all, "defaults" where they agree; else the built-in defaults'
+        ("defaults"), else open ("unlisted")."""
         spec = self.pipelines.get(str(pipeline)) if pipeline is not None else None
         if spec is None:
             return None
         mapping = {str(k).lower(): v for k, v in (self.deals.get("deal_type_values") or {}).items()}
         deal_type = mapping.get(str(deal_type_raw).lower()) if deal_type_raw else None
         deal_type = deal_type or spec.get("deal_type", "new")
-        stages = {str(k): v for k, v in (spec.get("stages") or {}).items()}
-        return deal_type, stages.get(str(stage), "open")
+        user = self.user_stages(str(pipeline))
+        listed = {str(k): v for k, v in (spec.get("stages") or {}).items()}
+        from_portal = ((portal_stages or {}).get(str(pipeline)) or {}).get(str(stage))
+        if str(stage) in user:
+            return deal_type, user[str(stage)], "config"
+        if from_portal is not None:
+            return deal_type, from_portal, "defaults" if listed.get(str(stage)) == from_portal else "hubspot"
+        if str(stage) in listed:
+            return deal_type, listed[str(stage)], "defaults"
+        return deal_type, "open", "unlisted"
 
-    def maps_stage(self, pipeline: str | None, stage: str | None) -> bool:
-        """True when the config lists `stage` under `pipeline` (a stage it does not list is read as open)."""
-        spec = self.pipelines.get(str(pipeline)) or {}
-        return str(stage) in {str(k) for k in (spec.get("stages") or {})}
+    def user_stages(self, pipeline: str) -> dict[str, str]:
+        """{stage id: open | won | lost} the user's own config lists under deals.pipelines.<pipeline>.stages."""
+        pipelines = (self.user.get("deals") or {}).get("pipelines") or {}
+        spec = next((v for k, v in pipelines.items() if str(k) == str(pipeline)), None) or {}
+        return {str(k): v for k, v in ((spec.get("stages") if isinstance(spec, dict) else None) or {}).items()}
 
     def deal_portal_values(self, deal_type: str, stage: str) -> tuple[str, str, str | None]:
         """Inverse of deal_type_and_stage: (pipeline id, stage id, deal type property value)."""

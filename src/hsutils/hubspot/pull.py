@@ -350,6 +350,30 @@ class Reader:
             self.ckpt.save(f"properties-{object_type}", 0, saved)
         return saved
 
+    def pipelines(self, object_type: str, warnings: list[str]) -> dict[str, dict[str, Any]] | None:
+        """HubSpot's own pipelines of `object_type` ({pipeline id: {"label", "stages": {stage id: {"label",
+        "metadata"}}}}), kept in the checkpoint so a resumed pull maps stages as the run that read the pages did.
+        None, with one warning, when HubSpot refuses them (403, such as a token without the scope) or does not
+        serve them (404): the pull then maps stages from the config alone. A refusal is not kept, so a rerun
+        with a better token reads them."""
+        saved = self.ckpt.load(f"pipelines-{object_type}", 0)
+        if saved is None:
+            api = self.conn.api("crm.pipelines.pipelines_api")
+            try:
+                answer = self.conn.call_json(f"read {object_type} pipelines", api.get_all, object_type)
+            except HubSpotError as exc:
+                if exc.status not in (403, 404):
+                    raise
+                warnings.append(f"{exc}; {object_type} stages the portal config does not list are read as open")
+                return None
+            saved = {str(p["id"]): {"label": p.get("label"),
+                                    "stages": {str(st["id"]): {"label": st.get("label"),
+                                                               "metadata": st.get("metadata") or {}}
+                                               for st in p.get("stages") or [] if st.get("id") is not None}}
+                     for p in answer.get("results") or [] if p.get("id") is not None}
+            self.ckpt.save(f"pipelines-{object_type}", 0, saved)
+        return saved
+
 
 def _next_after(page: dict[str, Any]) -> str | None:
     """The cursor of a list answer's next page (`paging.next.after`), None on the last page."""
@@ -617,6 +641,48 @@ def deal_arr_property(records: list[dict[str, Any]], config: PortalConfig, avail
     return prop
 
 
+def stage_of_metadata(metadata: dict[str, Any]) -> str | None:
+    """A deal stage's canonical stage from HubSpot's pipeline metadata: closed at probability 1.0 won, closed at 0.0
+    lost, not closed open; None when it does not say (no isClosed, an unreadable probability, or closed at another
+    probability, which HubSpot's won and lost stages never are)."""
+    closed = str(metadata.get("isClosed", "")).strip().lower()
+    if closed == "false":
+        return "open"
+    try:
+        probability = float(str(metadata.get("probability")))
+    except ValueError:
+        return None
+    if closed != "true":
+        return None
+    return {1.0: "won", 0.0: "lost"}.get(probability)
+
+
+def portal_stage_map(pipelines: dict[str, dict[str, Any]] | None) -> dict[str, dict[str, str]]:
+    """{pipeline id: {stage id: open | won | lost}} of the stages HubSpot's pipeline metadata maps."""
+    return {pid: {sid: mapped for sid, stage in (spec.get("stages") or {}).items()
+                  if (mapped := stage_of_metadata(stage.get("metadata") or {})) is not None}
+            for pid, spec in (pipelines or {}).items()}
+
+
+def stages_from_hubspot_warning(counts: Counter, pipelines: dict[str, dict[str, Any]]) -> str:
+    """One line naming the deal stages mapped from HubSpot's pipeline metadata ({(pipeline, stage, canonical):
+    deals}): the won and lost ones by label and id with their deal counts, the open ones counted."""
+    def name(pid: str, sid: str) -> str:
+        spec = pipelines.get(pid) or {}
+        stage = (spec.get("stages") or {}).get(sid) or {}
+        return f"{spec.get('label') or pid}/{stage.get('label') or sid} ({pid}/{sid})"
+
+    parts = [f"{canonical}: " + ", ".join(f"{name(pid, sid)} {n:,}" for (pid, sid, c), n in sorted(counts.items())
+                                          if c == canonical)
+             for canonical in ("won", "lost") if any(c == canonical for *_, c in counts)]
+    open_stages = [n for (*_, c), n in counts.items() if c == "open"]
+    if open_stages:
+        parts.append(f"open: {sum(open_stages):,} deal(s) in {len(open_stages)} stage(s)")
+    return (f"deals: {counts.total():,} deal(s) in stage(s) the portal config does not list, mapped from HubSpot's "
+            f"pipeline metadata (closed at probability 1.0 won, at 0.0 lost, else open): {'; '.join(parts)}; list a "
+            "stage under deals.pipelines.<pipeline>.stages to map it otherwise")
+
+
 def fill_deal_fallbacks(row: dict[str, Any], columns: Collection[str], term_months: int) -> None:
     """Fill a deal row's `columns` the portal has no property for (see check_needed_properties), or no value in:
     the term starts at the close date and ends `term_months` later, seats are 0 (not recorded). A deal without a
@@ -785,17 +851,25 @@ def pull(out: str | Path, host: str = DEFAULT_HOST, token: str | None = None,
     type_prop = config.deals.get("deal_type_property") or "dealtype"
     currency = [p for p in (CURRENCY_PROPERTY, HOME_AMOUNT_PROPERTY) if p in reader.property_groups("deals")]
     records = reader.objects("deals", props_for("deals", tmap, ["pipeline", "dealstage", type_prop, *currency]))
-    kept, unmapped_stages = [], Counter()
+    pipelines = reader.pipelines("deals", warnings)
+    portal_stages = portal_stage_map(pipelines)
+    kept, unmapped_stages, from_hubspot = [], Counter(), Counter()
     for rec in records:
         pipeline, stage = rec["properties"].get("pipeline"), rec["properties"].get("dealstage")
-        mapped = config.deal_type_and_stage(pipeline, stage, rec["properties"].get(type_prop))
+        mapped = config.deal_type_and_stage(pipeline, stage, rec["properties"].get(type_prop), portal_stages)
         if mapped is None:
-            skipped[f"deals in pipeline {pipeline or '(none)'}, which the portal config does not map "
-                    "(deals.pipelines)"] += 1
+            label = ((pipelines or {}).get(str(pipeline)) or {}).get("label")
+            skipped[f"deals in pipeline {pipeline or '(none)'}{f' ({label})' if label else ''}, which the portal "
+                    "config does not map (deals.pipelines)"] += 1
             continue
-        kept.append((rec, mapped))
-        if not config.maps_stage(pipeline, stage):
+        deal_type, canonical_stage, source = mapped
+        kept.append((rec, (deal_type, canonical_stage)))
+        if source == "unlisted":
             unmapped_stages[f"{pipeline}/{stage}"] += 1
+        elif source == "hubspot":
+            from_hubspot[(str(pipeline), str(stage), canonical_stage)] += 1
+    if from_hubspot:
+        warnings.append(stages_from_hubspot_warning(from_hubspot, pipelines or {}))
     if unmapped_stages:
         listed = ", ".join(f"{key} ({n:,})" for key, n in sorted(unmapped_stages.items()))
         warnings.append(f"deals: {unmapped_stages.total():,} deal(s) in stage(s) the portal config does not list, read "

@@ -206,6 +206,7 @@ class Portal:
         default_factory=lambda: defaultdict(lambda: defaultdict(dict)))
     labels: dict[tuple[str, str], dict[int, tuple[str, str | None]]] = field(default_factory=lambda: defaultdict(dict))
     owners: list[dict[str, Any]] = field(default_factory=list)
+    pipelines: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
     update_counts: Counter = field(default_factory=Counter)
 
     # --- schema ---
@@ -230,6 +231,19 @@ class Portal:
             "options": [{"label": o, "value": o, "hidden": False, "displayOrder": i} for i, o in enumerate(options or [])],
             "createdAt": _now(), "updatedAt": _now(), "archived": False,
         }
+
+    def define_pipeline(self, object_type: str, pipeline_id: str, label: str,
+                        stages: list[tuple[str, str, dict[str, str]]]) -> None:
+        """Add (or replace) a pipeline as HubSpot's pipelines API lists it; `stages` are (id, label, metadata), a
+        deal stage's metadata {"isClosed": "true" | "false", "probability": "0.0" .. "1.0"}."""
+        stamp = _now()
+        pipeline = {"id": pipeline_id, "label": label, "displayOrder": len(self.pipelines[object_type]),
+                    "archived": False, "createdAt": stamp, "updatedAt": stamp,
+                    "stages": [{"id": sid, "label": slabel, "displayOrder": i, "metadata": dict(metadata),
+                                "archived": False, "createdAt": stamp, "updatedAt": stamp,
+                                "writePermissions": "CRM_PERMISSIONS_ENFORCEMENT"}
+                               for i, (sid, slabel, metadata) in enumerate(stages)]}
+        self.pipelines[object_type] = [p for p in self.pipelines[object_type] if p["id"] != pipeline_id] + [pipeline]
 
     # --- records ---
     def add(self, object_type: str, object_id: str, properties: dict[str, Any], created: str | None) -> None:
@@ -291,6 +305,27 @@ def _fmt(value: Any, kind: str, prop: str = "") -> str | None:
     if kind == "float":
         return repr(float(value))
     return str(value)
+
+
+def _deal_stage_metadata(stage: str, probability: float) -> dict[str, str]:
+    """HubSpot's metadata of a deal stage with canonical `stage` (an open stage at `probability`)."""
+    if stage == "open":
+        return {"isClosed": "false", "probability": f"{probability:.1f}"}
+    return {"isClosed": "true", "probability": "1.0" if stage == "won" else "0.0"}
+
+
+def _seed_deal_pipelines(portal: Portal, config: PortalConfig, used: dict[str, dict[str, str]]) -> None:
+    """The deal pipelines of the config as HubSpot lists them, with the stages it maps and those the seeded deals
+    are in (`used`, {pipeline id: {stage id: canonical stage}}), each stage's metadata saying what it maps to."""
+    for pid, spec in config.pipelines.items():
+        stages = {str(k): v for k, v in (spec.get("stages") or {}).items()}
+        stages.update({sid: canon for sid, canon in used.get(pid, {}).items() if sid not in stages})
+        open_ids = [sid for sid, canon in stages.items() if canon == "open"]
+        labels = {"open": "In progress", "won": "Closed won", "lost": "Closed lost"}
+        portal.define_pipeline("deals", pid, str(spec.get("label") or pid), [
+            (sid, f"{labels[canon]} {sid}" if sid.isdigit() else sid.replace("_", " ").capitalize(),
+             _deal_stage_metadata(canon, (open_ids.index(sid) + 1) / (len(open_ids) + 1) if canon == "open" else 0))
+            for sid, canon in stages.items()])
 
 
 def _map_columns(portal: Portal, object_type: str, row: dict[str, Any], tmap, table: str) -> dict[str, Any]:
@@ -360,14 +395,17 @@ def seed_portal(tables: dict[str, pl.DataFrame], config: PortalConfig, created_a
     deals = config.table("deals")
     for name in ("pipeline", "dealstage", config.deals.get("deal_type_property") or "dealtype"):
         portal.define("deals", name)
+    used_stages: dict[str, dict[str, str]] = defaultdict(dict)
     for row in tables["deals"].iter_rows(named=True):
         props = _map_columns(portal, "deals", row, deals, "deals")
         pipeline, stage, type_value = config.deal_portal_values(row["deal_type"], row["stage"])
+        used_stages[pipeline][stage] = row["stage"]
         props.update({"pipeline": pipeline, "dealstage": stage,
                       config.deals.get("deal_type_property") or "dealtype": type_value})
         did = str(row["deal_id"])
         portal.add("deals", did, props, _fmt(row.get("term_start"), "datetime") or stamp)
         portal.associate("deals", did, "companies", str(row["company_id"]))
+    _seed_deal_pipelines(portal, config, used_stages)
 
     tickets = config.table("tickets")
     for row in tables["tickets"].iter_rows(named=True):
@@ -627,6 +665,7 @@ class Sandbox:
         parts = [unquote(p) for p in path.strip("/").split("/")]
         table: list[tuple[str, str, Any]] = [
             ("GET", "crm/v3/owners", self._owners),
+            ("GET", "crm/v3/pipelines/{type}", self._pipelines),
             ("GET", "crm/v3/objects/{type}", self._list),
             ("GET", "crm/v3/objects/{type}/{id}", self._get),
             ("POST", "crm/v3/objects/{type}/batch/read", self._batch_read),
@@ -975,6 +1014,10 @@ class Sandbox:
         if start + limit < len(linked):
             out["paging"] = {"next": {"after": str(start + limit)}}
         return 200, out
+
+    def _pipelines(self, params, **_):
+        """Every pipeline of an object type with its stages (HubSpot's answer has no paging)."""
+        return 200, {"results": self.portal.pipelines.get(params["type"], [])}
 
     def _owners(self, query, **_):
         """Active owners, or with archived=true only the deactivated ones (HubSpot lists them apart)."""
