@@ -1155,6 +1155,84 @@ def test_a_resumed_pull_maps_stages_with_the_pipelines_its_first_run_read(config
     assert load_snapshot(tmp_path / "pulled")["deals"].sort("deal_id")["stage"].to_list() == ["won", "lost"]
 
 
+def contract_chain_tables() -> dict[str, pl.DataFrame]:
+    """Four companies, each with a won new deal for 2024 and the renewal of it for 2025 (10000: won, 10001: lost,
+    10002: won with an amount), and 10003 with only a won new deal."""
+    tables = companies_only(4)
+    day = lambda y, m, d: datetime(y, m, d, tzinfo=UTC)  # noqa: E731
+    rows = []
+    for i, cid in enumerate(["10000", "10001", "10002"]):
+        rows.append(("1" + cid, cid, "new", "won", day(2024, 1, 1), day(2025, 1, 1), day(2023, 12, 15), 12_000.0 + i))
+        rows.append(("2" + cid, cid, "renewal", "lost" if cid == "10001" else "won", day(2025, 1, 1), day(2026, 1, 1),
+                     day(2024, 12, 10), 12_500.0 + i))
+    rows.append(("110003", "10003", "new", "won", day(2024, 1, 1), day(2025, 1, 1), day(2023, 12, 15), 9_000.0))
+    columns = ["deal_id", "company_id", "deal_type", "stage", "term_start", "term_end", "close_date", "arr"]
+    tables["deals"] = pl.DataFrame([dict(zip(columns, r, strict=True), seats=10) for r in rows],
+                                   schema=TABLES["deals"].polars_schema)
+    return tables
+
+
+def test_a_renewal_closed_without_an_amount_carries_the_arr_of_the_term_it_renews(config, tmp_path, capsys,
+                                                                                  monkeypatch):
+    """Renewals closed without anyone filling `amount` (a won one, a lost one) keep the contract chain: each carries
+    the ARR of the term it renews, counted in one warning line, so the panel keeps the renewed company a customer
+    through 2025 with the 2024 term's renewal outcome known (renewed), and the churned one's outcome known (churned),
+    instead of both dropping out at the term's end with the outcome unknown. A new deal without an amount and no
+    term before it has nothing to carry: it is left out and counted as before."""
+    from hsutils.cli import main
+    from hsutils.panel import build_panel
+
+    tables = contract_chain_tables()
+    portal = seed_portal(tables, config)
+    for deal_id in ("210000", "210001", "110003"):
+        portal.objects["deals"][deal_id]["properties"]["amount"] = ""
+    sandbox = Sandbox(portal=portal, token="good-token")
+    sandbox.start()
+    try:
+        monkeypatch.setenv("HUBSPOT_ACCESS_TOKEN", "good-token")
+        assert main(["pull", "--out", str(tmp_path / "pulled"), "--host", sandbox.url, "--rate", "off", "--quiet",
+                     "--usage", str(usage_file(tables, tmp_path))]) == 0
+    finally:
+        sandbox.stop()
+    out = capsys.readouterr().out
+    assert "skipped 1: deals without a usable arr" in out
+    assert [line.strip() for line in out.splitlines() if "carry" in line] == [
+        "warning: deals: 2 renewal or new deal(s) (lost 1, won 1) with amount empty carry the ARR of the term they "
+        "renew (the company's previous term ending within 45 days of their start); fill the amount in HubSpot for "
+        "the ARR they were closed at"]
+    pulled = load_snapshot(tmp_path / "pulled")
+    arr = dict(pulled["deals"].select("deal_id", "arr").iter_rows())
+    assert arr == {"110000": 12_000.0, "210000": 12_000.0, "110001": 12_001.0, "210001": 12_001.0,
+                   "110002": 12_002.0, "210002": 12_502.0}
+
+    panel = build_panel(pulled, as_of_dates=["2024-11-01", "2025-06-01"], signals=["days_to_renewal"])
+    rows = {(r["company_id"], r["as_of"].date().isoformat()): r for r in panel.iter_rows(named=True)}
+    assert rows[("10000", "2025-06-01")]["arr"] == 12_000.0  # still a customer, renewed
+    assert ("10001", "2025-06-01") not in rows  # churned
+    assert rows[("10000", "2024-11-01")]["outcome_churned"] == 0
+    assert rows[("10001", "2024-11-01")]["outcome_churned"] == 1
+
+
+@pytest.mark.parametrize(("stage", "amounts", "carried"), [
+    ("won", {"1": 100.0, "2": None, "3": None}, {"2": 100.0, "3": 100.0}),  # a chain of renewals without amounts
+    ("open", {"1": 100.0, "2": None, "3": None}, {"2": 100.0, "3": None}),  # an open term renews nothing yet
+])
+def test_carried_arr_follows_the_chain_of_won_terms(stage, amounts, carried):
+    from hsutils.hubspot.pull import carry_renewed_term_arr
+
+    day = lambda y: datetime(y, 1, 1, tzinfo=UTC)  # noqa: E731
+    rows = [{"deal_id": "1", "company_id": "c", "deal_type": "new", "stage": "won", "term_start": day(2023),
+             "term_end": day(2024), "arr": amounts["1"]},
+            {"deal_id": "2", "company_id": "c", "deal_type": "renewal", "stage": stage, "term_start": day(2024),
+             "term_end": day(2025), "arr": amounts["2"]},
+            {"deal_id": "3", "company_id": "c", "deal_type": "renewal", "stage": "won", "term_start": day(2025),
+             "term_end": day(2026), "arr": amounts["3"]},
+            {"deal_id": "4", "company_id": "c", "deal_type": "expansion", "stage": "won", "term_start": day(2024),
+             "term_end": day(2025), "arr": None}]
+    carry_renewed_term_arr(rows, {"2", "3", "4"})
+    assert {r["deal_id"]: r["arr"] for r in rows[1:3]} == carried
+    assert rows[3]["arr"] is None  # an expansion adds ARR of its own: nothing to carry
+
 def test_add_months_keeps_the_day_or_the_months_last():
     from hsutils.hubspot.pull import add_months
 

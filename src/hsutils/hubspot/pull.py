@@ -21,7 +21,7 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -683,6 +683,46 @@ def stages_from_hubspot_warning(counts: Counter, pipelines: dict[str, dict[str, 
             "stage under deals.pipelines.<pipeline>.stages to map it otherwise")
 
 
+def carry_renewed_term_arr(rows: list[dict[str, Any]], without_arr: Collection[str]) -> Counter:
+    """Give a deal of `without_arr` (its ARR property empty: a renewal closed without anyone filling the amount)
+    the ARR of the term it renews, so that the contract chain holds: a won renewal left out would end the company's
+    time as a customer at the previous term's end and leave that term's renewal outcome unknown; a lost one would
+    hide the churn. The term it renews is the company's won new or renewal deal that started earlier and ends
+    nearest the deal's term start, within the panel's renewal match window (its ARR carried too, if it had none).
+    Applies to renewals of any stage and won new deals; a deal with no such term keeps no ARR (it is left out and
+    counted). Returns how many deals carried an ARR, by stage."""
+    # imported here, not with the module: the panel's own imports would slow every pull's start
+    from hsutils.panel import RENEWAL_MATCH_DAYS
+
+    window = timedelta(days=RENEWAL_MATCH_DAYS)
+    terms: dict[str, list[dict[str, Any]]] = defaultdict(list)  # each company's won terms with an ARR, so far
+    carried: Counter = Counter()
+    dated = [r for r in rows if r.get("company_id") is not None and r.get("term_start") is not None]
+    for row in sorted(dated, key=lambda r: (r["term_start"], r["deal_id"])):
+        eligible = row["deal_type"] == "renewal" or (row["deal_type"] == "new" and row["stage"] == "won")
+        if row.get("arr") is None and row["deal_id"] in without_arr and eligible:
+            renewed = [t for t in terms[row["company_id"]]
+                       if t["term_start"] < row["term_start"] and abs(t["term_end"] - row["term_start"]) <= window]
+            if renewed:
+                nearest = min(renewed, key=lambda t: (abs(t["term_end"] - row["term_start"]), -t["term_end"].timestamp()))
+                row["arr"] = nearest["arr"]
+                carried[row["stage"]] += 1
+        if (row["deal_type"] in ("new", "renewal") and row["stage"] == "won" and row.get("arr") is not None
+                and row.get("term_end") is not None):
+            terms[row["company_id"]].append(row)
+    return carried
+
+
+def carried_arr_warning(carried: Counter, prop: str | None) -> str:
+    """One line for the deals that carried the ARR of the term they renew (see carry_renewed_term_arr)."""
+    from hsutils.panel import RENEWAL_MATCH_DAYS
+
+    stages = ", ".join(f"{stage} {n:,}" for stage, n in sorted(carried.items()))
+    return (f"deals: {carried.total():,} renewal or new deal(s) ({stages}) with {prop or 'the ARR property'} empty "
+            f"carry the ARR of the term they renew (the company's previous term ending within {RENEWAL_MATCH_DAYS} "
+            "days of their start); fill the amount in HubSpot for the ARR they were closed at")
+
+
 def fill_deal_fallbacks(row: dict[str, Any], columns: Collection[str], term_months: int) -> None:
     """Fill a deal row's `columns` the portal has no property for (see check_needed_properties), or no value in:
     the term starts at the close date and ends `term_months` later, seats are 0 (not recorded). A deal without a
@@ -877,7 +917,7 @@ def pull(out: str | Path, host: str = DEFAULT_HOST, token: str | None = None,
     arr_property = deal_arr_property([r for r, _ in kept], config, currency, warnings)
     tmap = replace(tmap, properties={**tmap.properties, "arr": arr_property}) if arr_property else tmap
     links = reader.associations("deals", "companies", [r["id"] for r, _ in kept])
-    deals, emptied, with_empty = [], Counter(), 0
+    deals, emptied, with_empty, without_arr = [], Counter(), 0, set()
     for rec, (deal_type, stage) in kept:
         p = rec["properties"]
         chosen = _pick_link(links.get(rec["id"], []))
@@ -891,9 +931,14 @@ def pull(out: str | Path, host: str = DEFAULT_HOST, token: str | None = None,
         fill_deal_fallbacks(row, [*deal_fallbacks, *empty], config.term_months)
         if stage == "open":
             row["close_date"] = None
+        if row.get("arr") is None and str(p.get(tmap.properties.get("arr")) or "").strip() == "":
+            without_arr.add(rec["id"])  # empty, not unreadable
         deals.append(row)
     if emptied:
         warnings.append(empty_deal_values_warning(emptied, with_empty, tmap, config.term_months))
+    carried = carry_renewed_term_arr(deals, without_arr)
+    if carried:
+        warnings.append(carried_arr_warning(carried, tmap.properties.get("arr")))
     deals = _drop_incomplete("deals", deals, skipped)
 
     def activity_rows(object_type: str, table: str, tmap: TableMap, id_column: str, time_column: str) -> list[dict]:
