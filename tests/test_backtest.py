@@ -17,6 +17,7 @@ from hsutils.backtest import (
     playbook_backtest,
     renewal_backtest,
     score_history,
+    segment_words,
     validation_verdict,
     with_score_change,
 )
@@ -284,6 +285,15 @@ def test_choose_at_risk_threshold_says_when_no_churn_could_be_judged(playbook_da
     for_capacity = choose_at_risk_threshold(history, panel, capacity_per_owner_per_week=0.1, period_start=week(10))
     assert for_capacity.recall is None and "% of churns flagged" not in for_capacity.text
     assert "no churn in the test period came late enough" in for_capacity.text
+
+
+def test_playbook_rules_name_segments_in_words():
+    """The alert chart's label reads 'high-touch account, score below 60', not 'high_touch account'; a segment
+    value of the portal's own (a tier) reads as it is."""
+    ae_task = next(rule for rule in DEFAULT_RULES if rule.name == "ae_task")
+    assert ae_task.describe() == "high-touch account, score below 60"
+    assert dataclasses.replace(ae_task, segment="Enterprise").describe() == "Enterprise account, score below 60"
+    assert segment_words("scaled") == "scaled" and segment_words("50-199") == "50-199"
 
 
 def test_boundaries_and_breaks_in_history():

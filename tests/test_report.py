@@ -659,6 +659,19 @@ def test_leadership_page_names_signals_in_words_not_column_names():
     assert headers == ["Signal", "Points now", "Points before (field preset)", "Change"]
 
 
+def test_where_the_arr_sits_names_segments_in_words():
+    """The segment table and chart read 'high-touch', not 'high_touch'; a tier of the portal's own reads as it is."""
+    from hsutils import figures
+
+    scores = pd.DataFrame({"arr_segment": ["high_touch", "scaled", "scaled"], "tier": ["Enterprise", "pro", "pro"],
+                           "band": ["At risk", "Healthy", "Neutral"], "arr": [90_000.0, 5_000.0, 4_000.0],
+                           "health_score": [40.0, 90.0, 60.0]})
+    assert list(narrative.segment_breakdown(scores)["Segment"]) == ["high-touch", "scaled"]
+    assert list(narrative.segment_breakdown(scores, "tier")["Segment"]) == ["Enterprise", "pro"]
+    ticks = [t.get_text() for t in figures.arr_by_band(scores).axes[0].get_xticklabels()]
+    assert ticks == ["high-touch", "scaled"]
+
+
 def test_report_tables_write_thousands_separators():
     table = pd.DataFrame({"Segment": ["scaled"], "Accounts": [13188], "Median score": [72.04], "AUC": [0.7342]})
     assert "13,188" in narrative.for_readers(table).to_html() and "72.0" in narrative.for_readers(table).to_html()

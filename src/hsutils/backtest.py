@@ -47,6 +47,14 @@ CONTEXT_COLUMNS = (
 )
 UNASSIGNED = "(unassigned)"
 OWNER_WORDS = {"cs_owner_id": "a CS owner", "ae_owner_id": "an account executive"}  # owner columns, for readers
+# the panel's own ARR segments in words; a tier or size value of the customer's own reads as it is (segment_words)
+SEGMENT_WORDS = {"high_touch": "high-touch", "scaled": "scaled"}
+
+
+def segment_words(value: Any) -> str:
+    """A segment value as leadership reads it: 'high-touch', not 'high_touch'; any other value (a tier, a
+    company size of the portal's own) as it is."""
+    return SEGMENT_WORDS.get(str(value), str(value))
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -439,7 +447,7 @@ class Rule:
             high = f"{self.drop_at_most:g}" if self.drop_at_most is not None else "any"
             words.append(f"score fell {low}-{high} points in 30 days")
         if self.segment is not None:
-            words.append(f"{self.segment} account")
+            words.append(f"{segment_words(self.segment)} account")
         if self.score_below is not None:
             words.append(f"score below {self.score_below:g}")
         if self.score_at_least is not None:

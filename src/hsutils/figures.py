@@ -15,6 +15,8 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
+from hsutils.backtest import segment_words
+
 FAMILY_COLOURS = {"value": "#1b7837", "activity": "#b2abd2", None: "#999999"}
 OUTCOME_COLOURS = {"churned": "#d73027", "renewed": "#4575b4", "expanded": "#1a9850"}
 BAND_COLOURS = {"At risk": "#d73027", "Neutral": "#fdae61", "Healthy": "#1a9850"}
@@ -238,8 +240,9 @@ def score_distribution_shift(current: np.ndarray, previous: np.ndarray, current_
 
 
 def arr_by_band(scores: pd.DataFrame, segment_column: str = "arr_segment") -> plt.Figure:
-    """ARR by health band and segment."""
+    """ARR by health band and segment (segments in words)."""
     data = scores.groupby([segment_column, "band"], as_index=False)["arr"].sum()
+    data[segment_column] = data[segment_column].map(segment_words)
     data["arr_m"] = data["arr"] / 1e6
     fig, ax = plt.subplots(figsize=(10, 5))
     sns.barplot(data=data, x=segment_column, y="arr_m", hue="band", hue_order=["At risk", "Neutral", "Healthy"],

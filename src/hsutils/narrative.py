@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from hsutils.backtest import no_churn_to_judge
+from hsutils.backtest import no_churn_to_judge, segment_words
 from hsutils.evaluate import MIN_TEST_CHURNS_FOR_AUC, auc_unstable, churn_evidence
 from hsutils.explore import population_stability_index
 from hsutils.files import read_yaml_mapping
@@ -198,7 +198,7 @@ def account_list(scores: pd.DataFrame, which: str, limit: int = 20) -> pd.DataFr
 
 
 def segment_breakdown(scores: pd.DataFrame, segment_column: str = "arr_segment") -> pd.DataFrame:
-    """Accounts, ARR, median score and the share of ARR at risk per segment."""
+    """Accounts, ARR, median score and the share of ARR at risk per segment (segments in words)."""
     grouped = scores.assign(at_risk_arr=np.where(scores["band"] == "At risk", scores["arr"], 0.0)).groupby(
         segment_column)
     table = pd.DataFrame({
@@ -209,6 +209,7 @@ def segment_breakdown(scores: pd.DataFrame, segment_column: str = "arr_segment")
         "ARR at risk": grouped["at_risk_arr"].sum().map(money),
         "Share of ARR at risk": (grouped["at_risk_arr"].sum() / grouped["arr"].sum()).map(percent),
     })
+    table.index = table.index.map(segment_words)
     table.index.name = "Segment"
     return table.reset_index()
 
