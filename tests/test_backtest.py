@@ -6,12 +6,14 @@ import dataclasses
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
+import pandas as pd
 import polars as pl
 import pytest
 
 from hsutils.backtest import (
     DEFAULT_RULES,
     RenewalBacktest,
+    backtest_summary,
     choose_at_risk_threshold,
     outcome_events,
     playbook_backtest,
@@ -150,8 +152,20 @@ def test_validation_verdict_pass_and_the_two_ways_to_fail():
     not_predictive = verdict_for(churned=65, renewed=80, expanded=85)
     assert not not_predictive.passed and "not predictive" in not_predictive.text
     no_gap = verdict_for(churned=50, renewed=54, expanded=80)
-    assert not no_gap.passed and "did not score meaningfully higher" in no_gap.text
+    assert no_gap.passed is False and "did not score meaningfully higher" in no_gap.text
     assert no_gap.details["gaps"]["renewed_30d"] == pytest.approx(4)
+
+
+@pytest.mark.parametrize(("renewed", "expanded", "head"), [
+    (54, 80, "FAIL: renewed accounts did not score meaningfully higher"),
+    (70, 55, "FAIL: expanded accounts did not score meaningfully higher"),
+    (54, 55, "FAIL: renewed and expanded accounts did not score meaningfully higher"),
+])
+def test_a_failed_gap_names_only_the_accounts_that_fell_short(renewed, expanded, head):
+    """'renewed and expanded accounts did not score higher' only when both did not: the FAIL names the outcomes
+    whose gap to the churned accounts fell short, as its parenthesis does."""
+    verdict = verdict_for(churned=50, renewed=renewed, expanded=expanded)
+    assert verdict.passed is False and verdict.text.startswith(head)
 
 
 # ---- playbook -------------------------------------------------------------------------------------------------------
@@ -338,8 +352,32 @@ def test_verdict_names_the_churns_it_cannot_count_so_its_count_adds_up():
     only_new = make_panel({"new": companies["new"], "r0": companies["r0"]})
     cannot = validation_verdict(renewal_backtest(score_history(ColumnScore(), only_new), only_new))
     assert cannot.details == {"churned": 0, "churned_unscored": 1}
-    assert cannot.text == ("FAIL: cannot validate: the 1 churned account of this period had no score 90, 60 or 30 "
-                           "days before its term ended.")
+    assert cannot.passed is None
+    assert cannot.text == ("NOT JUDGED: the 1 churned account of the test period had no score 90, 60 or 30 days "
+                           "before its term ended, so the score cannot be checked against it.")
+
+
+def test_a_period_without_churn_is_not_judged_rather_than_failed():
+    """No renewal of the test period was lost: the score did not fail, there was nothing to judge it on. The
+    verdict says so (NOT JUDGED, passed None: null in the JSON) instead of 'FAIL: cannot validate', which reads
+    as if the score had failed; a real failure stays FAIL."""
+    term_end = datetime(2025, 6, 15, tzinfo=UTC)
+    panel = make_panel({f"r{i}": {"scores": [70.0 + i] * 24, "term_end": term_end, "outcome": "renewed"}
+                        for i in range(3)})
+    renewals = renewal_backtest(score_history(ColumnScore(), panel), panel)
+    verdict = validation_verdict(renewals)
+    assert verdict.passed is None and "FAIL" not in verdict.text
+    assert verdict.text == ("NOT JUDGED: no renewal of the test period was lost, so there is no churn to check the "
+                            "score against.")
+    summary = backtest_summary(renewals, verdict, pd.DataFrame(), choose_at_risk_threshold(
+        score_history(ColumnScore(), panel), panel, target_recall=0.8))
+    assert summary["passed"] is None and summary["verdict"].startswith("NOT JUDGED")
+    only_churned = make_panel({f"c{i}": {"scores": [40.0] * 24, "term_end": term_end, "outcome": "churned"}
+                               for i in range(3)})
+    lone = validation_verdict(renewal_backtest(score_history(ColumnScore(), only_churned), only_churned))
+    assert lone.passed is None and lone.text.startswith(
+        "NOT JUDGED: no account that renewed in the test period had a score before its term ended to compare the "
+        "churned ones with. 100% of 3 churned accounts scored below 60")
 
 
 def test_a_failed_gap_names_the_checkpoint_where_it_fell_short():
@@ -355,9 +393,9 @@ def test_a_failed_gap_names_the_checkpoint_where_it_fell_short():
     panel = make_panel(companies)
     verdict = validation_verdict(renewal_backtest(score_history(ColumnScore(), panel), panel))
     assert verdict.details["gaps"] == {"renewed_90d": 20.0, "renewed_60d": 9.5, "renewed_30d": 20.0}
-    assert verdict.text.startswith(
-        "FAIL: renewed and expanded accounts did not score meaningfully higher (at least 10 points at every "
-        "checkpoint) than churned accounts (60 days before, renewed accounts only a median +9.5 points). ")
+    assert verdict.text.startswith(  # no expansion in the period: 'renewed accounts', not 'renewed and expanded'
+        "FAIL: renewed accounts did not score meaningfully higher (at least 10 points at every checkpoint) than "
+        "churned accounts (60 days before, renewed accounts only a median +9.5 points). ")
     assert "30 days before the term ended, renewed accounts a median +20 points against churned" in verdict.text
 
 

@@ -298,7 +298,7 @@ def test_cli_evaluate_writes_deterministic_metrics(small_demo, tmp_path, capsys)
     assert b"NaN" not in first
     assert metrics["model"]["kind"] == "preset"
     assert set(metrics["metrics"]["segments"]) == {"high_touch", "scaled"}
-    assert metrics["renewal_backtest"]["verdict"]["text"].startswith(("PASS", "FAIL"))
+    assert metrics["renewal_backtest"]["verdict"]["text"].startswith(("PASS", "FAIL", "NOT JUDGED"))
     assert {r["rule"] for r in metrics["playbook"]} >= {"owner_alert", "expansion_task"}
     out_text = capsys.readouterr().out
     assert "written to" in out_text and "optimistic" not in out_text  # a preset fitted on the training side

@@ -277,9 +277,10 @@ def renewal_backtest(
 
 @dataclass
 class Verdict:
-    """The validation step's answer: passed, one plain line, and the figures behind it."""
+    """The validation step's answer: passed (None when it could not be judged, e.g. no churned renewal with a
+    score in the period), one plain line, and the figures behind it."""
 
-    passed: bool
+    passed: bool | None
     text: str
     details: dict[str, Any] = field(default_factory=dict)
 
@@ -320,7 +321,9 @@ def validation_verdict(backtest: RenewalBacktest, min_share: float = 0.5, min_ga
     Passes when (1) at least `min_share` of churned accounts were below the threshold (60) at one or more of
     the checkpoints before their term ended — otherwise the score is not predictive — and (2) at every
     checkpoint, the median score of renewed accounts, and of expanded accounts when there are any, is at least
-    `min_gap` points above the median of churned accounts.
+    `min_gap` points above the median of churned accounts. Not judged (passed None, text "NOT JUDGED: ...")
+    when there is nothing to judge: no churned renewal with a score before its term ended, or no renewed one to
+    compare it with.
     """
     renewals, threshold = backtest.renewals, backtest.threshold
     score_cols = [f"score_{d}d" for d in backtest.horizons]
@@ -329,10 +332,13 @@ def validation_verdict(backtest: RenewalBacktest, min_share: float = 0.5, min_ga
     unscored = churned.height - churned_scored.height
     if churned_scored.height == 0:
         when = f"{checkpoint_words(backtest.horizons)} before"
-        why = ("no churned renewal with a score before its term ended in this period" if unscored == 0 else
-               f"the 1 churned account of this period had no score {when} its term ended" if unscored == 1 else
-               f"none of the {unscored:,} churned accounts of this period had a score {when} its term ended")
-        return Verdict(False, f"FAIL: cannot validate: {why}.", {"churned": 0, "churned_unscored": unscored})
+        why = ("no renewal of the test period was lost, so there is no churn to check the score against"
+               if unscored == 0 else
+               f"the 1 churned account of the test period had no score {when} its term ended, so the score "
+               "cannot be checked against it" if unscored == 1 else
+               f"none of the {unscored:,} churned accounts of the test period had a score {when} its term ended, "
+               "so the score cannot be checked against them")
+        return Verdict(None, f"NOT JUDGED: {why}.", {"churned": 0, "churned_unscored": unscored})
     dropped = churned_scored.select(
         pl.any_horizontal([pl.col(c) < threshold for c in score_cols]).fill_null(False).mean()
     ).item()
@@ -342,6 +348,7 @@ def validation_verdict(backtest: RenewalBacktest, min_share: float = 0.5, min_ga
     gaps_ok = True
     gap_words = []
     short = []  # the checkpoints where a gap fell short, named in a FAIL: the head quotes only the last one
+    compared: dict[str, bool] = {}  # the outcomes compared with churned accounts: True when a gap fell short
     for days in backtest.horizons:
         medians = {r["outcome"]: r["median"] for r in summary.filter(pl.col("days_before") == days).to_dicts()}
         if "churned" not in medians:
@@ -351,18 +358,17 @@ def validation_verdict(backtest: RenewalBacktest, min_share: float = 0.5, min_ga
                 gap = medians[other] - medians["churned"]
                 details["gaps"][f"{other}_{days}d"] = gap
                 gaps_ok &= gap >= min_gap
+                compared[other] = compared.get(other, False) or gap < min_gap
                 if gap < min_gap:
                     short.append(f"{days} days before, {other} accounts only a median {gap_points(gap, min_gap)}")
                 if days == backtest.horizons[-1]:
                     gap_words.append(f"{other} accounts a median {gap_points(gap, min_gap)}")
-    if not details["gaps"]:
-        gaps_ok = False
     by_checkpoint = ", ".join(
         f"{r['days_before']} days before: {100 * r['share_below']:.0f}%"
         for r in summary.filter(pl.col("outcome") == "churned").to_dicts()
     )
     drop_ok = dropped >= min_share
-    passed = drop_ok and gaps_ok
+    passed = drop_ok and gaps_ok and bool(compared)
     compare = (f"; {backtest.horizons[-1]} days before the term ended, " + " and ".join(gap_words) +
                " against churned accounts") if gap_words else ""
     accounts = "1 churned account" if churned_scored.height == 1 else f"{churned_scored.height:,} churned accounts"
@@ -380,10 +386,15 @@ def validation_verdict(backtest: RenewalBacktest, min_share: float = 0.5, min_ga
     elif not drop_ok:
         text = (f"FAIL: the score is not predictive: churned accounts did not drop below {threshold:.0f}. {head} "
                 "Recalibrate the signals or the weights.")
+    elif not compared:  # churned accounts only: the gap to the others cannot be measured
+        details["passed"] = None
+        return Verdict(None, "NOT JUDGED: no account that renewed in the test period had a score before its term "
+                       f"ended to compare the churned ones with. {head}", details)
     else:
-        where = f" ({'; '.join(short)})" if short else ""
-        text = (f"FAIL: renewed and expanded accounts did not score meaningfully higher (at least {min_gap:.0f} "
-                f"points at every checkpoint) than churned accounts{where}. {head} Revisit the signals.")
+        fell_short = [other for other, fell in compared.items() if fell]
+        text = (f"FAIL: {' and '.join(fell_short)} accounts did not score meaningfully higher (at least "
+                f"{min_gap:.0f} points at every checkpoint) than churned accounts ({'; '.join(short)}). {head} "
+                "Revisit the signals.")
     details["passed"] = passed
     return Verdict(passed, text, details)
 
