@@ -22,6 +22,7 @@ from hsutils.backtest import (
     segment_words,
     validation_verdict,
     with_score_change,
+    workload_words,
 )
 from hsutils.errors import InputError
 
@@ -281,11 +282,33 @@ def test_choose_at_risk_threshold_for_recall_and_capacity(playbook_data):
 def test_choose_at_risk_threshold_says_when_no_account_has_an_owner(playbook_data):
     history, panel = playbook_data
     owned = choose_at_risk_threshold(history, panel, target_recall=1.0)
-    assert "at-risk accounts per owner per week" in owned.text
+    assert owned.text.startswith("At risk below 51: each CS owner would have fewer than 1 at-risk account in a "
+                                 "typical week (0.1 on average), with fewer than 1 new one a quarter; ")
     ownerless = panel.with_columns(pl.lit(None, dtype=pl.String).alias("cs_owner_id"))
     unowned = choose_at_risk_threshold(history, ownerless, target_recall=1.0)
-    assert "at-risk accounts per week for the whole team (no account has a CS owner)" in unowned.text
-    assert "per owner" not in unowned.text
+    assert unowned.text.startswith("At risk below 51: the whole team (no account has a CS owner) would have "
+                                   "fewer than 1 at-risk account in a typical week (0.1 on average), ")
+    assert "CS owner would" not in unowned.text
+
+
+@pytest.mark.parametrize(("at_risk", "new", "words"), [
+    (12.52, 3.31, "each CS owner would have about 13 at-risk accounts in a typical week, about 3 of them new each "
+                  "week"),
+    (1.02, 0.15, "each CS owner would have about 1 at-risk account in a typical week, with about 2 new ones a "
+                 "quarter"),
+    (0.76, 0.25, "each CS owner would have about 1 at-risk account in a typical week (0.8 on average), with about 3 "
+                 "new ones a quarter"),
+    (1.46, 0.2, "each CS owner would have about 2 at-risk accounts in a typical week (1.5 on average), with about 3 "
+                "new ones a quarter"),
+    (0.04, 0.01, "each CS owner would have fewer than 1 at-risk account in a typical week, with fewer than 1 new one "
+                 "a quarter"),
+    (0.0, 0.0, "each CS owner would have no at-risk accounts in a typical week, with no new ones a quarter"),
+])
+def test_at_risk_workload_reads_in_whole_accounts(at_risk, new, words):
+    """'1.02 at-risk accounts per owner per week (0.15 new)' is no figure a reader grasps: the line says about
+    how many accounts an owner holds in a typical week, and how many new ones come up each week, or each quarter
+    when fewer than one a week does; the exact average when rounding moves it."""
+    assert workload_words("each CS owner", at_risk, new) == words
 
 
 def test_choose_at_risk_threshold_says_when_no_churn_could_be_judged(playbook_data):

@@ -643,6 +643,29 @@ def no_churn_to_judge(horizon_days: int) -> str:
             "days before it inside the test period)")
 
 
+WEEKS_PER_QUARTER = 13
+
+
+def about(count: float, noun: str) -> str:
+    """'about 13 accounts', 'about 1 account', 'fewer than 1 account' for an average count."""
+    whole = int(np.floor(count + 0.5))
+    if whole == 0:
+        return f"fewer than 1 {noun}" if count > 0 else f"no {noun}s"
+    return f"about {whole:,} {noun}{'' if whole == 1 else 's'}"
+
+
+def workload_words(whom: str, at_risk: float, new: float) -> str:
+    """The At-risk line's workload as a reader grasps it: the at-risk accounts `whom` (e.g. 'each CS owner')
+    holds in a typical week, rounded, with the average to one decimal when it is under 10 and rounding moves it;
+    and how many of them are new, per week, or per quarter when fewer than one a week comes up."""
+    shown = round(float(at_risk), 1)  # 'about 2 (1.5 on average)', not 'about 1 (1.5 on average)' for 1.46
+    exact = f" ({shown:.1f} on average)" if shown < 10 and shown != np.floor(shown + 0.5) else ""
+    held = f"{whom} would have {about(shown or at_risk, 'at-risk account')} in a typical week{exact}"
+    if new >= 0.5:
+        return f"{held}, about {np.floor(new + 0.5):,.0f} of them new each week"
+    return f"{held}, with {about(new * WEEKS_PER_QUARTER, 'new one')} a quarter"
+
+
 @dataclass
 class ThresholdChoice:
     """The chosen At-risk threshold, what it achieves, and the table of every candidate."""
@@ -749,11 +772,11 @@ def choose_at_risk_threshold(
               f"{100 * (rec or 0):.0f}% of churns flagged within {horizon_days} days before they happened "
               f"({churns:,} churn{'' if churns == 1 else 's'} of the test period came late enough to judge this on)")
     has_owners = owner in panel.columns and panel.get_column(owner).drop_nulls().len() > 0
-    per_owner = ("per owner per week" if has_owners
-                 else f"per week for the whole team (no account has {OWNER_WORDS.get(owner, f'a {owner}')})")
-    text = (f"At risk below {pick['threshold']:g}: {pick['flagged_per_owner_per_week']:,.2f} at-risk accounts "
-            f"{per_owner} ({pick['alerts_per_owner_per_week']:,.2f} new), {caught}, {100 * (prec or 0):.0f}% of "
-            "flags followed by churn")
+    whom = (f"each {OWNER_WORDS.get(owner, f'a {owner}').split(' ', 1)[1]}" if has_owners
+            else f"the whole team (no account has {OWNER_WORDS.get(owner, f'a {owner}')})")
+    text = (f"At risk below {pick['threshold']:g}: "
+            f"{workload_words(whom, pick['flagged_per_owner_per_week'], pick['alerts_per_owner_per_week'])}; "
+            f"{caught}, {100 * (prec or 0):.0f}% of flags followed by churn")
     if target_recall is not None and not met:
         text += f" (the {100 * target_recall:.0f}% recall target does not fit the capacity)"
     return ThresholdChoice(float(pick["threshold"]), rec, prec, float(pick["flagged_per_owner_per_week"]),
