@@ -23,6 +23,7 @@ from own_signals import ROWS_SIGNAL, ROWS_SOURCE, SIGNAL, signal_registry_restor
 from hsutils import narrative
 from hsutils.cli import main
 from hsutils.evaluate import segment_warning, time_split
+from hsutils.explore import population_stability_index
 from hsutils.model import load_model
 from hsutils.panel import build_panel
 from hsutils.report import ReportFailed, find_previous_report, load_parameters, run_report
@@ -659,6 +660,32 @@ def test_leadership_page_names_signals_in_words_not_column_names():
     headers = re.findall(r"<th[^>]*>(.*?)</th>", narrative.for_readers(narrative.points_change_for_readers(moves))
                          .to_html())
     assert headers == ["Signal", "Points now", "Points before (field preset)", "Change"]
+
+
+def drift_between(before: np.ndarray, now: np.ndarray, label: str) -> narrative.Drift:
+    return narrative.Drift(population_stability_index(before, now), label, now, before)
+
+
+def test_score_drift_on_few_accounts_is_no_alarm_unless_it_beats_chance():
+    """A PSI of 0.117 between two samples of 200 scores drawn alike is sampling noise, not 'a notable shift': a
+    shift counts only above what a random split of the same scores reaches one time in 20. A real shift still
+    counts, on a large portal (0.115 on 3,000 accounts) and on a small one."""
+    rng = np.random.default_rng(0)
+    alike = drift_between(rng.normal(65, 15, 200), rng.normal(65, 15, 200), "13 weeks earlier")
+    assert alike.psi == pytest.approx(0.117, abs=0.001) and alike.by_chance > alike.psi
+    assert "notable" not in alike.words and "major" not in alike.words
+    assert alike.words.startswith("The score distribution shows no shift beyond chance against 13 weeks earlier: its "
+                                  "population stability index 0.117 is above the usual 0.1 mark, but with 200 "
+                                  "accounts now and 200 then, a random split of the same scores reaches 0.")
+    rng = np.random.default_rng(1)
+    large = drift_between(rng.normal(65, 15, 3000), rng.normal(60, 15, 3000), "the 2026Q3 report")
+    assert large.psi > 0.1 > large.by_chance
+    assert f"shows a notable shift against the 2026Q3 report (population stability index {large.psi:.3f}; under 0.1 " \
+           "is stable)." in large.words
+    small = drift_between(rng.normal(65, 15, 200), rng.normal(50, 15, 200), "the 2026Q3 report")
+    assert small.psi > small.by_chance > 0.1
+    assert f"shows a major shift against the 2026Q3 report (population stability index {small.psi:.3f}; chance " \
+           f"alone reaches {small.by_chance:.3f} on this few accounts)." in small.words
 
 
 def test_where_the_arr_sits_names_segments_in_words():

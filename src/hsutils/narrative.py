@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ import pandas as pd
 
 from hsutils.backtest import no_churn_to_judge, segment_words
 from hsutils.evaluate import MIN_TEST_CHURNS_FOR_AUC, auc_unstable, churn_evidence
-from hsutils.explore import population_stability_index
+from hsutils.explore import population_stability_index, psi_by_chance
 from hsutils.files import read_yaml_mapping
 
 PSI_NOTABLE = 0.1
@@ -116,19 +117,34 @@ def points_change_for_readers(moves: pd.DataFrame) -> pd.DataFrame:
 
 @dataclass
 class Drift:
-    """How far this quarter's score distribution moved from the comparison point."""
+    """How far this quarter's score distribution moved from the comparison point. A shift counts only when its
+    PSI is above PSI_NOTABLE (PSI_MAJOR: major) and above what chance alone reaches on that many accounts
+    (`by_chance`): on a few hundred accounts sampling noise alone passes 0.1."""
 
     psi: float
     compared_with: str
     current: np.ndarray
     previous: np.ndarray
 
+    @cached_property
+    def by_chance(self) -> float:
+        """The PSI one random split in 20 of these same scores exceeds (explore.psi_by_chance)."""
+        return psi_by_chance(self.previous, self.current)
+
     @property
     def words(self) -> str:
-        level = ("a major shift" if self.psi >= PSI_MAJOR else "a notable shift" if self.psi >= PSI_NOTABLE
+        psi, chance = self.psi, self.by_chance
+        index = f"population stability index {psi:.3f}"
+        if psi >= PSI_NOTABLE and psi < chance:
+            return (f"The score distribution shows no shift beyond chance against {self.compared_with}: its {index} "
+                    f"is above the usual {PSI_NOTABLE} mark, but with {len(self.current):,} accounts now and "
+                    f"{len(self.previous):,} then, a random split of the same scores reaches {chance:.3f} one time "
+                    "in 20.")
+        level = ("a major shift" if psi >= PSI_MAJOR else "a notable shift" if psi >= PSI_NOTABLE
                  else "no meaningful shift")
-        return (f"The score distribution shows {level} against {self.compared_with} "
-                f"(population stability index {self.psi:.3f}; under {PSI_NOTABLE} is stable).")
+        bar = (f"under {PSI_NOTABLE} is stable" if chance < PSI_NOTABLE else
+               f"chance alone reaches {chance:.3f} on this few accounts")
+        return f"The score distribution shows {level} against {self.compared_with} ({index}; {bar})."
 
 
 def score_drift(scores: pd.DataFrame, previous: PreviousReport | None, history: pd.DataFrame | None,
@@ -428,6 +444,7 @@ def summary_figures(scores: pd.DataFrame, drift: Drift, comparison: dict[str, An
         "expansion_candidates": int(len(expansion)),
         "expansion_arr": float(expansion["arr"].sum()),
         "psi": drift.psi,
+        "psi_by_chance": drift.by_chance,
         "drift_compared_with": drift.compared_with,
         "held_out_auc": {row["model"]: row.get("auc") for row in overall},
     }
