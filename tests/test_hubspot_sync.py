@@ -749,6 +749,28 @@ def test_labels_are_user_defined_with_portal_specific_ids(snapshot):
     assert mine != theirs  # ids differ per portal: the pull discovers them by label text
 
 
+def test_labels_and_property_definitions_are_read_as_hubspot_sends_them(snapshot, config, usage, tmp_path):
+    """Association labels and property definitions are read as plain JSON: a label category HubSpot added since the
+    client was generated, or a property definition whose fields the client's models cannot read (an empty
+    createdAt, an option's displayOrder as text), passes through. Label text is matched ignoring case and spaces
+    around or within it, in HubSpot ("Decision  maker ") and in the config (" champion"), so every role is kept."""
+    portal = seed_portal(snapshot.tables, config, snapshot.manifest.created_at)
+    for labels in portal.labels.values():
+        for type_id, (category, label) in list(labels.items()):
+            if category == "USER_DEFINED":
+                labels[type_id] = ("USER_DEFINED_V2", "Decision  maker " if label == "Decision maker" else label)
+    for definitions in portal.properties.values():
+        for spec in definitions.values():
+            spec.update(createdAt="", options=[{"label": "A", "value": "a", "displayOrder": "first", "hidden": False}])
+    config = load_config(overrides={"core_events": snapshot.manifest.core_events,
+                                    "contacts": {"roles": {"labels": {" champion": "champion"}}}})
+    result = pull_from(portal, config, usage, tmp_path)
+    pulled = load_snapshot(tmp_path / "pulled")
+    assert canonical(pulled["contacts"], "contacts").equals(canonical(snapshot["contacts"], "contacts"))
+    assert {"economic_buyer", "champion"} <= set(pulled["contacts"]["role"])
+    assert not [w for w in result.warnings if "label" in w]
+
+
 def test_portal_config_merges_and_rejects_unknown_sections(tmp_path):
     path = tmp_path / "portal.yml"
     path.write_text("companies:\n  properties:\n    tier: plan_name\npush:\n  prefix: hsu_\n")

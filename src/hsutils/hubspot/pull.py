@@ -332,21 +332,25 @@ class Reader:
         return [*found[False].values(), *(o for i, o in found[True].items() if i not in found[False])]
 
     def labels(self, from_type: str, to_type: str) -> list[tuple[int, str | None, str]]:
+        """The association types defined from `from_type` to `to_type`, (type id, label, category) each, read as
+        plain JSON: a category or field the client's generated models do not know passes through."""
         saved = self.ckpt.load(f"labels-{from_type}-{to_type}", 0)
         if saved is None:
             api = self.conn.api("crm.associations.v4.schema.definitions_api")
-            answer = self.conn.call(f"read {from_type}->{to_type} association labels", api.get_all, from_type, to_type)
-            saved = [[r.type_id, r.label, r.category] for r in answer.results or []]
+            answer = self.conn.call_json(f"read {from_type}->{to_type} association labels", api.get_all, from_type,
+                                         to_type)
+            saved = [[r.get("typeId"), r.get("label"), r.get("category")] for r in answer.get("results") or []]
             self.ckpt.save(f"labels-{from_type}-{to_type}", 0, saved)
         return [tuple(x) for x in saved]
 
     def property_groups(self, object_type: str) -> dict[str, str]:
-        """{property name: group name} of an object type."""
+        """{property name: group name} of an object type, read as plain JSON (a property definition holding a field
+        or value the client's generated models cannot read passes through)."""
         saved = self.ckpt.load(f"properties-{object_type}", 0)
         if saved is None:
             api = self.conn.api("crm.properties.core_api")
-            answer = self.conn.call(f"read {object_type} properties", api.get_all, object_type, archived=False)
-            saved = {p.name: p.group_name for p in answer.results or []}
+            answer = self.conn.call_json(f"read {object_type} properties", api.get_all, object_type, archived=False)
+            saved = {str(p["name"]): p.get("groupName") for p in answer.get("results") or [] if p.get("name")}
             self.ckpt.save(f"properties-{object_type}", 0, saved)
         return saved
 
@@ -540,6 +544,12 @@ def _drop_incomplete(table: str, rows: list[dict[str, Any]], skipped: Counter) -
         else:
             skipped[f"{table} without a usable {bad}"] += 1
     return kept
+
+
+def label_key(text: Any) -> str:
+    """An association label (or role value) as it is matched: case ignored, and spaces around and within it
+    ("Decision  maker ", a stray tab) read as one space."""
+    return " ".join(str(text).split()).casefold()
 
 
 def _pick_link(links: list[tuple[str, list]]) -> tuple[str, list] | None:
@@ -860,13 +870,13 @@ def pull(out: str | Path, host: str = DEFAULT_HOST, token: str | None = None,
     roles = config.roles
     role_prop = roles.get("property")
     records = reader.objects("contacts", props_for("contacts", tmap, [role_prop] if role_prop else []))
-    label_roles = {str(k).lower(): v for k, v in (roles.get("labels") or {}).items()}
-    known_labels = {str(label).lower() for _, label, _ in reader.labels("contacts", "companies") if label}
-    unknown = sorted(k for k in label_roles if k not in known_labels)
+    label_roles = {label_key(k): v for k, v in (roles.get("labels") or {}).items()}
+    known_labels = {label_key(label) for _, label, _ in reader.labels("contacts", "companies") if label}
+    unknown = sorted(str(k) for k in roles.get("labels") or {} if label_key(k) not in known_labels)
     if unknown:
         warnings.append(f"association label(s) {', '.join(unknown)} not defined on contact->company in the portal")
     links = reader.associations("contacts", "companies", [r["id"] for r in records])
-    role_values = {str(k).lower(): v for k, v in (roles.get("values") or {}).items()}
+    role_values = {label_key(k): v for k, v in (roles.get("values") or {}).items()}
     contacts, contact_company = [], {}
     for rec in records:
         p = rec["properties"]
@@ -877,9 +887,9 @@ def pull(out: str | Path, host: str = DEFAULT_HOST, token: str | None = None,
         row["created_at"] = row.get("created_at") or to_datetime(rec.get("createdAt"))
         role = None
         for _, label, _ in chosen[1] if chosen else []:
-            role = role or label_roles.get(str(label).lower()) if label else role
+            role = role or label_roles.get(label_key(label)) if label else role
         if role is None and role_prop and p.get(role_prop):
-            role = role_values.get(str(p[role_prop]).lower())
+            role = role_values.get(label_key(p[role_prop]))
         row["role"] = role or roles.get("default", "other")
         contacts.append(row)
         if row["company_id"]:
