@@ -1235,6 +1235,51 @@ def test_a_renewal_closed_without_an_amount_carries_the_arr_of_the_term_it_renew
     assert rows[("10001", "2024-11-01")]["outcome_churned"] == 1
 
 
+def test_a_won_expansion_closed_without_an_amount_counts_as_an_expansion_with_arr_0(config, tmp_path, capsys,
+                                                                                   monkeypatch):
+    """A won expansion whose amount nobody filled still happened: it is kept with ARR 0 (its ARR unknown, none
+    added), so the company's outcome_expanded is 1 and its seats are contracted, counted in one warning line; it
+    was left out, which read the company as never expanding. An open expansion without an amount adds nothing in
+    force: it is still left out and counted."""
+    from hsutils.cli import main
+    from hsutils.panel import build_panel
+
+    tables = companies_only(2)
+    day = lambda y, m, d: datetime(y, m, d, tzinfo=UTC)  # noqa: E731
+    expansions = pl.DataFrame([
+        {"deal_id": "30000", "company_id": "10000", "deal_type": "expansion", "stage": "won", "term_start":
+         day(2025, 6, 15), "term_end": day(2026, 1, 1), "close_date": day(2025, 6, 15), "arr": 3_000.0, "seats": 5},
+        {"deal_id": "30001", "company_id": "10001", "deal_type": "expansion", "stage": "open", "term_start":
+         day(2025, 6, 15), "term_end": day(2026, 1, 1), "close_date": None, "arr": 3_000.0, "seats": 5}],
+        schema=TABLES["deals"].polars_schema)
+    terms = tables["deals"].with_columns(close_date=pl.lit(day(2024, 12, 15)))  # each a term for 2025
+    tables["deals"] = pl.concat([terms, expansions])
+    portal = seed_portal(tables, config)
+    for deal_id in ("30000", "30001"):
+        portal.objects["deals"][deal_id]["properties"]["amount"] = ""
+    sandbox = Sandbox(portal=portal, token="good-token")
+    sandbox.start()
+    try:
+        monkeypatch.setenv("HUBSPOT_ACCESS_TOKEN", "good-token")
+        assert main(["pull", "--out", str(tmp_path / "pulled"), "--host", sandbox.url, "--rate", "off", "--quiet",
+                     "--usage", str(usage_file(tables, tmp_path))]) == 0
+    finally:
+        sandbox.stop()
+    out = capsys.readouterr().out
+    assert "skipped 1: deals without a usable arr" in out
+    assert [line.strip() for line in out.splitlines() if "warning" in line and "expansion" in line] == [
+        "warning: deals: 1 won expansion deal(s) with amount empty are kept with ARR 0: they count as expansions and "
+        "add their seats, but their ARR is unknown and not added; fill the amount in HubSpot"]
+    pulled = load_snapshot(tmp_path / "pulled")
+    assert pulled["deals"].filter(pl.col("deal_type") == "expansion").select("deal_id", "arr", "seats").rows() == [
+        ("30000", 0.0, 5)]
+    panel = build_panel(pulled, as_of_dates=["2025-05-01", "2025-07-01"], signals=["seat_utilisation"])
+    rows = {(r["company_id"], r["as_of"].date().isoformat()): r for r in panel.iter_rows(named=True)}
+    assert rows[("10000", "2025-05-01")]["outcome_expanded"] == 1
+    assert rows[("10001", "2025-05-01")]["outcome_expanded"] == 0
+    assert (rows[("10000", "2025-07-01")]["contracted_seats"], rows[("10000", "2025-07-01")]["arr"]) == (15, 12_000.0)
+
+
 @pytest.mark.parametrize(("stage", "amounts", "carried"), [
     ("won", {"1": 100.0, "2": None, "3": None}, {"2": 100.0, "3": 100.0}),  # a chain of renewals without amounts
     ("open", {"1": 100.0, "2": None, "3": None}, {"2": 100.0, "3": None}),  # an open term renews nothing yet

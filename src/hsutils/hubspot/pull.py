@@ -723,6 +723,20 @@ def carry_renewed_term_arr(rows: list[dict[str, Any]], without_arr: Collection[s
     return carried
 
 
+def keep_won_expansions_without_arr(rows: list[dict[str, Any]], without_arr: Collection[str]) -> int:
+    """Give a won expansion of `without_arr` (its ARR property empty) an ARR of 0 instead of leaving it out: the
+    expansion still happened (the company's outcome_expanded) and its seats are still contracted, while the ARR it
+    added is unknown, so none is added. Open and lost expansions add nothing in force: one without an ARR is still
+    left out and counted. Returns how many were kept so."""
+    kept = 0
+    for row in rows:
+        if (row["deal_type"] == "expansion" and row["stage"] == "won" and row.get("arr") is None
+                and row["deal_id"] in without_arr):
+            row["arr"] = 0.0
+            kept += 1
+    return kept
+
+
 def carried_arr_warning(carried: Counter, prop: str | None) -> str:
     """One line for the deals that carried the ARR of the term they renew (see carry_renewed_term_arr)."""
     from hsutils.panel import RENEWAL_MATCH_DAYS
@@ -949,6 +963,11 @@ def pull(out: str | Path, host: str = DEFAULT_HOST, token: str | None = None,
     carried = carry_renewed_term_arr(deals, without_arr)
     if carried:
         warnings.append(carried_arr_warning(carried, tmap.properties.get("arr")))
+    expansions = keep_won_expansions_without_arr(deals, without_arr)
+    if expansions:
+        warnings.append(f"deals: {expansions:,} won expansion deal(s) with {tmap.properties.get('arr')} empty are kept "
+                        "with ARR 0: they count as expansions and add their seats, but their ARR is unknown and not "
+                        "added; fill the amount in HubSpot")
     deals = _drop_incomplete("deals", deals, skipped)
 
     def activity_rows(object_type: str, table: str, tmap: TableMap, id_column: str, time_column: str) -> list[dict]:
