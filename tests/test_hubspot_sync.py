@@ -1142,6 +1142,45 @@ def test_pipelines_hubspot_refuses_leave_the_stages_to_the_config_with_one_warni
     assert load_snapshot(tmp_path / "pulled")["deals"]["stage"].to_list() == ["open", "open"]
 
 
+def test_engagement_types_and_feedback_submissions_hubspot_refuses_are_left_out_with_one_warning_each(
+        snapshot, config, usage, tmp_path):
+    """A token without the feedback submissions scope (a portal without Service Hub's surveys), or without one
+    engagement type's: the pull goes on without them, each named in one warning line with HubSpot's answer and in
+    the manifest, whether HubSpot refuses the type's properties or only its records; every other table is pulled
+    whole. A 403 on a table the snapshot needs (deals) still stops the pull with its one-line error."""
+    portal = seed_portal(snapshot.tables, config, snapshot.manifest.created_at)
+    everything = {f"crm.{kind}.{t}.read" for kind in ("objects", "schemas")
+                  for t in ("companies", "contacts", "deals", "emails", "meetings", "calls", "notes",
+                            "feedback_submissions", "tickets")} | {"tickets", "crm.objects.owners.read"}
+    granted = everything - {"crm.schemas.feedback_submissions.read", "crm.objects.feedback_submissions.read",
+                            "crm.objects.calls.read"}  # calls: its properties are read, its records refused
+    sandbox = Sandbox(portal=portal, scopes=granted)
+    sandbox.start()
+    try:
+        result = pull(tmp_path / "pulled", host=sandbox.url, token=sandbox.token, config=config, usage=usage,
+                      progress=False, **FAST)
+        sandbox.tokens[sandbox.token] = everything - {"crm.objects.deals.read"}
+        with pytest.raises(HubSpotError, match=r"^list deals: the access token lacks the scope\(s\) "
+                                               r"crm.objects.deals.read \(403 MISSING_SCOPES\)"):
+            pull(tmp_path / "refused", host=sandbox.url, token=sandbox.token, config=config, usage=usage,
+                 progress=False, **FAST)
+    finally:
+        sandbox.stop()
+    assert [w for w in result.warnings if "not pulled" in w] == [
+        "feedback_submissions not pulled (the surveys table is empty): read feedback_submissions properties: the "
+        "access token lacks the scope(s) crm.schemas.feedback_submissions.read (403 MISSING_SCOPES); add them to the "
+        "private app and use its new token",
+        "calls not pulled (the engagements table holds none of them): list calls: the access token lacks the "
+        "scope(s) crm.objects.calls.read (403 MISSING_SCOPES); add them to the private app and use its new token"]
+    pulled = load_snapshot(tmp_path / "pulled")
+    assert pulled.manifest.extra["hubspot"]["not_pulled"] == ["calls", "feedback_submissions"]
+    assert pulled["surveys"].height == 0
+    expected = snapshot["engagements"].filter(pl.col("type") != "call")
+    assert canonical(pulled["engagements"], "engagements").equals(canonical(expected, "engagements"))
+    for table in ("companies", "contacts", "deals", "tickets"):
+        assert canonical(pulled[table], table).equals(canonical(snapshot[table], table)), table
+
+
 def test_a_resumed_pull_maps_stages_with_the_pipelines_its_first_run_read(config, tmp_path):
     """The pipeline metadata is kept in the checkpoint with the pages: a pull resumed after an outage maps the deals
     it read before with the metadata read then (and asks HubSpot for it no more), not with what changed since."""

@@ -56,6 +56,9 @@ FILLED_BY_PULL = {"companies": ("created_at", "tier"), "contacts": ("created_at"
 # HubSpot's deal properties for multi-currency portals: each deal's currency, and its amount in the company currency
 CURRENCY_PROPERTY = "deal_currency_code"
 HOME_AMOUNT_PROPERTY = "amount_in_home_currency"
+# tables the pull fills without an object type HubSpot refuses (403, a token without its scope): an engagement type,
+# the feedback submissions; what the snapshot then lacks
+OPTIONAL_TABLES = {"engagements": "the engagements table holds none of them", "surveys": "the surveys table is empty"}
 DEAL_FALLBACKS = {"term_start": "a deal's term starts at its close date",
                   "term_end": "a deal's term ends {months} months (deals.term_months) after it starts",
                   "seats": "seats are not recorded, so seat utilisation is unknown"}
@@ -213,6 +216,16 @@ class Reader:
         self.ckpt = checkpoint
         self.progress = progress
         self.skipped: Counter = Counter()  # records left out while reading (archived ones), by reason
+        self.refused: dict[str, str] = {}  # object types of OPTIONAL_TABLES HubSpot refused: {type: warning}
+
+    def go_without(self, table: str, object_type: str, exc: HubSpotError) -> bool:
+        """Whether the pull goes on without `object_type` after `exc`: yes for a 403 (a token without its scope) on
+        an object type of an optional table (an engagement type, the surveys' feedback submissions), noted with a
+        warning in `refused` (not in the checkpoint: a rerun with a better token reads it); anything else stops."""
+        if exc.status != 403 or table not in OPTIONAL_TABLES:
+            return False
+        self.refused.setdefault(object_type, f"{object_type} not pulled ({OPTIONAL_TABLES[table]}): {exc}")
+        return True
 
     def _bar(self, desc: str, total: int | None = None, unit: str = "obj") -> tqdm:
         return tqdm(total=total, desc=desc, unit=unit, disable=not self.progress, file=sys.stderr, leave=False)
@@ -591,7 +604,12 @@ def check_needed_properties(config: PortalConfig, reader: Reader) -> dict[str, s
     sections = [(table, config.table(table)) for table in ("companies", "contacts", "deals", "tickets", "surveys")]
     sections += [("engagements", config.engagement(object_type)) for object_type in ENGAGEMENT_OBJECTS]
     for table, tmap in sections:
-        available = reader.property_groups(tmap.object_type)
+        try:
+            available = reader.property_groups(tmap.object_type)
+        except HubSpotError as exc:
+            if not reader.go_without(table, tmap.object_type, exc):
+                raise
+            continue
         for column in TABLES[table].column_names:
             spec, prop = TABLES[table].column(column), tmap.properties.get(column)
             if (spec.nullable or spec.default is not None or column in tmap.defaults
@@ -973,16 +991,23 @@ def pull(out: str | Path, host: str = DEFAULT_HOST, token: str | None = None,
     def activity_rows(object_type: str, table: str, tmap: TableMap, id_column: str, time_column: str) -> list[dict]:
         """Canonical rows of `table` from one activity object since `since`: mapped properties, the record's id,
         its company and contact (a contact's company when the record has none), and the record's creation time
-        where the mapped time property is empty."""
-        records = reader.objects(object_type, props_for(object_type, tmap))
-        if since_dt is not None:
-            prop = tmap.properties.get(time_column)
-            records = [r for r in records
-                       if (t := to_datetime(r["properties"].get(prop)) or to_datetime(r.get("createdAt"))) is None
-                       or t >= since_dt]
-        ids = [r["id"] for r in records]
-        to_company = reader.associations(object_type, "companies", ids)
-        to_contact = reader.associations(object_type, "contacts", ids)
+        where the mapped time property is empty. No rows when HubSpot refuses an object type the pull goes without."""
+        if object_type in reader.refused:
+            return []
+        try:
+            records = reader.objects(object_type, props_for(object_type, tmap))
+            if since_dt is not None:
+                prop = tmap.properties.get(time_column)
+                records = [r for r in records
+                           if (t := to_datetime(r["properties"].get(prop)) or to_datetime(r.get("createdAt"))) is None
+                           or t >= since_dt]
+            ids = [r["id"] for r in records]
+            to_company = reader.associations(object_type, "companies", ids)
+            to_contact = reader.associations(object_type, "contacts", ids)
+        except HubSpotError as exc:
+            if not reader.go_without(table, object_type, exc):
+                raise
+            return []
         rows = []
         for rec in records:
             contact = _pick_link(to_contact.get(rec["id"], []))
@@ -1018,6 +1043,7 @@ def pull(out: str | Path, host: str = DEFAULT_HOST, token: str | None = None,
     surveys = _drop_incomplete(
         "surveys", activity_rows(tmap.object_type, "surveys", tmap, "response_id", "submitted_at"), skipped)
     owners = reader.owners()
+    warnings += reader.refused.values()
 
     # keep rows whose company was pulled
     for name, rows in (("contacts", contacts), ("deals", deals), ("tickets", tickets), ("engagements", engagements),
@@ -1053,7 +1079,8 @@ def pull(out: str | Path, host: str = DEFAULT_HOST, token: str | None = None,
                "hubspot": {"host": conn.host, "config": config.source, "since": str(since_dt) if since_dt else None,
                            "owners": sum(not o.get("deactivated") for o in owners),
                            "deactivated_owners": sum(bool(o.get("deactivated")) for o in owners),
-                           "deactivated_company_owners": unowned, "skipped": dict(skipped)}},
+                           "deactivated_company_owners": unowned, "not_pulled": sorted(reader.refused),
+                           "skipped": dict(skipped)}},
     )
     validate_snapshot(Snapshot(manifest=manifest, tables=tables))
     write_snapshot(tables, manifest, out)
