@@ -1585,6 +1585,24 @@ def test_property_values_as_hubspot_sends_them(snapshot, config, usage, tmp_path
     assert result.skipped == {"deals without a usable seats": 1}
 
 
+def test_a_property_with_a_default_empty_on_every_record_is_named_in_one_warning(snapshot, config, usage, tmp_path):
+    """A portal where nobody sets ticket priority (hs_ticket_priority empty or null on every ticket, tickets spread
+    over several ticket pipelines): every ticket is read as the config's default priority, medium, which the snapshot
+    would show as data; the summary says so in one line. A property empty on only some records (sentiment) is the
+    default there without a warning, as the config documents."""
+    portal = seed_portal(snapshot.tables, config, snapshot.manifest.created_at)
+    for i, ticket in enumerate(portal.objects["tickets"].values()):
+        ticket["properties"].update(hs_ticket_priority="" if i % 2 else None, hs_pipeline=str(i % 3))
+        if i % 4 == 0:
+            ticket["properties"]["ticket_sentiment"] = ""
+    result = pull_from(portal, config, usage, tmp_path)
+    tickets = load_snapshot(tmp_path / "pulled")["tickets"]
+    assert tickets.height == snapshot["tickets"].height and set(tickets["priority"]) == {"medium"}
+    assert [w for w in result.warnings if "empty on all" in w] == [
+        f"tickets: hs_ticket_priority is empty on all {tickets.height:,} records, so priority is the config's default "
+        "(medium) on every one; fill it in HubSpot or map the portal's own property in --config"]
+
+
 def test_archived_records_in_a_list_answer_are_left_out_and_counted(snapshot, config, usage, tmp_path):
     """A record answered with archived: true is in HubSpot's recycle bin: it is left out (with what hangs on it)
     and counted. Keys the pull does not use (propertiesWithHistory, url) change nothing."""

@@ -573,6 +573,23 @@ def _pick_link(links: list[tuple[str, list]]) -> tuple[str, list] | None:
     return links[0] if links else None
 
 
+def defaulted_on_every_record(object_type: str, records: list[dict[str, Any]], tmap: TableMap,
+                              available: Collection[str]) -> list[str]:
+    """One warning for each column with a config default whose property the portal has but every record leaves
+    empty (a ticket priority nobody sets, a meeting type never filled): the default then stands for the whole
+    column, which reads as data (every ticket medium, every meeting 'other') unless said."""
+    warnings = []
+    for column, default in tmap.defaults.items():
+        prop = tmap.properties.get(column)
+        if not records or not prop or prop not in available:
+            continue
+        if all(str(r["properties"].get(prop) or "").strip() == "" for r in records):
+            warnings.append(f"{object_type}: {prop} is empty on all {len(records):,} records, so {column} is the "
+                            f"config's default ({default}) on every one; fill it in HubSpot or map the portal's own "
+                            "property in --config")
+    return warnings
+
+
 def owner_findings(companies: list[dict[str, Any]], owners: list[dict[str, Any]],
                    warnings: list[str]) -> tuple[list[str], list[str]]:
     """Check the companies' CS and AE owner ids against the portal's owners: warn about ids that are no owner,
@@ -884,6 +901,7 @@ def pull(out: str | Path, host: str = DEFAULT_HOST, token: str | None = None,
     own = sorted(p for p, g in company_groups.items() if g == config.push["group"])
     domain_prop = config.domain_property
     records = reader.objects("companies", props_for("companies", cmap, [p for p in [domain_prop] if p] + own))
+    warnings += defaulted_on_every_record("companies", records, cmap, company_groups)
     companies = []
     for rec in records:
         p = rec["properties"]
@@ -1001,6 +1019,8 @@ def pull(out: str | Path, host: str = DEFAULT_HOST, token: str | None = None,
                 records = [r for r in records
                            if (t := to_datetime(r["properties"].get(prop)) or to_datetime(r.get("createdAt"))) is None
                            or t >= since_dt]
+            warnings.extend(defaulted_on_every_record(object_type, records, tmap,
+                                                      reader.property_groups(object_type)))
             ids = [r["id"] for r in records]
             to_company = reader.associations(object_type, "companies", ids)
             to_contact = reader.associations(object_type, "contacts", ids)
