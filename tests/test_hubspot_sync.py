@@ -882,7 +882,7 @@ def test_records_breaking_a_row_rule_are_left_out_and_counted(snapshot, config, 
 
 @pytest.mark.parametrize(("override", "named"), [
     ({"deals": {"properties": {"seats": "seats_purchased"}}}, "deals.properties.seats names seats_purchased"),
-    ({"surveys": {"properties": {"score": "hs_value"}}}, "surveys.properties.score names hs_value"),
+    ({"surveys": {"properties": {"score": "nps_score"}}}, "surveys.properties.score names nps_score"),
 ])
 def test_config_property_the_portal_lacks_for_a_needed_column_is_one_line_error(snapshot, config, usage, tmp_path,
                                                                                capsys, monkeypatch, override,
@@ -1556,8 +1556,8 @@ def test_property_values_as_hubspot_sends_them(snapshot, config, usage, tmp_path
     portal.objects["emails"][emails[1]]["properties"]["hs_timestamp"] = "1740837900123"
     portal.objects["emails"][emails[2]]["properties"]["hs_email_open_count"] = "3"
     nps = [i for i, r in portal.objects["feedback_submissions"].items() if r["properties"]["hs_survey_type"] == "NPS"]
-    portal.objects["feedback_submissions"][nps[0]]["properties"]["hs_response_value"] = "8.0"
-    portal.objects["feedback_submissions"][nps[1]]["properties"]["hs_response_value"] = "8"
+    portal.objects["feedback_submissions"][nps[0]]["properties"]["hs_value"] = "8.0"
+    portal.objects["feedback_submissions"][nps[1]]["properties"]["hs_value"] = "8"
     result = pull_from(portal, config, usage, tmp_path)
     pulled = load_snapshot(tmp_path / "pulled")
     ids = portal.order["companies"][:5]
@@ -1601,6 +1601,20 @@ def test_a_property_with_a_default_empty_on_every_record_is_named_in_one_warning
     assert [w for w in result.warnings if "empty on all" in w] == [
         f"tickets: hs_ticket_priority is empty on all {tickets.height:,} records, so priority is the config's default "
         "(medium) on every one; fill it in HubSpot or map the portal's own property in --config"]
+
+
+def test_survey_responses_are_read_from_hubspots_own_feedback_submission_properties(snapshot, config, usage,
+                                                                                   tmp_path):
+    """HubSpot's feedback submissions hold the answer in hs_value and the submission time in hs_submission_timestamp
+    (with hs_survey_type NPS, CSAT, ...): a pull with the built-in defaults reads them. The defaults named a score
+    property no portal has, so every pull of a portal with survey responses stopped before reading anything."""
+    own = {"surveys": {"properties": {"submitted_at": "hs_submission_timestamp", "score": "hs_value"}}}
+    portal = seed_portal(snapshot.tables, load_config(overrides=own), snapshot.manifest.created_at)
+    assert {"hs_value", "hs_submission_timestamp", "hs_survey_type"} <= set(portal.properties["feedback_submissions"])
+    assert "hs_response_value" not in portal.properties["feedback_submissions"]
+    pull_from(portal, config, usage, tmp_path)
+    pulled = load_snapshot(tmp_path / "pulled")
+    assert canonical(pulled["surveys"], "surveys").equals(canonical(snapshot["surveys"], "surveys"))
 
 
 def test_archived_records_in_a_list_answer_are_left_out_and_counted(snapshot, config, usage, tmp_path):
