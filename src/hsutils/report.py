@@ -2,10 +2,13 @@
 
 `run_report(snapshot_dir, period, out="reports")` executes `notebooks/0*.ipynb` with the `hsutils` kernel and
 parameters from defaults, an optional YAML file and the run itself (snapshot, period, report folder, the
-previous period's folder). Everything is written to a staging folder that replaces `reports/<period>/` only when
-every notebook succeeded; a failed cell stops the run, keeps the failed notebook in `reports/<period>.failed/`
-and names it, except that bad input a notebook finds (an InputError, e.g. a portal without churn) is refused
-in one line. The previous good report is never touched by a failed run. Signal modules of the user's own
+previous period's folder). The kernel is the Python running hsutils (its own environment, whatever kernels
+Jupyter has registered). Everything is written to a staging folder that replaces `reports/<period>/` only when
+every notebook succeeded; a failed notebook stops the run, keeps the failed notebook and its log in
+`reports/<period>.failed/` and names it with its one-line cause, except that bad input a notebook finds (an
+InputError, e.g. a portal without churn) is refused in one line. An interrupted run (Ctrl-C, SIGTERM) removes its
+staging folder; two runs into the same reports folder do not overlap (the second is refused). The previous good
+report is never touched by a failed or interrupted run. Signal modules of the user's own
 (`signal_modules`, absolute paths) are imported here first, so a bad one is refused before any notebook runs, and
 every notebook imports them again in its own kernel.
 """
@@ -18,11 +21,15 @@ import math
 import os
 import re
 import shutil
-from collections.abc import Sequence
+import signal
+import sys
+import traceback
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import nbformat
 import yaml
@@ -50,6 +57,7 @@ DEFAULT_PARAMETERS: dict[str, Any] = {
     "signal_modules": [],
 }
 RUN_PARAMETERS = ("snapshot_dir", "report_dir", "period", "previous_report_dir")
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")  # the colours of a notebook's traceback
 SECRET_WORDS = ("token", "secret", "password", "api_key", "apikey", "authorization")
 
 
@@ -85,11 +93,25 @@ class ReportResult:
 
 
 class ReportFailed(Exception):
-    """A notebook failed; `notebook` is the saved, partly executed notebook."""
+    """A notebook failed; `notebook` is the saved, partly executed notebook (its log is next to it)."""
 
     def __init__(self, notebook: Path, message: str) -> None:
         super().__init__(message)
         self.notebook = notebook
+
+
+class ReportInterrupted(KeyboardInterrupt):
+    """The run was stopped by `signum` (SIGINT: Ctrl-C; SIGTERM: a scheduler or `kill`); raised like Ctrl-C so
+    that papermill shuts the kernel down and the staging folder is removed."""
+
+    def __init__(self, signum: int, message: str = "") -> None:
+        super().__init__(message or signal.Signals(signum).name)
+        self.signum = signum
+
+
+def raise_interrupted(signum: int, _frame: Any) -> None:
+    """A signal handler turning SIGTERM into ReportInterrupted."""
+    raise ReportInterrupted(signum)
 
 
 def default_notebooks_dir() -> Path:
@@ -99,7 +121,7 @@ def default_notebooks_dir() -> Path:
 
 def parse_period(period: str) -> tuple[int, int]:
     """'2026Q4' -> (2026, 4); anything else is an InputError."""
-    match = PERIOD_PATTERN.match(period)
+    match = PERIOD_PATTERN.fullmatch(period)
     if not match:
         raise InputError(f"period {period!r} is not of the form YYYYQn, e.g. 2026Q4")
     return int(match.group(1)), int(match.group(2))
@@ -124,12 +146,66 @@ def find_previous_report(out: Path, period: str) -> Path | None:
     candidates = []
     if out.is_dir():
         for child in out.iterdir():
-            match = PERIOD_PATTERN.match(child.name)
+            match = PERIOD_PATTERN.fullmatch(child.name)
             if match and child.is_dir() and (child / "metrics.json").is_file() and (child / "model.yml").is_file():
                 key = (int(match.group(1)), int(match.group(2)))
                 if key < current:
                     candidates.append((key, child))
     return max(candidates)[1] if candidates else None
+
+
+@contextmanager
+def reports_folder_lock(out: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the reports folder `out` for a run; a second run into it is refused in one line.
+    The lock goes with the process, however it ends (no stale lock file)."""
+    import fcntl
+
+    handle = os.open(out, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise InputError(
+                f"another hsutils report is writing to {out}; run again when it has finished"
+            ) from None
+        yield
+    finally:
+        os.close(handle)
+
+
+def restore_interrupted_swaps(out: Path) -> None:
+    """Put back a period's finished report that a run stopped between moving it aside and moving the new one in."""
+    for backup in out.glob(".*.previous"):
+        final = out / backup.name[1:].removesuffix(".previous")
+        if PERIOD_PATTERN.fullmatch(final.name) and not final.exists():
+            backup.rename(final)
+
+
+def this_python_kernel(log: IO[str]) -> type:
+    """A kernel manager class for papermill that runs the notebooks in the Python running hsutils (not whatever a
+    kernel named "hsutils" in a user's Jupyter folders points at), the kernel's own output going to `log`."""
+    from jupyter_client.kernelspec import KernelSpec
+    from jupyter_client.manager import AsyncKernelManager
+
+    spec = KernelSpec(
+        argv=[sys.executable, "-Xfrozen_modules=off", "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        name=KERNEL_NAME, display_name="Python (hsutils)", language="python",
+    )
+
+    class ThisPythonKernelManager(AsyncKernelManager):
+        @property
+        def kernel_spec(self) -> KernelSpec:
+            return spec
+
+        async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: Any) -> None:
+            await super()._async_launch_kernel(kernel_cmd, **{**kw, "stdout": log, "stderr": log})
+
+    return ThisPythonKernelManager
+
+
+def one_line(text: str) -> str:
+    """A message on one line: ANSI colours dropped, whitespace runs (newlines too) made one space."""
+    return " ".join(ANSI_ESCAPE.sub("", text).split())
 
 
 def load_parameters(path: str | Path | None) -> dict[str, Any]:
@@ -255,10 +331,6 @@ def run_report(
 
     `signal_modules` (files or module names registering signals of the user's own) add to the parameters file's.
     """
-    import papermill
-    from papermill.exceptions import PapermillExecutionError
-    from tqdm import tqdm
-
     from hsutils.signals import load_signal_modules, signal_module_spec
     from hsutils.snapshot import load_snapshot
 
@@ -277,72 +349,113 @@ def run_report(
     if not notebooks:
         raise InputError(f"no numbered notebooks (NN-name.ipynb) in {notebooks_dir}")
     out = Path(out).resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    final = out / period
-    staging = out / f".{period}.partial"
-    failed = out / f"{period}.failed"
-    shutil.rmtree(staging, ignore_errors=True)
-    (staging / "notebooks").mkdir(parents=True)
-    previous = find_previous_report(out, period)
-
-    parameters.update(
-        snapshot_dir=str(snapshot_dir),
-        report_dir=str(staging),
-        period=period,
-        previous_report_dir=str(previous) if previous else None,
-    )
-    refuse_secret_values(parameters)
-    (staging / "parameters.yml").write_text(
-        yaml.safe_dump({k: v for k, v in parameters.items() if k not in RUN_PARAMETERS}, sort_keys=True), encoding="utf-8"
-    )
-
-    bar = tqdm(notebooks, desc=f"report {period}", unit="notebook", disable=not progress)
-    for notebook in bar:
-        bar.set_postfix_str(notebook.stem)
-        executed = staging / "notebooks" / notebook.name
+    final, staging, failed = out / period, out / f".{period}.partial", out / f"{period}.failed"
+    with ExitStack() as held:
         try:
-            papermill.execute_notebook(
-                str(notebook),
-                str(executed),
-                parameters=parameters,
-                kernel_name=KERNEL_NAME,
-                progress_bar=False,
-                cwd=str(staging),
+            out.mkdir(parents=True, exist_ok=True)
+            held.enter_context(reports_folder_lock(out))
+            restore_interrupted_swaps(out)
+            shutil.rmtree(staging, ignore_errors=True)  # left by a run that was killed outright
+            (staging / "notebooks").mkdir(parents=True)
+        except OSError as exc:
+            raise InputError(f"cannot write the report into {out}: {exc.strerror or exc}") from None
+        previous = find_previous_report(out, period)
+        parameters.update(
+            snapshot_dir=str(snapshot_dir),
+            report_dir=str(staging),
+            period=period,
+            previous_report_dir=str(previous) if previous else None,
+        )
+        try:
+            refuse_secret_values(parameters)
+            (staging / "parameters.yml").write_text(
+                yaml.safe_dump({k: v for k, v in parameters.items() if k not in RUN_PARAMETERS}, sort_keys=True),
+                encoding="utf-8",
             )
-        except PapermillExecutionError as exc:
-            if exc.ename in input_error_names():  # bad input found by a notebook: a one-line refusal, exit 2
-                shutil.rmtree(staging, ignore_errors=True)
-                raise InputError(f"{period} not reported: {exc.evalue}") from None
-            shutil.rmtree(failed, ignore_errors=True)
-            staging.rename(failed)
-            saved = failed / "notebooks" / notebook.name
-            raise ReportFailed(saved, f"{notebook.name} failed: {exc.ename}: {exc.evalue}") from None
-        html_name = "leadership.html" if notebook.name.startswith(LEADERSHIP_NOTEBOOK_PREFIX) else f"{notebook.stem}.html"
-        render_html(executed, staging / html_name)
+            execute_notebooks(notebooks, parameters, staging, failed, progress)
+        except InputError:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        except KeyboardInterrupt as exc:
+            shutil.rmtree(staging, ignore_errors=True)
+            kept = f"{final} is as it was" if final.exists() else "nothing was written"
+            raise ReportInterrupted(getattr(exc, "signum", signal.SIGINT),
+                                    f"{str(exc) or 'interrupted'}: {period} not reported; {kept}") from None
 
-    metrics = merge_metrics(staging, period)
-    (staging / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    backup = out / f".{period}.previous"
-    shutil.rmtree(backup, ignore_errors=True)
-    if final.exists():
-        final.rename(backup)
-    staging.rename(final)
-    shutil.rmtree(backup, ignore_errors=True)
-    shutil.rmtree(failed, ignore_errors=True)
+        metrics = merge_metrics(staging, period)
+        (staging / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        backup = out / f".{period}.previous"
+        shutil.rmtree(backup, ignore_errors=True)
+        if final.exists():
+            final.rename(backup)
+        staging.rename(final)
+        shutil.rmtree(backup, ignore_errors=True)
+        shutil.rmtree(failed, ignore_errors=True)
     return ReportResult(folder=final, leadership_html=final / "leadership.html", metrics=metrics)
 
 
-def cli_report(args) -> int:
-    """`hsutils report DIR --period P [--out reports/] [--params FILE] [--signal-module FILE ...]`."""
-    import sys
+def execute_notebooks(notebooks: Sequence[Path], parameters: dict[str, Any], staging: Path, failed: Path,
+                      progress: bool) -> None:
+    """Run `notebooks` in order into `staging` (the executed notebook, its log and its HTML each).
 
+    A notebook that fails moves `staging` to `failed` and raises ReportFailed with its one-line cause (the full
+    traceback ends its log); one that meets bad input raises InputError; Ctrl-C or SIGTERM raises
+    ReportInterrupted naming the notebook. Papermill shuts the kernel down in every case.
+    """
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+    from tqdm import tqdm
+
+    bar = tqdm(notebooks, desc=f"report {parameters['period']}", unit="notebook", disable=not progress)
+    for notebook in bar:
+        bar.set_postfix_str(notebook.stem)
+        executed = staging / "notebooks" / notebook.name
+        with open(executed.with_suffix(".log"), "w", encoding="utf-8") as log:
+            try:
+                papermill.execute_notebook(
+                    str(notebook), str(executed), parameters=parameters, kernel_name=KERNEL_NAME,
+                    progress_bar=False, cwd=str(staging), stdout_file=log, stderr_file=log,
+                    kernel_manager_class=this_python_kernel(log),
+                )
+                leadership = notebook.name.startswith(LEADERSHIP_NOTEBOOK_PREFIX)
+                render_html(executed, staging / ("leadership.html" if leadership else f"{notebook.stem}.html"))
+                continue
+            except PapermillExecutionError as exc:
+                if exc.ename in input_error_names():  # bad input found by a notebook: a one-line refusal, exit 2
+                    raise InputError(f"{parameters['period']} not reported: {exc.evalue}") from None
+                cause, details = f"{exc.ename}: {exc.evalue}", exc.traceback
+            except KeyboardInterrupt as exc:
+                signum = getattr(exc, "signum", signal.SIGINT)
+                raise ReportInterrupted(signum, f"stopped by {signal.Signals(signum).name} during {notebook.name}") \
+                    from None
+            except Exception as exc:  # the kernel died, would not start, the HTML could not be written, ...
+                cause, details = f"{type(exc).__name__}: {exc}", traceback.format_exception(exc)
+            trace = "\n".join(line.rstrip("\n") for line in details)
+            log.write(f"\n{notebook.name} failed:\n{ANSI_ESCAPE.sub('', trace)}\n")
+        shutil.rmtree(failed, ignore_errors=True)
+        staging.rename(failed)
+        raise ReportFailed(failed / "notebooks" / notebook.name, f"{notebook.name} failed: {one_line(cause)}")
+
+
+def cli_report(args) -> int:
+    """`hsutils report DIR --period P [--out reports/] [--params FILE] [--signal-module FILE ...]`.
+
+    For a scheduler: exit 0 and a last line naming the leadership page; exit 1 (a notebook failed), 2 (bad input,
+    or another run writing to the same folder), 130/143 (Ctrl-C/SIGTERM) and a last line saying why.
+    """
+    previous_handler = signal.signal(signal.SIGTERM, raise_interrupted)
     try:
         result = run_report(args.dir, args.period, out=args.out, parameters_file=args.params,
                             signal_modules=getattr(args, "signal_modules", None) or ())
     except ReportFailed as exc:
-        print(f"hsutils report: {exc}", file=sys.stderr)
-        print(f"hsutils report: the failed notebook is saved at {exc.notebook}", file=sys.stderr)
+        print(f"hsutils report: the failed notebook and its log are in {exc.notebook.parent}", file=sys.stderr)
+        print(f"hsutils report: error: {args.period} not reported: {exc}", file=sys.stderr)
         return 1
+    except ReportInterrupted as exc:
+        print(f"hsutils report: {exc}", file=sys.stderr)
+        return 128 + exc.signum
+    finally:
+        signal.signal(signal.SIGTERM, previous_handler)
     print(f"report written to {result.folder}")
     print(f"leadership report: {result.leadership_html}")
     return 0
