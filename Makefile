@@ -32,7 +32,7 @@ demo: setup  ## the whole job on the demo portal: generate, validate, report, Hu
 	@echo "demo: open $(DEMO_REPORTS)/$(PERIOD)/leadership.html in a browser"
 
 report: setup  ## the quarterly report: make report SNAPSHOT=data/snapshots/NAME PERIOD=2026Q4
-	$(BIN)/hsutils report $(SNAPSHOT) --period $(PERIOD) --out reports
+	$(BIN)/hsutils report "$(SNAPSHOT)" --period "$(PERIOD)" --out reports
 
 test: setup  ## the test suite (what CI runs)
 	$(BIN)/python -m pytest -n 2 -q
