@@ -161,3 +161,22 @@ def test_manifest_round_trip_keeps_extra_keys(tmp_path: Path) -> None:
 )
 def test_parse_utc(text: str, expected: str) -> None:
     assert parse_utc(text).isoformat() == expected
+
+
+def test_files_written_whole_or_not_at_all_get_a_plain_files_permissions(tmp_path):
+    """Outputs go through a temporary file, which is created private (0600); the finished file gets the mode a plainly
+    created file gets under the umask, so a reports folder shared with the team is readable by it."""
+    import os
+    import stat
+
+    import polars as pl
+
+    from hsutils.files import write_frame_atomic, write_text_atomic
+
+    plain = tmp_path / "plain.txt"
+    plain.write_text("x")
+    expected = stat.S_IMODE(plain.stat().st_mode)
+    written = [write_text_atomic(tmp_path / "metrics.json", "{}"),
+               write_frame_atomic(pl.DataFrame({"a": [1]}), tmp_path / "scores.parquet"),
+               write_frame_atomic(pl.DataFrame({"a": [1]}), tmp_path / "scores.csv")]
+    assert {stat.S_IMODE(os.stat(path).st_mode) for path in written} == {expected}

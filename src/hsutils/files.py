@@ -31,11 +31,22 @@ def write_atomic(out: str | Path, write: Callable[[Path], Any]) -> Path:
     os.close(handle)
     try:
         write(Path(temp))
+        os.chmod(temp, PLAIN_FILE_MODE)  # mkstemp's 0600 would hide a shared reports folder from the team
         os.replace(temp, out)
     except BaseException:
         Path(temp).unlink(missing_ok=True)
         raise
     return out
+
+
+def _read_umask() -> int:
+    """This process's umask (read once, at import: setting it to read it is not safe while threads create files)."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return umask
+
+
+PLAIN_FILE_MODE = 0o666 & ~_read_umask()  # what a plainly created file gets (0644 under the usual umask 022)
 
 
 def write_text_atomic(out: str | Path, text: str) -> Path:
