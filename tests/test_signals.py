@@ -254,6 +254,54 @@ def test_a_signal_computed_its_own_way_is_matched_to_the_panel_rows_by_key():
         assert r["week_and_company"] == (None if i == 0 else k * 10 + company_code[r["company_id"]]), r
 
 
+BAD_COMPUTATIONS = {
+    "raises": ("def compute(ctx):\n    return ctx.keys.with_columns(value=1 / 0)\n",
+               "its computation failed: ZeroDivisionError: division by zero"),
+    "none": ("def compute(ctx):\n    ctx.keys.with_columns(value=1.0)\n", "its computation returned None; it must return a polars DataFrame"),
+    "pandas": ("def compute(ctx):\n    return ctx.keys.with_columns(value=1.0).to_pandas()\n",
+               "its computation returned pandas.DataFrame; it must return a polars DataFrame"),
+    "text": ("def compute(ctx):\n    return ctx.keys.with_columns(value=pl.lit('high'))\n",
+             "column value is String, not numbers (e.g. 'high')"),
+    "infinite": ("def compute(ctx):\n    return ctx.keys.with_columns(value=1.0 / (pl.col('k') - pl.col('k')))\n",
+                 "value(s) are infinite (e.g. a ratio over 0; rows: {cid="),
+}
+
+
+@pytest.mark.parametrize("kind", list(BAD_COMPUTATIONS))
+def test_a_signal_whose_computation_fails_or_returns_no_numbers_is_a_one_line_error(kind, small_demo, tmp_path, capsys):
+    """A product's own signal that raises, returns no polars frame, text or infinite values: `fit` exits 2 with one
+    line naming the signal, writes nothing, and the panel of a signal returning booleans reads them as 0/1."""
+    source = f"import polars as pl\nfrom hsutils.signals import register_signal\n\n\n" \
+             f"@register_signal('acme_{kind}', family='value', unit='x', direction=0)\n{BAD_COMPUTATIONS[kind][0]}"
+    module = write_signal_module(tmp_path, source, name=f"acme_{kind}.py")
+    out = tmp_path / "model.yml"
+    with signal_registry_restored():
+        code = main(["fit", str(small_demo), "--out", str(out), "--signal-module", str(module),
+                     "--signals", f"core_depth,acme_{kind}"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert err.startswith(f"hsutils fit: error: signal acme_{kind}: ") and BAD_COMPUTATIONS[kind][1] in err, err
+    assert not out.exists()
+
+
+def test_a_signal_returning_booleans_or_nulls_is_read_as_numbers():
+    @register_signal("flag_even", family="activity", unit="flag", direction=0)
+    def flag_even(ctx: SignalContext) -> pl.DataFrame:
+        return ctx.keys.with_columns(value=pl.col("cid") % 2 == 0)
+
+    @register_signal("never_known", family="activity", unit="x", direction=0)
+    def never_known(ctx: SignalContext) -> pl.DataFrame:
+        return ctx.keys.with_columns(value=None)
+
+    try:
+        panel = build_panel(tiny_snapshot(), as_of_dates=[AS_OF], signals=["flag_even", "never_known"])
+    finally:
+        unregister_signal("flag_even")
+        unregister_signal("never_known")
+    assert panel.schema["flag_even"] == pl.Float64 and set(panel["flag_even"].to_list()) <= {0.0, 1.0}
+    assert panel.schema["never_known"] == pl.Float64 and panel["never_known"].null_count() == panel.height
+
+
 @pytest.mark.parametrize(("n_users", "packed"), [(25, True), (90, True), (90, False)])
 def test_window_helpers_match_brute_force(n_users, packed, monkeypatch):
     """Few distinct values (bit sets), many (packed integers) and many unpacked (sorted intervals); rows without

@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 import polars as pl
 
-from hsutils.errors import InputError
+from hsutils.errors import InputError, example_rows
 from hsutils.files import check_frame_suffix, write_frame_atomic
 from hsutils.signals import (
     DAY_US,
@@ -172,14 +172,50 @@ def _size_bucket() -> pl.Expr:
     return expr.otherwise(pl.lit("1000+"))
 
 
+def _computed(ctx: SignalContext, signal: Signal) -> pl.DataFrame:
+    """What a signal's computation returns, collected; a product's own signal that fails, or returns something
+    other than a polars frame, is an InputError of one line naming the signal (the built-in ones keep their
+    traceback: their failure is a bug, not bad input)."""
+    own = not str(getattr(signal.compute, "__module__", "")).startswith("hsutils.")
+    try:
+        values = signal.compute(ctx)
+        values = values.collect() if isinstance(values, pl.LazyFrame) else values
+    except InputError:
+        raise
+    except Exception as exc:
+        if not own:
+            raise
+        raise InputError(f"signal {signal.name}: its computation failed: {type(exc).__name__}: {exc}".splitlines()[0]) from None
+    if not isinstance(values, pl.DataFrame):
+        kind = "None" if values is None else f"{type(values).__module__.split('.')[0]}.{type(values).__name__}"
+        raise InputError(
+            f"signal {signal.name}: its computation returned {kind}; it must return a polars DataFrame "
+            "with columns cid, k, value (e.g. ctx.keys.with_columns(value=...))"
+        )
+    return values
+
+
 def _signal_values(ctx: SignalContext, signal: Signal) -> pl.DataFrame:
-    """One signal's values as frame[cid, k, <signal name>] (checked: a computation must return cid, k, value)."""
-    values = signal.compute(ctx)
-    values = values.collect() if isinstance(values, pl.LazyFrame) else values
+    """One signal's values as frame[cid, k, <signal name>] (checked: a computation must return cid, k and a value
+    column of finite numbers, booleans or nulls)."""
+    values = _computed(ctx, signal)
     missing = {"cid", "k", "value"} - set(values.columns)
     if missing:
         raise InputError(f"signal {signal.name}: its computation must return columns cid, k, value (missing {', '.join(sorted(missing))})")
-    return values.select(pl.col("cid").cast(pl.UInt32), pl.col("k").cast(pl.Int32), pl.col("value").cast(pl.Float64).alias(signal.name))
+    value = values.get_column("value")
+    if not (value.dtype.is_numeric() or value.dtype in (pl.Boolean, pl.Null)):
+        raise InputError(
+            f"signal {signal.name}: column value is {value.dtype}, not numbers (e.g. "
+            f"{', '.join(map(repr, value.drop_nulls().unique(maintain_order=True).head(3).to_list()))}); return numbers, or null where unknown"
+        )
+    value = value.cast(pl.Float64)
+    infinite = value.is_infinite().fill_null(False)
+    if infinite.any():
+        raise InputError(
+            f"signal {signal.name}: {int(infinite.sum()):,} value(s) are infinite (e.g. a ratio over 0; rows: "
+            f"{example_rows(values.filter(infinite).select('cid', 'k', 'value'))}); return null where a value is unknown"
+        )
+    return values.select(pl.col("cid").cast(pl.UInt32), pl.col("k").cast(pl.Int32), value.alias(signal.name))
 
 
 class _SharedWork:
