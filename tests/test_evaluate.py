@@ -25,6 +25,7 @@ from hsutils.evaluate import (
     univariate_auc,
     write_json_atomic,
 )
+from hsutils.model import HealthScore
 
 START = datetime(2024, 1, 1, tzinfo=UTC)
 
@@ -202,6 +203,37 @@ def test_time_split_says_when_nothing_churned_at_all(panel):
     with pytest.raises(InputError, match="no churn anywhere: none of the .* labelled rows") as refusal:
         time_split(renewed)
     assert "cutoff" not in str(refusal.value)  # no cutoff would help
+
+
+def test_a_panel_read_back_from_csv_or_written_by_another_tool_splits_like_the_original(panel, tmp_path):
+    """as_of as ISO text (a panel CSV read back) and an outcome of text 0/1 or booleans give the same split; an
+    as_of that is no timestamp, or an outcome other than 1, 0 or empty, is refused naming the rows."""
+    path = tmp_path / "panel.csv"
+    panel.write_csv(path)
+    expected = time_split(panel)
+    for other in (pl.read_csv(path), panel.with_columns(pl.col("outcome_churned").cast(pl.String)),
+                  panel.with_columns(pl.col("outcome_churned").cast(pl.Boolean))):
+        train, test, cut = time_split(other)
+        assert cut == expected[2] and train.height == expected[0].height and test.height == expected[1].height
+        assert train["outcome_churned"].sum() == expected[0]["outcome_churned"].sum()
+    typo = panel.with_columns(pl.col("as_of").dt.strftime("%Y-%m-%d")).with_row_index()
+    typo = typo.with_columns(pl.when(pl.col("index") == 3).then(pl.lit("next week")).otherwise("as_of").alias("as_of"))
+    with pytest.raises(InputError, match=r"^panel, column as_of: not a timestamp .*rows: \{as_of=next week\}$"):
+        time_split(typo.drop("index"))
+    worded = panel.with_columns(pl.col("outcome_churned").replace_strict({0: "renewed", 1: "churned"}, default=None))
+    with pytest.raises(InputError, match=r"^panel, column outcome_churned: [\d,]+ value\(s\) other than 1 .*"
+                                         r"outcome_churned=churned"):
+        time_split(worded)
+
+
+def test_signals_named_twice_count_once_and_outcome_columns_are_no_signals(panel):
+    once = compare_models(panel, signals=["core_depth", "eb_engagement"], n_boot=0, models={"fitted": HealthScore()})
+    twice = compare_models(panel, signals=["core_depth", "eb_engagement", "core_depth"], n_boot=0,
+                           models={"fitted": HealthScore()})
+    assert twice.signals == ["core_depth", "eb_engagement"]
+    assert twice.models["fitted"].points_ == once.models["fitted"].points_
+    with pytest.raises(InputError, match=r"^signals: outcome_expanded look ahead"):
+        compare_models(panel, signals=["core_depth", "outcome_expanded"], n_boot=0, models={"fitted": HealthScore()})
 
 
 # ---- comparison ------------------------------------------------------------------------------------------------

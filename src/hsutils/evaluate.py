@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 import polars as pl
 
-from hsutils.errors import InputError
+from hsutils.errors import InputError, example_rows
 from hsutils.files import write_text_atomic
 
 OUTCOME = "outcome_churned"
@@ -49,12 +49,34 @@ _CHUNK_CELLS = 4_000_000  # resamples x rows handled per numpy step (bounds memo
 # small helpers shared with backtest.py and scores.py
 # --------------------------------------------------------------------------------------------------------------
 def to_polars(frame: pl.DataFrame | pd.DataFrame) -> pl.DataFrame:
-    """A polars view of a panel given as polars or pandas."""
-    if isinstance(frame, pl.DataFrame):
-        return frame
+    """A polars view of a panel given as polars or pandas, with `as_of` as UTC timestamps (a panel read back from
+    CSV holds it as ISO text) and an `outcome_churned` of 1, 0 or null (InputError naming the rows otherwise)."""
     if isinstance(frame, pd.DataFrame):
-        return pl.from_pandas(frame)
-    raise InputError(f"expected a polars or pandas DataFrame, got {type(frame).__name__}")
+        frame = pl.from_pandas(frame)
+    if not isinstance(frame, pl.DataFrame):
+        raise InputError(f"expected a polars or pandas DataFrame, got {type(frame).__name__}")
+    if frame.schema.get("as_of") == pl.String:
+        from hsutils.validate import _parse_timestamps
+
+        as_of, bad, what = _parse_timestamps(frame.get_column("as_of"))
+        if bad is not None:
+            raise InputError(f"panel, column as_of: {what}; rows: {example_rows(frame.filter(bad).select('as_of'))}")
+        frame = frame.with_columns(as_of.alias("as_of"))
+    if OUTCOME in frame.columns:
+        outcome = frame.get_column(OUTCOME)
+        try:
+            number = outcome.cast(pl.Float64, strict=False)  # text "0"/"1" too (a panel written by another tool)
+        except pl.exceptions.PolarsError:
+            number = pl.Series(OUTCOME, [None] * frame.height, dtype=pl.Float64)
+        bad = outcome.is_not_null() & ~number.is_in([0.0, 1.0]).fill_null(False)
+        if bad.any():
+            raise InputError(
+                f"panel, column {OUTCOME}: {int(bad.sum()):,} value(s) other than 1 (churned), 0 (retained) or empty "
+                f"(not yet known); rows: {example_rows(frame.filter(bad).select(c for c in ('company_id', 'as_of', OUTCOME) if c in frame.columns))}"
+            )
+        if outcome.dtype == pl.String:
+            frame = frame.with_columns(number.cast(pl.Int8).alias(OUTCOME))
+    return frame
 
 
 def require_columns(frame: pl.DataFrame, columns: Iterable[str], what: str = "panel") -> None:
@@ -135,10 +157,15 @@ def panel_signals(panel: pl.DataFrame, signals: Sequence[str] | None = None) -> 
     """The signal columns to use: `signals` (checked against the panel), else the registered signals present
     in the panel, else every numeric column that is neither an outcome nor a known descriptive column."""
     if signals is not None:
-        signals = list(signals)
+        signals = list(dict.fromkeys(signals))  # a name given twice is one signal
         require_columns(panel, signals, "panel (signals)")
         if not signals:
             raise InputError("no signals chosen: name at least one signal column")
+        ahead = [s for s in signals if s.startswith("outcome_")]
+        if ahead:
+            raise InputError(
+                f"signals: {', '.join(ahead)} look ahead (outcome_* columns are what a score predicts, never a signal)"
+            )
         return signals
     try:
         from hsutils.signals import SIGNALS
