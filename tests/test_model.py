@@ -237,6 +237,26 @@ def test_one_class_is_a_clear_error():
         HealthScore().fit(X, np.zeros(200))
 
 
+@pytest.mark.parametrize(("retained", "churned"), [("retained", "churned"), ("Renewed", "Churned"),
+                                                   ("Not churned", "Churned"), ("won", "closed lost")])
+def test_text_labels_that_would_turn_churn_into_health_are_refused(retained, churned):
+    """The larger label is churn (column 1 of predict_proba): labels whose smaller one says churned would score
+    churned accounts as healthy, so they are refused, naming the label to compare y with."""
+    X, y = synthetic_table("linear", n=300)
+    with pytest.raises(InputError, match=f"^y: labels '{churned}' and '{retained}': the larger one, '{retained}', "
+                                         f"would be taken as churn .*pass y == '{churned}' \\(1 = churned\\)$"):
+        HealthScore().fit(X, np.where(y == 1, churned, retained))
+    model = HealthScore().fit(X, np.where(y == 1, churned, retained) == churned)
+    assert roc_auc_score(y, model.predict_proba(X)[:, 1]) > 0.7
+
+
+@pytest.mark.parametrize(("retained", "churned"), [("no", "yes"), ("active", "cancelled"), ("0", "1")])
+def test_text_labels_whose_larger_one_is_churn_are_read_as_given(retained, churned):
+    X, y = synthetic_table("linear", n=300)
+    model = HealthScore().fit(X, np.where(y == 1, churned, retained))
+    assert list(model.classes_) == [retained, churned] and roc_auc_score(y, model.predict_proba(X)[:, 1]) > 0.7
+
+
 def test_too_few_rows_is_a_clear_error():
     X, y = synthetic_table("linear", n=200)
     with pytest.raises(InputError, match="too few rows"):
@@ -287,8 +307,10 @@ def test_mismatched_columns_at_predict_time():
     model = HealthScore().fit(X, y)
     with pytest.raises(InputError, match="missing: s4"):
         model.health_score(X.drop(columns=["s4"]))
-    with pytest.raises(InputError, match="infinity"):
+    with pytest.raises(InputError, match=r"^X: column\(s\) s0 hold infinite values \(1 rows, .*rows: \{s0=inf\}\)"):
         model.health_score(X.replace({X.iloc[0, 0]: np.inf}))
+    with pytest.raises(InputError, match=r"^X: column\(s\) s1, s3 hold infinite values \(2 rows"):
+        HealthScore().fit(X.assign(s1=np.where(X.index == 4, -np.inf, X.s1), s3=np.where(X.index == 7, np.inf, X.s3)), y)
 
 
 def test_error_messages_are_one_line():

@@ -562,6 +562,20 @@ def _check_column_names(X: pd.DataFrame, *, by_position: bool = True) -> None:
     )
 
 
+_CHURN_WORDS = ("churn", "lost", "cancel", "terminat", "lapsed")
+_NEGATIONS = ("not", "no", "non", "un", "never")
+
+
+def _names_churn(label: Any) -> bool:
+    """Whether a text label says churned ("Churned", "closed lost", "cancelled"; not "Not churned")."""
+    if not isinstance(label, str):
+        return False
+    words = label.strip().lower().replace("-", " ").replace("_", " ").split()
+    if not words or words[0] in _NEGATIONS or words[0].startswith("non"):
+        return False
+    return any(word in label.lower() for word in _CHURN_WORDS)
+
+
 def _numeric_dataframe(X: pd.DataFrame) -> pd.DataFrame:
     bad = [c for c in X.columns if not (pd.api.types.is_numeric_dtype(X[c]) or pd.api.types.is_bool_dtype(X[c]))]
     if bad:
@@ -569,7 +583,16 @@ def _numeric_dataframe(X: pd.DataFrame) -> pd.DataFrame:
             f"X: column(s) {', '.join(map(str, bad[:3]))} are not numeric (a health score needs numeric signals); "
             f"rows: {example_rows(X[bad[:3]])}"
         )
-    return pd.DataFrame(X.to_numpy(dtype=float, na_value=np.nan), columns=X.columns, index=X.index)
+    numbers = pd.DataFrame(X.to_numpy(dtype=float, na_value=np.nan), columns=X.columns, index=X.index)
+    infinite = np.isinf(numbers.to_numpy())
+    if infinite.any():
+        columns = list(numbers.columns[infinite.any(axis=0)])
+        rows = infinite.any(axis=1)
+        raise ModelInputError(
+            f"X: column(s) {', '.join(map(str, columns[:3]))} hold infinite values ({int(rows.sum()):,} rows, e.g. a "
+            f"ratio over 0; rows: {example_rows(X.loc[rows, columns[:3]])}); use NaN where a value is unknown"
+        )
+    return numbers
 
 
 class HealthScore(ClassifierMixin, BaseEstimator):
@@ -693,6 +716,12 @@ class HealthScore(ClassifierMixin, BaseEstimator):
         if kind != "binary":
             raise ModelInputError(
                 f"Only binary classification is supported. The type of the target is {kind} (y must be churned or not)."
+            )
+        if _names_churn(classes[0]) and not _names_churn(classes[1]):
+            churned, other = str(classes[0]), str(classes[1])
+            raise ModelInputError(
+                f"y: labels {churned!r} and {other!r}: the larger one, {other!r}, would be taken as churn (column 1 of "
+                f"predict_proba) and the score would rank churned accounts as healthy; pass y == {churned!r} (1 = churned)"
             )
         self.classes_ = classes
         return (y == classes[1]).astype(float)
