@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import csv
+import io
 import math
 import random
 import shutil
+import sys
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -1812,3 +1814,45 @@ def test_a_host_where_nothing_listens_fails_within_seconds_and_a_server_that_ans
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "nothing answered at that address; check --host" in err
     assert list(tmp_path.iterdir()) == []
+
+
+# ----- progress bars -----------------------------------------------------------------------------------------------
+class Terminal(io.StringIO):
+    """A standard error that is a terminal."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_pull_and_push_show_progress_bars_on_a_terminal_only(tmp_path, monkeypatch):
+    """Run by a scheduler (standard error a log file or cron mail) pull and push drew their bars into the log,
+    redraw after redraw; on a terminal they show, and --quiet still turns them off there."""
+    from hsutils.cli import main
+
+    tables = companies_only(30)
+    usage = usage_file(tables, tmp_path)
+    model = write_model(tmp_path / "model.yml")
+    write_scores(tmp_path / "scores.parquet", tables["companies"].get_column("company_id").to_list())
+    sandbox = Sandbox(portal=seed_portal(tables, load_config()), token="good-token")
+    sandbox.start()
+    monkeypatch.setenv("HUBSPOT_ACCESS_TOKEN", "good-token")
+
+    def stderr_of(args: list[str], stream: io.StringIO) -> str:
+        with monkeypatch.context() as patch:
+            patch.setattr(sys, "stderr", stream)
+            assert main(args) == 0, stream.getvalue()
+        return stream.getvalue()
+
+    def pull_args(name: str) -> list[str]:
+        return ["pull", "--out", str(tmp_path / name), "--host", sandbox.url, "--rate", "off", "--usage", str(usage)]
+
+    push_args = ["push", "--model", str(model), "--scores", str(tmp_path / "scores.parquet"), "--host", sandbox.url,
+                 "--rate", "off"]
+    try:
+        assert "\r" not in stderr_of(pull_args("to-a-log"), io.StringIO())
+        assert "\r" not in stderr_of(push_args, io.StringIO())
+        assert "\r" in stderr_of(pull_args("on-a-terminal"), Terminal())
+        assert "\r" in stderr_of(push_args, Terminal())
+        assert "\r" not in stderr_of([*pull_args("quiet"), "--quiet"], Terminal())
+    finally:
+        sandbox.stop()

@@ -3,6 +3,7 @@ notebooks, the kernel. Small stand-in notebooks keep these fast; test_report.py 
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -228,3 +229,20 @@ def test_environment_yml_installs_what_pyproject_requires_and_the_package():
     assert "-e ." in pip
     assert "ipykernel install --sys-prefix --name hsutils" in text
     assert "ipykernel install --sys-prefix --name hsutils" in (ROOT / "Makefile").read_text()
+
+
+def test_report_shows_its_progress_bar_on_a_terminal_only(small_demo, tmp_path, monkeypatch):
+    """Run by cron, the report's bar filled the mail with redraws: a standard error that is no terminal gets none,
+    a terminal still sees it."""
+    notebooks = write_parameterised_notebook(tmp_path / "notebooks", "report_dir = None", "print('done')")
+    monkeypatch.setattr("hsutils.report.default_notebooks_dir", lambda: notebooks)
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    for stream, shows in ((io.StringIO(), False), (Terminal(), True)):
+        with monkeypatch.context() as patch:
+            patch.setattr(sys, "stderr", stream)
+            assert main(["report", str(small_demo), "--period", "2026Q4", "--out", str(tmp_path / "reports")]) == 0
+        assert ("notebook/s" in stream.getvalue()) is shows, stream.getvalue()

@@ -330,6 +330,7 @@ def run_report(
     """Run every numbered notebook with papermill and render the report into `out/<period>/`.
 
     `signal_modules` (files or module names registering signals of the user's own) add to the parameters file's.
+    With `progress`, a bar shows when standard error is a terminal (none in a scheduler's log).
     """
     from hsutils.signals import load_signal_modules, signal_module_spec
     from hsutils.snapshot import load_snapshot
@@ -406,7 +407,8 @@ def execute_notebooks(notebooks: Sequence[Path], parameters: dict[str, Any], sta
     from papermill.exceptions import PapermillExecutionError
     from tqdm import tqdm
 
-    bar = tqdm(notebooks, desc=f"report {parameters['period']}", unit="notebook", disable=not progress)
+    # on a terminal only (disable=None): a scheduler's log or cron mail gets no bar redraws
+    bar = tqdm(notebooks, desc=f"report {parameters['period']}", unit="notebook", disable=None if progress else True)
     for notebook in bar:
         bar.set_postfix_str(notebook.stem)
         executed = staging / "notebooks" / notebook.name

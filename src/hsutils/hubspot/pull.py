@@ -228,7 +228,9 @@ class Reader:
         return True
 
     def _bar(self, desc: str, total: int | None = None, unit: str = "obj") -> tqdm:
-        return tqdm(total=total, desc=desc, unit=unit, disable=not self.progress, file=sys.stderr, leave=False)
+        # on a terminal only (disable=None): a scheduler's log or cron mail gets no bar redraws
+        return tqdm(total=total, desc=desc, unit=unit, disable=None if self.progress else True, file=sys.stderr,
+                    leave=False)
 
     def objects(self, object_type: str, properties: list[str]) -> list[dict[str, Any]]:
         """Every record of `object_type` with `properties`, 100 a page, resumable; archived records (the recycle

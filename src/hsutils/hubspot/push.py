@@ -350,7 +350,7 @@ class CompanyWriter:
         pending = list(ids)
         for _round in range(self.partial_retries + 1):
             retry: list[str] = []
-            with tqdm(total=len(pending), desc="read companies", unit="co", disable=not self.progress,
+            with tqdm(total=len(pending), desc="read companies", unit="co", disable=None if self.progress else True,
                       file=sys.stderr, leave=False) as bar:
                 for start in range(0, len(pending), BATCH):
                     chunk = pending[start:start + BATCH]
@@ -382,7 +382,7 @@ class CompanyWriter:
                 raise HubSpotError(f"refusing to write {', '.join(sorted(outside))}: outside the {self.group} group")
         self.written, failed = 0, {}
         pending = list(updates)
-        with tqdm(total=len(pending), desc="write companies", unit="co", disable=not self.progress,
+        with tqdm(total=len(pending), desc="write companies", unit="co", disable=None if self.progress else True,
                   file=sys.stderr, leave=False) as bar:
             for round_ in range(self.partial_retries + 1):
                 retry: list[str] = []
