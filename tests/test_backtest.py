@@ -15,6 +15,7 @@ from hsutils.backtest import (
     RenewalBacktest,
     backtest_summary,
     choose_at_risk_threshold,
+    grouping_words,
     outcome_events,
     playbook_backtest,
     renewal_backtest,
@@ -311,6 +312,28 @@ def test_at_risk_workload_reads_in_whole_accounts(at_risk, new, words):
     assert workload_words("each CS owner", at_risk, new) == words
 
 
+def test_a_capacity_no_line_keeps_within_is_said_in_whole_accounts(playbook_data):
+    """'keeps at-risk accounts within 0.01 per owner per week (lowest 0.08)' spoke another language than the
+    At-risk line: the refusal says how many accounts each owner would hold in a typical week even at the lowest
+    line, with the average beside it (also when rounding does not move it)."""
+    history, panel = playbook_data
+    none_fit = choose_at_risk_threshold(history, panel, capacity_per_owner_per_week=0.01, candidates=range(55, 70))
+    assert none_fit.text == (
+        "No threshold among 55-69 keeps each CS owner within 0.01 at-risk accounts in a typical week: even at the "
+        "lowest line (at risk below 55), each CS owner would have fewer than 1 at-risk account in a typical week "
+        "(0.1 on average), with fewer than 1 new one a quarter.")
+    ownerless = panel.with_columns(pl.lit(None, dtype=pl.String).alias("cs_owner_id"))
+    unowned = choose_at_risk_threshold(history, ownerless, capacity_per_owner_per_week=0.01, candidates=[55])
+    assert unowned.text.startswith("No threshold among 55-55 keeps the whole team (no account has a CS owner) "
+                                   "within 0.01 at-risk accounts in a typical week")
+    assert workload_words("each CS owner", 12.04, 1.0, average=1) == (
+        "each CS owner would have about 12 at-risk accounts in a typical week (12.0 on average), about 1 of them "
+        "new each week")
+    # 7/52 against a capacity of 0.12: the average shows as many decimals as it takes to read above it, not 0.1
+    tight = choose_at_risk_threshold(history, panel, capacity_per_owner_per_week=0.12, candidates=[69])
+    assert "within 0.12 at-risk accounts" in tight.text and "(0.13 on average)" in tight.text
+
+
 def test_choose_at_risk_threshold_says_when_no_churn_could_be_judged(playbook_data):
     history, panel = playbook_data
     # A churns on week 19 + 10 days: from week 10 on, the 90 days before it are not all in the period
@@ -331,6 +354,13 @@ def test_playbook_rules_name_segments_in_words():
     assert ae_task.describe() == "high-touch account, score below 60"
     assert dataclasses.replace(ae_task, segment="Enterprise").describe() == "Enterprise account, score below 60"
     assert segment_words("scaled") == "scaled" and segment_words("50-199") == "50-199"
+
+
+def test_groupings_are_named_in_words():
+    assert [grouping_words(c) for c in ("arr_segment", "tier", "size_bucket")] == [
+        "ARR segment", "tier", "company size"]
+    assert grouping_words("size_bucket", capital=True) == "Company size"
+    assert grouping_words("region_code") == "region code"
 
 
 def test_boundaries_and_breaks_in_history():

@@ -695,10 +695,61 @@ def test_where_the_arr_sits_names_segments_in_words():
     scores = pd.DataFrame({"arr_segment": ["high_touch", "scaled", "scaled"], "tier": ["Enterprise", "pro", "pro"],
                            "band": ["At risk", "Healthy", "Neutral"], "arr": [90_000.0, 5_000.0, 4_000.0],
                            "health_score": [40.0, 90.0, 60.0]})
-    assert list(narrative.segment_breakdown(scores)["Segment"]) == ["high-touch", "scaled"]
-    assert list(narrative.segment_breakdown(scores, "tier")["Segment"]) == ["Enterprise", "pro"]
+    assert list(narrative.segment_breakdown(scores)["ARR segment"]) == ["high-touch", "scaled"]
+    assert list(narrative.segment_breakdown(scores, "tier")["Tier"]) == ["Enterprise", "pro"]
     ticks = [t.get_text() for t in figures.arr_by_band(scores).axes[0].get_xticklabels()]
     assert ticks == ["high-touch", "scaled"]
+
+
+@pytest.mark.parametrize(("segment_column", "header", "axis"), [
+    ("arr_segment", "ARR segment", "ARR segment"), ("tier", "Tier", "tier"), ("size_bucket", "Company size", "company size"),
+])
+def test_where_the_arr_sits_names_the_grouping_it_uses(segment_column, header, axis):
+    """With segment_column tier or size_bucket the table and chart said 'segment': they name the grouping."""
+    from hsutils import figures
+
+    scores = pd.DataFrame({"arr_segment": ["high_touch", "scaled"], "tier": ["Enterprise", "pro"],
+                           "size_bucket": ["200+", "1-49"], "band": ["At risk", "Healthy"], "arr": [9e4, 5e3],
+                           "health_score": [40.0, 90.0]})
+    assert list(narrative.segment_breakdown(scores, segment_column).columns)[0] == header
+    fig = figures.arr_by_band(scores, segment_column)
+    assert fig.axes[0].get_xlabel() == axis
+    assert fig._suptitle.get_text() == f"Where the ARR sits: by health band and {axis}"
+
+
+def test_analyst_tables_name_segments_and_their_grouping_in_words():
+    table = pd.DataFrame({"model": ["fitted"] * 3, "segment": ["all", "high_touch", "scaled"], "auc": [0.8, 0.7, 0.9]})
+    readable = narrative.segments_in_words(table)
+    assert list(readable.columns) == ["model", "ARR segment", "auc"]
+    assert list(readable["ARR segment"]) == ["all", "high-touch", "scaled"]
+    assert list(narrative.segments_in_words(table.assign(segment=["all", "Enterprise", "pro"]), "tier")["tier"]) == [
+        "all", "Enterprise", "pro"]
+    assert narrative.segments_in_words(table[["model"]]).equals(table[["model"]])
+    assert "Accounts of each company size" in narrative.segments_note("size_bucket")
+
+
+def test_analyst_pages_name_segments_in_words(report_run):
+    """Notebooks 01 and 02 showed 'high_touch' in their segment tables and sentences; they read as the leadership
+    page does, under a header naming the grouping."""
+    out, _ = report_run
+    for name in ("01-signal-exploration.html", "02-fit-and-compare.html"):
+        html = (out / "2026Q4" / name).read_text(encoding="utf-8")
+        cells = table_cells(html)
+        assert "high-touch" in cells and "high_touch" not in cells, name
+        assert re.search(r"<th[^>]*>\s*ARR segment\s*</th>", html), name
+    exploration = page_text((out / "2026Q4" / "01-signal-exploration.html").read_text(encoding="utf-8"))
+    assert "high-touch: This data" in exploration and "high_touch:" not in exploration
+
+
+def test_threshold_chart_speaks_of_accounts_each_owner_has_in_a_typical_week():
+    """The chart's axis said 'at-risk accounts per owner per week' beside an At-risk line that speaks of the accounts
+    each CS owner has in a typical week."""
+    from hsutils import figures
+
+    table = pd.DataFrame({"threshold": [40.0, 50.0], "recall": [0.5, 0.8], "flagged_per_owner_per_week": [0.4, 1.2]})
+    label = "at-risk accounts each CS owner has in a typical week (average)"
+    assert figures.threshold_tradeoff(table, 50.0).axes[1].get_ylabel().replace("\n", " ") == label
+    assert "each account executive\n" in figures.threshold_tradeoff(table, None, owner="ae_owner_id").axes[1].get_ylabel()
 
 
 def test_report_tables_write_thousands_separators():

@@ -47,6 +47,11 @@ CONTEXT_COLUMNS = (
 )
 UNASSIGNED = "(unassigned)"
 OWNER_WORDS = {"cs_owner_id": "a CS owner", "ae_owner_id": "an account executive"}  # owner columns, for readers
+
+
+def owner_noun(owner: str) -> str:
+    """The owner column as a reader names one owner: 'CS owner' for cs_owner_id; another column as it is."""
+    return OWNER_WORDS.get(owner, f"a {owner}").split(" ", 1)[1]
 # the panel's own ARR segments in words; a tier or size value of the customer's own reads as it is (segment_words)
 SEGMENT_WORDS = {"high_touch": "high-touch", "scaled": "scaled"}
 
@@ -55,6 +60,17 @@ def segment_words(value: Any) -> str:
     """A segment value as leadership reads it: 'high-touch', not 'high_touch'; any other value (a tier, a
     company size of the portal's own) as it is."""
     return SEGMENT_WORDS.get(str(value), str(value))
+
+
+# the panel's segment columns (panel.SEGMENT_COLUMNS) as readers name the grouping (grouping_words)
+GROUPING_WORDS = {"arr_segment": "ARR segment", "tier": "tier", "size_bucket": "company size"}
+
+
+def grouping_words(segment_column: str, capital: bool = False) -> str:
+    """What the rows are grouped by, in words: 'ARR segment', 'tier', 'company size' ('Tier' with `capital`);
+    another column as its name with spaces."""
+    words = GROUPING_WORDS.get(segment_column, segment_column.replace("_", " "))
+    return words[:1].upper() + words[1:] if capital else words
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -654,12 +670,16 @@ def about(count: float, noun: str) -> str:
     return f"about {whole:,} {noun}{'' if whole == 1 else 's'}"
 
 
-def workload_words(whom: str, at_risk: float, new: float) -> str:
+def workload_words(whom: str, at_risk: float, new: float, average: int | None = None) -> str:
     """The At-risk line's workload as a reader grasps it: the at-risk accounts `whom` (e.g. 'each CS owner')
-    holds in a typical week, rounded, with the average to one decimal when it is under 10 and rounding moves it;
+    holds in a typical week, rounded, with the average to one decimal when it is under 10 and rounding moves it
+    (always, to `average` decimals, when given: beside a capacity it is compared with);
     and how many of them are new, per week, or per quarter when fewer than one a week comes up."""
     shown = round(float(at_risk), 1)  # 'about 2 (1.5 on average)', not 'about 1 (1.5 on average)' for 1.46
-    exact = f" ({shown:.1f} on average)" if shown < 10 and shown != np.floor(shown + 0.5) else ""
+    if average is not None:
+        exact = f" ({float(at_risk):,.{average}f} on average)"
+    else:
+        exact = f" ({shown:.1f} on average)" if shown < 10 and shown != np.floor(shown + 0.5) else ""
     held = f"{whom} would have {about(shown or at_risk, 'at-risk account')} in a typical week{exact}"
     if new >= 0.5:
         return f"{held}, about {np.floor(new + 0.5):,.0f} of them new each week"
@@ -758,22 +778,27 @@ def choose_at_risk_threshold(
     if pick is None and nothing_to_catch:
         text = f"No threshold can be chosen for the recall target: {no_churn_to_judge(horizon_days)}."
         return ThresholdChoice(None, None, None, None, False, text, table, churns)
+    has_owners = owner in panel.columns and panel.get_column(owner).drop_nulls().len() > 0
+    whom = (f"each {owner_noun(owner)}" if has_owners
+            else f"the whole team (no account has {OWNER_WORDS.get(owner, f'a {owner}')})")
     if pick is None:
-        best = table.iloc[-1] if capacity_per_owner_per_week is None else table.iloc[0]
-        text = (f"No threshold among {table['threshold'].min():g}-{table['threshold'].max():g} "
-                + (f"reaches {100 * target_recall:.0f}% recall (best {100 * (best['recall'] or 0):.0f}%)"
-                   if capacity_per_owner_per_week is None
-                   else f"keeps at-risk accounts within {capacity_per_owner_per_week:g} per owner per week "
-                        f"(lowest {best['flagged_per_owner_per_week']:.2f})") + ".")
+        among = f"No threshold among {table['threshold'].min():g}-{table['threshold'].max():g}"
+        if capacity_per_owner_per_week is None:
+            best = table.iloc[-1]
+            text = f"{among} reaches {100 * target_recall:.0f}% recall (best {100 * (best['recall'] or 0):.0f}%)."
+        else:  # in the At-risk line's words, the average to as many decimals as show it above the capacity
+            lowest = table.iloc[0]
+            held, new = float(lowest["flagged_per_owner_per_week"]), float(lowest["alerts_per_owner_per_week"])
+            digits = next((d for d in range(1, 4) if round(held, d) > capacity_per_owner_per_week), 4)
+            capacity = f"{capacity_per_owner_per_week:g} at-risk account{'' if capacity_per_owner_per_week == 1 else 's'}"
+            text = (f"{among} keeps {whom} within {capacity} in a typical week: even at the lowest line (at risk "
+                    f"below {lowest['threshold']:g}), {workload_words(whom, held, new, average=digits)}.")
         return ThresholdChoice(None, None, None, None, False, text, table, churns)
     rec = None if pd.isna(pick["recall"]) else float(pick["recall"])
     prec = None if pd.isna(pick["precision"]) else float(pick["precision"])
     caught = (no_churn_to_judge(horizon_days) if nothing_to_catch else
               f"{100 * (rec or 0):.0f}% of churns flagged within {horizon_days} days before they happened "
               f"({churns:,} churn{'' if churns == 1 else 's'} of the test period came late enough to judge this on)")
-    has_owners = owner in panel.columns and panel.get_column(owner).drop_nulls().len() > 0
-    whom = (f"each {OWNER_WORDS.get(owner, f'a {owner}').split(' ', 1)[1]}" if has_owners
-            else f"the whole team (no account has {OWNER_WORDS.get(owner, f'a {owner}')})")
     text = (f"At risk below {pick['threshold']:g}: "
             f"{workload_words(whom, pick['flagged_per_owner_per_week'], pick['alerts_per_owner_per_week'])}; "
             f"{caught}, {100 * (prec or 0):.0f}% of flags followed by churn")

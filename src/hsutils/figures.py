@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from hsutils.backtest import segment_words
+from hsutils.backtest import grouping_words, owner_noun, segment_words
 
 FAMILY_COLOURS = {"value": "#1b7837", "activity": "#b2abd2", None: "#999999"}
 OUTCOME_COLOURS = {"churned": "#d73027", "renewed": "#4575b4", "expanded": "#1a9850"}
@@ -181,8 +181,9 @@ def renewal_score_distributions(renewals: pd.DataFrame, horizons: Sequence[int],
     return _finish(fig, "Scores before renewal: did churned accounts stand out in time?")
 
 
-def threshold_tradeoff(table: pd.DataFrame, chosen: float | None) -> plt.Figure:
-    """For each possible At-risk threshold: share of churns flagged in time, and CS workload."""
+def threshold_tradeoff(table: pd.DataFrame, chosen: float | None, owner: str = "cs_owner_id") -> plt.Figure:
+    """For each possible At-risk threshold: share of churns flagged in time, and the workload in the At-risk
+    line's words: the at-risk accounts each `owner` holds in a typical week (on average)."""
     fig, left = plt.subplots(figsize=(10, 5.5))
     left.plot(table["threshold"], 100 * table["recall"].astype(float), color="#d73027", lw=2.5,
               label="churns flagged in time (%)")
@@ -190,9 +191,9 @@ def threshold_tradeoff(table: pd.DataFrame, chosen: float | None) -> plt.Figure:
     left.set_ylabel("churns flagged within the horizon (%)", color="#d73027")
     left.set_ylim(0, 100)
     right = left.twinx()
-    right.plot(table["threshold"], table["flagged_per_owner_per_week"], color="#4575b4", lw=2.5,
-               label="at-risk accounts per owner per week")
-    right.set_ylabel("at-risk accounts per owner per week", color="#4575b4")
+    workload = f"at-risk accounts each {owner_noun(owner)}\nhas in a typical week (average)"  # two lines fit the axis
+    right.plot(table["threshold"], table["flagged_per_owner_per_week"], color="#4575b4", lw=2.5, label=workload)
+    right.set_ylabel(workload, color="#4575b4")
     right.grid(False)
     if chosen is not None:
         left.axvline(chosen, color="black", ls="--", lw=1)
@@ -240,14 +241,15 @@ def score_distribution_shift(current: np.ndarray, previous: np.ndarray, current_
 
 
 def arr_by_band(scores: pd.DataFrame, segment_column: str = "arr_segment") -> plt.Figure:
-    """ARR by health band and segment (segments in words)."""
+    """ARR by health band and segment (segments in words, the axis naming the grouping: tier, company size...)."""
     data = scores.groupby([segment_column, "band"], as_index=False)["arr"].sum()
     data[segment_column] = data[segment_column].map(segment_words)
     data["arr_m"] = data["arr"] / 1e6
     fig, ax = plt.subplots(figsize=(10, 5))
     sns.barplot(data=data, x=segment_column, y="arr_m", hue="band", hue_order=["At risk", "Neutral", "Healthy"],
                 palette=BAND_COLOURS, ax=ax)
-    ax.set_xlabel("segment")
+    grouping = grouping_words(segment_column)
+    ax.set_xlabel(grouping)
     ax.set_ylabel("ARR (millions)")
     ax.legend(title="band")
-    return _finish(fig, "Where the ARR sits: by health band and segment")
+    return _finish(fig, f"Where the ARR sits: by health band and {grouping}")

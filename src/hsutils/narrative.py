@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from hsutils.backtest import no_churn_to_judge, segment_words
+from hsutils.backtest import grouping_words, no_churn_to_judge, segment_words
 from hsutils.evaluate import MIN_TEST_CHURNS_FOR_AUC, auc_unstable, churn_evidence
 from hsutils.explore import population_stability_index, psi_by_chance
 from hsutils.files import read_yaml_mapping
@@ -190,6 +190,27 @@ def for_analysts(table: pd.DataFrame, digits: int = 3, note: str = NOT_DEFINED_N
     return styled
 
 
+def segments_in_words(table: pd.DataFrame, segment_column: str = "arr_segment", column: str = "segment") -> pd.DataFrame:
+    """A table of measures per segment as analysts read it: segments in words ('high-touch', not 'high_touch')
+    under a header naming the grouping ('ARR segment', 'tier', 'company size'); a table without `column` as it is."""
+    if column not in table.columns:
+        return table
+    return table.assign(**{column: table[column].map(segment_words)}).rename(
+        columns={column: grouping_words(segment_column)})
+
+
+SEGMENT_NOTES = {  # why the signals are judged per segment, for the grouping the report uses
+    "arr_segment": "High-touch accounts (the top 20% by ARR each week; accounts tied with the last of them count as "
+                   "high-touch too) and scaled accounts can churn for different reasons.",
+}
+
+
+def segments_note(segment_column: str = "arr_segment") -> str:
+    """One sentence on the groups the signals are judged in, for the grouping `segment_column`."""
+    return SEGMENT_NOTES.get(segment_column, f"Accounts of each {grouping_words(segment_column)} can churn for "
+                                             "different reasons.")
+
+
 def account_list(scores: pd.DataFrame, which: str, limit: int = 20) -> pd.DataFrame:
     """The at-risk list ("at_risk", by ARR) or the expansion list ("expansion"), in words a CS lead reads."""
     if which == "at_risk":
@@ -214,7 +235,8 @@ def account_list(scores: pd.DataFrame, which: str, limit: int = 20) -> pd.DataFr
 
 
 def segment_breakdown(scores: pd.DataFrame, segment_column: str = "arr_segment") -> pd.DataFrame:
-    """Accounts, ARR, median score and the share of ARR at risk per segment (segments in words)."""
+    """Accounts, ARR, median score and the share of ARR at risk per segment (segments in words, under a header
+    naming the grouping: 'ARR segment', 'Tier', 'Company size')."""
     grouped = scores.assign(at_risk_arr=np.where(scores["band"] == "At risk", scores["arr"], 0.0)).groupby(
         segment_column)
     table = pd.DataFrame({
@@ -226,7 +248,7 @@ def segment_breakdown(scores: pd.DataFrame, segment_column: str = "arr_segment")
         "Share of ARR at risk": (grouped["at_risk_arr"].sum() / grouped["arr"].sum()).map(percent),
     })
     table.index = table.index.map(segment_words)
-    table.index.name = "Segment"
+    table.index.name = grouping_words(segment_column, capital=True)
     return table.reset_index()
 
 
