@@ -925,9 +925,11 @@ def _convert(
 def _without_no_value_words(series: pl.Series, words: Collection[str] = NO_VALUE_WORDS) -> pl.Series:
     """`series` with the words spreadsheets write for no value (N/A, #N/A, null, ...; `words`) as nulls; the same
     series when it holds none."""
-    no_value = series.cast(pl.String).str.to_lowercase().is_in(list(words))
-    if not no_value.any():
-        return series
+    text = series.cast(pl.String)
+    short = text.str.len_bytes() <= max(len(word.encode()) for word in words)  # cheap: most values are longer
+    if not (short.any() and text.filter(short).str.to_lowercase().is_in(list(words)).any()):
+        return series  # lowercasing a whole column of ids costs ~60 ms per million rows; these few are checked
+    no_value = text.str.to_lowercase().is_in(list(words))
     return pl.select(pl.when(no_value).then(None).otherwise(series)).to_series().alias(series.name)
 
 
