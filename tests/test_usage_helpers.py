@@ -114,6 +114,20 @@ def test_odd_windows_fall_back_to_the_general_helpers():
         "usage_events", "occurred_at", pl.col("user_id"), days=200)["value"].to_list()
 
 
+@pytest.mark.parametrize("ufunc", [np.add, np.maximum])
+def test_week_by_week_accumulation_equals_numpy_accumulate(ufunc):
+    """Running totals and carried-forward maxima are computed one week row after another: bit for bit what
+    `ufunc.accumulate` down the weeks gives (same operations in the same order), including NaN and -inf."""
+    rng = np.random.default_rng(5)
+    weekly = rng.normal(size=(9, 13)) * 10.0 ** rng.integers(-8, 9, size=(9, 13))
+    weekly[2, 3], weekly[4, 5] = np.nan, -np.inf
+    expected = ufunc.accumulate(weekly, axis=0)
+    result = signals._accumulate_weeks(ufunc, weekly)
+    assert result is weekly  # in place
+    np.testing.assert_array_equal(result, expected)
+    assert signals._accumulate_weeks(ufunc, np.zeros((0, 4))).shape == (0, 4)
+
+
 @pytest.mark.parametrize("null_share", [0.0, 0.3])
 def test_row_gathers_and_sums_read_with_numpy_equal_polars(null_share):
     """The customer rows' columns gathered with numpy (`_take_rows`) and their expansions added with numpy

@@ -319,6 +319,15 @@ def _any_in_last(rows: np.ndarray, first: int, weeks: int) -> np.ndarray:
     return window
 
 
+def _accumulate_weeks(ufunc: np.ufunc, weekly: np.ndarray) -> np.ndarray:
+    """`ufunc` accumulated down axis 0 (weeks) of a C-ordered array, in place, one week after another: the same
+    operations in the same order as `ufunc.accumulate(weekly, axis=0)`, several times faster, because each step
+    runs over a contiguous row instead of striding across the rows."""
+    for week in range(1, weekly.shape[0]):
+        ufunc(weekly[week - 1], weekly[week], out=weekly[week])
+    return weekly
+
+
 def _take_rows(column: pl.Series, index: np.ndarray) -> pl.Series:
     """column[index] for positions `index` (a numpy array). Numbers and times with no null at those places are
     gathered with numpy: the kernel backs numpy's large arrays with huge pages, so a panel-sized column costs a few
@@ -1038,8 +1047,7 @@ class SignalContext:
         """Accumulate an array of `_week_cells` over the weeks of each customer with `ufunc` (np.add: running
         totals; np.maximum: carried forward), in place (`cells` is overwritten), and read it at the panel rows."""
         weekly = cells.reshape(-1, max(self.n_positions, 1))
-        ufunc.accumulate(weekly, axis=0, out=weekly)  # down the weeks of every customer at once, in place
-        return weekly.reshape(-1)[self._grid_cells]
+        return _accumulate_weeks(ufunc, weekly).reshape(-1)[self._grid_cells]  # in place: no new array
 
     def window_distinct(self, table: str, time: str, key_expr: pl.Expr, days: int, where: pl.Expr | None = None) -> pl.DataFrame:
         """Number of distinct `key_expr` values among rows with `time` in (as_of - days, as_of]: frame[cid, k, value].
@@ -1288,7 +1296,7 @@ class SignalContext:
             lost_close = np.full((n_weeks, losers.size), never, dtype=np.int64)
             np.maximum.at(lost_close.reshape(-1), np.maximum(lost_week[seen] - lo, 0) * losers.size
                           + np.searchsorted(losers, lost_cid), lost["close"].to_numpy()[seen])
-            np.maximum.accumulate(lost_close, axis=0, out=lost_close)
+            _accumulate_weeks(np.maximum, lost_close)
             their_cells = (np.arange(n_weeks)[:, None] * n_companies + losers[None, :]).reshape(-1)
             latest_loss = lost_close.reshape(-1)
             term_start = terms["term_start"].dt.epoch("us").fill_null(never).to_numpy()
