@@ -172,11 +172,16 @@ def _size_bucket() -> pl.Expr:
     return expr.otherwise(pl.lit("1000+"))
 
 
+def _is_own(signal: Signal) -> bool:
+    """Whether a signal is a product's own (registered outside the hsutils package), not a built-in one."""
+    return not str(getattr(signal.compute, "__module__", "")).startswith("hsutils.")
+
+
 def _computed(ctx: SignalContext, signal: Signal) -> pl.DataFrame:
     """What a signal's computation returns, collected; a product's own signal that fails, or returns something
     other than a polars frame, is an InputError of one line naming the signal (the built-in ones keep their
     traceback: their failure is a bug, not bad input)."""
-    own = not str(getattr(signal.compute, "__module__", "")).startswith("hsutils.")
+    own = _is_own(signal)
     try:
         values = signal.compute(ctx)
         values = values.collect() if isinstance(values, pl.LazyFrame) else values
@@ -209,8 +214,8 @@ def _signal_values(ctx: SignalContext, signal: Signal) -> pl.DataFrame:
             f"{', '.join(map(repr, value.drop_nulls().unique(maintain_order=True).head(3).to_list()))}); return numbers, or null where unknown"
         )
     value = value.cast(pl.Float64)
-    infinite = value.is_infinite().fill_null(False)
-    if infinite.any():
+    infinite = value.is_infinite().fill_null(False) if _is_own(signal) else None  # built-in ones are tested
+    if infinite is not None and infinite.any():
         raise InputError(
             f"signal {signal.name}: {int(infinite.sum()):,} value(s) are infinite (e.g. a ratio over 0; rows: "
             f"{example_rows(values.filter(infinite).select('cid', 'k', 'value'))}); return null where a value is unknown"
