@@ -782,3 +782,12 @@ def test_require_earlier_outputs_lists_what_is_missing(tmp_path):
     assert require_earlier_outputs(tmp_path, "panel.parquet") == tmp_path
     with pytest.raises(InputError, match=r"has no model\.yml, backtest\.json: run 02-fit-and-compare \(and the"):
         require_earlier_outputs(tmp_path, "panel.parquet", "model.yml", "backtest.json")
+
+
+def test_account_list_shows_a_change_that_rounds_to_zero_as_plus_zero():
+    """A 30-day change of -0.4 points reads +0 in the leadership lists, never -0."""
+    from hsutils import narrative
+
+    scores = pd.DataFrame({"name": ["A", "B", "C"], "arr": [3.0, 2.0, 1.0], "health_score": [40.0, 41.0, 42.0],
+                           "score_change_30d": [-0.4, 0.3, -2.6], "band": ["At risk"] * 3})
+    assert narrative.account_list(scores, "at_risk")["Change (30 days)"].tolist() == ["+0", "+0", "-3"]

@@ -225,7 +225,7 @@ def account_list(scores: pd.DataFrame, which: str, limit: int = 20) -> pd.DataFr
     table = chosen.sort_values("arr", ascending=False).head(limit)
     table = table[[c for c in columns if c in table.columns]].rename(columns=columns)
     formats = {"ARR": money, "Score": lambda v: f"{v:.0f}", "Churn risk": percent, "Seats used": percent,
-               "Change (30 days)": lambda v: "" if pd.isna(v) else f"{v:+.0f}",
+               "Change (30 days)": lambda v: "" if pd.isna(v) else f"{round(v):+d}",  # -0.4 reads +0, not -0
                "Days to renewal": lambda v: "" if pd.isna(v) else f"{v:.0f}",
                "CS owner": lambda v: "unassigned" if pd.isna(v) or v in ("", "nan", "None") else v}
     for column, formatter in formats.items():
