@@ -460,3 +460,18 @@ def test_at_risk_line_says_how_many_churns_it_was_chosen_on():
     assert choice.churns == 1
     assert "100% of churns flagged within 90 days before they happened (1 churn of the test period came late " \
            "enough to judge this on)" in choice.text
+
+
+def test_the_backtest_summary_keeps_what_the_at_risk_line_was_chosen_for(playbook_data):
+    """The leadership page says what the line was chosen for (a recall target, or the owners' capacity, which then
+    decides): the choice and its summary keep both, as they were asked for."""
+    history, panel = playbook_data
+    for_recall = choose_at_risk_threshold(history, panel, target_recall=0.8)
+    both = choose_at_risk_threshold(history, panel, target_recall=0.8, capacity_per_owner_per_week=0.1)
+    none_fit = choose_at_risk_threshold(history, panel, capacity_per_owner_per_week=0.01, candidates=range(55, 70))
+    assert (for_recall.target_recall, for_recall.capacity_per_owner_per_week) == (0.8, None)
+    assert (both.target_recall, both.capacity_per_owner_per_week) == (0.8, 0.1)
+    assert none_fit.threshold is None and none_fit.capacity_per_owner_per_week == 0.01
+    renewals = renewal_backtest(history, panel)
+    summary = backtest_summary(renewals, validation_verdict(renewals), pd.DataFrame(), both)["threshold"]
+    assert (summary["target_recall"], summary["capacity_per_owner_per_week"]) == (0.8, 0.1)

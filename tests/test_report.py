@@ -728,6 +728,69 @@ def test_analyst_tables_name_segments_and_their_grouping_in_words():
     assert "Accounts of each company size" in narrative.segments_note("size_bucket")
 
 
+@pytest.mark.parametrize(("target_recall", "capacity", "aim"), [
+    (0.8, None, "Picked on past weeks for the target of flagging 80% of churns in time (the band"),
+    (None, 3.0, "Picked on past weeks to keep the accounts at risk within the owners' capacity of 3 per owner a "
+                "week (the band"),
+    (0.8, 2.5, "Picked on past weeks to keep the accounts at risk within the owners' capacity of 2.5 per owner a "
+               "week, checked against the target of flagging 80% of churns in time (the band"),
+])
+def test_at_risk_line_says_what_it_was_chosen_for(target_recall, capacity, aim):
+    """The page always said the line was picked 'for the quarter's target of flagging most churns in time', also
+    when it was chosen to keep within the owners' capacity: it says what the choice was made for."""
+    scores = pd.DataFrame({"band": ["At risk"], "arr": [1_000.0], "expansion_candidate": [False],
+                           "days_to_renewal": [30.0], "health_score": [40.0]})
+    drift = narrative.Drift(0.01, "13 weeks earlier", np.array([40.0]), np.array([41.0]))
+    page = narrative.leadership_summary(
+        "2026Q4", comparison_table(400, (0.91, 0.96)), "PASS.", "At risk below 60: 2 at-risk accounts.", scores,
+        drift, narrative.points_change({"core_depth": 30.0}, {"core_depth": 25.0}, "field_preset"), None, 90,
+        "2026-02-01", threshold_target_recall=target_recall, threshold_capacity=capacity)
+    line = next(line for line in page.splitlines() if "Where to draw the At-risk line" in line)
+    assert f"**Where to draw the At-risk line.** {aim}" in line
+    assert "most churns" not in line and line.endswith("starts below 55): At risk below 60: 2 at-risk accounts.")
+
+
+SIZES_AS_TEXT = ["unknown", "50-199", "200-999", "1000+", "1-49"]  # "200-999" before "50-199" when sorted as text
+
+
+def test_company_sizes_are_listed_by_size():
+    """Segments by company size sorted as text ('1000+', '200-999', '50-199'): every list of segments puts them
+    in the order of panel.SIZE_BUCKETS, the unknown size last; other segments keep their order."""
+    from hsutils import explore, figures
+    from hsutils.panel import SIZE_BUCKETS
+
+    by_size = [label for _, label in SIZE_BUCKETS] + ["1000+", "unknown"]
+    scores = pd.DataFrame({"size_bucket": SIZES_AS_TEXT, "band": ["At risk", "Healthy", "Neutral", "Healthy", "At risk"],
+                           "arr": [1e3, 2e3, 3e3, 4e3, 5e3], "health_score": [40.0, 90.0, 60.0, 80.0, 30.0]})
+    assert list(narrative.segment_breakdown(scores, "size_bucket")["Company size"]) == by_size
+    ticks = [t.get_text() for t in figures.arr_by_band(scores, "size_bucket").axes[0].get_xticklabels()]
+    assert ticks == by_size
+    tiers = scores.assign(tier=["pro", "Enterprise", "unknown", "basic", "pro"])
+    assert list(narrative.segment_breakdown(tiers, "tier")["Tier"]) == ["Enterprise", "basic", "pro", "unknown"]
+
+    rng = np.random.default_rng(0)
+    rows = 400
+    panel = pl.DataFrame({
+        "company_id": [f"c{i}" for i in range(rows)],
+        "size_bucket": [SIZES_AS_TEXT[i % 5] for i in range(rows)],
+        "core_depth": rng.normal(size=rows), "outcome_churned": [i % 4 == 0 for i in range(rows)],
+    })
+    exploration = explore.explore_signals(panel, ["core_depth"], segment_column="size_bucket", n_boot=0)
+    assert list(exploration.segment_sentences) == by_size
+    assert list(dict.fromkeys(exploration.by_segment["segment"])) == by_size
+
+
+def test_analyst_tables_name_the_models_as_the_charts_do():
+    """Notebook 02's comparison table showed 'fitted_by_segment' where its chart reads 'Fitted per segment'."""
+    table = pd.DataFrame({"model": ["fitted", "fitted_by_segment", "boosting", "my_own"], "auc": [0.8, 0.7, 0.9, 0.6]})
+    assert list(narrative.models_in_words(table)["model"]) == [
+        "Fitted health score", "Fitted per segment", "Gradient boosting (ceiling)", "my_own"]
+    assert narrative.models_in_words(table[["auc"]]).equals(table[["auc"]])
+    notebook = json.loads((NOTEBOOKS / "02-fit-and-compare.ipynb").read_text(encoding="utf-8"))
+    table_cell = next("".join(c["source"]) for c in notebook["cells"] if "comparison.table[[" in "".join(c["source"]))
+    assert "narrative.models_in_words(" in table_cell
+
+
 def test_analyst_pages_name_segments_in_words(report_run):
     """Notebooks 01 and 02 showed 'high_touch' in their segment tables and sentences; they read as the leadership
     page does, under a header naming the grouping."""

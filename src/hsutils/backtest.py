@@ -698,6 +698,8 @@ class ThresholdChoice:
     text: str
     table: pd.DataFrame
     churns: int = 0  # the churns of the test period the choice was judged on
+    target_recall: float | None = None  # what the line was chosen for: the share of churns to flag in time,
+    capacity_per_owner_per_week: float | None = None  # or (this given, which then decides) the owners' capacity
 
 
 def choose_at_risk_threshold(
@@ -725,6 +727,7 @@ def choose_at_risk_threshold(
         raise InputError(f"target_recall must lie in (0, 1], got {target_recall}")
     if capacity_per_owner_per_week is not None and capacity_per_owner_per_week <= 0:
         raise InputError(f"capacity_per_owner_per_week must be positive, got {capacity_per_owner_per_week}")
+    aims = (target_recall, capacity_per_owner_per_week)
     values = sorted({float(t) for t in candidates})
     if not values:
         raise InputError("choose_at_risk_threshold: no candidate thresholds")
@@ -777,7 +780,7 @@ def choose_at_risk_threshold(
     nothing_to_catch = churns == 0  # no churn the alerts could be judged on
     if pick is None and nothing_to_catch:
         text = f"No threshold can be chosen for the recall target: {no_churn_to_judge(horizon_days)}."
-        return ThresholdChoice(None, None, None, None, False, text, table, churns)
+        return ThresholdChoice(None, None, None, None, False, text, table, churns, *aims)
     has_owners = owner in panel.columns and panel.get_column(owner).drop_nulls().len() > 0
     whom = (f"each {owner_noun(owner)}" if has_owners
             else f"the whole team (no account has {OWNER_WORDS.get(owner, f'a {owner}')})")
@@ -793,7 +796,7 @@ def choose_at_risk_threshold(
             capacity = f"{capacity_per_owner_per_week:g} at-risk account{'' if capacity_per_owner_per_week == 1 else 's'}"
             text = (f"{among} keeps {whom} within {capacity} in a typical week: even at the lowest line (at risk "
                     f"below {lowest['threshold']:g}), {workload_words(whom, held, new, average=digits)}.")
-        return ThresholdChoice(None, None, None, None, False, text, table, churns)
+        return ThresholdChoice(None, None, None, None, False, text, table, churns, *aims)
     rec = None if pd.isna(pick["recall"]) else float(pick["recall"])
     prec = None if pd.isna(pick["precision"]) else float(pick["precision"])
     caught = (no_churn_to_judge(horizon_days) if nothing_to_catch else
@@ -805,7 +808,7 @@ def choose_at_risk_threshold(
     if target_recall is not None and not met:
         text += f" (the {100 * target_recall:.0f}% recall target does not fit the capacity)"
     return ThresholdChoice(float(pick["threshold"]), rec, prec, float(pick["flagged_per_owner_per_week"]),
-                           bool(met), text + ".", table, churns)
+                           bool(met), text + ".", table, churns, *aims)
 
 
 def backtest_summary(
@@ -828,5 +831,7 @@ def backtest_summary(
             "met": threshold.met,
             "text": threshold.text,
             "churns": threshold.churns,
+            "target_recall": threshold.target_recall,
+            "capacity_per_owner_per_week": threshold.capacity_per_owner_per_week,
         },
     }

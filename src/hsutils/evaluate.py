@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -29,6 +30,7 @@ from hsutils.files import write_text_atomic
 
 OUTCOME = "outcome_churned"
 SEGMENT_ALL = "all"
+UNKNOWN_SEGMENTS = ("unknown", "(none)", "")  # segment values that say the grouping is not known: listed last
 N_BINS = 10
 # The rules below count churned accounts, not churned panel rows: with weekly as-of dates one account that churns
 # labels about horizon / 7 rows (13 at 90 days), which are one piece of evidence, not 13.
@@ -667,6 +669,16 @@ def segment_warning(train_churns: int, test_churns: int, n_signals: int, auc_int
     return "; ".join(notes)
 
 
+def segment_sort_key(value: Any) -> tuple[bool, bool, float, str]:
+    """Sort key for segment values as readers expect them: sizes by size ("1-49", "50-199", "200-999", "1000+",
+    as panel.SIZE_BUCKETS orders them, or any label that starts with a number), other values by their text,
+    and an unknown segment ("unknown", none, empty) last."""
+    text = "" if value is None or (isinstance(value, float) and np.isnan(value)) else str(value)
+    leading = re.match(r"\s*(\d+(?:\.\d+)?)", text)
+    return (text.strip().lower() in UNKNOWN_SEGMENTS, leading is None,
+            float(leading.group(1)) if leading else 0.0, text)
+
+
 def _churned_by_segment(frame: pl.DataFrame, segment_column: str | None) -> dict[str, int]:
     """Churned accounts of a split side, overall (SEGMENT_ALL) and per segment value."""
     churned = frame.filter(pl.col(OUTCOME).cast(pl.Int64) == 1)
@@ -707,7 +719,7 @@ def compare_models(
                                                     train_churned[SEGMENT_ALL])]
     if segment_column is not None:
         seg_test = test.get_column(segment_column).cast(pl.String).fill_null("(none)").to_numpy()
-        for value in sorted(set(seg_test.tolist())):
+        for value in sorted(set(seg_test.tolist()), key=segment_sort_key):
             segments.append((value, seg_test == value, train_churned.get(value, 0)))
 
     fitted: dict[str, Any] = {}
@@ -837,7 +849,7 @@ def evaluate_model(
     per_segment: dict[str, Any] = {}
     if segment_column in panel.columns:
         seg = labelled.get_column(segment_column).cast(pl.String).fill_null("(none)").to_numpy()
-        for value in sorted(set(seg.tolist())):
+        for value in sorted(set(seg.tolist()), key=segment_sort_key):
             mask = seg == value
             m = score_metrics(y[mask], proba[mask], n_boot=n_boot, seed=seed, groups=groups[mask])
             m["warning"] = segment_warning(train_churned.get(value, 0), churn_evidence(m), len(columns),

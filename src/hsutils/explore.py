@@ -180,7 +180,7 @@ def explore_signals(
     seed: int = 0,
 ) -> SignalExploration:
     """Decile churn rates, univariate AUCs and verdicts (overall and per segment) and correlations of signals."""
-    from hsutils.evaluate import panel_signals, to_polars, univariate_auc
+    from hsutils.evaluate import panel_signals, segment_sort_key, to_polars, univariate_auc
 
     frame = to_polars(panel)
     names = panel_signals(frame, signals)
@@ -188,7 +188,7 @@ def explore_signals(
     unmeasured = unmeasured_signals(frame, names)
     parts, sentences = [], {}
     if segment_column:
-        for segment in sorted(frame.get_column(segment_column).drop_nulls().unique().to_list()):
+        for segment in sorted(frame.get_column(segment_column).drop_nulls().unique().to_list(), key=segment_sort_key):
             part = frame.filter(pl.col(segment_column) == segment)
             if part.filter(pl.col("outcome_churned") == 1).height < 2:
                 continue

@@ -16,18 +16,12 @@ import pandas as pd
 import seaborn as sns
 
 from hsutils.backtest import grouping_words, owner_noun, segment_words
+from hsutils.evaluate import segment_sort_key
+from hsutils.narrative import model_words
 
 FAMILY_COLOURS = {"value": "#1b7837", "activity": "#b2abd2", None: "#999999"}
 OUTCOME_COLOURS = {"churned": "#d73027", "renewed": "#4575b4", "expanded": "#1a9850"}
 BAND_COLOURS = {"At risk": "#d73027", "Neutral": "#fdae61", "Healthy": "#1a9850"}
-MODEL_LABELS = {
-    "fitted": "Fitted health score",
-    "fitted_by_segment": "Fitted per segment",
-    "seed": "Field preset (30/25/20/15)",
-    "40-30-30": "Template 40/30/30",
-    "logistic": "Logistic regression",
-    "boosting": "Gradient boosting (ceiling)",
-}
 
 
 def set_style() -> None:
@@ -98,7 +92,7 @@ def correlation_heatmap(correlation: pd.DataFrame) -> plt.Figure:
 def model_comparison_bars(table: pd.DataFrame, metric: str = "auc", segment: str = "all") -> plt.Figure:
     """One metric per model on held-out time, with bootstrap 95% intervals."""
     data = table[table["segment"] == segment].dropna(subset=[metric]).copy()
-    data["label"] = data["model"].map(lambda m: MODEL_LABELS.get(m, m))
+    data["label"] = data["model"].map(model_words)
     data = data.sort_values(metric)
     fig, ax = plt.subplots(figsize=(10, 0.6 * len(data) + 1.8))
     colours = ["#1b7837" if m.startswith("fitted") else "#888888" for m in data["model"]]
@@ -151,7 +145,7 @@ def calibration_curves(reliability: Mapping[str, Sequence[Mapping[str, Any]]]) -
             continue
         top = max(top, frame["mean_predicted"].max(), frame["observed_rate"].max())
         ax.plot(100 * frame["mean_predicted"], 100 * frame["observed_rate"], marker="o",
-                label=MODEL_LABELS.get(model, model))
+                label=model_words(model))
     limit = 100 * min(1.0, top * 1.1)
     ax.plot([0, limit], [0, limit], color="black", lw=1, ls="--", label="perfect calibration")
     ax.set_xlim(0, limit)
@@ -241,8 +235,10 @@ def score_distribution_shift(current: np.ndarray, previous: np.ndarray, current_
 
 
 def arr_by_band(scores: pd.DataFrame, segment_column: str = "arr_segment") -> plt.Figure:
-    """ARR by health band and segment (segments in words, the axis naming the grouping: tier, company size...)."""
+    """ARR by health band and segment (segments in words, sizes by size, the axis naming the grouping: tier,
+    company size...)."""
     data = scores.groupby([segment_column, "band"], as_index=False)["arr"].sum()
+    data = data.sort_values(segment_column, key=lambda values: values.map(segment_sort_key), kind="stable")
     data[segment_column] = data[segment_column].map(segment_words)
     data["arr_m"] = data["arr"] / 1e6
     fig, ax = plt.subplots(figsize=(10, 5))

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from hsutils.backtest import grouping_words, no_churn_to_judge, segment_words
-from hsutils.evaluate import MIN_TEST_CHURNS_FOR_AUC, auc_unstable, churn_evidence
+from hsutils.evaluate import MIN_TEST_CHURNS_FOR_AUC, auc_unstable, churn_evidence, segment_sort_key
 from hsutils.explore import population_stability_index, psi_by_chance
 from hsutils.files import read_yaml_mapping
 
@@ -199,6 +199,29 @@ def segments_in_words(table: pd.DataFrame, segment_column: str = "arr_segment", 
         columns={column: grouping_words(segment_column)})
 
 
+# the compared scorers (evaluate.default_models and the per-segment fit) as the charts and tables name them
+MODEL_LABELS = {
+    "fitted": "Fitted health score",
+    "fitted_by_segment": "Fitted per segment",
+    "seed": "Field preset (30/25/20/15)",
+    "40-30-30": "Template 40/30/30",
+    "logistic": "Logistic regression",
+    "boosting": "Gradient boosting (ceiling)",
+}
+
+
+def model_words(name: Any) -> str:
+    """A compared scorer as readers name it: 'Fitted per segment', not 'fitted_by_segment'; another as it is."""
+    return MODEL_LABELS.get(str(name), str(name))
+
+
+def models_in_words(table: pd.DataFrame, column: str = "model") -> pd.DataFrame:
+    """A comparison table with its scorers named as the charts name them (model_words); without `column` as it is."""
+    if column not in table.columns:
+        return table
+    return table.assign(**{column: table[column].map(model_words)})
+
+
 SEGMENT_NOTES = {  # why the signals are judged per segment, for the grouping the report uses
     "arr_segment": "High-touch accounts (the top 20% by ARR each week; accounts tied with the last of them count as "
                    "high-touch too) and scaled accounts can churn for different reasons.",
@@ -236,7 +259,7 @@ def account_list(scores: pd.DataFrame, which: str, limit: int = 20) -> pd.DataFr
 
 def segment_breakdown(scores: pd.DataFrame, segment_column: str = "arr_segment") -> pd.DataFrame:
     """Accounts, ARR, median score and the share of ARR at risk per segment (segments in words, under a header
-    naming the grouping: 'ARR segment', 'Tier', 'Company size')."""
+    naming the grouping: 'ARR segment', 'Tier', 'Company size'; sizes by size, an unknown segment last)."""
     grouped = scores.assign(at_risk_arr=np.where(scores["band"] == "At risk", scores["arr"], 0.0)).groupby(
         segment_column)
     table = pd.DataFrame({
@@ -247,6 +270,7 @@ def segment_breakdown(scores: pd.DataFrame, segment_column: str = "arr_segment")
         "ARR at risk": grouped["at_risk_arr"].sum().map(money),
         "Share of ARR at risk": (grouped["at_risk_arr"].sum() / grouped["arr"].sum()).map(percent),
     })
+    table = table.loc[sorted(table.index, key=segment_sort_key)]
     table.index = table.index.map(segment_words)
     table.index.name = grouping_words(segment_column, capital=True)
     return table.reset_index()
@@ -360,13 +384,17 @@ def leadership_summary(
     usage_rows: int | None = None,
     verdict_unscored: int | None = None,
     threshold_churns: int | None = None,
+    threshold_target_recall: float | None = None,
+    threshold_capacity: float | None = None,
 ) -> str:
     """The first page of the leadership report, in Markdown: what changed, how well the score predicts, how many
     accounts and how much ARR are at risk, and the expansion candidates. `verdict_churned`: the churned accounts
     the validation verdict rests on (its details' "churned"), for its caution, and `verdict_unscored` those it
     left out (its details' "churned_unscored"), to check that both add up to the test period's churned accounts.
     `unmeasured`: signals without any value in the snapshot, and `usage_rows` its usage events, for the line on
-    what the snapshot lacks. `threshold_churns`: the churns the At-risk line was chosen on, for its caution."""
+    what the snapshot lacks. `threshold_churns`: the churns the At-risk line was chosen on, for its caution;
+    `threshold_target_recall` and `threshold_capacity`: what it was chosen for (its backtest summary's
+    "target_recall" and "capacity_per_owner_per_week"), for at_risk_line_aim."""
     overall = comparison_table[comparison_table["segment"] == "all"].set_index("model")
     auc = overall["auc"].to_dict()
     fitted = auc.get("fitted")
@@ -423,12 +451,25 @@ def leadership_summary(
             + "; ".join(f"{signal_words(r.signal)} {r.change:+.1f}" for r in moved.itertuples()) + "."
         )
     lines.append(" ".join(filter(None, [
-        "- **Where to draw the At-risk line.** Picked on past weeks for the quarter's target of flagging most "
-        f"churns in time (the band used today starts below 55): {threshold_text}",
+        "- **Where to draw the At-risk line.** Picked on past weeks "
+        + " ".join(filter(None, [at_risk_line_aim(threshold_target_recall, threshold_capacity),
+                                 f"(the band used today starts below 55): {threshold_text}"])),
         few_churns_caution(threshold_churns, "line"),
     ])))
     lines.append("")
     return "\n".join(lines)
+
+
+def at_risk_line_aim(target_recall: float | None, capacity_per_owner_per_week: float | None) -> str:
+    """What the At-risk line was chosen for, as choose_at_risk_threshold chose it: within the owners' capacity
+    when one is given (the recall target, if any, only checked), else for the recall target; '' for neither."""
+    recall = (f"the target of flagging {100 * target_recall:.0f}% of churns in time"
+              if target_recall is not None else "")
+    if capacity_per_owner_per_week is not None:
+        capacity = (f"to keep the accounts at risk within the owners' capacity of {capacity_per_owner_per_week:g} "
+                    f"per owner a week")
+        return f"{capacity}, checked against {recall}" if recall else capacity
+    return f"for {recall}" if recall else ""
 
 
 def playbook_what_if(playbook: pd.DataFrame, save_rate_early: float, save_rate_late: float,
