@@ -248,3 +248,12 @@ def test_cli_writes_a_small_portal(tmp_path: Path, capsys):
     assert (out / "manifest.json").is_file() and (truth_folder(out) / "renewals.parquet").is_file()
     assert "30 companies" in capsys.readouterr().out
     assert cli.main(["demo-data", "--out", str(tmp_path / "none"), "--companies", "0"]) == 2
+
+
+def test_manifest_names_every_company_owner(portal):
+    """The demo records a name for each CS and AE owner (as a HubSpot pull does), so its account lists read well."""
+    companies = portal["companies"]
+    owners = set(companies["cs_owner_id"].drop_nulls()) | set(companies["ae_owner_id"].drop_nulls())
+    names = portal.manifest.owner_names
+    assert set(names) == owners
+    assert all(" " in name and not name.startswith("o0") for name in names.values())

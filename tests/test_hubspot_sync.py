@@ -1856,3 +1856,26 @@ def test_pull_and_push_show_progress_bars_on_a_terminal_only(tmp_path, monkeypat
         assert "\r" not in stderr_of([*pull_args("quiet"), "--quiet"], Terminal())
     finally:
         sandbox.stop()
+
+
+def test_the_pull_records_the_names_of_the_owners_who_own_companies(config, tmp_path):
+    """The manifest's `hubspot.owner_names` names each owner who owns a pulled company ("First Last", the email
+    when HubSpot has no name, a deactivated one marked so), for the report's account lists; owners who own no
+    company are left out, and the canonical tables still hold only owner ids."""
+    tables = companies_only(6)
+    tables["companies"] = tables["companies"].with_columns(
+        pl.when(pl.int_range(pl.len()) < 2).then(pl.lit("502")).otherwise(pl.col("cs_owner_id")).alias("cs_owner_id"),
+        pl.when(pl.int_range(pl.len()) == 5).then(pl.lit("602")).otherwise(pl.col("ae_owner_id"))
+        .alias("ae_owner_id"))
+    portal = seed_portal(tables, config)
+    people = {"501": ("Jane", "Doe", "jane@example.com"), "502": ("Sam", None, "sam@example.com"),
+              "601": ("", "", "ae@example.com"), "602": (None, None, None)}
+    for owner in portal.owners:
+        owner["firstName"], owner["lastName"], owner["email"] = people[owner["id"]]
+    portal.owners.append({**portal.owners[0], "id": "777", "firstName": "No", "lastName": "Companies"})
+    portal.deactivate_owner("502")
+    pull_from(portal, config, usage_file(tables, tmp_path), tmp_path)
+
+    snapshot = load_snapshot(tmp_path / "pulled")
+    assert snapshot.manifest.owner_names == {"501": "Jane Doe", "502": "Sam (deactivated)", "601": "ae@example.com"}
+    assert set(snapshot["companies"]["cs_owner_id"]) == {"501", "502"}

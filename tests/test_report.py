@@ -55,7 +55,7 @@ def test_report_writes_every_artefact(report_run):
     assert not list(out.glob(".*partial")) and not (out / "2026Q4.failed").exists()
 
 
-def test_leadership_html_has_figures_and_no_code(report_run):
+def test_leadership_html_has_figures_and_no_code(report_run, small_demo):
     out, _ = report_run
     html = (out / "2026Q4" / "leadership.html").read_text(encoding="utf-8")
     assert len(re.findall(r"<img[^>]+src=\"data:image/png;base64", html)) >= 5
@@ -66,6 +66,9 @@ def test_leadership_html_has_figures_and_no_code(report_run):
     assert "Customer health: 2026Q4 recalibration" in html
     assert "At risk today" in html and "Expansion candidates" in html
     assert "rely on" not in html  # the small demo has hundreds of churns in the test period: no caution
+    names = load_snapshot(small_demo).manifest.owner_names
+    shown = {cell for cell in re.findall(r"<td[^>]*>([^<]*)</td>", html)}
+    assert shown & set(names.values()) and not shown & set(names)  # the lists name the CS owners, not their ids
 
 
 def page_text(html: str) -> str:
@@ -854,3 +857,23 @@ def test_account_list_shows_a_change_that_rounds_to_zero_as_plus_zero():
     scores = pd.DataFrame({"name": ["A", "B", "C"], "arr": [3.0, 2.0, 1.0], "health_score": [40.0, 41.0, 42.0],
                            "score_change_30d": [-0.4, 0.3, -2.6], "band": ["At risk"] * 3})
     assert narrative.account_list(scores, "at_risk")["Change (30 days)"].tolist() == ["+0", "+0", "-3"]
+
+
+def test_account_lists_name_the_cs_owner_the_snapshot_knows_else_its_id_else_unassigned(small_demo_csv, tmp_path):
+    """The CS owner column reads the owner's name where the snapshot records it (a HubSpot pull's
+    `hubspot.owner_names`), else the owner id, else 'unassigned'; a snapshot without names shows the ids."""
+    scores = pd.DataFrame({"name": ["A", "B", "C", "D"], "arr": [4.0, 3.0, 2.0, 1.0], "health_score": [40.0] * 4,
+                           "band": ["At risk"] * 4, "cs_owner_id": ["41234567", "41234568", None, ""]})
+    names = {"41234567": "Jane Doe", "41234568": "", "999": "Someone Else"}
+    assert narrative.account_list(scores, "at_risk", owner_names=names)["CS owner"].tolist() == [
+        "Jane Doe", "41234568", "unassigned", "unassigned"]
+
+    folder = tmp_path / "csv"
+    shutil.copytree(small_demo_csv, folder)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest.pop("hubspot", None)  # as a CSV export's manifest: no owner names
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    known = load_snapshot(folder).manifest.owner_names
+    assert known == {}
+    assert narrative.account_list(scores, "at_risk", owner_names=known)["CS owner"].tolist()[:2] == [
+        "41234567", "41234568"]

@@ -180,3 +180,18 @@ def test_files_written_whole_or_not_at_all_get_a_plain_files_permissions(tmp_pat
                write_frame_atomic(pl.DataFrame({"a": [1]}), tmp_path / "scores.parquet"),
                write_frame_atomic(pl.DataFrame({"a": [1]}), tmp_path / "scores.csv")]
     assert {stat.S_IMODE(os.stat(path).st_mode) for path in written} == {expected}
+
+
+def test_owner_names_in_the_manifest_are_read_and_a_wrong_shape_is_one_line(tmp_path):
+    """`hubspot.owner_names` ({owner id: name}) is read from the manifest, a snapshot without it knows no names;
+    anything else there is refused in one line."""
+    folder = write_tiny_snapshot(tmp_path / "snap", fmt="csv")
+    assert load_snapshot(folder).manifest.owner_names == {}
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["hubspot"] = {"owner_names": {"41234567": "Jane Doe (deactivated)"}, "owners": 3}
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    assert load_snapshot(folder).manifest.owner_names == {"41234567": "Jane Doe (deactivated)"}
+    manifest["hubspot"]["owner_names"] = ["Jane Doe"]
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(InputError, match=r"manifest\.json: hubspot\.owner_names must map owner ids to names"):
+        load_snapshot(folder)

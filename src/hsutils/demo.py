@@ -67,6 +67,10 @@ NAME_SECOND = (
     "Robotics", "Media", "Partners", "Energy", "Software", "Retail", "Bio", "Security", "Learning", "Freight",
 )
 NAME_SUFFIX = ("Inc", "LLC", "GmbH", "Ltd", "Co", "Group", "")
+OWNER_FIRST = ("Maya", "Jonas", "Priya", "Tom", "Sofia", "Daniel", "Aisha", "Lukas", "Elena", "Marcus", "Hana",
+               "Oliver", "Grace", "Mateo")
+OWNER_LAST = ("Chen", "Okafor", "Lindqvist", "Patel", "Moreau", "Kowalski", "Reyes", "Nakamura", "Brennan",
+              "Haddad", "Fischer")
 JOB_TITLES = {
     "economic_buyer": ("CFO", "COO", "VP Finance", "Chief Revenue Officer", "VP Operations", "CEO"),
     "champion": ("RevOps Manager", "Sales Operations Lead", "Marketing Ops Manager", "Head of CS Operations"),
@@ -198,6 +202,14 @@ def _id_series(prefix: str, numbers: np.ndarray, width: int) -> pl.Series:
     return pl.select(
         pl.concat_str(pl.lit(prefix), pl.Series("n", numbers.astype(np.int64)).cast(pl.String).str.zfill(width))
     ).to_series()
+
+
+def _owner_names(companies: pl.DataFrame) -> dict[str, str]:
+    """{owner id: name} for the companies' CS and AE owners ('o0107' -> a name fixed by its number), as a HubSpot
+    pull records them, so the demo's account lists name the owners."""
+    ids = sorted(set(companies["cs_owner_id"].drop_nulls()) | set(companies["ae_owner_id"].drop_nulls()))
+    return {i: f"{OWNER_FIRST[int(i[1:]) % len(OWNER_FIRST)]} {OWNER_LAST[int(i[1:]) % len(OWNER_LAST)]}"
+            for i in ids}
 
 
 def _days_to_datetime(days: np.ndarray, seconds: np.ndarray | None = None) -> pl.Series:
@@ -615,6 +627,7 @@ def generate_demo(companies: int = 3000, seed: int = 7) -> DemoPortal:
             "login_event": LOGIN_EVENT,
             "demo": {"companies": n, "seed": int(seed), "generator_version": GENERATOR_VERSION},
             "usage_granularity": "one row per user, day and event, with a count",
+            "hubspot": {"owner_names": _owner_names(tables["companies"])},
         },
     )
     return DemoPortal(tables=tables, manifest=manifest, truth=truth_frame)

@@ -8,7 +8,7 @@ nothing is fitted or estimated here.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -234,8 +234,17 @@ def segments_note(segment_column: str = "arr_segment") -> str:
                                              "different reasons.")
 
 
-def account_list(scores: pd.DataFrame, which: str, limit: int = 20) -> pd.DataFrame:
-    """The at-risk list ("at_risk", by ARR) or the expansion list ("expansion"), in words a CS lead reads."""
+def owner_words(owner_id: Any, owner_names: Mapping[str, str] | None = None) -> str:
+    """A CS owner as a reader knows them: the name `owner_names` gives the id, else the id, else 'unassigned'."""
+    if pd.isna(owner_id) or str(owner_id).strip() in ("", "nan", "None"):
+        return "unassigned"
+    return (owner_names or {}).get(str(owner_id)) or str(owner_id)
+
+
+def account_list(scores: pd.DataFrame, which: str, limit: int = 20,
+                 owner_names: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """The at-risk list ("at_risk", by ARR) or the expansion list ("expansion"), in words a CS lead reads; the CS
+    owner by name where `owner_names` ({owner id: name}, a snapshot's `manifest.owner_names`) knows it."""
     if which == "at_risk":
         chosen = scores[scores["band"] == "At risk"]
     elif which == "expansion":
@@ -250,7 +259,7 @@ def account_list(scores: pd.DataFrame, which: str, limit: int = 20) -> pd.DataFr
     formats = {"ARR": money, "Score": lambda v: f"{v:.0f}", "Churn risk": percent, "Seats used": percent,
                "Change (30 days)": lambda v: "" if pd.isna(v) else f"{round(v):+d}",  # -0.4 reads +0, not -0
                "Days to renewal": lambda v: "" if pd.isna(v) else f"{v:.0f}",
-               "CS owner": lambda v: "unassigned" if pd.isna(v) or v in ("", "nan", "None") else v}
+               "CS owner": lambda v: owner_words(v, owner_names)}
     for column, formatter in formats.items():
         if column in table.columns:
             table[column] = table[column].map(formatter)

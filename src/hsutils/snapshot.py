@@ -27,6 +27,12 @@ if TYPE_CHECKING:
 MANIFEST = "manifest.json"
 
 
+def recorded_owner_names(fields: dict[str, Any]) -> Any:
+    """What a manifest's fields hold under `hubspot.owner_names` (None when nothing), unchecked."""
+    hubspot = fields.get("hubspot")
+    return hubspot.get("owner_names") if isinstance(hubspot, dict) else None
+
+
 @dataclass
 class Manifest:
     """What a snapshot is: schema version, where it came from, when it was taken, the product's value events."""
@@ -45,6 +51,13 @@ class Manifest:
             "core_events": list(self.core_events),
             **self.extra,
         }
+
+    @property
+    def owner_names(self) -> dict[str, str]:
+        """{owner id: name} for the companies' owners, as a HubSpot pull records them (`hubspot.owner_names`);
+        empty when the snapshot does not know them (a CSV export, say)."""
+        names = recorded_owner_names(self.extra)
+        return dict(names) if isinstance(names, dict) else {}
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> Manifest:
@@ -127,6 +140,9 @@ def read_manifest(folder: Path) -> Manifest:
     events = raw["core_events"]  # may be empty only when usage_events is (checked with the tables)
     if not isinstance(events, list) or not all(isinstance(e, str) and e.strip() for e in events):
         raise InputError(f"{where}: core_events must be a list of event names, got {events!r:.80}")
+    names = recorded_owner_names(raw)
+    if names is not None and not (isinstance(names, dict) and all(isinstance(v, str) for v in names.values())):
+        raise InputError(f"{where}: hubspot.owner_names must map owner ids to names, got {names!r:.80}")
     try:
         return Manifest.from_dict(raw)
     except (ValueError, TypeError) as exc:

@@ -331,7 +331,7 @@ class Reader:
                 return records
 
     def owners(self) -> list[dict[str, Any]]:
-        """The portal's owners, {"id", "email", "deactivated"} each: the active ones, and the deactivated ones
+        """The portal's owners, {"id", "name", "email", "deactivated"} each: the active ones, and the deactivated ones
         (users who left; HubSpot lists them only with archived=true) that are not active under the same id."""
         api = self.conn.api("crm.owners.owners_api")
         found: dict[bool, dict[str, dict[str, Any]]] = {}
@@ -339,8 +339,8 @@ class Reader:
             def fetch(after: str | None, deactivated: bool = deactivated) -> dict[str, Any]:
                 page = self.conn.call_json(f"list {'deactivated ' if deactivated else ''}owners", api.get_page,
                                            limit=PAGE_SIZE, after=after, archived=deactivated)
-                return {"results": [{"id": str(o["id"]), "email": o.get("email"), "deactivated": deactivated}
-                                    for o in page.get("results") or []],
+                return {"results": [{"id": str(o["id"]), "name": owner_name(o), "email": o.get("email"),
+                                     "deactivated": deactivated} for o in page.get("results") or []],
                         "next": _next_after(page)}
 
             found[deactivated] = self._paged("owners-deactivated" if deactivated else "owners", fetch)
@@ -592,6 +592,30 @@ def defaulted_on_every_record(object_type: str, records: list[dict[str, Any]], t
     return warnings
 
 
+def owner_name(owner: dict[str, Any]) -> str | None:
+    """An owner as HubSpot lists it, in words: "First Last" (either alone when the other is empty), else None."""
+    parts = [str(owner.get(key) or "").strip() for key in ("firstName", "lastName")]
+    return " ".join(part for part in parts if part) or None
+
+
+def company_owner_ids(companies: list[dict[str, Any]]) -> set[str]:
+    """The owner ids the companies name as CS or AE owner."""
+    return {v for r in companies for v in (r.get("cs_owner_id"), r.get("ae_owner_id")) if v}
+
+
+def company_owner_names(companies: list[dict[str, Any]], owners: list[dict[str, Any]]) -> dict[str, str]:
+    """{owner id: name} for the owners who own a pulled company as CS or AE owner, for the report's account
+    lists: the owner's name, else the email; a deactivated owner (a user who left) is marked so. An owner with
+    neither is left out (the report then shows the id)."""
+    owned = company_owner_ids(companies)
+    names = {}
+    for owner in owners:
+        words = owner.get("name") or str(owner.get("email") or "").strip()
+        if owner["id"] in owned and words:
+            names[owner["id"]] = f"{words} (deactivated)" if owner.get("deactivated") else words
+    return dict(sorted(names.items()))
+
+
 def owner_findings(companies: list[dict[str, Any]], owners: list[dict[str, Any]],
                    warnings: list[str]) -> tuple[list[str], list[str]]:
     """Check the companies' CS and AE owner ids against the portal's owners: warn about ids that are no owner,
@@ -599,7 +623,7 @@ def owner_findings(companies: list[dict[str, Any]], owners: list[dict[str, Any]]
     who still own companies, accounts nobody looks after. Returns (notes, those owners' ids)."""
     active = {o["id"] for o in owners if not o.get("deactivated")}
     deactivated = {o["id"] for o in owners if o.get("deactivated")}
-    owned = {v for r in companies for v in (r.get("cs_owner_id"), r.get("ae_owner_id")) if v}
+    owned = company_owner_ids(companies)
     unknown = owned - active - deactivated
     if unknown:
         warnings.append(f"{len(unknown)} owner id(s) on companies are no portal owner, active or deactivated, e.g. "
@@ -1101,7 +1125,8 @@ def pull(out: str | Path, host: str = DEFAULT_HOST, token: str | None = None,
                "hubspot": {"host": conn.host, "config": config.source, "since": str(since_dt) if since_dt else None,
                            "owners": sum(not o.get("deactivated") for o in owners),
                            "deactivated_owners": sum(bool(o.get("deactivated")) for o in owners),
-                           "deactivated_company_owners": unowned, "not_pulled": sorted(reader.refused),
+                           "deactivated_company_owners": unowned,
+                           "owner_names": company_owner_names(companies, owners), "not_pulled": sorted(reader.refused),
                            "skipped": dict(skipped)}},
     )
     validate_snapshot(Snapshot(manifest=manifest, tables=tables))
