@@ -108,14 +108,20 @@ def field_claim_sentence(verdicts: pd.DataFrame, unmeasured: list[str] | None = 
     ) + (f" {unmeasured_words(unmeasured)}" if unmeasured else "")
 
 
-def population_stability_index(expected: np.ndarray, actual: np.ndarray, bins: int = 10) -> float:
-    """PSI of `actual` against `expected` over the expected distribution's quantile bins (0.1+ = notable drift)."""
+def _scores_on_both_sides(expected: np.ndarray, actual: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Both score sets as float arrays without NaN; InputError when either is then empty."""
     expected = np.asarray(expected, dtype=float)
     actual = np.asarray(actual, dtype=float)
     expected = expected[~np.isnan(expected)]
     actual = actual[~np.isnan(actual)]
     if expected.size == 0 or actual.size == 0:
         raise InputError("population stability index needs scores on both sides")
+    return expected, actual
+
+
+def population_stability_index(expected: np.ndarray, actual: np.ndarray, bins: int = 10) -> float:
+    """PSI of `actual` against `expected` over the expected distribution's quantile bins (0.1+ = notable drift)."""
+    expected, actual = _scores_on_both_sides(expected, actual)
     edges = np.unique(np.quantile(expected, np.linspace(0, 1, bins + 1)))
     edges[0], edges[-1] = -np.inf, np.inf
     expected_share = np.histogram(expected, edges)[0] / expected.size
@@ -131,12 +137,7 @@ def psi_by_chance(expected: np.ndarray, actual: np.ndarray, bins: int = 10, draw
     """The population stability index chance alone reaches on samples of these sizes: both score sets pooled,
     split at random into groups of the two sizes `draws` times; the PSI one split in 20 exceeds (the 95th
     percentile). A PSI below it is within sampling noise (about 0.14 on 250 accounts a side, 0.015 on 2,500)."""
-    expected = np.asarray(expected, dtype=float)
-    actual = np.asarray(actual, dtype=float)
-    expected = expected[~np.isnan(expected)]
-    actual = actual[~np.isnan(actual)]
-    if expected.size == 0 or actual.size == 0:
-        raise InputError("population stability index needs scores on both sides")
+    expected, actual = _scores_on_both_sides(expected, actual)
     pooled = np.concatenate([expected, actual])
     rng = np.random.default_rng(seed)
     chance = []
