@@ -84,6 +84,22 @@ def pull_from(portal, config, usage: Path, tmp_path: Path, edits: dict | None = 
         sandbox.stop()
 
 
+def pull_cli(portal, tmp_path: Path, monkeypatch, *args: str) -> tuple[int, Sandbox]:
+    """`hsutils pull --out tmp_path/pulled ... *args` through the command line from a stand-in of `portal` that runs
+    for the pull only (token from the environment, no rate limit, no progress); the exit code and the stand-in."""
+    from hsutils.cli import main
+
+    sandbox = Sandbox(portal=portal, token="good-token")
+    sandbox.start()
+    try:
+        monkeypatch.setenv("HUBSPOT_ACCESS_TOKEN", "good-token")
+        code = main(["pull", "--out", str(tmp_path / "pulled"), "--host", sandbox.url, "--rate", "off", "--quiet",
+                     *args])
+    finally:
+        sandbox.stop()
+    return code, sandbox
+
+
 def _edited(handler, edit):
     def answer(**kwargs):
         status, out = handler(**kwargs)
@@ -1071,21 +1087,15 @@ def test_stages_the_config_does_not_list_are_mapped_from_hubspots_pipeline_metad
     won, closed at 0.0 lost, not closed open, saying so in one line with the stages' labels; a stage the user's config
     lists keeps the config's mapping; a closed stage at another probability says neither, so it is read as open and
     named in the line for stages nothing maps."""
-    from hsutils.cli import main
 
     stages = ["1234561", "1234567", "1234567", "1234568", "1234569", "1234570"]
     tables, portal = portal_with_own_renewals_pipeline(config, stages)
     (tmp_path / "portal.yml").write_text(yaml.safe_dump(
         {"deals": {"pipelines": {RENEWALS[0]: {"deal_type": "renewal", "stages": {"1234569": "won"}}}}}))
-    sandbox = Sandbox(portal=portal, token="good-token")
-    sandbox.start()
-    try:
-        monkeypatch.setenv("HUBSPOT_ACCESS_TOKEN", "good-token")
-        assert main(["pull", "--out", str(tmp_path / "pulled"), "--host", sandbox.url, "--rate", "off", "--quiet",
-                     "--config", str(tmp_path / "portal.yml"), "--usage", str(usage_file(tables, tmp_path))]) == 0
-        assert sandbox.counts["GET /crm/v3/pipelines/{type}"] == 1
-    finally:
-        sandbox.stop()
+    code, sandbox = pull_cli(portal, tmp_path, monkeypatch, "--config", str(tmp_path / "portal.yml"),
+                             "--usage", str(usage_file(tables, tmp_path)))
+    assert code == 0
+    assert sandbox.counts["GET /crm/v3/pipelines/{type}"] == 1
     out = capsys.readouterr().out
     assert [line.strip() for line in out.splitlines() if "warning: deals" in line] == [
         "warning: deals: 4 deal(s) in stage(s) the portal config does not list, mapped from HubSpot's pipeline "
@@ -1242,21 +1252,13 @@ def test_a_renewal_closed_without_an_amount_carries_the_arr_of_the_term_it_renew
     through 2025 with the 2024 term's renewal outcome known (renewed), and the churned one's outcome known (churned),
     instead of both dropping out at the term's end with the outcome unknown. A new deal without an amount and no
     term before it has nothing to carry: it is left out and counted as before."""
-    from hsutils.cli import main
     from hsutils.panel import build_panel
 
     tables = contract_chain_tables()
     portal = seed_portal(tables, config)
     for deal_id in ("210000", "210001", "110003"):
         portal.objects["deals"][deal_id]["properties"]["amount"] = ""
-    sandbox = Sandbox(portal=portal, token="good-token")
-    sandbox.start()
-    try:
-        monkeypatch.setenv("HUBSPOT_ACCESS_TOKEN", "good-token")
-        assert main(["pull", "--out", str(tmp_path / "pulled"), "--host", sandbox.url, "--rate", "off", "--quiet",
-                     "--usage", str(usage_file(tables, tmp_path))]) == 0
-    finally:
-        sandbox.stop()
+    assert pull_cli(portal, tmp_path, monkeypatch, "--usage", str(usage_file(tables, tmp_path)))[0] == 0
     out = capsys.readouterr().out
     assert "skipped 1: deals without a usable arr" in out
     assert [line.strip() for line in out.splitlines() if "carry" in line] == [
@@ -1282,7 +1284,6 @@ def test_a_won_expansion_closed_without_an_amount_counts_as_an_expansion_with_ar
     added), so the company's outcome_expanded is 1 and its seats are contracted, counted in one warning line; it
     was left out, which read the company as never expanding. An open expansion without an amount adds nothing in
     force: it is still left out and counted."""
-    from hsutils.cli import main
     from hsutils.panel import build_panel
 
     tables = companies_only(2)
@@ -1298,14 +1299,7 @@ def test_a_won_expansion_closed_without_an_amount_counts_as_an_expansion_with_ar
     portal = seed_portal(tables, config)
     for deal_id in ("30000", "30001"):
         portal.objects["deals"][deal_id]["properties"]["amount"] = ""
-    sandbox = Sandbox(portal=portal, token="good-token")
-    sandbox.start()
-    try:
-        monkeypatch.setenv("HUBSPOT_ACCESS_TOKEN", "good-token")
-        assert main(["pull", "--out", str(tmp_path / "pulled"), "--host", sandbox.url, "--rate", "off", "--quiet",
-                     "--usage", str(usage_file(tables, tmp_path))]) == 0
-    finally:
-        sandbox.stop()
+    assert pull_cli(portal, tmp_path, monkeypatch, "--usage", str(usage_file(tables, tmp_path)))[0] == 0
     out = capsys.readouterr().out
     assert "skipped 1: deals without a usable arr" in out
     assert [line.strip() for line in out.splitlines() if "warning" in line and "expansion" in line] == [
