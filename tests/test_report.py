@@ -10,6 +10,7 @@ import json
 import re
 import shutil
 from pathlib import Path
+from typing import Any
 
 import nbformat
 import numpy as np
@@ -90,6 +91,23 @@ def test_analyst_pages_show_no_nan_cells(report_run):
 
 
 # ---- the held-out AUC in plain words ------------------------------------------------------------------------------
+def one_account_summary(threshold_text: str, moves: pd.DataFrame | None = None, **kwargs: Any) -> str:
+    """The leadership summary of a quarter with one at-risk account, a PASS verdict and AUC 0.91 on 400 churns;
+    `moves` the points change (core_depth 25 -> 30 when None), `kwargs` passed on to leadership_summary."""
+    scores = pd.DataFrame({"band": ["At risk"], "arr": [1_000.0], "expansion_candidate": [False],
+                           "days_to_renewal": [30.0], "health_score": [40.0]})
+    drift = narrative.Drift(0.01, "13 weeks earlier", np.array([40.0]), np.array([41.0]))
+    if moves is None:
+        moves = narrative.points_change({"core_depth": 30.0}, {"core_depth": 25.0}, "field_preset")
+    return narrative.leadership_summary("2026Q4", comparison_table(400, (0.91, 0.96)), "PASS.", threshold_text,
+                                        scores, drift, moves, None, 90, "2026-02-01", **kwargs)
+
+
+def at_risk_line(page: str) -> str:
+    """The summary's 'Where to draw the At-risk line' bullet."""
+    return next(line for line in page.splitlines() if "Where to draw the At-risk line" in line)
+
+
 def comparison_table(churns: int, auc_interval: tuple[float | None, float | None]) -> pd.DataFrame:
     """A comparison table's "all" rows as comparison.json holds them, with the comparison's own warning."""
     rows = []
@@ -207,14 +225,7 @@ def test_playbook_what_if_never_reads_zero_of_zero(events, arr_at_risk, arr_save
 def test_at_risk_line_says_when_it_was_chosen_on_too_few_churns(churns):
     """The At-risk line is chosen on the churns the alerts could be judged on: '100% of churns flagged' on 5 of
     them is no basis for moving the line, and the page says so as it does for the AUC and the verdict."""
-    scores = pd.DataFrame({"band": ["At risk"], "arr": [1_000.0], "expansion_candidate": [False],
-                           "days_to_renewal": [30.0], "health_score": [40.0]})
-    drift = narrative.Drift(0.01, "13 weeks earlier", np.array([40.0]), np.array([41.0]))
-    page = narrative.leadership_summary(
-        "2026Q4", comparison_table(400, (0.91, 0.96)), "PASS.", "At risk below 77: 100% of churns flagged.", scores,
-        drift, narrative.points_change({"core_depth": 30.0}, {"core_depth": 25.0}, "field_preset"), None, 90,
-        "2026-02-01", threshold_churns=churns)
-    line = next(line for line in page.splitlines() if "Where to draw the At-risk line" in line)
+    line = at_risk_line(one_account_summary("At risk below 77: 100% of churns flagged.", threshold_churns=churns))
     assert line.split(": ", 1)[1].startswith("At risk below 77: 100% of churns flagged.")
     caution = ("**Too few churns to rely on this line:** it rests on only 5 churns, and a reliable line needs at "
                "least 30. Read it as a rough indication until more renewals have been decided.")
@@ -648,12 +659,7 @@ def test_leadership_page_names_signals_in_words_not_column_names():
     snapshot lacks and in the points table; a signal of the product's own reads as its name with spaces."""
     moves = narrative.points_change({"seat_utilisation": 31.7, "integrations_synced_28d": 8.0},
                                     {"seat_utilisation": 15.0, "eb_engagement": 25.0}, "field_preset")
-    scores = pd.DataFrame({"band": ["At risk"], "arr": [1_000.0], "expansion_candidate": [False],
-                           "days_to_renewal": [30.0], "health_score": [40.0]})
-    drift = narrative.Drift(0.01, "13 weeks earlier", np.array([40.0]), np.array([41.0]))
-    page = narrative.leadership_summary(
-        "2026Q4", comparison_table(400, (0.91, 0.96)), "PASS.", "Draw the line at 55.", scores, drift, moves, None,
-        90, "2026-02-01", unmeasured=["latest_nps"], usage_rows=10)
+    page = one_account_summary("Draw the line at 55.", moves, unmeasured=["latest_nps"], usage_rows=10)
     assert ("the fitted points move most on: economic-buyer engagement -25.0; share of seats in use +16.7; "
             "integrations synced 28d +8.0.") in page
     assert "What this snapshot lacks.** latest NPS has no values in this snapshot" in page
@@ -741,14 +747,8 @@ def test_analyst_tables_name_segments_and_their_grouping_in_words():
 def test_at_risk_line_says_what_it_was_chosen_for(target_recall, capacity, aim):
     """The page always said the line was picked 'for the quarter's target of flagging most churns in time', also
     when it was chosen to keep within the owners' capacity: it says what the choice was made for."""
-    scores = pd.DataFrame({"band": ["At risk"], "arr": [1_000.0], "expansion_candidate": [False],
-                           "days_to_renewal": [30.0], "health_score": [40.0]})
-    drift = narrative.Drift(0.01, "13 weeks earlier", np.array([40.0]), np.array([41.0]))
-    page = narrative.leadership_summary(
-        "2026Q4", comparison_table(400, (0.91, 0.96)), "PASS.", "At risk below 60: 2 at-risk accounts.", scores,
-        drift, narrative.points_change({"core_depth": 30.0}, {"core_depth": 25.0}, "field_preset"), None, 90,
-        "2026-02-01", threshold_target_recall=target_recall, threshold_capacity=capacity)
-    line = next(line for line in page.splitlines() if "Where to draw the At-risk line" in line)
+    line = at_risk_line(one_account_summary("At risk below 60: 2 at-risk accounts.",
+                                            threshold_target_recall=target_recall, threshold_capacity=capacity))
     assert f"**Where to draw the At-risk line.** {aim}" in line
     assert "most churns" not in line and line.endswith("starts below 55): At risk below 60: 2 at-risk accounts.")
 
