@@ -575,6 +575,12 @@ def _pick_link(links: list[tuple[str, list]]) -> tuple[str, list] | None:
     return links[0] if links else None
 
 
+def is_empty(value: Any) -> bool:
+    """Whether a property value HubSpot sends holds nothing: missing, null or only spaces (an unreadable value such as
+    "Infinity" is not empty)."""
+    return str(value or "").strip() == ""
+
+
 def defaulted_on_every_record(object_type: str, records: list[dict[str, Any]], tmap: TableMap,
                               available: Collection[str]) -> list[str]:
     """One warning for each column with a config default whose property the portal has but every record leaves
@@ -585,7 +591,7 @@ def defaulted_on_every_record(object_type: str, records: list[dict[str, Any]], t
         prop = tmap.properties.get(column)
         if not records or not prop or prop not in available:
             continue
-        if all(str(r["properties"].get(prop) or "").strip() == "" for r in records):
+        if all(is_empty(r["properties"].get(prop)) for r in records):
             warnings.append(f"{object_type}: {prop} is empty on all {len(records):,} records, so {column} is the "
                             f"config's default ({default}) on every one; fill it in HubSpot or map the portal's own "
                             "property in --config")
@@ -1011,13 +1017,13 @@ def pull(out: str | Path, host: str = DEFAULT_HOST, token: str | None = None,
         row.update({"deal_id": rec["id"], "company_id": chosen[0] if chosen else None, "deal_type": deal_type,
                     "stage": stage})
         empty = [c for c in filled_when_empty  # empty, not unreadable ("Infinity" is left out and counted)
-                 if row.get(c) is None and str(p.get(tmap.properties[c]) or "").strip() == ""]
+                 if row.get(c) is None and is_empty(p.get(tmap.properties[c]))]
         emptied.update(empty)
         with_empty += bool(empty)
         fill_deal_fallbacks(row, [*deal_fallbacks, *empty], config.term_months)
         if stage == "open":
             row["close_date"] = None
-        if row.get("arr") is None and str(p.get(tmap.properties.get("arr")) or "").strip() == "":
+        if row.get("arr") is None and is_empty(p.get(tmap.properties.get("arr"))):
             without_arr.add(rec["id"])  # empty, not unreadable
         deals.append(row)
     if emptied:
