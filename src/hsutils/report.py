@@ -405,10 +405,10 @@ def execute_notebooks(notebooks: Sequence[Path], parameters: dict[str, Any], sta
     """
     import papermill
     from papermill.exceptions import PapermillExecutionError
-    from tqdm import tqdm
 
-    # on a terminal only (disable=None): a scheduler's log or cron mail gets no bar redraws
-    bar = tqdm(notebooks, desc=f"report {parameters['period']}", unit="notebook", disable=None if progress else True)
+    from hsutils.progress import progress_bar
+
+    bar = progress_bar(notebooks, show=progress, leave=True, desc=f"report {parameters['period']}", unit="notebook")
     for notebook in bar:
         bar.set_postfix_str(notebook.stem)
         executed = staging / "notebooks" / notebook.name

@@ -16,7 +16,6 @@ import json
 import math
 import re
 import shutil
-import sys
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Collection
@@ -32,6 +31,7 @@ from hsutils.errors import InputError, example_rows
 from hsutils.files import write_text_atomic
 from hsutils.hubspot.client import DEFAULT_HOST, Connection, HubSpotError
 from hsutils.hubspot.config import ENGAGEMENT_OBJECTS, ENGAGEMENT_TYPE, PortalConfig, TableMap, load_config
+from hsutils.progress import progress_bar
 from hsutils.schema import SCHEMA_VERSION, TABLES, empty_frame
 from hsutils.snapshot import Manifest, Snapshot, parse_utc, write_snapshot
 from hsutils.validate import clear_unknown_contacts, row_checks, validate_snapshot
@@ -228,9 +228,7 @@ class Reader:
         return True
 
     def _bar(self, desc: str, total: int | None = None, unit: str = "obj") -> tqdm:
-        # on a terminal only (disable=None): a scheduler's log or cron mail gets no bar redraws
-        return tqdm(total=total, desc=desc, unit=unit, disable=None if self.progress else True, file=sys.stderr,
-                    leave=False)
+        return progress_bar(total=total, desc=desc, unit=unit, show=self.progress)
 
     def objects(self, object_type: str, properties: list[str]) -> list[dict[str, Any]]:
         """Every record of `object_type` with `properties`, 100 a page, resumable; archived records (the recycle

@@ -28,12 +28,12 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
-from tqdm import tqdm
 
 from hsutils.errors import InputError, example_rows
 from hsutils.files import read_yaml_mapping
 from hsutils.hubspot.client import DEFAULT_HOST, Connection, HubSpotError, base_url
 from hsutils.hubspot.config import PortalConfig, load_config
+from hsutils.progress import progress_bar
 from hsutils.snapshot import parse_utc
 
 BATCH = 100
@@ -350,8 +350,7 @@ class CompanyWriter:
         pending = list(ids)
         for _round in range(self.partial_retries + 1):
             retry: list[str] = []
-            with tqdm(total=len(pending), desc="read companies", unit="co", disable=None if self.progress else True,
-                      file=sys.stderr, leave=False) as bar:
+            with progress_bar(total=len(pending), desc="read companies", unit="co", show=self.progress) as bar:
                 for start in range(0, len(pending), BATCH):
                     chunk = pending[start:start + BATCH]
                     body = BatchReadInputSimplePublicObjectId(inputs=[SimplePublicObjectId(id=i) for i in chunk],
@@ -382,8 +381,7 @@ class CompanyWriter:
                 raise HubSpotError(f"refusing to write {', '.join(sorted(outside))}: outside the {self.group} group")
         self.written, failed = 0, {}
         pending = list(updates)
-        with tqdm(total=len(pending), desc="write companies", unit="co", disable=None if self.progress else True,
-                  file=sys.stderr, leave=False) as bar:
+        with progress_bar(total=len(pending), desc="write companies", unit="co", show=self.progress) as bar:
             for round_ in range(self.partial_retries + 1):
                 retry: list[str] = []
                 for start in range(0, len(pending), BATCH):
