@@ -638,6 +638,16 @@ def test_canary_token_appears_nowhere(snapshot, config, usage, tmp_path, capsys,
         assert canary.encode() not in path.read_bytes(), path
 
 
+def test_a_short_token_is_scrubbed_only_where_it_stands_alone_and_a_real_one_everywhere():
+    """A test token such as "err" is taken out where it stands alone, never out of words ("error" stays); a real
+    token (pat-na1-...) is taken out wherever it appears, glued to other text too."""
+    from hsutils.hubspot.client import scrub
+
+    assert scrub("an error for token err (err); err.", "err") == "an error for token *** (***); ***."
+    real = "pat-na1-11111111-2222-3333-4444-555555555555"
+    assert scrub(f"key={real}x and Bearer abc.def", real) == "key=***x and Bearer ***"
+
+
 def _write(tmp_path: Path, ids: list[str]) -> Path:
     write_scores(tmp_path / "scores.parquet", ids)
     return tmp_path / "scores.parquet"

@@ -50,6 +50,8 @@ MAX_WAIT_SECONDS = 120.0
 FIRST_CONNECT_RETRIES = 2
 CONNECT_TIMEOUT_SECONDS = 10.0  # seconds to open a connection (reading an answer may take `timeout`)
 DAILY_REMAINING_HEADER = "X-HubSpot-RateLimit-Daily-Remaining"
+# a token at least this long is scrubbed wherever it appears, a shorter one only where it stands alone (see scrub)
+WHOLE_TOKEN_LENGTH = 16
 
 
 class HubSpotError(InputError):
@@ -79,10 +81,15 @@ def resolve_token(env_file: str | Path | None = None) -> str:
 
 
 def scrub(text: str, token: str | None) -> str:
-    """Remove the token (and any bearer credential) from a text before it is shown or written."""
+    """Remove the token (and any bearer credential) from a text before it is shown or written. A token of
+    `WHOLE_TOKEN_LENGTH` characters or more (a real one: pat-na1-... is 44) is removed wherever it appears; a
+    shorter one (a test token such as "abc") only where it stands alone, not inside a word ("f-abc" and "abc"
+    go, "fabcd" stays), so that it cannot mangle the message."""
     text = str(text)
-    if token:
+    if token and len(token) >= WHOLE_TOKEN_LENGTH:
         text = text.replace(token, "***")
+    elif token:
+        text = re.sub(rf"(?<![A-Za-z0-9_]){re.escape(token)}(?![A-Za-z0-9_])", "***", text)
     return re.sub(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+", r"\1***", text)
 
 
