@@ -1591,6 +1591,20 @@ def test_property_values_as_hubspot_sends_them(snapshot, config, usage, tmp_path
     assert result.skipped == {"deals without a usable seats": 1}
 
 
+@pytest.mark.parametrize("word", ["on", "ON", "✓", "Yes", "1.0", "off", "✗", "No", "0"])
+def test_a_yes_no_word_means_the_same_in_the_pull_as_in_snapshot_files(word):
+    """One meaning of yes and no across the suite: a checkbox or dropdown value the pull reads ("on", "✓") is read
+    as a tickets.csv file with the same value is (validate's words); a word saying neither takes the default."""
+    from hsutils.hubspot.pull import convert
+    from hsutils.validate import coerce_table
+
+    tmap = load_config().table("tickets")
+    frame = pl.DataFrame({"ticket_id": ["1"], "company_id": ["2"], "created_at": ["2025-01-01"], "priority": ["low"],
+                          "sentiment": ["neutral"], "escalated": [word]})
+    assert convert("tickets", "escalated", word, tmap) is coerce_table(frame, "tickets")["escalated"][0]
+    assert convert("tickets", "escalated", "perhaps", tmap) is False  # the config's default (escalated: false)
+
+
 def test_a_property_with_a_default_empty_on_every_record_is_named_in_one_warning(snapshot, config, usage, tmp_path):
     """A portal where nobody sets ticket priority (hs_ticket_priority empty or null on every ticket, tickets spread
     over several ticket pipelines): every ticket is read as the config's default priority, medium, which the snapshot

@@ -34,7 +34,7 @@ from hsutils.hubspot.config import ENGAGEMENT_OBJECTS, ENGAGEMENT_TYPE, PortalCo
 from hsutils.progress import progress_bar
 from hsutils.schema import SCHEMA_VERSION, TABLES, empty_frame
 from hsutils.snapshot import Manifest, Snapshot, parse_utc, write_snapshot
-from hsutils.validate import clear_unknown_contacts, row_checks, validate_snapshot
+from hsutils.validate import FALSE_WORDS, TRUE_WORDS, clear_unknown_contacts, row_checks, validate_snapshot
 
 PAGE_SIZE = 100
 NO_USAGE_WARNING = ("no product usage export (--usage FILE, or usage.file in --config): usage_events is empty, so "
@@ -45,7 +45,6 @@ LIST_API = {"companies": "crm.companies.basic_api", "contacts": "crm.contacts.ba
             "emails": "crm.objects.emails.basic_api", "meetings": "crm.objects.meetings.basic_api",
             "calls": "crm.objects.calls.basic_api", "notes": "crm.objects.notes.basic_api",
             "feedback_submissions": "crm.objects.feedback_submissions.basic_api"}
-TRUE_WORDS = {"true", "yes", "y", "t", "1"}
 EPOCH_NUMBER = re.compile(r"^-?\d+(\.\d*)?$")
 INT64_LIMIT = 2.0**63
 # columns the pull fills itself when their property is empty: the record's creation time, the company tier
@@ -80,13 +79,15 @@ def to_datetime(raw: Any) -> datetime | None:
 
 
 def to_bool(raw: Any) -> bool | None:
+    """A HubSpot yes/no value as a bool: a number (a count such as hs_email_open_count) is true above 0, a word is
+    read as snapshot files' yes/no columns read it (validate.TRUE_WORDS, FALSE_WORDS); None for anything else."""
     if raw is None or raw == "":
         return None
     text = str(raw).strip().lower()
     try:
         return float(text) > 0
     except ValueError:
-        return text in TRUE_WORDS
+        return True if text in TRUE_WORDS else False if text in FALSE_WORDS else None
 
 
 def to_number(raw: Any, kind: str) -> float | int | None:
@@ -108,8 +109,9 @@ def convert(table: str, column: str, raw: Any, tmap: TableMap) -> Any:
         return tmap.defaults.get(column)
     if kind == "datetime":
         return to_datetime(raw)
-    if kind == "bool":
-        return to_bool(raw)
+    if kind == "bool":  # a word that says neither yes nor no takes the config's default, as an unmapped value does
+        value = to_bool(raw)
+        return tmap.defaults.get(column) if value is None else value
     if kind in ("int", "float"):
         return to_number(raw, kind)
     value = tmap.to_canonical(column, str(raw))
