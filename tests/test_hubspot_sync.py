@@ -1140,6 +1140,47 @@ def test_the_config_decides_pipelines_and_its_stages_win_over_hubspots_metadata(
     assert stage("99", "1") is None
 
 
+EMEA = ("44556677", "Renewals - EMEA", [("2001", "Renewal due", {"isClosed": "false", "probability": "0.6"}),
+                                         ("2002", "Renewed", {"isClosed": "true", "probability": "1.0"}),
+                                         ("2003", "Churned", {"isClosed": "true", "probability": "0.0"})])
+
+
+@pytest.mark.parametrize("unlisted", ["by_deal_type", "skip"])
+def test_deals_in_a_pipeline_the_config_does_not_list_are_read_by_deal_type_and_named_in_one_warning(
+        unlisted, config, tmp_path, capsys, monkeypatch):
+    """Renewals that also live in a second pipeline the config does not list ("Renewals - EMEA"): a churned renewal
+    there must not vanish. Each deal whose deal type property maps (existingbusiness: renewal, case ignored) and whose
+    stage HubSpot's pipeline metadata maps is read; one with an empty or unmapped deal type is left out and counted
+    (never guessed from the pipeline's name). One warning names the pipeline by label and id with its counts, and
+    the manifest records it; deals.unlisted_pipelines: skip leaves them all out, still named and counted."""
+    tables = companies_only(6)
+    portal = seed_portal(tables, config)
+    portal.define_pipeline("deals", *EMEA)
+    moves = [("2002", "existingbusiness"), ("2003", "EXISTINGBUSINESS"), ("2001", "existingbusiness"), ("2003", ""),
+             ("2002", "partner")]
+    for deal_id, (stage, deal_type) in zip(sorted(portal.objects["deals"]), moves, strict=False):
+        portal.objects["deals"][deal_id]["properties"].update(pipeline=EMEA[0], dealstage=stage, dealtype=deal_type)
+    (tmp_path / "portal.yml").write_text(yaml.safe_dump({"deals": {"unlisted_pipelines": unlisted}}))
+    code, _ = pull_cli(portal, tmp_path, monkeypatch, "--config", str(tmp_path / "portal.yml"),
+                       "--usage", str(usage_file(tables, tmp_path)))
+    assert code == 0
+    how, counts, read = (("read where the deal type property and HubSpot's stage metadata classify them, else left "
+                          "out", "5 (read: renewal 3; left out 2)", 3) if unlisted == "by_deal_type"
+                         else ("left out (deals.unlisted_pipelines: skip)", "5 left out", 0))
+    out = capsys.readouterr().out
+    assert [line.strip() for line in out.splitlines() if "pipeline(s) the portal config does not list" in line] == [
+        f"warning: deals: 5 deal(s) in pipeline(s) the portal config does not list, {how}: Renewals - EMEA (44556677) "
+        f"{counts}; list each pipeline under deals.pipelines with its deal_type to read all its deals"]
+    pulled = load_snapshot(tmp_path / "pulled")
+    assert pulled.manifest.extra["hubspot"]["unlisted_pipelines"] == {
+        "44556677": {"label": "Renewals - EMEA", "deals": 5, "read": read}}
+    assert pulled.manifest.extra["hubspot"]["skipped"][
+        "deals in pipeline 44556677 (Renewals - EMEA), which the portal config does not map (deals.pipelines)"] == 5 - read
+    deals = pulled["deals"].sort("deal_id")
+    assert deals["stage"].to_list() == (["won", "lost", "open", "won"] if read else ["won"])
+    assert deals["deal_type"].unique().to_list() == ["renewal"]
+
+
 @pytest.mark.parametrize("status", [403, 404])
 def test_pipelines_hubspot_refuses_leave_the_stages_to_the_config_with_one_warning(status, config, tmp_path):
     """A token HubSpot does not let read the pipelines (403), or a server without the endpoint (404): the pull goes

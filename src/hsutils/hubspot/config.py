@@ -160,9 +160,7 @@ class PortalConfig:
         spec = self.pipelines.get(str(pipeline)) if pipeline is not None else None
         if spec is None:
             return None
-        mapping = {str(k).lower(): v for k, v in (self.deals.get("deal_type_values") or {}).items()}
-        deal_type = mapping.get(str(deal_type_raw).lower()) if deal_type_raw else None
-        deal_type = deal_type or spec.get("deal_type", "new")
+        deal_type = self.deal_type_of(deal_type_raw) or spec.get("deal_type", "new")
         user = self.user_stages(str(pipeline))
         listed = {str(k): v for k, v in (spec.get("stages") or {}).items()}
         from_portal = ((portal_stages or {}).get(str(pipeline)) or {}).get(str(stage))
@@ -173,6 +171,18 @@ class PortalConfig:
         if str(stage) in listed:
             return deal_type, listed[str(stage)], "defaults"
         return deal_type, "open", "unlisted"
+
+    def deal_type_of(self, raw: str | None) -> str | None:
+        """The canonical deal type a deal type property value maps to (deals.deal_type_values, case ignored), or
+        None for an empty or unmapped value."""
+        mapping = {str(k).strip().lower(): v for k, v in (self.deals.get("deal_type_values") or {}).items()}
+        return mapping.get(str(raw).strip().lower()) if raw else None
+
+    @property
+    def reads_unlisted_pipelines(self) -> bool:
+        """Whether deals in pipelines deals.pipelines does not list are read where their deal type property and
+        HubSpot's stage metadata classify them (deals.unlisted_pipelines: by_deal_type), or all left out (skip)."""
+        return self.deals.get("unlisted_pipelines", "by_deal_type") == "by_deal_type"
 
     def user_stages(self, pipeline: str) -> dict[str, str]:
         """{stage id: open | won | lost} the user's own config lists under deals.pipelines.<pipeline>.stages."""
@@ -226,6 +236,10 @@ def _check(config: PortalConfig) -> None:
     if isinstance(months, bool) or not isinstance(months, int) or not 1 <= months <= 120:
         raise InputError(f"portal config ({config.source}): deals.term_months must be a whole number of months "
                          f"from 1 to 120 (got {months!r})")
+    unlisted = config.deals.get("unlisted_pipelines", "by_deal_type")
+    if unlisted not in ("by_deal_type", "skip"):
+        raise InputError(f"portal config ({config.source}): deals.unlisted_pipelines must be by_deal_type or skip "
+                         f"(got {unlisted!r})")
     for pid, spec in config.pipelines.items():
         if not isinstance(spec, dict):
             raise InputError(f"portal config ({config.source}): deals.pipelines.{pid} must be a mapping")

@@ -58,6 +58,7 @@ HOME_AMOUNT_PROPERTY = "amount_in_home_currency"
 # tables the pull fills without an object type HubSpot refuses (403, a token without its scope): an engagement type,
 # the feedback submissions; what the snapshot then lacks
 OPTIONAL_TABLES = {"engagements": "the engagements table holds none of them", "surveys": "the surveys table is empty"}
+LEFT_OUT = "left out"  # the count of an unlisted pipeline's deals that were not read (see unlisted_pipeline_deal)
 DEAL_FALLBACKS = {"term_start": "a deal's term starts at its close date",
                   "term_end": "a deal's term ends {months} months (deals.term_months) after it starts",
                   "seats": "seats are not recorded, so seat utilisation is unknown"}
@@ -741,6 +742,48 @@ def portal_stage_map(pipelines: dict[str, dict[str, Any]] | None) -> dict[str, d
             for pid, spec in (pipelines or {}).items()}
 
 
+def unlisted_pipeline_deal(config: PortalConfig, pipeline: str | None, stage: str | None, deal_type_raw: str | None,
+                           portal_stages: dict[str, dict[str, str]]) -> tuple[str, str, str] | None:
+    """(deal type, stage, "unlisted pipeline") of a deal in a pipeline the config does not list, read only on what
+    the portal states: its deal type property mapped through deals.deal_type_values, and its stage as HubSpot's
+    pipeline metadata maps it (never a guess from the pipeline's name). None, to leave it out, when either says
+    nothing, or when the config skips such pipelines (deals.unlisted_pipelines: skip)."""
+    if not config.reads_unlisted_pipelines or pipeline is None:
+        return None
+    deal_type = config.deal_type_of(deal_type_raw)
+    canonical_stage = (portal_stages.get(str(pipeline)) or {}).get(str(stage))
+    return (deal_type, canonical_stage, "unlisted pipeline") if deal_type and canonical_stage else None
+
+
+def _pipeline_name(pipelines: dict[str, dict[str, Any]], pid: str) -> str:
+    """A pipeline in words for a summary line: "Label (id)", the id alone when HubSpot gave no label."""
+    label = (pipelines.get(pid) or {}).get("label")
+    return f"{label} ({pid})" if label else pid
+
+
+def unlisted_pipelines_warning(counts: dict[str, Counter], pipelines: dict[str, dict[str, Any]], reads: bool) -> str:
+    """One line naming the pipelines the config does not list ({pipeline id: {deal type read, or LEFT_OUT: deals}})
+    by label and id, with how many of their deals were read (by deal type) and how many left out."""
+    parts = []
+    for pid, counted in sorted(counts.items()):
+        read = ", ".join(f"{kind} {n:,}" for kind, n in sorted(counted.items()) if kind != LEFT_OUT)
+        parts.append(f"{_pipeline_name(pipelines, pid)} {counted.total():,}"
+                     + (f" (read: {read}" + (f"; left out {counted[LEFT_OUT]:,})" if counted[LEFT_OUT] else ")")
+                        if read else " left out"))
+    how = ("read where the deal type property and HubSpot's stage metadata classify them, else left out"
+           if reads else "left out (deals.unlisted_pipelines: skip)")
+    return (f"deals: {sum(c.total() for c in counts.values()):,} deal(s) in pipeline(s) the portal config does not "
+            f"list, {how}: {', '.join(parts)}; list each pipeline under deals.pipelines with its deal_type to read all "
+            "its deals")
+
+
+def unlisted_pipelines_record(counts: dict[str, Counter], pipelines: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The manifest's record of the pipelines the config does not list: {pipeline id: {"label", "deals", "read"}}."""
+    return {pid: {"label": (pipelines.get(pid) or {}).get("label"), "deals": counted.total(),
+                  "read": counted.total() - counted[LEFT_OUT]}
+            for pid, counted in sorted(counts.items())}
+
+
 def stages_from_hubspot_warning(counts: Counter, pipelines: dict[str, dict[str, Any]]) -> str:
     """One line naming the deal stages mapped from HubSpot's pipeline metadata ({(pipeline, stage, canonical):
     deals}): the won and lost ones by label and id with their deal counts, the open ones counted."""
@@ -986,9 +1029,13 @@ def pull(out: str | Path, host: str = DEFAULT_HOST, token: str | None = None,
     pipelines = reader.pipelines("deals", warnings)
     portal_stages = portal_stage_map(pipelines)
     kept, unmapped_stages, from_hubspot = [], Counter(), Counter()
+    unlisted: dict[str, Counter] = defaultdict(Counter)  # {pipeline id: {deal type read, or LEFT_OUT: deals}}
     for rec in records:
         pipeline, stage = rec["properties"].get("pipeline"), rec["properties"].get("dealstage")
         mapped = config.deal_type_and_stage(pipeline, stage, rec["properties"].get(type_prop), portal_stages)
+        if mapped is None:
+            mapped = unlisted_pipeline_deal(config, pipeline, stage, rec["properties"].get(type_prop), portal_stages)
+            unlisted[str(pipeline or "(none)")][mapped[0] if mapped else LEFT_OUT] += 1
         if mapped is None:
             label = ((pipelines or {}).get(str(pipeline)) or {}).get("label")
             skipped[f"deals in pipeline {pipeline or '(none)'}{f' ({label})' if label else ''}, which the portal "
@@ -1000,6 +1047,8 @@ def pull(out: str | Path, host: str = DEFAULT_HOST, token: str | None = None,
             unmapped_stages[f"{pipeline}/{stage}"] += 1
         elif source == "hubspot":
             from_hubspot[(str(pipeline), str(stage), canonical_stage)] += 1
+    if unlisted:
+        warnings.append(unlisted_pipelines_warning(unlisted, pipelines or {}, config.reads_unlisted_pipelines))
     if from_hubspot:
         warnings.append(stages_from_hubspot_warning(from_hubspot, pipelines or {}))
     if unmapped_stages:
@@ -1133,6 +1182,7 @@ def pull(out: str | Path, host: str = DEFAULT_HOST, token: str | None = None,
                            "deactivated_owners": sum(bool(o.get("deactivated")) for o in owners),
                            "deactivated_company_owners": unowned,
                            "owner_names": company_owner_names(companies, owners), "not_pulled": sorted(reader.refused),
+                           "unlisted_pipelines": unlisted_pipelines_record(unlisted, pipelines or {}),
                            "skipped": dict(skipped)}},
     )
     validate_snapshot(Snapshot(manifest=manifest, tables=tables))
