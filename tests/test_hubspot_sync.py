@@ -1181,6 +1181,21 @@ def test_deals_in_a_pipeline_the_config_does_not_list_are_read_by_deal_type_and_
     assert deals["deal_type"].unique().to_list() == ["renewal"]
 
 
+def test_unquoted_pipeline_and_stage_ids_in_the_users_yaml_merge_with_the_quoted_ones(tmp_path):
+    """YAML reads an unquoted id (`75318642:`) as a number: the user's pipeline must still merge with the built-in
+    one of the same id (its deal_type and stages kept), and a numeric stage id must match HubSpot's text id."""
+    (tmp_path / "portal.yml").write_text("deals:\n  pipelines:\n    75318642:\n      stages: {130009: won}\n"
+                                         "    555:\n      deal_type: renewal\n      stages: {7: lost}\n")
+    config = load_config(tmp_path / "portal.yml")
+    assert list(config.pipelines) == ["default", "75318642", "555"]
+    assert config.deal_type_and_stage("75318642", "130002", None) == ("renewal", "won", "defaults")
+    assert config.deal_type_and_stage("75318642", "130009", None) == ("renewal", "won", "config")
+    assert config.deal_type_and_stage("555", "7", None) == ("renewal", "lost", "config")
+    assert config.set_by_user("deals", "pipelines", "555")
+    assert load_config(overrides={"deals": {"pipelines": {75318642: {"stages": {130001: "lost"}}}}}
+                       ).deal_type_and_stage("75318642", "130001", None) == ("renewal", "lost", "config")
+
+
 @pytest.mark.parametrize("status", [403, 404])
 def test_pipelines_hubspot_refuses_leave_the_stages_to_the_config_with_one_warning(status, config, tmp_path):
     """A token HubSpot does not let read the pipelines (403), or a server without the endpoint (404): the pull goes

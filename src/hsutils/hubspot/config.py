@@ -27,6 +27,16 @@ TOP_KEYS = {"core_events", "login_event", "companies", "contacts", "deals", "tic
             "usage", "push"}
 
 
+def _string_keys(node: Any) -> Any:
+    """`node` with every mapping key, at any depth, as a string: YAML reads an unquoted id (`12345:`) as a number,
+    which would neither merge with nor match the same id written in quotes (pipeline and stage ids, values)."""
+    if isinstance(node, dict):
+        return {str(key): _string_keys(value) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_string_keys(value) for value in node]
+    return node
+
+
 def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     """Recursively merge `override` into a copy of `base` (mappings merge, everything else replaces)."""
     out = copy.deepcopy(base)
@@ -208,7 +218,7 @@ class PortalConfig:
 
 def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> PortalConfig:
     """Load the example configuration, merge a user's YAML file and `overrides` over it, and check it."""
-    base = yaml.safe_load(EXAMPLE_CONFIG.read_text(encoding="utf-8"))
+    base = _string_keys(yaml.safe_load(EXAMPLE_CONFIG.read_text(encoding="utf-8")))
     source = "defaults"
     user: dict[str, Any] = {}
     if path:
@@ -219,7 +229,7 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
             raise InputError(f"portal config {path}: unknown section(s) {', '.join(unknown)}; "
                              f"known: {', '.join(sorted(TOP_KEYS))}")
         source = str(path)
-    user = _merge(user, overrides or {})
+    user = _merge(_string_keys(user), _string_keys(overrides or {}))
     base = _merge(base, user)
     config = PortalConfig(raw=base, source=source, user=user)
     _check(config)
