@@ -1693,6 +1693,32 @@ def test_survey_responses_are_read_from_hubspots_own_feedback_submission_propert
     assert canonical(pulled["surveys"], "surveys").equals(canonical(snapshot["surveys"], "surveys"))
 
 
+def test_values_the_config_does_not_map_are_named_in_one_warning_per_property(snapshot, config, usage, tmp_path):
+    """A portal's own ticket priorities ("P1", "Critical") read as the default medium, and survey types the snapshot
+    has no place for (CES, CUSTOM: not an NPS or CSAT score) are left out: each property's unmapped values are
+    named with their counts in one warning line, so neither passes as data. A value differing only in case or
+    spaces around it ("Low ", "high") is mapped."""
+    portal = seed_portal(snapshot.tables, config, snapshot.manifest.created_at)
+    tickets = portal.order["tickets"][:5]
+    for ticket_id, priority in zip(tickets, ["P1", "Critical", "P1", "Low ", "high"], strict=True):
+        portal.objects["tickets"][ticket_id]["properties"]["hs_ticket_priority"] = priority
+    responses = portal.order["feedback_submissions"][:3]
+    for response_id, kind in zip(responses, ["CES", "CES", "CUSTOM"], strict=True):
+        portal.objects["feedback_submissions"][response_id]["properties"]["hs_survey_type"] = kind
+    result = pull_from(portal, config, usage, tmp_path)
+    assert [w for w in result.warnings if "does not map to" in w] == [
+        "tickets: hs_ticket_priority holds value(s) the config does not map to low, medium, high, urgent: P1 (2), "
+        "Critical (1); read as the default medium; map them under tickets.values.priority in --config",
+        "feedback_submissions: hs_survey_type holds value(s) the config does not map to nps, csat: CES (2), "
+        "CUSTOM (1); those 3 record(s) are left out (counted); map them under surveys.values.kind in --config"]
+    pulled = load_snapshot(tmp_path / "pulled")
+    priorities = dict(pulled["tickets"].filter(pl.col("ticket_id").is_in(tickets)).select("ticket_id", "priority")
+                      .iter_rows())
+    assert [priorities[t] for t in tickets] == ["medium", "medium", "medium", "low", "high"]
+    assert result.skipped == {"surveys without a usable kind": 3}
+    assert not set(responses) & set(pulled["surveys"]["response_id"])
+
+
 def test_archived_records_in_a_list_answer_are_left_out_and_counted(snapshot, config, usage, tmp_path):
     """A record answered with archived: true is in HubSpot's recycle bin: it is left out (with what hangs on it)
     and counted. Keys the pull does not use (propertiesWithHistory, url) change nothing."""

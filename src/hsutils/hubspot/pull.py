@@ -117,10 +117,19 @@ def convert(table: str, column: str, raw: Any, tmap: TableMap) -> Any:
         return to_number(raw, kind)
     value = tmap.to_canonical(column, str(raw))
     spec = TABLES[table].column(column) if column in TABLES[table].column_names else None
-    if spec is not None and spec.values is not None and value not in spec.values:
-        lowered = str(value).lower()
-        return lowered if lowered in spec.values else tmap.defaults.get(column, value)
+    if spec is not None and spec.values is not None:
+        mapped = enum_value(spec.values, value)
+        return tmap.defaults.get(column, value) if mapped is None else mapped
     return value
+
+
+def enum_value(allowed: Collection[str], value: Any) -> str | None:
+    """A value mapped through the config as one of an enum column's `allowed` values (case and spaces around it
+    ignored), or None when it is none of them."""
+    if value in allowed:
+        return value
+    lowered = str(value).strip().lower()
+    return lowered if lowered in allowed else None
 
 
 # ----- checkpoints -------------------------------------------------------------------------------------------
@@ -599,6 +608,35 @@ def defaulted_on_every_record(object_type: str, records: list[dict[str, Any]], t
     return warnings
 
 
+def unmapped_values(table: str, object_type: str, records: list[dict[str, Any]], tmap: TableMap) -> list[str]:
+    """One warning for each enum column whose property holds values the config's `values` do not map to one the
+    snapshot allows (a ticket priority "P1", a CES survey): they read as the config's default (every "P1" ticket
+    a medium one), or their records are left out where there is none, which must not pass unsaid."""
+    warnings = []
+    for column, prop in tmap.properties.items():
+        allowed = TABLES[table].column(column).values if column in TABLES[table].column_names else None
+        if allowed is None:
+            continue
+        found = Counter(str(raw).strip() for r in records if not is_empty(raw := r["properties"].get(prop))
+                        and enum_value(allowed, tmap.to_canonical(column, str(raw))) is None)
+        if not found:
+            continue
+        listed = ", ".join(f"{value} ({n:,})" for value, n in found.most_common(5))
+        more = f" and {len(found) - 5} more" if len(found) > 5 else ""
+        default = tmap.defaults.get(column)
+        outcome = (f"read as the default {default}" if default is not None
+                   else f"those {found.total():,} record(s) are left out (counted)")
+        warnings.append(f"{object_type}: {prop} holds value(s) the config does not map to {', '.join(allowed)}: "
+                        f"{listed}{more}; {outcome}; map them under {_section(table, object_type)}.values.{column} "
+                        "in --config")
+    return warnings
+
+
+def _section(table: str, object_type: str) -> str:
+    """The portal config section of a table's object type (engagements.<type> for an engagement type)."""
+    return f"engagements.{object_type}" if table == "engagements" else table
+
+
 def owner_name(owner: dict[str, Any]) -> str | None:
     """An owner as HubSpot lists it, in words: "First Last" (either alone when the other is empty), else None."""
     parts = [str(owner.get(key) or "").strip() for key in ("firstName", "lastName")]
@@ -674,8 +712,8 @@ def check_needed_properties(config: PortalConfig, reader: Reader) -> dict[str, s
                                      + f"; name the {column.replace('_', ' ')} property in --config "
                                        f"(deals.properties.{column})")
             elif prop and prop not in available:
-                section = f"engagements.{tmap.object_type}" if table == "engagements" else table
-                raise InputError(f"portal config ({config.source}): {section}.properties.{column} names {prop}, "
+                raise InputError(f"portal config ({config.source}): {_section(table, tmap.object_type)}.properties."
+                                 f"{column} names {prop}, "
                                  f"which is not a property of {tmap.object_type} in the portal, and no {table} "
                                  f"row can be kept without {column}: name the portal's property in the config"
                                  + (" (or null, to pull without it)" if fallback else ""))
@@ -977,6 +1015,7 @@ def pull(out: str | Path, host: str = DEFAULT_HOST, token: str | None = None,
     domain_prop = config.domain_property
     records = reader.objects("companies", props_for("companies", cmap, [p for p in [domain_prop] if p] + own))
     warnings += defaulted_on_every_record("companies", records, cmap, company_groups)
+    warnings += unmapped_values("companies", "companies", records, cmap)
     companies = []
     for rec in records:
         p = rec["properties"]
@@ -1102,6 +1141,7 @@ def pull(out: str | Path, host: str = DEFAULT_HOST, token: str | None = None,
                            or t >= since_dt]
             warnings.extend(defaulted_on_every_record(object_type, records, tmap,
                                                       reader.property_groups(object_type)))
+            warnings.extend(unmapped_values(table, object_type, records, tmap))
             ids = [r["id"] for r in records]
             to_company = reader.associations(object_type, "companies", ids)
             to_contact = reader.associations(object_type, "contacts", ids)
