@@ -6,6 +6,10 @@ with labels (USER_DEFINED labels with portal-specific type ids) and their batch 
 submissions. It checks the bearer token (401) and scopes (403 MISSING_SCOPES), limits requests per 10 s (429 with
 HubSpot's RATE_LIMIT body and X-HubSpot-RateLimit-* headers) and injects faults at set rates, deterministic by
 seed (429, 500, slow answers, 207 partial failures). It counts requests per endpoint for tests and benchmarks.
+Merged companies behave as HubSpot's merges do (`Portal.merge`): the merged records' ids still read, answered by
+the surviving record under its own id, which lists them in `hs_merged_object_ids`; a portal can be given a limit of
+custom properties per object type (`Sandbox(property_limit=...)`), past which a property is refused with a 400;
+properties and groups can be archived (DELETE).
 
 It is seeded from a canonical snapshot through the portal configuration, so `pull` gives the snapshot back.
 Product usage is not a HubSpot object: `write_usage_export` writes it as an event export file instead.
@@ -208,6 +212,8 @@ class Portal:
     owners: list[dict[str, Any]] = field(default_factory=list)
     pipelines: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
     update_counts: Counter = field(default_factory=Counter)
+    merged: dict[str, dict[str, str]] = field(default_factory=lambda: defaultdict(dict))  # old id -> surviving id
+    archived_properties: dict[str, dict[str, dict[str, Any]]] = field(default_factory=lambda: defaultdict(dict))
 
     # --- schema ---
     def ensure_group(self, object_type: str, name: str, label: str) -> None:
@@ -276,6 +282,34 @@ class Portal:
         for owner in self.owners:
             if owner["id"] == owner_id:
                 owner.update(archived=True, userId=None, updatedAt=_now())
+
+    def merge(self, object_type: str, merged_ids: list[str], into: str) -> None:
+        """Merge the records `merged_ids` into the record `into` as HubSpot does: the merged records are gone, their
+        ids (and ids merged into them before) now answer with `into`, which lists them all in `hs_merged_object_ids`
+        (`into` may be a new id: HubSpot gives a merge of two companies a new record whose id neither had)."""
+        records = self.objects[object_type]
+        if into not in records:
+            first = records[merged_ids[0]]
+            self.add(object_type, into, dict(first["properties"]), first["createdAt"])
+        self.define(object_type, "hs_merged_object_ids")
+        survivor = records[into]["properties"]
+        before = [i for i in (survivor.get("hs_merged_object_ids") or "").split(";") if i]
+        for old in merged_ids:
+            if old == into:
+                continue
+            gone = records.pop(old)
+            self.order[object_type].remove(old)
+            before += [old, *[i for i in (gone["properties"].get("hs_merged_object_ids") or "").split(";") if i]]
+        for old in before:
+            self.merged[object_type][old] = into
+        survivor["hs_merged_object_ids"] = ";".join(dict.fromkeys(before))
+
+    def resolve(self, object_type: str, object_id: str) -> str | None:
+        """The id of the record that answers for `object_id` (itself, or the record it was merged into); None when
+        HubSpot has no such record."""
+        if object_id in self.objects[object_type]:
+            return object_id
+        return self.merged[object_type].get(object_id)
 
     def recompute(self, object_type: str, object_id: str) -> None:
         record = self.objects[object_type][object_id]["properties"]
@@ -510,7 +544,8 @@ class Sandbox:
 
     def __init__(self, portal: Portal | None = None, token: str | None = None, rate: int | None = None,
                  faults: Faults | None = None, scopes: set[str] | None = None, allow_calculated: bool = True,
-                 extra_tokens: dict[str, set[str] | None] | None = None, window: float = 10.0) -> None:
+                 extra_tokens: dict[str, set[str] | None] | None = None, window: float = 10.0,
+                 property_limit: int | None = None) -> None:
         self.portal = portal or Portal()
         self.token = token or f"pat-sandbox-{secrets.token_hex(16)}"
         self.tokens: dict[str, set[str] | None] = {self.token: scopes}
@@ -519,6 +554,7 @@ class Sandbox:
         self.window = window
         self.faults = faults or Faults()
         self.allow_calculated = allow_calculated
+        self.property_limit = property_limit  # custom properties an object type may have (the portal's tier)
         self.counts: Counter = Counter()
         self.served: Counter = Counter()
         self.fault_counts: Counter = Counter()
@@ -677,6 +713,8 @@ class Sandbox:
             ("POST", "crm/v3/properties/{type}", self._create_property),
             ("GET", "crm/v3/properties/{type}/{name}", self._get_property),
             ("PATCH", "crm/v3/properties/{type}/{name}", self._update_property),
+            ("DELETE", "crm/v3/properties/{type}/{name}", self._archive_property),
+            ("DELETE", "crm/v3/properties/{type}/groups/{name}", self._archive_group),
             ("GET", "crm/v4/associations/{from}/{to}/labels", self._labels),
             ("POST", "crm/v4/associations/{from}/{to}/batch/read", self._assoc_batch_read),
             ("GET", "crm/v4/objects/{type}/{id}/associations/{to}", self._assoc_page),
@@ -777,9 +815,10 @@ class Sandbox:
         inputs = self._batch_inputs(body)
         props = [p for p in body.get("properties") or [] if p]
         ids = [str(i.get("id")) for i in inputs]
-        missing = [i for i in ids if i not in self.portal.objects[object_type]]
+        missing = [i for i in ids if self.portal.resolve(object_type, i) is None]
         failed = self._partial_fail([i for i in ids if i not in missing], partial)
-        results = [self._record(object_type, i, props) for i in dict.fromkeys(ids) if i not in missing and i not in failed]
+        answering = dict.fromkeys(self.portal.resolve(object_type, i) for i in ids if i not in missing and i not in failed)
+        results = [self._record(object_type, i, props) for i in answering]
         errors = []
         if missing:
             errors.append(_error("error", "OBJECT_NOT_FOUND", f"Could not get some {SINGULAR[object_type].upper()} "
@@ -929,6 +968,10 @@ class Sandbox:
             raise ApiError(409, "OBJECT_ALREADY_EXISTS", f"Property named '{name}' already exists.")
         if body["groupName"] not in self.portal.groups[object_type]:
             raise ApiError(400, "VALIDATION_ERROR", f"property group {body['groupName']} does not exist")
+        custom = sum(1 for spec in self.portal.properties[object_type].values() if not spec.get("hubspotDefined"))
+        if self.property_limit is not None and custom >= self.property_limit:
+            raise ApiError(400, "VALIDATION_ERROR", f"You have reached your limit of {self.property_limit} custom "
+                           f"properties for {object_type}.", subCategory="PropertyValidationError.LIMIT_EXCEEDED")
         calculated = body.get("fieldType") == "calculation_equation"
         if calculated:
             if not self.allow_calculated:
@@ -976,6 +1019,22 @@ class Sandbox:
             for object_id in self.portal.order[object_type]:
                 self.portal.recompute(object_type, object_id)
         return 200, spec
+
+    def _archive_property(self, params, **_):
+        """Archive a property (HubSpot's delete): gone from the list, its definition kept among the archived."""
+        spec = self.portal.properties[params["type"]].get(params["name"])
+        if spec is None:
+            raise ApiError(404, "OBJECT_NOT_FOUND", f"Unable to find property {params['name']}")
+        if spec.get("hubspotDefined"):
+            raise ApiError(400, "VALIDATION_ERROR", "HubSpot-defined properties cannot be archived")
+        self.portal.archived_properties[params["type"]][params["name"]] = {**spec, "archived": True}
+        del self.portal.properties[params["type"]][params["name"]]
+        return 204, None
+
+    def _archive_group(self, params, **_):
+        if self.portal.groups[params["type"]].pop(params["name"], None) is None:
+            raise ApiError(404, "OBJECT_NOT_FOUND", f"Unable to find property group {params['name']}")
+        return 204, None
 
     # --- handlers: associations, owners ---
     def _labels(self, params, **_):
@@ -1048,7 +1107,7 @@ class _Handler(BaseHTTPRequestHandler):
             status, payload, extra = self.sandbox.handle(self.command, self.path, headers, body)
         except Exception as exc:  # an answer, never a dropped connection
             status, payload, extra = 500, _error("error", "INTERNAL_ERROR", f"{type(exc).__name__}"), {}
-        data = json.dumps(payload).encode("utf-8")
+        data = b"" if status == 204 else json.dumps(payload).encode("utf-8")
         self.send_response(status)
         self.send_header("Content-Type", "application/json;charset=utf-8")
         self.send_header("Content-Length", str(len(data)))
