@@ -235,7 +235,8 @@ def test_a_push_does_not_continue_another_hosts_audit(sandbox, tmp_path):
     assert writes(sandbox) == 0
 
 
-def test_companies_gone_since_the_pull_are_reported_and_the_line_says_the_push_is_partial(sandbox, tmp_path, capsys):
+def test_companies_gone_since_the_pull_are_reported_and_the_line_says_the_push_is_partial(sandbox, tmp_path, capsys,
+                                                                                         recwarn):
     from hsutils.hubspot.push import _finish
 
     def delete_one(chunk: list[str]) -> None:  # deleted in HubSpot between the read and the write
@@ -250,7 +251,144 @@ def test_companies_gone_since_the_pull_are_reported_and_the_line_says_the_push_i
     captured = capsys.readouterr()
     assert "not found in the portal: 1 (e.g. 99999)" in captured.out
     err = captured.err.strip()
-    assert len(err.splitlines()) == 1 and err.startswith("hsutils push: partial: 1 of 5 companies not written "
-                                                         "(e.g. 10003: OBJECT_NOT_FOUND")
+    assert len(err.splitlines()) == 1 and err.startswith("hsutils push: partial: 2 of 6 companies not written (1 "
+                                                         "refused by HubSpot, e.g. 10003: OBJECT_NOT_FOUND")
+    assert "; 1 no longer in HubSpot, e.g. 99999); the audit" in err
     with (tmp_path / "audit.csv").open() as handle:
-        assert {row["host"] for row in csv.DictReader(handle)} == {sandbox.url}
+        rows = list(csv.DictReader(handle))
+    assert {row["host"] for row in rows} == {sandbox.url}
+    assert [(row["company_id"], row["note"]) for row in rows if not row["property"]] == [
+        ("99999", "not written: no longer in HubSpot (deleted or never there)")]
+
+
+def test_merged_companies_are_named_and_their_values_follow_a_merge_only_where_they_cannot_collide(sandbox, tmp_path,
+                                                                                                     capsys):
+    from hsutils.hubspot.push import _finish
+
+    frame = write_scores(tmp_path / "s.parquet", ids_of(5))
+    portal = sandbox.portal
+    portal.merge("companies", ["10001"], into="10000")  # into a company with a score of its own
+    portal.merge("companies", ["10002", "10003"], into="20000")  # two scored companies into one new record
+    portal.merge("companies", ["10004"], into="20001")  # the one scored company merged into a new record
+    with pytest.warns(UserWarning, match=re.escape("3 of the 5 companies in the input cannot be written: 3 merged "
+                                                   "in HubSpot into a company that cannot take their values (e.g. "
+                                                   "10001 merged into 10000, which has a score of its own; 10002 "
+                                                   "merged into 20000 together with 10003;")):
+        dry = run_push(sandbox, tmp_path)
+    assert dry.merged == {"10001": "10000", "10002": "20000", "10003": "20000", "10004": "20001"}
+    assert dry.redirected == {"10004": "20001"} and sorted(dry.not_written) == ["10001", "10002", "10003"]
+    assert ("merged in HubSpot since the scores were made: 4 (e.g. 10001 into 10000, 10002 into 20000, 10003 into "
+            "20000); 1 would go to the company they merged into, 3 not written") in dry.summary()
+
+    with pytest.warns(UserWarning, match="3 of the 5 companies in the input could not be written"):
+        report = run_push(sandbox, tmp_path, apply=True)
+    assert report.written == 2 and _finish(report) == 1
+    assert "partial: 3 of 5 companies not written (3 merged, e.g. 10001 merged into 10000" in capsys.readouterr().err
+    stored = portal.objects["companies"]
+    row = {r["company_id"]: r for r in frame.iter_rows(named=True)}
+    assert float(stored["20001"]["properties"]["customer_health_score"]) == pytest.approx(row["10004"]["health_score"])
+    assert float(stored["10000"]["properties"]["customer_health_score"]) == pytest.approx(row["10000"]["health_score"])
+    assert stored["20000"]["properties"].get("customer_health_score") is None
+    with (tmp_path / "audit.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert sorted(r["company_id"] for r in rows if not r["property"]) == ["10001", "10002", "10003"]
+    assert {r["note"] for r in rows if r["company_id"] == "20001"} == {
+        "values of company 10004, which HubSpot merged into 20001"}
+
+    undo = rollback(tmp_path / "audit.csv", host=sandbox.url, token=sandbox.token, apply=True, **FAST)
+    assert undo.written == 2 and stored["20001"]["properties"].get("customer_health_score") is None
+
+
+def test_a_property_refused_at_the_portals_limit_archives_what_the_run_created_and_leaves_no_audit(tmp_path, capsys,
+                                                                                                monkeypatch):
+    from hsutils.cli import main
+
+    stand_in = Sandbox(portal=seed_portal(companies_only(5), load_config()), token="pat-limit")
+    stand_in.start()
+    try:
+        run_push(stand_in, tmp_path, apply=True)  # a first push made the group and its properties
+        keep = {n for n in stand_in.portal.properties["companies"] if n.startswith("customer_health_")}
+        model = _model_with(tmp_path, ["core_depth", "nps_latest", "csat", "logins", "seats"])
+        custom = sum(not p["hubspotDefined"] for p in stand_in.portal.properties["companies"].values())
+        stand_in.property_limit = custom + 2  # two of the four new points properties fit
+        monkeypatch.setenv("HUBSPOT_ACCESS_TOKEN", "pat-limit")
+        code = main(["push", "--model", str(model), "--scores", str(tmp_path / "s.parquet"), "--host", stand_in.url,
+                     "--rate", "off", "--apply", "--audit", str(tmp_path / "refused.csv")])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == 2 and len(err) == 1
+        assert err[0].startswith("hsutils push: error: push stopped before writing any company value: create "
+                                 "property customer_health_points_logins: HubSpot answered 400")
+        assert err[0].endswith(f"limit of {custom + 2} custom properties for companies; the 2 propert(ies) this run "
+                               "created were archived again: nothing is left behind")
+        now = {n for n in stand_in.portal.properties["companies"] if n.startswith("customer_health_")}
+        assert now == keep and "customer_health" in stand_in.portal.groups["companies"]
+        assert set(stand_in.portal.archived_properties["companies"]) == {"customer_health_points_nps_latest",
+                                                                         "customer_health_points_csat"}
+        assert not (tmp_path / "refused.csv").exists()
+    finally:
+        stand_in.stop()
+
+
+def test_a_refused_first_push_archives_the_group_too_and_says_what_cleanup_could_not_remove(tmp_path, monkeypatch):
+    stand_in = Sandbox(portal=seed_portal(companies_only(5), load_config()), token="t")
+    stand_in.start()
+    try:
+        stand_in.property_limit = sum(not p["hubspotDefined"] for p in stand_in.portal.properties["companies"].values()) + 3
+        with pytest.raises(HubSpotError, match=re.escape(
+                "the 3 propert(ies) and the group customer_health this run created were archived again: nothing is left")):
+            run_push(stand_in, tmp_path, apply=True)
+        assert GROUP not in stand_in.portal.groups["companies"]
+        assert not any(n.startswith("customer_health_") for n in stand_in.portal.properties["companies"])
+
+        def refuse(self, params, **_):
+            from hsutils.hubspot.sandbox import ApiError
+
+            raise ApiError(403, "FORBIDDEN", "not allowed to archive")
+
+        monkeypatch.setattr(Sandbox, "_archive_property", refuse)
+        with pytest.raises(HubSpotError, match=re.escape(
+                "archiving what this run created failed for customer_health_churn_probability, customer_health_band, "
+                "customer_health_score, property group customer_health: archive them in HubSpot")):
+            run_push(stand_in, tmp_path, apply=True)
+        assert not (tmp_path / "audit.csv").exists()
+    finally:
+        stand_in.stop()
+
+
+@pytest.mark.parametrize("content", ["", HEADER])
+def test_rollback_of_an_audit_that_records_nothing_changes_nothing(content, sandbox, tmp_path):
+    report = rollback(_audit(tmp_path, content), host=sandbox.url, token=sandbox.token, apply=True, **FAST)
+    assert report.changes == [] and report.written == 0 and writes(sandbox) == 0
+    assert "no audit file: nothing was written" in report.summary()
+
+
+def test_a_push_that_changes_nothing_leaves_no_audit(sandbox, tmp_path):
+    run_push(sandbox, tmp_path, apply=True)
+    again = run_push(sandbox, tmp_path, apply=True, audit="again.csv")
+    assert again.changes == [] and not (tmp_path / "again.csv").exists()
+    assert "no audit file: nothing was written" in again.summary()
+
+
+@pytest.mark.parametrize(("ids", "fmt"), [
+    ([10000.0, 10001.0, 10002.0, 10003.0, 10004.0], "parquet"),
+    (["10000.0", " 10001", "0010002", "10003", "10004.00"], "csv"),
+])
+def test_company_ids_written_as_numbers_or_padded_reach_their_companies(ids, fmt, sandbox, tmp_path):
+    frame = write_scores(tmp_path / "s.parquet", ids_of(5)).with_columns(pl.Series("company_id", ids))
+    path = tmp_path / f"odd.{fmt}"
+    frame.write_parquet(path) if fmt == "parquet" else frame.write_csv(path)
+    report = run_push(sandbox, tmp_path, apply=True, scores=path)
+    assert report.missing == [] and report.written == 5
+
+
+@pytest.mark.parametrize(("edit", "said"), [
+    (lambda f: f.with_columns(pl.Series("company_id", ["1.00001E+4"] + ids_of(5)[1:])),
+     "1 id(s) in scientific notation, e.g. ['1.00001E+4']: a spreadsheet shortened them"),
+    (lambda f: pl.concat([f, f.head(2).with_columns(pl.col("health_score") / 2)]),
+     "2 compan(ies) have rows with different values for their latest as_of, e.g. 10000, 10001"),
+])
+def test_scores_whose_company_ids_are_ambiguous_are_refused(edit, said, sandbox, tmp_path):
+    edit(write_scores(tmp_path / "s.parquet", ids_of(5))).write_csv(tmp_path / "odd.csv")
+    with pytest.raises(InputError, match=re.escape(said)):
+        run_push(sandbox, tmp_path, scores=tmp_path / "odd.csv")
+    assert sum(sandbox.counts.values()) == 0

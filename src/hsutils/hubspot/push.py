@@ -8,6 +8,14 @@ keeping an audit file of (company, property, old value, new value, time) written
 `rollback` reads to restore the old values. A change to the weights property's definition (its formula and
 description) is an audit row without a company, which `rollback` restores too (a property the push created is
 left in place: rollback deletes no property). Items failed in a 207 answer are retried, the rest reported.
+
+Companies HubSpot no longer has, and companies merged since the scores were made (HubSpot answers a merged id with
+the surviving record under its own id, which lists the merged ids in `hs_merged_object_ids`), are counted and named
+in the summary, in one warning line and in the audit (a row without a property, its `note` saying why). A merged
+company's values go to the surviving record only when it is the one scored company merged into it and the
+surviving record has no score of its own. A property refused part-way through creating the schema (the portal's
+limit of custom properties) archives the properties and group this run created before the push stops. The audit
+file is written from the first row on: a push that writes nothing leaves none.
 """
 
 from __future__ import annotations
@@ -21,7 +29,8 @@ import sys
 import time
 import unicodedata
 import uuid
-from collections import Counter
+import warnings
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -39,10 +48,12 @@ from hsutils.snapshot import parse_utc
 BATCH = 100
 BANDS = ("Healthy", "Neutral", "At risk")
 PERMANENT = {"OBJECT_NOT_FOUND", "VALIDATION_ERROR", "READ_ONLY_VALUE", "INVALID_PROPERTY"}
-AUDIT_COLUMNS = ["company_id", "property", "old_value", "new_value", "changed_at", "model_version", "run_id", "host"]
+AUDIT_COLUMNS = ["company_id", "property", "old_value", "new_value", "changed_at", "model_version", "run_id", "host",
+                 "note"]
 AUDIT_REQUIRED = ("company_id", "property", "old_value", "new_value")
 WEIGHTS_LABEL = "Health score (model weights)"
 WEIGHTS_PROPERTY = "weighted_score"  # after the push prefix: the calculated property holding the model's weights
+MERGED_IDS = "hs_merged_object_ids"  # HubSpot's list of the ids merged into a record (";"-separated)
 
 
 @dataclass(frozen=True)
@@ -64,6 +75,7 @@ class Change:
     property: str
     old: str | None
     new: str
+    note: str = ""  # why, where the audit should say more than the values (a merged company's score)
 
 
 @dataclass
@@ -87,10 +99,29 @@ class PushReport:
     retries: int = 0
     seconds: float = 0.0
     score_property: str = "customer_health_score"
+    merged: dict[str, str] = field(default_factory=dict)  # input id -> the id HubSpot merged it into ('' unnamed)
+    redirected: dict[str, str] = field(default_factory=dict)  # input id -> the surviving id its values go to
+    not_written: dict[str, str] = field(default_factory=dict)  # merged input id -> why its values are not written
 
     @property
     def changed_companies(self) -> int:
         return len({c.company_id for c in self.changes})
+
+    def unwritable(self) -> str:
+        """One line counting and naming (3 at most) the input companies whose values cannot be written because
+        HubSpot no longer has them or merged them where they cannot go; '' when there are none."""
+        parts = []
+        if self.missing:
+            parts.append(f"{len(self.missing):,} no longer in HubSpot (e.g. {', '.join(self.missing[:3])})")
+        if self.not_written:
+            examples = "; ".join(f"{i} {why}" for i, why in list(self.not_written.items())[:3])
+            parts.append(f"{len(self.not_written):,} merged in HubSpot into a company that cannot take their values "
+                         f"(e.g. {examples})")
+        if not parts:
+            return ""
+        return (f"{len(self.missing) + len(self.not_written):,} of the {self.companies:,} companies in the input "
+                f"{'cannot' if self.mode == 'dry run' else 'could not'} be written: " + "; ".join(parts)
+                + (" (score from a fresh pull to include the merged companies)" if self.not_written else ""))
 
     def biggest_moves(self, limit: int = 10) -> list[tuple[str, float | None, float]]:
         moves = []
@@ -109,6 +140,13 @@ class PushReport:
                  f"in the input, {self.changed_companies:,} {verb} ({len(self.changes):,} property values)"]
         if self.missing:
             lines.append(f"  not found in the portal: {len(self.missing):,} (e.g. {', '.join(self.missing[:3])})")
+        if self.merged:
+            examples = ", ".join(f"{i} into {into or 'a company HubSpot did not name'}"
+                                 for i, into in list(self.merged.items())[:3])
+            moved = f"{len(self.redirected):,} {'would go' if self.mode == 'dry run' else 'went'} to the company " \
+                    f"they merged into, {len(self.not_written):,} not written"
+            lines.append(f"  merged in HubSpot since the scores were made: {len(self.merged):,} (e.g. {examples}); "
+                         + moved)
         created = ([f"property group {self.group_created}"] if self.group_created else []) + (
             [f"{len(self.properties_created)} company properties ({', '.join(self.properties_created)})"]
             if self.properties_created else [])
@@ -130,8 +168,8 @@ class PushReport:
         if self.mode != "dry run":
             lines.append(f"  written {self.written:,} companies; failed {len(self.failed):,}"
                          + (f" (e.g. {next(iter(self.failed.items()))})" if self.failed else ""))
-            if self.audit:
-                lines.append(f"  audit: {self.audit}")
+            lines.append(f"  audit: {self.audit}" if self.audit and self.audit.exists()
+                         else "  no audit file: nothing was written")
         lines.append(f"  {self.requests:,} requests ({self.retries:,} retries) in {self.seconds:.1f} s")
         if self.mode == "dry run" and (self.changes or created):
             lines.append("  nothing was written: run again with --apply to write these values")
@@ -204,19 +242,46 @@ def read_model(path: str | Path) -> dict[str, Any]:
     return model
 
 
+def company_ids(frame: pl.DataFrame, path: Path) -> pl.DataFrame:
+    """`frame` with company_id as text the way HubSpot spells record ids: a whole number as its digits ('123.0',
+    ' 00123' -> '123'), other ids trimmed, '' as empty. InputError for ids that are numbers but not whole, or that a
+    spreadsheet wrote in scientific notation (1.23457E+10: the digits are lost)."""
+    if frame.schema["company_id"].is_float():
+        value = pl.col("company_id")
+        bad = frame.filter(value.is_not_null() & (value.is_nan() | value.is_infinite() | (value % 1 != 0)
+                                                  | (value.abs() >= 2.0 ** 53)))
+        if bad.height:
+            raise InputError(f"scores file {path}, column company_id: {bad.height} id(s) are not whole numbers, e.g. "
+                             f"{bad.get_column('company_id').head(3).to_list()}: HubSpot record ids are")
+        return frame.with_columns(value.cast(pl.Int64).cast(pl.String))
+    text = pl.col("company_id").cast(pl.String).str.strip_chars()
+    frame = frame.with_columns(pl.when(text != "").then(text).alias("company_id"))
+    scientific = frame.filter(pl.col("company_id").str.contains(r"^[0-9.]+[eE][+-]?[0-9]+$"))
+    if scientific.height:
+        raise InputError(f"scores file {path}, column company_id: {scientific.height} id(s) in scientific notation, "
+                         f"e.g. {scientific.get_column('company_id').head(3).to_list()}: a spreadsheet shortened "
+                         "them and their digits are lost; export the ids as text")
+    whole = pl.col("company_id").str.contains(r"^[0-9]+(\.0*)?$")
+    return frame.with_columns(pl.when(whole).then(pl.col("company_id").str.replace(r"\.0*$", "")
+                                                  .str.replace(r"^0+([0-9])", "${1}"))
+                              .otherwise(pl.col("company_id")).alias("company_id"))
+
+
 def read_scores(path: str | Path) -> pl.DataFrame:
-    """The scores file (parquet or CSV): the latest row per company."""
+    """The scores file (parquet or CSV): the latest row per company. InputError for a company with two rows of
+    different values at its latest date (which to write is not ours to pick)."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"scores file {path} does not exist")
     try:
-        frame = pl.read_parquet(path) if path.suffix == ".parquet" else pl.read_csv(path, infer_schema_length=10000)
+        frame = pl.read_parquet(path) if path.suffix == ".parquet" else pl.read_csv(
+            path, infer_schema_length=10000, schema_overrides={"company_id": pl.String})
     except Exception as exc:  # polars raises many types for unreadable files
         raise InputError(f"scores file {path} cannot be read ({type(exc).__name__})") from None
     missing = [c for c in ("company_id", "as_of", "health_score", "band", "churn_probability") if c not in frame.columns]
     if missing:
         raise InputError(f"scores file {path}: column(s) missing: {', '.join(missing)}")
-    frame = frame.with_columns(pl.col("company_id").cast(pl.String))
+    frame = company_ids(frame, path)
     if frame.schema["as_of"] == pl.String:
         frame = frame.with_columns(pl.col("as_of").str.to_datetime(time_zone="UTC", strict=False))
     elif frame.schema["as_of"] == pl.Date or frame.schema["as_of"].time_zone is None:
@@ -245,6 +310,14 @@ def read_scores(path: str | Path) -> pl.DataFrame:
     if bad.height:
         raise InputError(f"scores file {path}, column band: value(s) outside {'/'.join(BANDS)}, e.g. "
                          f"{bad.get_column('band').head(3).to_list()}")
+    written = [c for c in frame.columns if c in ("health_score", "band", "churn_probability", "score_change_30d",
+                                                 "expansion_candidate", "model_version") or c.startswith("points_")]
+    latest = frame.filter(pl.col("as_of") == pl.col("as_of").max().over("company_id"))
+    clash = latest.select("company_id", *written).unique().filter(pl.len().over("company_id") > 1)
+    if clash.height:
+        ids = sorted(set(clash.get_column("company_id").to_list()))
+        raise InputError(f"scores file {path}: {len(ids)} compan(ies) have rows with different values for their "
+                         f"latest as_of, e.g. {', '.join(ids[:3])}: keep one row per company and date")
     return frame.sort("as_of").unique("company_id", keep="last").sort("company_id")
 
 
@@ -341,12 +414,16 @@ class CompanyWriter:
         self.batch_api = conn.api("crm.companies.batch_api")
         self.written = 0  # companies written by the current `write`, also when it stops with an error
 
-    def read(self, ids: list[str], properties: list[str]) -> tuple[dict[str, dict[str, str | None]], list[str]]:
-        """Current values of `properties` for `ids`; also the ids HubSpot does not know."""
+    def read(self, ids: list[str], properties: list[str]
+             ) -> tuple[dict[str, dict[str, str | None]], list[str], dict[str, str]]:
+        """Current values of `properties` by record id; the ids HubSpot does not know; and {id: the id of the record
+        it was merged into} for ids HubSpot answers with another record ('' when that record does not list it in
+        hs_merged_object_ids). A merged id's surviving record is among the current values under its own id."""
         from hubspot.crm.companies import BatchReadInputSimplePublicObjectId, SimplePublicObjectId
 
         current: dict[str, dict[str, str | None]] = {}
         missing: list[str] = []
+        merged: dict[str, str] = {}
         pending = list(ids)
         for _round in range(self.partial_retries + 1):
             retry: list[str] = []
@@ -354,14 +431,24 @@ class CompanyWriter:
                 for start in range(0, len(pending), BATCH):
                     chunk = pending[start:start + BATCH]
                     body = BatchReadInputSimplePublicObjectId(inputs=[SimplePublicObjectId(id=i) for i in chunk],
-                                                              properties=properties, properties_with_history=[])
+                                                              properties=[*properties, MERGED_IDS],
+                                                              properties_with_history=[])
                     answer = self.conn.call_json("read company properties", self.batch_api.read,
                                                  batch_read_input_simple_public_object_id=body)
+                    asked = set(chunk)
                     for rec in answer.get("results") or []:
-                        current[str(rec["id"])] = dict(rec.get("properties") or {})
+                        record_id, values = str(rec["id"]), dict(rec.get("properties") or {})
+                        current[record_id] = values
+                        for old in str(values.get(MERGED_IDS) or "").split(";"):  # ids it answers for
+                            if old.strip() in asked and old.strip() != record_id:
+                                merged[old.strip()] = record_id
+                    failed: set[str] = set()
                     for err in answer.get("errors") or []:
                         ids_ = [str(i) for i in (err.get("context") or {}).get("ids", [])]
                         (missing if err.get("category") in PERMANENT else retry).extend(ids_)
+                        failed.update(ids_)
+                    merged.update({i: "" for i in chunk  # answered by a record that does not name it
+                                   if i not in current and i not in merged and i not in failed})
                     bar.update(len(chunk))
             pending = retry
             if not pending:
@@ -369,7 +456,7 @@ class CompanyWriter:
         if pending:
             raise HubSpotError(f"read company properties: {len(pending)} compan(ies) kept failing, e.g. "
                                f"{', '.join(pending[:3])}")
-        return current, missing
+        return current, missing, merged
 
     def write(self, updates: dict[str, dict[str, str]], before_batch: Any = None) -> tuple[int, dict[str, str]]:
         """Write `updates` ({id: {property: value}}) 100 a request; retry 207 failures; return (written, failed)."""
@@ -424,7 +511,7 @@ class CompanyWriter:
             except HubSpotError as exc:
                 if exc.status != 409:
                     raise
-        created = []
+        created: list[str] = []
         for spec in specs:
             if spec.name in existing:
                 continue
@@ -437,8 +524,29 @@ class CompanyWriter:
                 created.append(spec.name)
             except HubSpotError as exc:
                 if exc.status != 409:
-                    raise
+                    raise HubSpotError(f"{str(exc).rstrip('.')}; {self.undo_schema(created, group_created)}", exc.status,
+                                       exc.category) from None
         return group_created, created
+
+    def undo_schema(self, created: list[str], group_created: str) -> str:
+        """Archive the properties (newest first) and the group this run created; says what is left behind."""
+        def archived(what: str, api: str, name: str) -> bool:
+            try:
+                self.conn.call(f"archive {what}", self.conn.api(api).archive, "companies", name)
+            except HubSpotError:
+                return False
+            return True
+
+        left = [name for name in reversed(created) if not archived(f"property {name}", "crm.properties.core_api", name)]
+        if group_created and (left or not archived("property group", "crm.properties.groups_api", group_created)):
+            left.append(f"property group {group_created}")  # a group still holding properties is left too
+        if not created and not group_created:
+            return "nothing was created, nothing is left behind"
+        made = f"the {len(created)} propert(ies)" + (f" and the group {group_created}" if group_created else "")
+        if not left:
+            return f"{made} this run created were archived again: nothing is left behind"
+        return (f"archiving what this run created failed for {', '.join(left)}: archive them in HubSpot (Settings > "
+                "Properties) or leave them for the next push")
 
 
 def read_only(prop: Any) -> bool:
@@ -482,6 +590,8 @@ def read_audit(path: Path, host: str) -> tuple[list[str], list[dict[str, str]]]:
     wrote. Audits written before the host was recorded are taken as they are."""
     if not path.is_file():
         raise InputError(f"audit file {path} does not exist")
+    if path.stat().st_size == 0:
+        return [], []  # an audit created with nothing in it (older versions wrote the header first): nothing to undo
     extra = "\0extra"  # where DictReader puts the fields of a row longer than the header
     try:
         with path.open(newline="", encoding="utf-8") as handle:
@@ -508,8 +618,9 @@ def read_audit(path: Path, host: str) -> tuple[list[str], list[dict[str, str]]]:
 
 
 class Audit:
-    """The audit file: rows written before each batch is sent, never repeated for the same change. An existing
-    file (a resumed run) is continued in its own columns, and only for the same host."""
+    """The audit file: rows written before each batch is sent, never repeated for the same change, the file made
+    with the first row (a run that records nothing leaves none). An existing file (a resumed run) is continued in
+    its own columns, and only for the same host."""
 
     def __init__(self, path: Path, run_id: str, model_version: str, host: str) -> None:
         self.path = path
@@ -517,14 +628,11 @@ class Audit:
         self.model_version = model_version
         self.host = host
         self.seen: set[tuple[str, str, str]] = set()
+        self.columns = AUDIT_COLUMNS
         if path.exists():
-            self.columns, rows = read_audit(path, host)
+            header, rows = read_audit(path, host)
+            self.columns = header or AUDIT_COLUMNS
             self.seen = {(row["company_id"], row["property"], row["new_value"]) for row in rows}
-        else:
-            self.columns = AUDIT_COLUMNS
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with path.open("w", newline="", encoding="utf-8") as handle:
-                csv.writer(handle).writerow(AUDIT_COLUMNS)
 
     def record(self, changes: list[Change]) -> None:
         stamp = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
@@ -535,10 +643,16 @@ class Audit:
                 self.seen.add(key)
                 rows.append({"company_id": c.company_id, "property": c.property, "old_value": c.old or "",
                              "new_value": c.new, "changed_at": stamp, "model_version": self.model_version,
-                             "run_id": self.run_id, "host": self.host})
+                             "run_id": self.run_id, "host": self.host, "note": c.note})
         if rows:
+            new_file = not self.path.exists() or self.path.stat().st_size == 0
+            if new_file:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
             with self.path.open("a", newline="", encoding="utf-8") as handle:
-                csv.DictWriter(handle, self.columns, extrasaction="ignore").writerows(rows)
+                writer = csv.DictWriter(handle, self.columns, extrasaction="ignore")
+                if new_file:
+                    writer.writeheader()
+                writer.writerows(rows)
                 handle.flush()
                 os.fsync(handle.fileno())
 
@@ -551,7 +665,7 @@ def _property_index(conn: Connection) -> tuple[dict[str, Any], set[str]]:
 
 
 def _diff(desired: dict[str, dict[str, str]], current: dict[str, dict[str, str | None]],
-          specs: dict[str, PropertySpec]) -> list[Change]:
+          specs: dict[str, PropertySpec], notes: dict[str, str] | None = None) -> list[Change]:
     changes = []
     for company_id, values in desired.items():
         if company_id not in current:
@@ -559,8 +673,31 @@ def _diff(desired: dict[str, dict[str, str]], current: dict[str, dict[str, str |
         now = current[company_id]
         for name, new in values.items():
             if not _same(now.get(name), new, specs[name]):
-                changes.append(Change(company_id, name, now.get(name), new))
+                changes.append(Change(company_id, name, now.get(name), new, (notes or {}).get(company_id, "")))
     return changes
+
+
+def follow_merges(desired: dict[str, dict[str, str]], merged: dict[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+    """({input id: surviving id} whose values go to the surviving record, {input id: why not}) for input companies
+    HubSpot merged into another record. Values follow a merge only when exactly one input company was merged into
+    the surviving record and that record has no values of its own in the input: otherwise which score it should
+    hold is not ours to pick."""
+    into: dict[str, list[str]] = defaultdict(list)
+    for old, survivor in merged.items():
+        into[survivor].append(old)
+    follow, refused = {}, {}
+    for survivor, olds in into.items():
+        for old in olds:
+            if not survivor:
+                refused[old] = "merged into a company HubSpot did not name"
+            elif survivor in desired:
+                refused[old] = f"merged into {survivor}, which has a score of its own"
+            elif len(olds) > 1:
+                others = [o for o in olds if o != old]
+                refused[old] = f"merged into {survivor} together with {', '.join(others[:2])}"
+            else:
+                follow[old] = survivor
+    return follow, refused
 
 
 def push(model: str | Path, scores: str | Path, host: str = DEFAULT_HOST, token: str | None = None,
@@ -594,12 +731,19 @@ def push(model: str | Path, scores: str | Path, host: str = DEFAULT_HOST, token:
     check_existing_properties(specs, existing, group)
     writer = CompanyWriter(conn, group, set(spec_by_name), progress=progress)
     readable = [s.name for s in specs if s.name in existing]
-    current, missing = writer.read(list(desired), readable)
-    changes = _diff(desired, current, spec_by_name)
+    current, missing, merged = writer.read(list(desired), readable)
+    follow, refused = follow_merges(desired, merged)
+    targets = {company_id: company_id for company_id in desired if company_id not in merged} | follow
+    notes = {survivor: f"values of company {old}, which HubSpot merged into {survivor}" for old, survivor in follow.items()}
+    changes = _diff({target: desired[company_id] for company_id, target in targets.items()}, current, spec_by_name,
+                    notes)
     report = PushReport(mode="applied" if apply else "dry run", action="push", companies=len(desired),
                         missing=sorted(missing), changes=changes, model_version=version,
                         score_property=f"{prefix}score", group_created="" if group in groups else group,
-                        properties_created=[s.name for s in specs if s.name not in existing])
+                        properties_created=[s.name for s in specs if s.name not in existing],
+                        merged=merged, redirected=follow, not_written=refused)
+    if report.unwritable():
+        warnings.warn(report.unwritable(), UserWarning, stacklevel=1)
     calc_existing = existing.get(calc_spec.name)
     if formula is None:
         report.calculated = "no calculated property (disabled in the portal config or no positive points)"
@@ -623,6 +767,9 @@ def push(model: str | Path, scores: str | Path, host: str = DEFAULT_HOST, token:
         except HubSpotError as exc:
             raise HubSpotError(f"push stopped before writing any company value: {exc}", exc.status,
                                exc.category) from None
+        log.record([Change(company_id, "", "", "", "not written: " + ("no longer in HubSpot (deleted or never there)"
+                                                                      if company_id in missing else refused[company_id]))
+                    for company_id in [*report.missing, *refused]])
         if formula is not None and not report.calculated.endswith("this model"):
             log.record([Change("", calc_spec.name, portal_definition(calc_existing),
                                property_definition(calc_spec.formula, calc_spec.description))])
@@ -721,6 +868,7 @@ def rollback(audit: str | Path, host: str = DEFAULT_HOST, token: str | None = No
         config = load_config(config)
     audit = Path(audit)
     _header, rows = read_audit(audit, base_url(host))
+    rows = [row for row in rows if row["property"]]  # rows without a property record companies not written
     group, prefix = config.push["group"], config.push["prefix"]
     definitions = [row for row in rows if not row["company_id"]]  # a property's definition, not a company's value
     first: dict[tuple[str, str], dict[str, str]] = {}
@@ -744,13 +892,13 @@ def rollback(audit: str | Path, host: str = DEFAULT_HOST, token: str | None = No
     spec_by_name = {n: PropertySpec(n, n, existing[n].type, existing[n].field_type, "") for n in names}
     writer = CompanyWriter(conn, group, set(names))
     ids = sorted({c for c, _ in first})
-    current, missing = writer.read(ids, names)
+    current, missing, merged = writer.read(ids, names)
     if ids and not current:
         raise InputError(f"audit file {audit}: none of its {len(ids):,} companies is in the portal at {conn.host} "
                          "(e.g. " + ", ".join(ids[:3]) + "): it belongs to another portal")
     changes, conflicts = [], 0
     for (company_id, name), row in first.items():
-        if company_id not in current or name not in spec_by_name:
+        if company_id in merged or company_id not in current or name not in spec_by_name:
             continue
         now = current[company_id].get(name)
         spec = spec_by_name[name]
@@ -763,7 +911,11 @@ def rollback(audit: str | Path, host: str = DEFAULT_HOST, token: str | None = No
     report = PushReport(mode="applied" if apply else "dry run", action="rollback", companies=len(ids),
                         missing=sorted(missing), changes=changes, conflicts=conflicts,
                         model_version=rows[0].get("model_version", "") if rows else "",
-                        score_property=f"{prefix}score")
+                        score_property=f"{prefix}score", merged=merged,
+                        not_written={i: f"merged into {into or 'a company HubSpot did not name'} since the push: "
+                                     "left as it is" for i, into in merged.items()})
+    if report.unwritable():
+        warnings.warn(report.unwritable(), UserWarning, stacklevel=1)
     weights_name = f"{prefix}{WEIGHTS_PROPERTY}"
     weights_current = existing.get(weights_name)
     weights_target, report.calculated = _plan_weights_rollback(definitions, weights_name, weights_current, apply)
@@ -789,13 +941,25 @@ def rollback(audit: str | Path, host: str = DEFAULT_HOST, token: str | None = No
 
 
 def _finish(report: PushReport) -> int:
-    """Print the summary; a run that left companies unwritten also says so in one line on stderr (exit code 1)."""
+    """Print the summary; an applied run that left companies of its input unwritten (refused by HubSpot, no longer
+    in HubSpot, merged where their values cannot go) also says so in one line on stderr (exit code 1)."""
     print(report.summary())
-    if not report.failed:
+    unwritten = len(report.failed) + len(report.missing) + len(report.not_written)
+    if report.mode == "dry run" or not unwritten:
         return 0
-    company, reason = next(iter(report.failed.items()))
-    print(f"hsutils {report.action}: partial: {len(report.failed):,} of {report.changed_companies:,} companies not "
-          f"written (e.g. {company}: {reason[:160]}); the audit {report.audit} holds what was written", file=sys.stderr)
+    parts = []
+    if report.failed:
+        company, reason = next(iter(report.failed.items()))
+        parts.append(f"{len(report.failed):,} refused by HubSpot, e.g. {company}: {reason[:160]}")
+    if report.missing:
+        parts.append(f"{len(report.missing):,} no longer in HubSpot, e.g. {report.missing[0]}")
+    if report.not_written:
+        company, reason = next(iter(report.not_written.items()))
+        parts.append(f"{len(report.not_written):,} merged, e.g. {company} {reason}")
+    where = (f"the audit {report.audit} holds what was written" if report.audit and report.audit.exists()
+             else "nothing was written")
+    print(f"hsutils {report.action}: partial: {unwritten:,} of {report.companies:,} companies not written "
+          f"({'; '.join(parts)}); {where}", file=sys.stderr)
     return 1
 
 
