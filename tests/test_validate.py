@@ -178,18 +178,21 @@ CORRUPTIONS: dict[str, Corruption] = {
         with_file_bytes("deals.parquet", b"PAR1 this is not parquet", fmt="parquet"),
         ("table deals", "deals.parquet", "parquet"),
     ),
-    "not utf-8": Corruption(
+    "neither utf-8 nor clearly windows-1252 (cyrillic in windows-1251)": Corruption(
         with_file_bytes(
             "companies.csv",
-            "company_id,name,created_at,tier\n101,Café Crème,2023-01-05,pro\n".encode("latin-1"),
+            "company_id,name,created_at,tier\n101,A,2023-01-05,pro\n102,ООО Ромашка,2023-01-05,pro\n".encode("cp1251"),
         ),
-        ("table companies", "companies.csv", "UTF-8", "line 2"),
+        ("table companies", "companies.csv", "not UTF-8", "line 3", "nor clearly Windows-1252", "'102,ÎÎÎ Ðîìàøêà",
+         "re-export it as UTF-8"),
     ),
-    "utf-16": Corruption(
-        with_file_bytes(
-            "companies.csv", "company_id,name,created_at,tier\n101,A,2023-01-05,pro\n".encode("utf-16")
-        ),
-        ("table companies", "companies.csv", "UTF-16"),
+    "neither utf-8 nor windows-1252 (a byte windows-1252 has no character for)": Corruption(
+        with_file_bytes("companies.csv", b"company_id,name,created_at,tier\n101,Caf\x8d,2023-01-05,pro\n"),
+        ("table companies", "companies.csv", "not UTF-8", "line 2", "nor Windows-1252", "byte 0x8d"),
+    ),
+    "utf-16 with a byte-order mark that does not read": Corruption(
+        with_file_bytes("companies.csv", "company_id\tname\n".encode("utf-16") + b"\x00\xd8\x41\x00\n\x00"),
+        ("table companies", "companies.csv", "not readable UTF-16"),
     ),
     "utf-16 without a byte-order mark": Corruption(
         with_file_bytes(
@@ -223,6 +226,10 @@ CORRUPTIONS: dict[str, Corruption] = {
         with_csv_text("tickets", lambda lines: [lines[0].replace("escalated", "priority"), *lines[1:]]),
         ("table tickets", "tickets.csv", "priority", "twice"),
     ),
+    "header naming a used column twice, loosely": Corruption(
+        with_csv_text("deals", lambda lines: [lines[0] + ",ARR (USD),ARR (USD)", *(line + ",1,2" for line in lines[1:])]),
+        ("table deals", "deals.csv", "'ARR (USD)' twice"),
+    ),
     "required column missing": Corruption(
         with_tables(drop_column("deals", "arr")), ("table deals", "column arr")
     ),
@@ -250,6 +257,14 @@ CORRUPTIONS: dict[str, Corruption] = {
     "two-digit year among dates whose order the column shows": Corruption(
         with_csv_text("tickets", replace_column(3, ["23.04.2025", "10.06.25 10:00", "20.07.2025"])),
         ("table tickets", "column created_at", "1 value(s) with a two-digit year", "'10.06.25 10:00'", "line=3"),
+    ),
+    "dash in a required date column": Corruption(
+        with_csv_text("tickets", replace_field(2, 3, "-")),
+        ("table tickets", "column created_at", "'-'", "line=3", "not a timestamp"),
+    ),
+    "epoch 0 in a required time column": Corruption(
+        with_csv_text("tickets", replace_column(3, ["1746180000", "0", "1753005600"])),
+        ("table tickets", "column created_at", "1 value(s) 0", "1970-01-01", "unset", "line=3"),
     ),
     "12-hour time past 12": Corruption(
         with_csv_text("tickets", replace_field(2, 3, "11/23/2025 13:05 PM")),
@@ -291,6 +306,10 @@ CORRUPTIONS: dict[str, Corruption] = {
     "numbers that are no epoch time": Corruption(
         with_csv_text("tickets", replace_column(3, ["12345", "678", "2"])),
         ("table tickets", "column created_at", "3 value(s)", "no epoch time from 1990 to 2100", "'12345'"),
+    ),
+    "negative amount with a trailing minus": Corruption(
+        with_csv_text("deals", replace_field(2, 7, '"24,000.00-"')),
+        ("table deals", "column arr", "1 negative value(s)", "line=3", "arr=-24000.0"),
     ),
     "number unreadable": Corruption(
         with_csv_text("deals", replace_field(3, 7, "90k")), ("table deals", "column arr", "'90k'", "line=4")
@@ -1097,3 +1116,133 @@ def test_warnings_of_the_package_and_its_subpackages_are_one_plain_line(inside: 
     assert code == 0
     plain = "hsutils validate: warning: 3 tickets linked to a contact not pulled\n"
     assert (err == plain) == inside  # a warning of other code keeps Python's own form (pytest records it here)
+
+
+# --- encodings, unset values and HubSpot's own export headers ----------------------------------------------------
+
+
+@pytest.mark.parametrize("chunk", [None, 100], ids=["in the first lines", "past the first chunk read"])
+def test_csv_saved_by_excel_on_windows_is_read_as_windows_1252_with_a_warning(
+    chunk: int | None, tmp_path: Path, monkeypatch
+) -> None:
+    """Excel on Windows saves 'CSV (Comma delimited)' in Windows-1252: read so when the file is not UTF-8 and that
+    reads it clearly, said in one warning naming the file; rows are still named by their line."""
+    from hsutils import validate
+
+    if chunk:  # the header is read from the first chunk; the rest is found to be no UTF-8 while reading
+        monkeypatch.setattr(validate, "_READ_CHUNK", chunk)
+    write_tiny_snapshot(tmp_path / "s", fmt="csv")
+    path = tmp_path / "s" / "companies.csv"
+    text = path.read_text(encoding="utf-8").replace("Cobalt", "Société Générale – “€”").replace("retail", "Bäckerei")
+    path.write_bytes(text.encode("cp1252"))
+
+    with pytest.warns(UserWarning, match=r"companies.csv is not UTF-8 text; read as Windows-1252.*'Société'") as caught:
+        companies = load_snapshot(tmp_path / "s")["companies"]
+
+    assert len([w for w in caught if "Windows-1252" in str(w.message)]) == 1
+    assert companies["name"].to_list()[-1] == "Société Générale – “€”"
+    assert companies["industry"].to_list()[-1] == "Bäckerei"
+    path.write_bytes(text.replace(",8,", ",eight,").encode("cp1252"))
+    with pytest.warns(UserWarning, match="Windows-1252"), pytest.raises(InputError, match=r"line=4, employees='eight'"):
+        load_snapshot(tmp_path / "s")
+
+
+def test_csv_saved_as_unicode_text_is_read_as_utf_16(tmp_path: Path) -> None:
+    """Excel's 'Unicode Text' is UTF-16 after a byte-order mark, tab-separated."""
+    write_tiny_snapshot(tmp_path / "s", fmt="csv")
+    tables = build_tables()
+    companies = tables["companies"].with_columns(pl.col("name").replace("Cobalt", "Société Générale €"))
+    path = tmp_path / "s" / "companies.csv"
+    companies.write_csv(path, separator="\t", datetime_format="%Y-%m-%dT%H:%M:%SZ")
+    path.write_bytes(path.read_text(encoding="utf-8").replace("\n", "\r\n").encode("utf-16"))
+    edit = "\t8\t".encode("utf-16-le"), "\teight\t".encode("utf-16-le")
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert load_snapshot(tmp_path / "s")["companies"].equals(companies)
+    path.write_bytes(path.read_bytes().replace(*edit))
+    with pytest.raises(InputError, match=r"line=4, employees='eight'"):
+        load_snapshot(tmp_path / "s")
+
+
+def test_placeholders_for_no_date_are_empty_in_optional_date_columns(tmp_path: Path) -> None:
+    """'-', '—', 'n/a' in close_date (an open deal) or closed_at are no date; a required date keeps refusing them."""
+    write_tiny_snapshot(tmp_path / "s", fmt="csv")
+    edit_csv_text(tmp_path / "s", "tickets", replace_column(4, ["2025-05-03T10:00:00Z", "—", "-"]))
+    edit_csv_text(tmp_path / "s", "deals", replace_field(4, 6, "--"))
+
+    snapshot = load_snapshot(tmp_path / "s")
+
+    assert snapshot["tickets"]["closed_at"].to_list() == [ts("2025-05-03T10:00:00"), None, None]
+    assert snapshot["deals"]["close_date"].to_list()[-1] is None
+
+
+def test_epoch_zero_in_an_optional_time_column_is_empty_with_a_warning(tmp_path: Path) -> None:
+    """Systems write 0 for a time never set (1970-01-01 as an epoch time): empty in closed_at, counted in a
+    warning that names the lines."""
+    write_tiny_snapshot(tmp_path / "s", fmt="csv")
+    edit_csv_text(tmp_path / "s", "tickets", replace_column(3, ["1746180000", "1749549600", "1753005600"]))
+    edit_csv_text(tmp_path / "s", "tickets", replace_column(4, ["1746266400", "0", "0"]))
+
+    with pytest.warns(UserWarning, match=r"column closed_at: 2 value\(s\) 0 read as empty.*1970-01-01.*line=3"):
+        tickets = load_snapshot(tmp_path / "s")["tickets"]
+
+    assert tickets["closed_at"].to_list() == [ts("2025-05-03T10:00:00"), None, None]
+    assert tickets["created_at"].to_list()[0] == ts("2025-05-02T10:00:00")
+
+
+def test_trailing_minus_of_erp_exports_is_a_negative_number(tmp_path: Path) -> None:
+    """SAP and other ERP exports write a negative as 24,000.00-; the accounting dash stays zero."""
+    arr = ['"24,000.00-"', "26000.50-", '"$90,000 -"', "-"]
+    with_csv_text("deals", replace_column(7, arr))(tmp_path / "s")
+    edit_csv_text(tmp_path / "s", "companies", replace_field(1, 4, "120-"))
+
+    snapshot = load_snapshot(tmp_path / "s", validate=False)  # negative arr and employees are refused by validation
+
+    assert snapshot["deals"]["arr"].to_list() == [-24000.0, -26000.5, -90000.0, 0.0]
+    assert snapshot["companies"]["employees"].to_list()[0] == -120
+
+
+def test_repeated_header_of_a_column_the_schema_does_not_use_is_read_once(tmp_path: Path) -> None:
+    """Two 'Notes' columns: the first is kept as an extra column, the other left out, with one warning."""
+    write_tiny_snapshot(tmp_path / "s", fmt="csv")
+    edit_csv_text(
+        tmp_path / "s", "companies",
+        lambda lines: [lines[0] + ",Notes,Notes,Notes", *(line + ",first,second,third" for line in lines[1:])],
+    )
+
+    with pytest.warns(UserWarning, match=r"companies.csv names column 'Notes' more than once.*first copy") as caught:
+        companies = load_snapshot(tmp_path / "s")["companies"]
+
+    assert len(caught) == 1
+    assert companies.drop("Notes").equals(build_tables()["companies"])
+    assert companies["Notes"].to_list() == ["first"] * 3
+
+
+HUBSPOT_HEADERS = {
+    "companies": "Record ID,Company name,Create Date,tier,Number of Employees,Industry,cs_owner_id,ae_owner_id",
+    "contacts": "Record ID,Associated Company ID,role,Create Date,Job Title",
+    "deals": "Record ID,Associated Company IDs (Primary),Deal Type,Deal Stage,term_start,term_end,Close Date,Amount,seats",
+    "tickets": "Record ID,Associated Company IDs,Associated Contact IDs (Primary),Create date,Close date,Priority,"
+    "sentiment,escalated,csat",
+}
+
+
+def test_headers_of_hubspot_crm_exports_name_their_columns(tmp_path: Path) -> None:
+    """'Record ID', 'Create Date', 'Deal Stage', 'Amount', 'Associated Company IDs' as HubSpot's exports name them
+    need no mapping file; where an export has two for one column, the closer one is read."""
+    write_tiny_snapshot(tmp_path / "s", fmt="csv")
+    for table, header in HUBSPOT_HEADERS.items():
+        edit_csv_text(tmp_path / "s", table, lambda lines, h=header: [h, *lines[1:]])
+    edit_csv_text(
+        tmp_path / "s", "deals",
+        lambda lines: [lines[0] + ",Associated Company IDs,Create Date", *(line + ",101;102,2023-01-01" for line in lines[1:])],
+    )
+
+    snapshot = load_snapshot(tmp_path / "s")
+
+    expected = build_tables()
+    for table in HUBSPOT_HEADERS:
+        canonical = snapshot[table].select(expected[table].columns)
+        assert canonical.equals(expected[table]), table
+    assert snapshot["deals"].columns[-2:] == ["Associated Company IDs", "Create Date"]  # kept as read

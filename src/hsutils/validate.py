@@ -3,20 +3,24 @@
 A snapshot table goes through four steps on every load:
 
 1. **read** (`read_table_file`): a parquet file as stored, or a CSV file as a HubSpot export gives it (header row,
-   UTF-8 with or without a byte-order mark, comma-separated or, when the header has no comma, ';'- or
-   tab-separated, or as Excel's 'sep=X' first line says; every field read as text; lines of only separators
-   and empty unnamed trailing columns skipped). Unreadable files (zero bytes, no header, another encoding,
-   ragged rows, broken parquet) raise `InputError` naming the table and the file.
-2. **map** (`load_mapping`): an optional YAML file renames the portal's own columns and values to canonical ones.
+   UTF-8 with or without a byte-order mark, UTF-16 after one, or Windows-1252 with a warning when the file is not
+   UTF-8 and that reads it clearly; comma-separated or, when the header has no comma, ';'- or tab-separated, or
+   as Excel's 'sep=X' first line says; every field read as text; lines of only separators, empty unnamed
+   trailing columns and later copies of a header the schema does not use skipped). Unreadable files (zero bytes,
+   no header, an encoding that cannot be told, ragged rows, broken parquet) raise `InputError` naming the table
+   and the file.
+2. **map** (`load_mapping`): an optional YAML file renames the portal's own columns and values to canonical ones;
+   headers match canonical columns loosely, and as HubSpot's CRM exports name them (`EXPORT_HEADERS`).
 3. **coerce** (`coerce_table`): canonical dtypes. Timestamps may be ISO-8601 with `Z`, with an offset, naive
    (= UTC), a date alone, or `2025-03-01 10:00:00` (or `2:05 PM`), or as spreadsheets write dates, month-first
    `11/23/2025 2:05 PM` or day-first `23.11.2025`, `23-11-2025 14:05` (naive = UTC) when a day above 12 shows the
    column's order (a two-digit year is refused), or epoch numbers in the unit that puts the column between 1990
    and 2100 (`_epoch_timestamps`; spreadsheet serial days, 44931, are refused); booleans true/false, yes/no, y/n,
    on/off, 1/0, ✓/✗; numbers as
-   spreadsheets format them (`$1,200.50`, `USD 1,200`, `1.200,50 €`, `1 200`, `(1,200)` or `(USD 1,200)` negative, `-` zero; see
-   `_formatted_numbers`); N/A, #N/A, null, None are empty in number, date and yes/no columns, and so is a dash in
-   optional id, enum and text columns (`PLACEHOLDER_WORDS`); ids stay text
+   spreadsheets format them (`$1,200.50`, `USD 1,200`, `1.200,50 €`, `1 200`, `(1,200)`, `(USD 1,200)` or
+   `1,200-` negative, `-` zero; see `_formatted_numbers`); N/A, #N/A, null, None are empty in number, date and
+   yes/no columns, and so is a dash in optional id, enum, date and text columns (`PLACEHOLDER_WORDS`); an epoch
+   time 0 (unset) is empty in an optional time column, with a warning, and refused in a required one; ids stay text
    (one a spreadsheet rounded to scientific notation, 1.23457E+10, is refused). A value that cannot be read raises
    `InputError` showing the raw text and its row. Then a CSV row that repeats another exactly is read once
    (`drop_repeated_rows`), and a contact_id that names no contact (one deleted since the activity) is emptied,
@@ -40,7 +44,7 @@ import csv
 import re
 import warnings
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -80,6 +84,23 @@ REFERENCES = {"company_id": ("companies", "company_id")}
 MAX_MESSAGE_CHARS = 300
 _BOM = codecs.BOM_UTF8
 _READ_CHUNK = 1 << 20
+# How CSV files are encoded: UTF-8, with or without a byte-order mark; UTF-16 after a byte-order mark (Excel's
+# 'Unicode Text'); Windows-1252, in which Excel on Windows saves 'CSV (Comma delimited)' in Western locales, read
+# only when the file is not UTF-8 and Windows-1252 reads it clearly (`_UNCLEAR_WINDOWS_1252`).
+_UTF8 = "utf-8-sig"
+_UTF16 = "utf-16"
+WINDOWS_1252 = "cp1252"
+# Text that Windows-1252 reads doubtfully: control characters (no text); the characters where the Mac and DOS code
+# pages hold letters, and Turkish differs (Mac's 'é' reads 'Ž', DOS's 'ä' reads '„'); three accented letters in a
+# row, as Cyrillic, Greek, Hebrew or Arabic in its own code page reads ('ООО' in Windows-1251 reads 'ÎÎÎ'); a
+# symbol between letters, as Central European text reads (Polish 'Spółka' in Windows-1250 reads 'Spó³ka'); and
+# UTF-8 read as Windows-1252 ('Ã©', 'â€™': a file mixing the two).
+_LATIN_LETTER = "A-Za-zÀ-ÖØ-öø-ÿ"
+_UNCLEAR_WINDOWS_1252 = (
+    r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]|[ŠšŽžŸƒˆ˜‚„†‡‰‹›ÐÝÞðýþ]|[À-ÖØ-öø-ÿŒœ]{3}"
+    rf"|(?<=[{_LATIN_LETTER}])[¡-¶¸-¿×÷](?=[{_LATIN_LETTER}])|[Â-ßà-ï][€‚ƒ„…†‡ˆ‰Š‹ŒŽ‘’“”•–—˜™š›œžŸ\xa0-¿]"
+)
+_NON_ASCII_WORD = r'[^\s,;"]*[^\x00-\x7f][^\s,;"]*'  # a word holding a non-ASCII character, for messages
 # Separators other than a comma, used when the header has none: Excel in European locales saves CSV with ';',
 # some exports are tab-separated under a .csv name.
 _OTHER_DELIMITERS = (";", "\t")
@@ -104,11 +125,50 @@ _CURRENCY_SIGNS = r"[$€£¥]"
 _LEADING_CURRENCY_CODE = r"^([(+-]?)\s*[A-Z]{3}"
 _TRAILING_CURRENCY_CODE = r"[A-Z]{3}\s*(\)?)$"
 _SPACE_AFTER_SIGN = r"^([+-])\s+"
+_TRAILING_MINUS = r"^(\d(?:[\d.,\s]*\d)?)\s*-$"  # SAP and other ERP exports write a negative as 24,000.00-
 _ACCOUNTING_NEGATIVE = r"^\(\s*(.+?)\s*\)$"
 _ACCOUNTING_ZERO = "-"
 _POINT_DECIMAL_NUMBER = r"^[+-]?(?:\d{1,3}(?:[,\s]\d{3})+|\d+)(?:\.\d+)?$"
 _COMMA_DECIMAL_NUMBER = r"^[+-]?(?:\d{1,3}(?:[.\s]\d{3})+|\d+)(?:,\d+)?$"
 _NUMBER_ADVICE = "save the column as plain numbers, e.g. 1200.5"
+# Headers of HubSpot's own CRM exports (property labels) that name a canonical column without a mapping file, per
+# table and column, in order of preference (normal keys: case and spacing aside). Headers whose meaning depends on
+# the portal are left to `--mapping`: 'Company owner' (CS or AE owner?), a tier, a contract term, seats, a role.
+# A deal's 'Amount' is its ARR, as the pull reads it by default; 'Annual recurring revenue' or the amount in the
+# company currency is preferred when the export has it. 'Associated Company IDs' may name several companies ('101;
+# 102'): such a row is refused with advice; the '(Primary)' column names one. Contacts of an activity are read from
+# the primary one alone.
+_ASSOCIATED_COMPANY = ("associated company ids (primary)", "associated company id", "associated company ids")
+_ASSOCIATED_CONTACT = ("associated contact ids (primary)", "associated contact id")
+EXPORT_HEADERS: dict[str, dict[str, tuple[str, ...]]] = {
+    "companies": {
+        "company_id": ("record id",),
+        "name": ("company name",),
+        "created_at": ("create date",),
+        "employees": ("number of employees",),
+    },
+    "contacts": {"contact_id": ("record id",), "company_id": _ASSOCIATED_COMPANY, "created_at": ("create date",)},
+    "deals": {
+        "deal_id": ("record id",),
+        "company_id": _ASSOCIATED_COMPANY,
+        "stage": ("deal stage",),
+        "arr": ("annual recurring revenue", "amount in company currency", "amount"),
+    },
+    "engagements": {
+        "engagement_id": ("record id",),
+        "company_id": _ASSOCIATED_COMPANY,
+        "contact_id": _ASSOCIATED_CONTACT,
+        "occurred_at": ("activity date",),
+    },
+    "tickets": {
+        "ticket_id": ("record id",),
+        "company_id": _ASSOCIATED_COMPANY,
+        "contact_id": _ASSOCIATED_CONTACT,
+        "created_at": ("create date",),
+        "closed_at": ("close date",),
+    },
+    "surveys": {"response_id": ("record id",), "company_id": _ASSOCIATED_COMPANY, "contact_id": _ASSOCIATED_CONTACT},
+}
 # A unit at the end of a header, 'ARR (USD)', 'Close Date [UTC]': a currency for amounts, UTC for timestamps.
 _HEADER_UNIT_PATTERN = r"(?P<name>.*?\S)\s*[(\[]\s*(?P<unit>[^()\[\]]+?)\s*[)\]]"
 _CURRENCY_UNIT_PATTERN = r"[A-Z]{3}|[$€£¥]"
@@ -139,6 +199,9 @@ _EPOCH_HEAD = 1_000  # values looked at first to tell a column of epoch numbers
 _SERIAL_DAY_RANGE = (30_000, 73_051)
 _DATE_NUMBER_RANGE = (19_000_101, 21_001_231)  # a date written as the number YYYYMMDD (a warehouse date key)
 _EPOCH_ADVICE = "write every value one way: epoch numbers in one unit, or ISO-8601 text (2025-03-01T10:00:00Z)"
+# 0 in a time column: 1970-01-01 as an epoch time, what systems write for a time never set. Empty in an optional
+# column (with a warning), refused in a required one.
+_UNSET_EPOCH_TIME = "0, which as an epoch time means 1970-01-01, i.e. unset; this column needs a time in every row"
 
 
 # ------------------------------------------------------------------------------------------------ messages
@@ -319,13 +382,17 @@ def _read_parquet(path: Path, table: str) -> pl.DataFrame:
 @dataclass(frozen=True)
 class _CsvLayout:
     """How a CSV file is laid out: its column names, delimiter, and the lines before its data (the header,
-    and Excel's 'sep=X' line when present). Unnamed columns at the end of the header (a separator ending every
-    line) get placeholder names in `unnamed`, to be dropped when empty (`_drop_unnamed_columns`)."""
+    and Excel's 'sep=X' line when present), and how its first lines are encoded. Unnamed columns at the end of the
+    header (a separator ending every line) get placeholder names in `unnamed`, to be dropped when empty
+    (`_drop_unnamed_columns`); the later copies of a header name the schema does not use get placeholder names in
+    `repeated`, to be dropped."""
 
     header: list[str]
     delimiter: str
     skip_rows: int
     unnamed: list[str]
+    encoding: str = _UTF8
+    repeated: dict[str, str] = field(default_factory=dict)  # placeholder name -> the header name it repeats
 
 
 @dataclass(frozen=True)
@@ -338,34 +405,47 @@ class FileRows:
     delimiter: str
     skip_rows: int  # records before the data: the header, and Excel's 'sep=X' line when present
     kept: pl.Series | None = None
+    encoding: str = _UTF8  # of its first lines: a file whose later lines are not UTF-8 was read as Windows-1252
 
     def lines(self, positions: pl.Series) -> pl.Series | None:
         """The file line (from 1, the header included) each row at 0-based `positions` starts on, or None when the
         file does not read back as before. The file is read up to the last of them."""
         read = positions if self.kept is None else self.kept.gather(positions)
-        wanted = set(read.to_list())
-        found: dict[int, int] = {}
-        try:
-            for position, line in enumerate(_data_record_lines(self)):
-                if position in wanted:
-                    found[position] = line
-                    if len(found) == len(wanted):
-                        break
-        except (csv.Error, OSError, UnicodeDecodeError):
-            return None
-        if len(found) < len(wanted):
-            return None
-        return pl.Series("line", [found[p] for p in read.to_list()], dtype=pl.Int64)
+        encodings = (self.encoding, WINDOWS_1252) if self.encoding == _UTF8 else (self.encoding,)
+        for encoding in encodings:
+            try:
+                found = _record_lines(replace(self, encoding=encoding), set(read.to_list()))
+            except UnicodeDecodeError:
+                continue
+            if found is None:
+                return None
+            return pl.Series("line", [found[p] for p in read.to_list()], dtype=pl.Int64)
+        return None
 
     def keeping(self, kept: pl.Series) -> FileRows:
         """These file rows after the table kept only the rows at 0-based positions `kept`."""
-        return FileRows(self.path, self.delimiter, self.skip_rows, kept if self.kept is None else self.kept.gather(kept))
+        return replace(self, kept=kept if self.kept is None else self.kept.gather(kept))
+
+
+def _record_lines(rows: FileRows, wanted: set[int]) -> dict[int, int] | None:
+    """{position: file line} for the data records of `rows` at 0-based positions `wanted`, or None when the file
+    has fewer of them (or does not read as CSV)."""
+    found: dict[int, int] = {}
+    try:
+        for position, line in enumerate(_data_record_lines(rows)):
+            if position in wanted:
+                found[position] = line
+                if len(found) == len(wanted):
+                    break
+    except (csv.Error, OSError):
+        return None
+    return found if len(found) == len(wanted) else None
 
 
 def _data_records(rows: FileRows) -> Iterator[tuple[int, list[str]]]:
     """The records of a CSV file after its header that hold a value, each with the file line it starts on (read with
     Python's csv module, record by record: for messages only)."""
-    with rows.path.open(encoding="utf-8-sig", newline="") as handle:
+    with rows.path.open(encoding=rows.encoding, newline="") as handle:
         reader = csv.reader(handle, delimiter=rows.delimiter)
         for _ in range(rows.skip_rows):
             next(reader, None)
@@ -382,7 +462,7 @@ def _data_record_lines(rows: FileRows) -> Iterator[int]:
     if _has_quotes(rows.path):
         yield from (line for line, _ in _data_records(rows))
         return
-    with rows.path.open(encoding="utf-8-sig", newline="") as handle:
+    with rows.path.open(encoding=rows.encoding, newline="") as handle:
         for line, text in enumerate(handle, start=1):
             if line > rows.skip_rows and text.replace(rows.delimiter, "").strip():
                 yield line
@@ -391,24 +471,29 @@ def _data_record_lines(rows: FileRows) -> Iterator[int]:
 def file_rows(path: Path, table: str) -> FileRows:
     """Where the rows of `table`, read from the CSV file `path`, are in that file (see `FileRows`)."""
     layout = _csv_layout(Path(path), table)
-    return FileRows(Path(path), layout.delimiter, layout.skip_rows)
+    return FileRows(Path(path), layout.delimiter, layout.skip_rows, encoding=layout.encoding)
 
 
 def _csv_layout(path: Path, table: str) -> _CsvLayout:
-    """Read the header line: the column names and the delimiter (Excel's 'sep=X' first line names it;
-    otherwise a comma, or ';' or a tab when the header has no comma)."""
+    """Read the header line: the column names, the delimiter (Excel's 'sep=X' first line names it; otherwise a
+    comma, or ';' or a tab when the header has no comma) and the encoding of the file's first megabyte (UTF-16 after
+    its byte-order mark, else UTF-8, else Windows-1252: `_read_csv` checks that the whole file reads so)."""
     with path.open("rb") as handle:
         head = handle.read(_READ_CHUNK)
-    if head[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE) or _looks_like_utf16(head):
-        raise InputError(f"table {table}: {path.name} is UTF-16 text; re-export it as UTF-8 CSV")
-    lines = re.split(rb"\r\n|\r|\n", head, maxsplit=2)  # lines may end in \n, \r\n or a bare \r
-    try:
-        text = lines[0].decode("utf-8-sig")
-        excel_hint = re.fullmatch(r"sep=(.)", text)
-        if excel_hint and len(lines) > 1:
-            text = lines[1].decode("utf-8")
+    encoding = _UTF16 if head[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE) else _UTF8
+    if encoding == _UTF8 and _looks_like_utf16(head):
+        raise InputError(f"table {table}: {path.name} is UTF-16 text without a byte-order mark; re-export it as UTF-8 CSV")
+    try:  # an incremental decoder leaves a character the chunk cuts in two for later
+        text = codecs.getincrementaldecoder(encoding)().decode(head)
     except UnicodeDecodeError:
-        raise _encoding_error(path, table) from None
+        if encoding == _UTF16:
+            raise InputError(f"table {table}: {path.name} is not readable UTF-16 text; re-export it as UTF-8 CSV") from None
+        encoding, text = WINDOWS_1252, head.decode(WINDOWS_1252, errors="replace")
+    lines = re.split(r"\r\n|\r|\n", text, maxsplit=2)  # lines may end in \n, \r\n or a bare \r
+    text = lines[0]
+    excel_hint = re.fullmatch(r"sep=(.)", text)
+    if excel_hint and len(lines) > 1:
+        text = lines[1]
     if not text.strip():
         raise InputError(f"table {table}: {path.name} has no header row (the first line is empty)")
     if excel_hint:
@@ -422,10 +507,17 @@ def _csv_layout(path: Path, table: str) -> _CsvLayout:
     if any(not name for name in header[:named]):
         raise InputError(f"table {table}: {path.name} has an empty column name in its header")
     duplicated = sorted({name for name in header if header.count(name) > 1 and name})
-    if duplicated:
-        raise InputError(f"table {table}: {path.name} names column {duplicated[0]!r} twice in its header")
+    used = [name for name in duplicated if _canonical_column(name, table)]
+    if used:
+        raise InputError(f"table {table}: {path.name} names column {used[0]!r} twice in its header")
+    names = header[:named]
+    repeated = {}
+    for number, name in enumerate(header[:named], start=1):
+        if name in duplicated and header.index(name) < number - 1:
+            names[number - 1] = f"(column {number}: {name!r} again)"
+            repeated[names[number - 1]] = name
     unnamed = [f"(unnamed column {n})" for n in range(named + 1, len(header) + 1)]
-    return _CsvLayout(header[:named] + unnamed, delimiter, 2 if excel_hint else 1, unnamed)
+    return _CsvLayout(names + unnamed, delimiter, 2 if excel_hint else 1, unnamed, encoding, repeated)
 
 
 def _drop_unnamed_columns(frame: pl.DataFrame, layout: _CsvLayout, rows: FileRows, table: str) -> pl.DataFrame:
@@ -472,11 +564,44 @@ def _looks_like_utf16(head: bytes) -> bool:
 
 
 def _read_csv(path: Path, table: str) -> pl.DataFrame:
+    layout = _csv_layout(path, table)
+    arrow_table = None if layout.encoding == WINDOWS_1252 else _read_arrow_csv(path, table, layout)
+    if arrow_table is None:  # not UTF-8, in its first lines or later
+        layout = replace(layout, encoding=WINDOWS_1252)
+        example = _windows_1252_example(path, table)
+        arrow_table = _read_arrow_csv(path, table, layout)
+        warnings.warn(
+            f"table {table}: {path.name} is not UTF-8 text; read as Windows-1252, as Excel on Windows saves CSV "
+            f"(e.g. {example!r}); if that reads wrong, save the file as 'CSV UTF-8'",
+            UserWarning, stacklevel=3,
+        )
+    frame = pl.from_arrow(_arrow_timestamps(arrow_table, table))
+    assert isinstance(frame, pl.DataFrame)
+    rows = FileRows(path, layout.delimiter, layout.skip_rows, encoding=layout.encoding)
+    frame = _drop_unnamed_columns(_drop_blank_rows(frame), layout, rows, table)
+    if layout.repeated:
+        names = list(dict.fromkeys(layout.repeated.values()))
+        others = f" (and {len(names) - 1} more)" if len(names) > 1 else ""
+        warnings.warn(
+            f"table {table}: {path.name} names column {names[0]!r}{others} more than once in its header; the schema "
+            "does not use it, and only its first copy is read",
+            UserWarning, stacklevel=3,
+        )
+        frame = frame.drop(list(layout.repeated))
+    return frame
+
+
+def _read_arrow_csv(path: Path, table: str, layout: _CsvLayout) -> Any | None:
+    """The file as an Arrow table of text columns, read in `layout.encoding`; None when that is UTF-8 and the file
+    is not (InputError when it cannot be read otherwise)."""
     import pyarrow as pa_arrow
     import pyarrow.csv as pa_csv
 
-    layout = _csv_layout(path, table)
-    read_options = pa_csv.ReadOptions(column_names=layout.header, skip_rows=layout.skip_rows)
+    read_options = pa_csv.ReadOptions(
+        column_names=layout.header,
+        skip_rows=layout.skip_rows,
+        encoding="utf8" if layout.encoding == _UTF8 else layout.encoding,  # UTF-8 is read as it is, not transcoded
+    )
     # A line break can only sit inside a quoted value; without quotes the faster parallel chunking is safe.
     parse_options = pa_csv.ParseOptions(
         delimiter=layout.delimiter,
@@ -490,22 +615,45 @@ def _read_csv(path: Path, table: str) -> pl.DataFrame:
         null_values=[""],
     )
     try:
-        arrow_table = pa_csv.read_csv(
+        return pa_csv.read_csv(
             path, read_options=read_options, parse_options=parse_options, convert_options=convert_options
         )
+    except UnicodeDecodeError:  # while transcoding UTF-16 (a file read as Windows-1252 was checked before)
+        name = "UTF-16" if layout.encoding == _UTF16 else "Windows-1252"
+        raise InputError(f"table {table}: {path.name} is not readable {name} text; re-export it as UTF-8 CSV") from None
     except pa_arrow.ArrowInvalid as exc:
         reason = str(exc)
-        if "utf8" in reason.lower() or "utf-8" in reason.lower():
-            raise _encoding_error(path, table) from None
+        if ("utf8" in reason.lower() or "utf-8" in reason.lower()) and layout.encoding == _UTF8:
+            return None
         if "Expected" in reason and "columns" in reason:
             raise _ragged_error(path, table, layout) from None
         raise InputError(
             f"table {table}: {path.name} is not a readable CSV file ({reason.splitlines()[0][:100]})"
         ) from None
-    frame = pl.from_arrow(_arrow_timestamps(arrow_table, table))
-    assert isinstance(frame, pl.DataFrame)
-    rows = FileRows(path, layout.delimiter, layout.skip_rows)
-    return _drop_unnamed_columns(_drop_blank_rows(frame), layout, rows, table)
+
+
+def _windows_1252_example(path: Path, table: str) -> str:
+    """A word of a file that is not UTF-8 holding a character beyond ASCII, as Windows-1252 reads it (empty when
+    none), when Windows-1252 reads every byte and nothing doubtful (`_UNCLEAR_WINDOWS_1252`); else InputError: the
+    file's encoding cannot be told. The file is read in chunks; a doubt is looked for across their ends too."""
+    example, line, tail = "", 1, ""
+    with path.open("rb") as handle:
+        while chunk := handle.read(4 * _READ_CHUNK):
+            try:
+                text = tail + chunk.decode(WINDOWS_1252)
+            except UnicodeDecodeError as exc:
+                raise _encoding_error(path, table, f" nor Windows-1252 (byte 0x{chunk[exc.start]:02x} has no character)") from None
+            doubt = re.search(_UNCLEAR_WINDOWS_1252, text)
+            if doubt:
+                start, end = text.rfind("\n", 0, doubt.start()) + 1, text.find("\n", doubt.end())
+                where = line - tail.count("\n") + text.count("\n", 0, doubt.start())
+                shown = text[start : end if end >= 0 else None][:60]
+                raise _encoding_error(path, table, f" nor clearly Windows-1252 (which reads {shown!r} on file line {where})")
+            if not example and (word := re.search(_NON_ASCII_WORD, text)):
+                example = word.group()[:40]
+            line += text.count("\n") - tail.count("\n")
+            tail = text[-2:]
+    return example
 
 
 def _arrow_timestamps(arrow_table: Any, table: str) -> Any:
@@ -539,8 +687,9 @@ def _has_quotes(path: Path) -> bool:
     return False
 
 
-def _encoding_error(path: Path, table: str) -> InputError:
-    """Locate the first byte that is not UTF-8 (reading in chunks) and describe it."""
+def _encoding_error(path: Path, table: str, also: str = "") -> InputError:
+    """Locate the first byte that is not UTF-8 (reading in chunks) and describe it; `also` tells which other
+    encoding does not read it either."""
     decoder = codecs.getincrementaldecoder("utf-8")()
     line = 1
     with path.open("rb") as handle:
@@ -561,11 +710,11 @@ def _encoding_error(path: Path, table: str) -> InputError:
                 byte = chunk[start] if start < len(chunk) else chunk[-1]
                 where = "in the header" if line == 1 else f"on file line {line}"
                 return InputError(
-                    f"table {table}: {path.name} is not UTF-8 text (byte 0x{byte:02x} {where}: {text[:60]!r}); "
+                    f"table {table}: {path.name} is not UTF-8 text (byte 0x{byte:02x} {where}: {text[:60]!r}){also}; "
                     "re-export it as UTF-8"
                 )
             line += chunk.count(b"\n")
-    return InputError(f"table {table}: {path.name} is not UTF-8 text; re-export it as UTF-8")
+    return InputError(f"table {table}: {path.name} is not UTF-8 text{also}; re-export it as UTF-8")
 
 
 def _ragged_error(path: Path, table: str, layout: _CsvLayout) -> InputError:
@@ -574,7 +723,7 @@ def _ragged_error(path: Path, table: str, layout: _CsvLayout) -> InputError:
     header = layout.header
     found: list[dict[str, Any]] = []
     with contextlib.suppress(csv.Error, UnicodeDecodeError):
-        for line, fields in _data_records(FileRows(path, layout.delimiter, layout.skip_rows)):
+        for line, fields in _data_records(FileRows(path, layout.delimiter, layout.skip_rows, encoding=layout.encoding)):
             if len(fields) != len(header):
                 found.append({"line": line, "fields": len(fields), "text": layout.delimiter.join(fields)})
                 if len(found) == 3:
@@ -619,6 +768,24 @@ def _parse_timestamps(text: pl.Series) -> tuple[pl.Series, pl.Series | None, str
         if bad is None or not _holds_numbers(_text_where(text, bad)):
             return values, bad, what
     return _epoch_timestamps(text)
+
+
+def _unset_zeros_apart(
+    parse: Callable[[pl.Series], tuple[pl.Series, pl.Series | None, str]], series: pl.Series
+) -> tuple[pl.Series, pl.Series | None, str]:
+    """`parse(series)`, a time column's values, with zeros it cannot read told apart: systems write 0 for a time
+    never set (1970-01-01 as an epoch time). When every other value reads, returns the values (empty where 0), the
+    mask of the zeros and `_UNSET_EPOCH_TIME`; the zeros are looked for only when some value cannot be read."""
+    values, bad, what = parse(series)
+    if bad is None or not bad.any():
+        return values, bad, what
+    zero = bad & (series.cast(pl.Float64, strict=False) == 0).fill_null(False)
+    if not zero.any():
+        return values, bad, what
+    values, bad, what = parse(_text_where(series, ~zero))
+    if bad is not None and bad.any():
+        return values, bad, what
+    return values, zero, _UNSET_EPOCH_TIME
 
 
 def _holds_numbers(text: pl.Series) -> bool:
@@ -775,7 +942,7 @@ def _spreadsheet_dates(text: pl.Series, values: pl.Series) -> tuple[pl.Series, p
 
 def _formatted_numbers(text: pl.Series, whole: bool) -> tuple[pl.Series, pl.Series, str]:
     """Read numbers as a spreadsheet formats them (`$1,200.50`, `USD 1,200.50`, `1.200,50 €`, `1 200`; in
-    accounting format `(1,200)` is -1200 and `-` is 0); return (Float64 values, mask of values that cannot be
+    accounting format `(1,200)` is -1200 and `-` is 0; `1,200-`, as ERP exports write it, is -1200); return (Float64 values, mask of values that cannot be
     read, what is wrong with them).
 
     A value has a decimal-point reading and a decimal-comma reading (either may not exist). The column's own style
@@ -789,6 +956,7 @@ def _formatted_numbers(text: pl.Series, whole: bool) -> tuple[pl.Series, pl.Seri
         .str.replace(_LEADING_CURRENCY_CODE, "$1")
         .str.replace(_TRAILING_CURRENCY_CODE, "$1")
         .str.strip_chars()
+        .str.replace(_TRAILING_MINUS, "-$1")
         .str.replace(_SPACE_AFTER_SIGN, "$1")
     )
     bare = pl.select(
@@ -865,8 +1033,8 @@ def _convert(
         if dtype == pl.Date:
             return series.cast(pl.Datetime("us")).dt.replace_time_zone("UTC"), None, ""
         if dtype.is_numeric():  # epoch numbers, as a warehouse dump may store them
-            return _epoch_timestamps(series)
-        return _parse_timestamps(_as_text(series))
+            return _unset_zeros_apart(_epoch_timestamps, series)
+        return _unset_zeros_apart(_parse_timestamps, _as_text(series))
     if kind == "int":
         if dtype.is_integer():
             return series.cast(pl.Int64), None, ""
@@ -934,12 +1102,13 @@ def _without_no_value_words(series: pl.Series, words: Collection[str] = NO_VALUE
 
 
 def _placeholders_are_empty(column: Column) -> bool:
-    """Whether N/A, null, '-' and the like mean no value in `column`: an optional id or enum column
-    (contact_id, cs_owner_id, meeting_kind), or an optional text column (industry, job_title). Not in a company
-    name, shown as written, nor in a required column, where an empty value is refused."""
+    """Whether N/A, null, '-' and the like mean no value in `column`: an optional id, enum or date column
+    (contact_id, cs_owner_id, meeting_kind, close_date, closed_at), or an optional text column (industry,
+    job_title). Not in a company name, shown as written, nor in a required column, where an empty value is
+    refused."""
     if not column.nullable:
         return False
-    return column.kind in ("id", "enum") or (column.kind == "str" and not column.required)
+    return column.kind in ("id", "enum", "datetime") or (column.kind == "str" and not column.required)
 
 
 def _apply_value_map(series: pl.Series, pairs: Mapping[str, str | None]) -> pl.Series:
@@ -978,23 +1147,55 @@ def _without_unit(name: str, table: str) -> str:
     return name
 
 
+def _canonical_column(name: str, table: str) -> tuple[str, int] | None:
+    """The canonical column of `table` a header names, and how closely (lower is closer): 0 by its own name, 1
+    loosely (case, spaces and hyphens aside, and a unit that fits: 'Deal ID', 'ARR (USD)'), 2 and up as a HubSpot
+    export names it (`EXPORT_HEADERS`, in order of preference); None for a header the schema does not use."""
+    spec = TABLES[table]
+    if name in spec.column_names:
+        return name, 0
+    loose = _canonical_name(_without_unit(name, table))
+    if loose in spec.column_names:
+        return loose, 1
+    key = _normal_key(name)
+    for column, headers in EXPORT_HEADERS.get(table, {}).items():
+        if key in headers:
+            return column, 2 + headers.index(key)
+    return None
+
+
 def _rename_columns(
     frame: pl.DataFrame, table: str, column_map: Mapping[str, str], source: str
 ) -> pl.DataFrame:
-    """Apply the mapping's column renames, then match headers to canonical names ignoring case and spacing."""
+    """Apply the mapping's column renames, then match headers to canonical names (`_canonical_column`): of several
+    headers naming one column, the closest is read (the others are kept as extra columns); two as close are
+    refused."""
     keys = {_normal_key(k): v for k, v in column_map.items()}
-    renames = {c: keys[_normal_key(c)] for c in frame.columns if _normal_key(c) in keys}
-    targets = [renames.get(c, c) for c in frame.columns]
-    canonical = set(TABLES[table].column_names)
-    for c, target in zip(frame.columns, targets, strict=True):
-        loose = _canonical_name(_without_unit(target, table))
-        if target not in canonical and loose in canonical and loose not in targets:
-            renames[c] = loose
-    targets = [renames.get(c, c) for c in frame.columns]
-    clash = sorted({t for t in targets if targets.count(t) > 1})
+    targets = {c: keys.get(_normal_key(c), c) for c in frame.columns}
+    closest: dict[str, tuple[int, list[str]]] = {}  # canonical column -> (closeness, headers that close)
+    for header, target in targets.items():
+        found = _canonical_column(target, table)
+        if found is None:
+            continue
+        column, rank = found
+        best, headers = closest.get(column, (rank, []))
+        if rank < best:
+            closest[column] = (rank, [header])
+        elif rank == best:
+            closest[column] = (rank, [*headers, header])
+    renames = {**targets, **{headers[0]: column for column, (_, headers) in closest.items()}}
+    names = list(renames.values())
+    clash = sorted({n for n in names if names.count(n) > 1} | {c for c, (_, h) in closest.items() if len(h) > 1})
     if clash:
         raise InputError(f"table {table}, column {clash[0]}: {source} has two columns that map to {clash[0]}")
     return frame.rename({c: t for c, t in renames.items() if c != t})
+
+
+def _warn_unset_times(table: str, column: str, frame: pl.DataFrame, zero: pl.Series, rows: FileRows | None) -> None:
+    """Warn, in one line with examples, that the zeros of an optional time column are read as empty."""
+    examples = _with_rows(frame, zero, [column], rows)
+    what = f"{int(zero.sum()):,} value(s) 0 read as empty (0 as an epoch time is 1970-01-01: a time never set)"
+    warnings.warn(str(problem(table, column, what, examples, quote=True, file=_file_name(rows))), UserWarning, stacklevel=3)
 
 
 def coerce_table(
@@ -1050,13 +1251,16 @@ def coerce_table(
         if column.name in value_map:
             raw = _apply_value_map(raw, value_map[column.name])
         if _placeholders_are_empty(column) and raw.dtype == pl.String:
-            raw = _without_no_value_words(raw, PLACEHOLDER_WORDS)  # no id, allowed value or industry is 'N/A'
+            raw = _without_no_value_words(raw, PLACEHOLDER_WORDS)  # no id, allowed value, date or industry is 'N/A'
         values, bad, what = _convert(raw, column, spreadsheet_ids=strip_text)
         if bad is not None and bool(bad.any()) and column.kind in ("int", "float", "bool", "datetime"):
             read = _without_no_value_words(raw)
             if read is not raw:
                 raw = read
                 values, bad, what = _convert(raw, column, spreadsheet_ids=strip_text)
+        if bad is not None and what == _UNSET_EPOCH_TIME and column.nullable:
+            _warn_unset_times(table, column.name, frame.with_columns(raw), bad, rows)
+            bad = None
         if bad is not None and bool(bad.any()):
             count = int(bad.sum())
             examples = _with_rows(frame.with_columns(raw), bad, [column.name], rows)
