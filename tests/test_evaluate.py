@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -280,6 +281,34 @@ def test_compare_models_fits_segments_on_churned_accounts(panel):
         assert model.segment_churns_[segment] == rows.height > accounts
         assert model.segment_churned_companies_[segment] == accounts
         assert model.segment_weights_[segment] == pytest.approx(accounts / (accounts + model.shrinkage))
+
+
+def test_compare_models_warning_counts_the_signals_that_earn_points(panel):
+    """The too-few-churns warning counts the signals a health score puts points on: not the renewal proximity
+    modifier, nor the segment column a segmented score reads (the console's segment warning counts the same)."""
+    from hsutils.model import SegmentedHealthScore
+
+    signals = ["core_depth", "eb_engagement", "seat_utilisation", "logins_28d", "days_to_renewal"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = compare_models(panel, signals=signals, n_boot=0, models={
+            "fitted": HealthScore(), "by_segment": SegmentedHealthScore(), "logit": make_pipeline(
+                SimpleImputer(), LogisticRegression(max_iter=500))})
+    high_touch = result.table[result.table["segment"] == "high_touch"].set_index("model")["warning"]
+    assert "churned accounts in training for 4 signals" in high_touch["fitted"]
+    assert "churned accounts in training for 4 signals" in high_touch["by_segment"]
+    assert "churned accounts in training for 5 signals" in high_touch["logit"]  # it reads all five
+
+
+def test_compare_models_names_the_fit_that_cannot_be_made(panel):
+    """A training period with a single churned account is refused naming the model and the training rows, not
+    with the estimator's 'y: ...' alone."""
+    train, _, cut = time_split(panel)
+    churned = train.filter(pl.col("outcome_churned") == 1)["company_id"].unique().sort()
+    one_churn = panel.filter(~pl.col("company_id").is_in(churned[1:].implode()))
+    with pytest.raises(InputError, match=rf"^model fitted: cannot be fitted on the training rows \(before "
+                       rf"{cut:%Y-%m-%d}\): y: only 1 churned account of \d+;"):
+        compare_models(one_churn, cutoff=cut, signals=["core_depth"], n_boot=0, models={"fitted": HealthScore()})
 
 
 def test_compare_models_standard_scorers(panel):

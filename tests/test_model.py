@@ -461,7 +461,8 @@ def test_segmented_model_shrinks_small_segments_toward_global():
     assert model.segment_weights_["scaled"] > model.segment_weights_["high_touch"]
     glob = model.global_model_.points_
     high_touch = model.segment_points_["high_touch"]
-    own = HealthScore().fit(X[X.arr_segment == "high_touch"].drop(columns="arr_segment"), y[X.arr_segment == "high_touch"])
+    with pytest.warns(UserWarning, match="churned rows in training for 3 signals"):  # the segment's own fit
+        own = HealthScore().fit(X[X.arr_segment == "high_touch"].drop(columns="arr_segment"), y[X.arr_segment == "high_touch"])
     w = model.segment_weights_["high_touch"]
     for column in ("s0", "s1"):
         assert high_touch[column] == pytest.approx(w * own.points_[column] + (1 - w) * glob[column], abs=0.02)
@@ -642,3 +643,31 @@ def test_segmented_model_file_round_trip_keeps_blends_with_jumps(mixed_segments,
     for rows in (X, grid):
         np.testing.assert_array_equal(loaded.health_score(rows), model.health_score(rows))
         np.testing.assert_array_equal(loaded.predict_proba(rows), model.predict_proba(rows))
+
+
+@pytest.mark.parametrize(("churned", "says"), [(1, "only 1 churned row of 200"), (199, "only 1 retained row of 200")])
+def test_a_fit_on_a_single_churned_or_retained_row_is_refused(churned, says):
+    """One churned row (or one retained) gives points fitted on the very row they score: refused in one line,
+    not a model that looks like any other."""
+    X, _ = synthetic_table("linear", n=200)
+    y = np.zeros(200)
+    y[:churned] = 1
+    with pytest.raises(InputError, match=f"{says}; fitting a churn model needs at least 2 churned and 2 retained rows"):
+        HealthScore().fit(X, y)
+
+
+def test_a_weekly_panel_counts_the_minimum_in_churned_accounts_and_warns_below_ten_per_signal():
+    """Given company ids, one churned account labelling 13 weekly rows is still one: refused. A few churned accounts
+    fit, with a one-line warning that they are too few for the signals (the comparison table's rule)."""
+    X, _ = synthetic_table("linear", n=260)
+    companies = np.repeat(np.arange(20), 13)
+    one = (companies == 0).astype(int)
+    with pytest.raises(InputError, match="only 1 churned account of 20; .* 2 churned and 2 retained accounts"):
+        HealthScore().fit(X, one, groups=companies)
+    three = (companies < 3).astype(int)
+    with pytest.warns(UserWarning, match=r"^HealthScore: 3 churned accounts in training for 5 signals \(fewer than 10 "
+                      r"per signal\): points fitted on so few may overfit$"):
+        HealthScore().fit(X, three, groups=companies)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        HealthScore(fixed_points={"s0": 50, "s1": 50}).fit(X, three, groups=companies)  # points not fitted: silent

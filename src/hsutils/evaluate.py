@@ -636,6 +636,13 @@ def fitted_columns(model: Any, fallback: Sequence[str]) -> list[str]:
     return [str(c) for c in names] if names is not None else list(fallback)
 
 
+def signals_fitted(model: Any, columns: Sequence[str]) -> int:
+    """How many signals a fitted scorer learned from: a health score's point sources (not its modifiers, a segment
+    column or a signal without values), else every column it was fitted on."""
+    sources = getattr(getattr(model, "global_model_", model), "point_sources_", None)
+    return len(columns) if sources is None else len(sources)
+
+
 def churn_probability(model: Any, frame: pl.DataFrame, columns: Sequence[str]) -> np.ndarray:
     """Column 1 of predict_proba on the given panel columns, as a float array."""
     X = frame.select(list(columns)).to_pandas()
@@ -650,15 +657,21 @@ def auc_unstable(test_churns: int, auc_interval: Sequence[Any]) -> bool:
     return test_churns < MIN_TEST_CHURNS_FOR_AUC or (known and high - low > MAX_STABLE_AUC_WIDTH)
 
 
+def few_training_churns(churns: int, n_signals: int, accounts: bool = True) -> str:
+    """'N churned accounts in training for K signals (fewer than MIN_CHURNS_PER_SIGNAL per signal): ...' for a fit
+    resting on too few churns (`accounts` False: churned rows, for a fit not told which rows are one account)."""
+    unit = "account" if accounts else "row"
+    return (f"{churns:,} churned {unit}{'' if churns == 1 else 's'} in training for {n_signals} signal"
+            f"{'' if n_signals == 1 else 's'} (fewer than {MIN_CHURNS_PER_SIGNAL} per signal): points fitted on so "
+            "few may overfit")
+
+
 def segment_warning(train_churns: int, test_churns: int, n_signals: int, auc_interval: Sequence[Any]) -> str:
     """Plain-words warning for a segment with too few churned accounts (in training, in the test period) to fit
     or to judge ('' when none)."""
     notes = []
     if train_churns < MIN_CHURNS_PER_SIGNAL * n_signals:
-        notes.append(
-            f"{train_churns} churned accounts in training for {n_signals} signals (fewer than "
-            f"{MIN_CHURNS_PER_SIGNAL} per signal): points fitted on so few may overfit"
-        )
+        notes.append(few_training_churns(train_churns, n_signals))
     if test_churns == 0:
         notes.append("no churn in the test period: AUC undefined")
     elif test_churns < MIN_TEST_CHURNS_FOR_AUC:
@@ -729,10 +742,9 @@ def compare_models(
         columns = model_columns(model, names, available)
         try:
             fit_scorer(model, train, columns)
-        except InputError:
-            raise
-        except ValueError as exc:
-            raise InputError(f"model {name}: cannot be fitted on the training rows ({exc})") from None
+        except (InputError, ValueError) as exc:  # named: "y: ..." alone does not say which fit, on which rows
+            raise InputError(f"model {name}: cannot be fitted on the training rows (before {iso(cut)[:10]}): {exc}") \
+                from None
         fitted[name] = model
         proba = churn_probability(model, test, fitted_columns(model, columns))
         metrics[name] = {}
@@ -746,7 +758,8 @@ def compare_models(
             for metric in TABLE_METRICS:
                 row[metric] = m[metric]
                 row[f"{metric}_low"], row[f"{metric}_high"] = m["intervals"][metric]
-            row["warning"] = segment_warning(train_churns, churn_evidence(m), len(columns), m["intervals"]["auc"])
+            row["warning"] = segment_warning(train_churns, churn_evidence(m), signals_fitted(model, columns),
+                                             m["intervals"]["auc"])
             rows.append(row)
     table = pd.DataFrame(rows)
     return Comparison(

@@ -80,7 +80,13 @@ from threadpoolctl import threadpool_limits
 
 from hsutils.baselines import BoostingReference, LogisticBaseline, coefficient_table
 from hsutils.errors import InputError, example_rows
-from hsutils.evaluate import MIN_CHURNS_PER_SIGNAL, MIN_TEST_CHURNS_FOR_AUC, churn_evidence, churned_companies
+from hsutils.evaluate import (
+    MIN_CHURNS_PER_SIGNAL,
+    MIN_TEST_CHURNS_FOR_AUC,
+    churn_evidence,
+    churned_companies,
+    few_training_churns,
+)
 from hsutils.files import write_text_atomic
 
 __all__ = [
@@ -112,6 +118,8 @@ _EPS = 1e-9
 RISKY_SHARE = 0.05
 HEALTHY_SHARE = 0.10
 MISSING_ONLY = "missing only"  # the shape of a transform that scores only whether a value is missing
+# the fewest churned (and retained) accounts a fit takes: with one, no cross-fitting fold can hold it out
+MIN_ACCOUNTS_PER_CLASS = 2
 
 
 class ModelInputError(InputError, ValueError):
@@ -730,7 +738,9 @@ class HealthScore(ClassifierMixin, BaseEstimator):
     def fit(self, X, y, groups=None) -> HealthScore:
         """Learn transforms, points (unless fixed) and calibration from signals X and churn outcomes y.
 
-        `groups` (optional, e.g. company ids of a weekly panel) keeps each group's rows in one cross-fitting fold.
+        `groups` (optional, e.g. company ids of a weekly panel) keeps each group's rows in one cross-fitting fold
+        and makes the counts below count accounts. Refused with fewer than MIN_ACCOUNTS_PER_CLASS churned or
+        retained; fitted points warn with fewer than MIN_CHURNS_PER_SIGNAL churned per signal earning points.
         """
         matrix, y = self._matrix(X, y, reset=True)
         target = self._target(y)
@@ -739,6 +749,11 @@ class HealthScore(ClassifierMixin, BaseEstimator):
             raise ModelInputError(
                 f"too few rows: {n} sample(s); a health score needs at least {self.min_rows} rows"
             )
+        if groups is not None:
+            groups = np.asarray(groups).ravel()
+            if len(groups) != n:
+                raise ModelInputError(f"groups: {len(groups)} values for {n} rows")
+        churns = _check_both_classes(target, groups)
         columns = self._columns()
         modifiers = [c for c in columns if c in tuple(self.modifiers or ()) or c == self.urgency]
         if self.urgency is not None and self.urgency not in columns:
@@ -777,6 +792,9 @@ class HealthScore(ClassifierMixin, BaseEstimator):
         if self.fixed_points is not None:
             weights = np.array([float(self.fixed_points[c]) for c in sources])
         else:
+            if churns < MIN_CHURNS_PER_SIGNAL * len(sources):
+                warnings.warn(f"HealthScore: {few_training_churns(churns, len(sources), groups is not None)}",
+                              UserWarning, stacklevel=2)
             _, weights = _fit_logistic(1.0 - crossfit, target, self.l2)
             if weights.sum() <= 1e-8:
                 warnings.warn(
@@ -822,9 +840,6 @@ class HealthScore(ClassifierMixin, BaseEstimator):
         minority = int(min(target.sum(), len(target) - target.sum()))
         folds = min(int(self.cv or 0), minority)
         if groups is not None:
-            groups = np.asarray(groups)
-            if len(groups) != len(target):
-                raise ModelInputError(f"groups: {len(groups)} values for {len(target)} rows")
             folds = min(folds, len(np.unique(groups)))
         if folds < 2 or source_matrix.shape[1] == 0:
             goodness = np.empty(source_matrix.shape)
@@ -928,6 +943,26 @@ class HealthScore(ClassifierMixin, BaseEstimator):
         return self
 
 
+def _check_both_classes(target: np.ndarray, groups: np.ndarray | None) -> int:
+    """The churned accounts (distinct `groups` with a churned row; churned rows without groups) of a fit's
+    target; ModelInputError when either class has fewer than MIN_ACCOUNTS_PER_CLASS: the cross-fitting cannot then
+    hold one out, and the points would be fitted on the very rows they score."""
+    counts = {}
+    for label, name in ((1.0, "churned"), (0.0, "retained")):
+        rows = target == label
+        counts[name] = int(rows.sum()) if groups is None else int(np.unique(groups[rows]).size)
+    short = {name: count for name, count in counts.items() if count < MIN_ACCOUNTS_PER_CLASS}
+    if short:
+        unit = "row" if groups is None else "account"
+        name, count = next(iter(short.items()))
+        raise ModelInputError(
+            f"y: only {count} {name} {unit}{'' if count == 1 else 's'} of {sum(counts.values()):,}; fitting a churn "
+            f"model needs at least {MIN_ACCOUNTS_PER_CLASS} churned and {MIN_ACCOUNTS_PER_CLASS} retained {unit}s "
+            f"(and {MIN_CHURNS_PER_SIGNAL} churned per signal to be trusted)"
+        )
+    return counts["churned"]
+
+
 def bands_for(scores: np.ndarray, healthy: float = 70.0, at_risk: float = 55.0) -> np.ndarray:
     """Band names for health scores: Healthy >= healthy, At risk < at_risk, Neutral between."""
     scores = np.asarray(scores, dtype=float)
@@ -1028,7 +1063,7 @@ class SegmentedHealthScore(ClassifierMixin, BaseEstimator):
     segment's churned accounts: distinct `groups` (company ids) with a churned row when fit is given groups, else
     churned rows (each row taken for one account; on a weekly panel pass groups, as one churned account labels
     about horizon / 7 rows). The default shrinkage, 30 churned accounts, gives a segment half its own weight at
-    the churned accounts the evaluation needs to trust a segment's AUC (MIN_TEST_CHURNS_FOR_AUC). A segment whose own fit is impossible (one class, too few rows)
+    the churned accounts the evaluation needs to trust a segment's AUC (MIN_TEST_CHURNS_FOR_AUC). A segment whose own fit is impossible (too few rows, fewer than 2 churned accounts)
     uses the global model (w = 0). Rows of a segment unseen in training use the global model. A warning is
     issued when a segment has fewer than `min_churns_per_signal` churns per point-source signal.
     `points_` is the global model's; `segment_points_`, `segment_weights_`, `segment_models_` the per-segment
@@ -1808,12 +1843,13 @@ def points_with_intervals(
     for _ in range(n_refits):
         picked = rng.integers(0, len(unique), len(unique))
         index = np.concatenate([rows_of[i] for i in picked])
-        if y[index].min() == y[index].max():
-            continue
         groups = np.repeat(np.arange(len(picked)), [len(rows_of[i]) for i in picked])
         with warnings.catch_warnings():  # a sparse signal may have no values in a resample: no points there
             warnings.simplefilter("ignore", UserWarning)
-            refit = HealthScore().fit(X.iloc[index].reset_index(drop=True), y[index], groups=groups)
+            try:
+                refit = HealthScore().fit(X.iloc[index].reset_index(drop=True), y[index], groups=groups)
+            except ModelInputError:  # a resample with fewer than MIN_ACCOUNTS_PER_CLASS churned accounts
+                continue
         draws.append([refit.points_.get(c, 0.0) for c in columns])
     draws_array = np.array(draws) if draws else np.full((1, len(columns)), np.nan)
     table = pd.DataFrame({
