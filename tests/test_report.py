@@ -794,6 +794,30 @@ def test_analyst_tables_name_the_models_as_the_charts_do():
     assert "narrative.models_in_words(" in table_cell
 
 
+def test_analyst_tables_name_the_measures_as_the_leadership_page_does():
+    """Notebook 02's comparison table showed 'pr_auc', 'log_loss', 'top_decile_lift' as headers: they read in the
+    words the leadership page uses for the same measures, and ARR as money."""
+    table = pd.DataFrame({"model": ["fitted"], "churned_companies": [35], "auc": [0.8], "pr_auc": [0.17],
+                          "brier": [0.06], "log_loss": [0.21], "top_decile_lift": [3.6], "ece": [0.03],
+                          "arr_at_risk": [312_905.18], "field_view": ["predicts churn"]})
+    html = narrative.for_analysts(table).to_html()
+    headers = [re.sub(r"<[^>]+>", "", h).strip() for h in re.findall(r"<th[^>]*>(.*?)</th>", html, flags=re.S)]
+    assert headers == ["Model", "Churned accounts", *(narrative.METRIC_WORDS[m] for m in (
+        "auc", "pr_auc", "brier")), "Log loss (lower is better)", narrative.METRIC_WORDS["top_decile_lift"],
+        narrative.METRIC_WORDS["ece"], "ARR caught", "The field's view"]
+    assert table_cells(html)[-2:] == ["$313k", "predicts churn"]
+    assert list(table.columns)[2] == "auc"  # the table itself keeps its column names
+
+
+def test_analyst_pages_show_no_column_names(report_run):
+    """The analysts read notebooks 01-03 as HTML: no table header is a column name (snake_case)."""
+    out, _ = report_run
+    for name in ("01-signal-exploration.html", "02-fit-and-compare.html", "03-backtest.html"):
+        html = (out / "2026Q4" / name).read_text(encoding="utf-8")
+        headers = [re.sub(r"<[^>]+>", "", h).strip() for h in re.findall(r"<th[^>]*>(.*?)</th>", html, flags=re.S)]
+        assert headers and not [h for h in headers if "_" in h], (name, headers)
+
+
 def test_analyst_pages_name_segments_in_words(report_run):
     """Notebooks 01 and 02 showed 'high_touch' in their segment tables and sentences; they read as the leadership
     page does, under a header naming the grouping."""

@@ -127,7 +127,8 @@ def points_bars(points: pd.DataFrame) -> plt.Figure:
         if {"low", "high"} <= set(part.columns) and part["low"].notna().any():
             xerr = [np.clip(part["points"] - part["low"], 0, None).fillna(0),
                     np.clip(part["high"] - part["points"], 0, None).fillna(0)]
-        ax.barh(y, part["points"].fillna(0), height=height, color=palette[i], label=model, xerr=xerr, capsize=2)
+        ax.barh(y, part["points"].fillna(0), height=height, color=palette[i], label=model_words(model), xerr=xerr,
+                capsize=2)
     ax.set_yticks(np.arange(len(order)) + height * (len(models) - 1) / 2, order)
     ax.invert_yaxis()
     ax.set_xlabel("points out of 100")

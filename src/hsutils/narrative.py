@@ -180,10 +180,24 @@ NOT_DEFINED = "—"
 NOT_DEFINED_NOTE = "not defined for that row (e.g. an AUC where nobody churned, or a measure that does not apply to it)"
 
 
+def analyst_words(column: Any) -> str:
+    """A column header of an analysts' table in words (ANALYST_COLUMNS: 'PR-AUC (precision on churners)', not
+    'pr_auc'); another snake_case name with spaces, capitalised ('field_view' -> 'Field view'); others as they are."""
+    name = str(column)
+    if name in ANALYST_COLUMNS:
+        return ANALYST_COLUMNS[name]
+    return name.replace("_", " ").capitalize() if "_" in name else name
+
+
 def for_analysts(table: pd.DataFrame, digits: int = 3, note: str = NOT_DEFINED_NOTE) -> Any:
-    """A table of measures as analysts should see it: `digits` decimals, no index column, and a dash instead of
-    NaN where a measure is not defined, explained under the table by `note` (the numbers are not changed)."""
+    """A table of measures as analysts should see it: headers in words (analyst_words), `digits` decimals (ARR as
+    money, days whole), no index column, and a dash instead of NaN where a measure is not defined, explained under
+    the table by `note` (the numbers are not changed)."""
+    formats = {column: ANALYST_FORMATS[str(column)] for column in table.columns if str(column) in ANALYST_FORMATS}
     styled = table.style.hide(axis="index").format(precision=digits, na_rep=NOT_DEFINED, thousands=",")
+    if formats:
+        styled = styled.format(formats, na_rep=NOT_DEFINED)
+    styled = styled.relabel_index([analyst_words(c) for c in table.columns], axis="columns")
     if table.isna().to_numpy().any():
         styled = styled.set_caption(f"{NOT_DEFINED} {note}").set_table_styles(
             [{"selector": "caption", "props": "caption-side: bottom; text-align: left; font-style: italic;"}])
@@ -529,6 +543,27 @@ METRIC_WORDS = {
     "brier": "Brier score (lower is better)",
     "ece": "Calibration error (lower is better)",
 }
+
+
+# the headers of the analysts' tables (notebooks 01-03) in words; the held-out measures as the leadership page
+# names them (METRIC_WORDS)
+ANALYST_COLUMNS = {
+    **METRIC_WORDS,
+    "auc_low": "AUC 95% low", "auc_high": "AUC 95% high", "log_loss": "Log loss (lower is better)",
+    "model": "Model", "rows": "Company-weeks", "companies": "Accounts", "churns": "Churned company-weeks",
+    "churned_companies": "Churned accounts", "warning": "Caution",
+    "signal": "Signal", "family": "Family", "field_view": "The field's view", "data_says": "What this data says",
+    "missing_share": "Share missing",
+    "term": "Term (signals standardised)", "coef": "Coefficient (log-odds per SD)", "std_err": "Standard error",
+    "ci_low": "95% low", "ci_high": "95% high", "p_value": "p-value", "odds_ratio": "Odds ratio per SD",
+    "days_before": "Days before the term ended", "outcome": "Outcome", "accounts": "Accounts",
+    "median": "Median score", "q25": "Lower quartile", "q75": "Upper quartile", "mean": "Mean score",
+    "share_below": "Share below the validation line",
+    "rule": "Rule", "condition": "Alert when", "action": "Action", "alerts": "Alerts", "alerts_per_owner_per_week": "Alerts per owner a week",
+    "precision": "Precision (alerts followed by the event)", "recall": "Recall (events flagged in time)",
+    "median_lead_days": "Median warning (days)", "arr_at_risk": "ARR caught", "arr_saved_what_if": "ARR saved (what-if)",
+}
+ANALYST_FORMATS = {"arr_at_risk": money, "arr_saved_what_if": money, "median_lead_days": "{:,.0f}"}
 
 
 METRICS_CHANGE_DIGITS = 3  # decimals of metrics_change, and of its table on the page (AUC 0.734, not 0.7)
