@@ -375,6 +375,26 @@ def test_boundaries_and_breaks_in_history():
     assert table.loc["executive_escalation", "alerts"] == 2
 
 
+def test_verdict_counts_the_churns_decided_before_any_week_of_the_period_was_scored():
+    """A renewal lost on the test period's first day is one of the period's lost renewals, but no week of the
+    period saw the account as a customer, so the held-out AUC leaves it out: the verdict's details count such
+    renewals, for the leadership page to say why its two counts differ."""
+    start = week(20)
+    companies = {
+        "first_day": {"scores": [40.0] * 20, "term_end": start, "outcome": "churned"},
+        "later": {"scores": [40.0] * 24, "term_end": week(23) + 3 * DAY, "outcome": "churned"},
+        "renewed": {"scores": [80.0] * 26, "term_end": week(23) + 3 * DAY, "outcome": "renewed"},
+    }
+    panel = make_panel(companies)
+    history = score_history(ColumnScore(), panel)
+    verdict = validation_verdict(renewal_backtest(history, panel, period_start=start))
+    assert verdict.details["churned"] + verdict.details["churned_unscored"] == 2
+    assert verdict.details["churned_before_scored_weeks"] == 1
+    test_rows = panel.filter((pl.col("as_of") >= start) & (pl.col("outcome_churned") == 1))
+    assert test_rows["company_id"].unique().to_list() == ["later"]  # the only churn the AUC counts
+    assert "churned_before_scored_weeks" not in validation_verdict(renewal_backtest(history, panel)).details
+
+
 def test_verdict_writes_large_counts_with_thousands_separators():
     """Leadership reads '1,234 churned accounts', not '1234'."""
     outcomes = ["churned"] * 1234 + ["renewed"] * 10

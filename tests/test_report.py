@@ -120,7 +120,7 @@ def comparison_table(churns: int, auc_interval: tuple[float | None, float | None
 
 
 def leadership_page(table: pd.DataFrame, verdict_churned: int | None = None, verdict_unscored: int | None = None,
-                    verdict_text: str = "PASS: the score predicts churn.") -> str:
+                    verdict_text: str = "PASS: the score predicts churn.", before_scored_weeks: int | None = None) -> str:
     scores = pd.DataFrame({"band": ["At risk", "Healthy"], "arr": [10_000.0, 50_000.0],
                            "expansion_candidate": [False, True], "days_to_renewal": [30.0, 200.0],
                            "health_score": [40.0, 90.0]})
@@ -129,6 +129,7 @@ def leadership_page(table: pd.DataFrame, verdict_churned: int | None = None, ver
         "2026Q4", table, verdict_text, "Draw the line at 55.", scores, drift,
         narrative.points_change({"core_depth": 30.0}, {"core_depth": 25.0}, "field_preset"), None, 90, "2026-02-01",
         verdict_churned=verdict_churned, verdict_unscored=verdict_unscored,
+        verdict_before_scored_weeks=before_scored_weeks,
     )
 
 
@@ -192,6 +193,22 @@ def test_leadership_page_counts_the_churns_of_the_test_period_one_way():
     assert "in which 40 accounts churned" in apart
     assert ("(The validation step counts lost renewals, 41 of them; the 40 above are the accounts that churned in "
             "the weeks the score was judged on.)") in apart
+
+
+def test_leadership_page_says_in_a_clause_why_the_verdict_counts_more_churns_than_the_auc():
+    """On the 20,000-company portal the AUC line counted 1,847 churned accounts and the verdict 1,856 lost renewals,
+    with a sentence on what each number counts. The 9 churned as the test period began, before any of its weeks was
+    scored: the page says so in one clause, and keeps the AUC line's count as the page's count."""
+    verdict = "PASS: the score predicts churn. 90% of 1,856 churned accounts scored below 60 before their term ended."
+    page = leadership_page(comparison_table(1847, (0.78, 0.82)), 1856, 0, verdict, before_scored_weeks=9)
+    verdict_line = next(line for line in page.splitlines() if "The validation step" in line)
+    assert verdict_line.endswith(f"{verdict} (9 more than the 1,847 above: they churned as the test period began, "
+                                 "before any of its weeks was scored.)")
+    assert "counts lost renewals" not in page and "in which 1,847 accounts churned" in page
+    one = leadership_page(comparison_table(40, (0.91, 0.96)), 41, 0, before_scored_weeks=1)
+    assert "(1 more than the 40 above: it churned as the test period began" in one
+    other = leadership_page(comparison_table(40, (0.91, 0.96)), 42, 0, before_scored_weeks=1)
+    assert "(The validation step counts lost renewals, 42 of them;" in other  # a difference it does not explain
 
 
 def playbook_rows(events: int, arr_at_risk: float, arr_saved: float) -> pd.DataFrame:

@@ -198,12 +198,14 @@ def outcome_events(panel: pl.DataFrame | pd.DataFrame, target: str = "churn") ->
 class RenewalBacktest:
     """renewals: one row per renewal (company_id, term_end, outcome, arr, arr_segment, score_<d>d and
     as_of_<d>d per horizon); summary: one row per horizon x outcome (accounts, median, q25, q75, mean,
-    share_below); horizons and threshold as used."""
+    share_below); horizons and threshold as used; first_week: the first scored week from the period's start on
+    (None without one): a renewal ending at or before it was decided before any week of the period was scored."""
 
     renewals: pl.DataFrame
     summary: pl.DataFrame
     horizons: tuple[int, ...]
     threshold: float = VALIDATION_THRESHOLD
+    first_week: datetime | None = None
 
 
 def renewals_of(panel: pl.DataFrame, horizon_days: int | None = None) -> pl.DataFrame:
@@ -251,11 +253,12 @@ def renewal_backtest(
     if not horizons or min(horizons) <= 0:
         raise InputError(f"renewal back-test horizons must be positive days, got {horizons}")
     renewals = renewals_of(panel)
-    if period_start is not None:
-        renewals = renewals.filter(
-            pl.col("term_end") >= when_literal(parse_when(period_start), renewals.schema["term_end"])
-        )
     dtype = history.schema["as_of"]
+    first_week = None
+    if period_start is not None:
+        start = parse_when(period_start)
+        renewals = renewals.filter(pl.col("term_end") >= when_literal(start, renewals.schema["term_end"]))
+        first_week = history.select(pl.col("as_of").filter(pl.col("as_of") >= when_literal(start, dtype)).min()).item()
     scored = history.select(
         "company_id", pl.col("as_of").alias("_at"), pl.col("as_of").alias("_scored_at"), "health_score"
     ).sort("_at")
@@ -288,7 +291,8 @@ def renewal_backtest(
     ).sort(["days_before", "_o"], descending=[True, False]).drop("_o").select(
         "days_before", "outcome", "accounts", "median", "q25", "q75", "mean", "share_below"
     )
-    return RenewalBacktest(renewals=renewals, summary=summary, horizons=horizons, threshold=threshold)
+    return RenewalBacktest(renewals=renewals, summary=summary, horizons=horizons, threshold=threshold,
+                           first_week=first_week)
 
 
 @dataclass
@@ -346,6 +350,10 @@ def validation_verdict(backtest: RenewalBacktest, min_share: float = 0.5, min_ga
     churned = renewals.filter(pl.col("outcome") == "churned")
     churned_scored = churned.filter(pl.any_horizontal([pl.col(c).is_not_null() for c in score_cols]))
     unscored = churned.height - churned_scored.height
+    counts: dict[str, Any] = {}
+    if backtest.first_week is not None:  # churned before any week of the period was scored: no AUC counts them
+        first_week = when_literal(parse_when(backtest.first_week), renewals.schema["term_end"])
+        counts["churned_before_scored_weeks"] = churned.filter(pl.col("term_end") <= first_week).height
     if churned_scored.height == 0:
         when = f"{checkpoint_words(backtest.horizons)} before"
         why = ("no renewal of the test period was lost, so there is no churn to check the score against"
@@ -354,11 +362,11 @@ def validation_verdict(backtest: RenewalBacktest, min_share: float = 0.5, min_ga
                "cannot be checked against it" if unscored == 1 else
                f"none of the {unscored:,} churned accounts of the test period had a score {when} its term ended, "
                "so the score cannot be checked against them")
-        return Verdict(None, f"NOT JUDGED: {why}.", {"churned": 0, "churned_unscored": unscored})
+        return Verdict(None, f"NOT JUDGED: {why}.", {"churned": 0, "churned_unscored": unscored, **counts})
     dropped = churned_scored.select(
         pl.any_horizontal([pl.col(c) < threshold for c in score_cols]).fill_null(False).mean()
     ).item()
-    details: dict[str, Any] = {"churned": churned_scored.height, "churned_unscored": unscored,
+    details: dict[str, Any] = {"churned": churned_scored.height, "churned_unscored": unscored, **counts,
                                "share_churned_below": float(dropped), "threshold": threshold, "gaps": {}}
     summary = backtest.summary
     gaps_ok = True

@@ -349,15 +349,22 @@ def verdict_caution(churned: int | None) -> str:
     return few_churns_caution(churned, "verdict", "churned account")
 
 
-def verdict_count_note(test_churned: int, verdict_churned: int | None, verdict_unscored: int | None) -> str:
-    """A sentence when the validation verdict's churned renewals (counted and left out) do not add up to the
-    accounts that churned in the weeks the AUC was judged on (an account that lost two renewals, a renewal lost
-    on the first test day): what each number counts. '' when they agree or a count is unknown."""
+def verdict_count_note(test_churned: int, verdict_churned: int | None, verdict_unscored: int | None,
+                       before_scored_weeks: int | None = None) -> str:
+    """A short clause when the validation verdict's churned renewals (counted and left out) do not add up to the
+    accounts that churned in the weeks the AUC was judged on: the renewals lost as the test period began, before
+    any of its weeks was scored (`before_scored_weeks`, its details' "churned_before_scored_weeks"), when they
+    make the difference; else what each number counts (an account can lose two renewals). '' when they agree or
+    a count is unknown."""
     if verdict_churned is None or verdict_unscored is None:
         return ""
     renewals = verdict_churned + verdict_unscored
     if renewals == test_churned:
         return ""
+    if before_scored_weeks and renewals - before_scored_weeks == test_churned:
+        return (f"({before_scored_weeks:,} more than the {test_churned:,} above: "
+                f"{'it' if before_scored_weeks == 1 else 'they'} churned as the test period began, before any of its "
+                "weeks was scored.)")
     return (f"(The validation step counts lost renewals, {renewals:,} of them; the {test_churned:,} above are the "
             "accounts that churned in the weeks the score was judged on.)")
 
@@ -406,6 +413,7 @@ def leadership_summary(
     unmeasured: Sequence[str] = (),
     usage_rows: int | None = None,
     verdict_unscored: int | None = None,
+    verdict_before_scored_weeks: int | None = None,
     threshold_churns: int | None = None,
     threshold_target_recall: float | None = None,
     threshold_capacity: float | None = None,
@@ -413,7 +421,8 @@ def leadership_summary(
     """The first page of the leadership report, in Markdown: what changed, how well the score predicts, how many
     accounts and how much ARR are at risk, and the expansion candidates. `verdict_churned`: the churned accounts
     the validation verdict rests on (its details' "churned"), for its caution, and `verdict_unscored` those it
-    left out (its details' "churned_unscored"), to check that both add up to the test period's churned accounts.
+    left out (its details' "churned_unscored"), to check that both add up to the test period's churned accounts;
+    `verdict_before_scored_weeks` (its details' "churned_before_scored_weeks") explains when they do not.
     `unmeasured`: signals without any value in the snapshot, and `usage_rows` its usage events, for the line on
     what the snapshot lacks. `threshold_churns`: the churns the At-risk line was chosen on, for its caution;
     `threshold_target_recall` and `threshold_capacity`: what it was chosen for (its backtest summary's
@@ -442,7 +451,8 @@ def leadership_summary(
     gaps = data_gaps(unmeasured, usage_rows)
     if gaps:
         lines.append(f"- **What this snapshot lacks.** {gaps}")
-    verdict_notes = [verdict_count_note(test_churned, verdict_churned, verdict_unscored), verdict_caution(verdict_churned)]
+    verdict_notes = [verdict_count_note(test_churned, verdict_churned, verdict_unscored, verdict_before_scored_weeks),
+                     verdict_caution(verdict_churned)]
     lines.append(" ".join([f"- **The validation step.** {verdict_text}", *filter(None, verdict_notes)]))
     lines.append(
         f"- **At risk today.** {len(at_risk):,} of {len(scores):,} customers ({percent(len(at_risk) / max(len(scores), 1))}) "
