@@ -3,6 +3,7 @@ directions, agreement with the pandas reference, the command line and bad input.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import sys
@@ -216,6 +217,24 @@ def test_extra_columns_named_like_the_panels_own_change_nothing(demo, panel):
                   for name, table in demo.tables.items()}
         with_extras = build_panel(Snapshot(demo.manifest, tables), as_of_dates=dates)
         assert with_extras.equals(panel.filter(pl.col("as_of").is_in(dates))), kind
+
+
+def test_a_loaded_snapshot_is_not_checked_for_its_core_events_again(demo, monkeypatch):
+    """load_snapshot checks that every core event occurs; the panel built from it does not repeat the check. A
+    snapshot whose usage events or core events changed since, or one built in memory, is checked."""
+    import hsutils.panel as panel_module
+
+    checked = []
+    monkeypatch.setattr(panel_module, "check_core_events", lambda usage, manifest: checked.append(manifest))
+    day = default_as_of_dates(demo)[-1]
+    build_panel(demo, as_of_dates=[day])
+    assert checked == []
+    build_panel(Snapshot(demo.manifest, dict(demo.tables)), as_of_dates=[day])
+    fewer = demo.tables["usage_events"].head(demo.tables["usage_events"].height - 1)
+    build_panel(dataclasses.replace(demo, tables={**demo.tables, "usage_events": fewer}), as_of_dates=[day])
+    one_event = dataclasses.replace(demo.manifest, core_events=demo.manifest.core_events[:1])
+    build_panel(dataclasses.replace(demo, manifest=one_event), as_of_dates=[day])
+    assert len(checked) == 3
 
 
 def test_cli_warns_in_one_line_when_the_login_event_never_occurs(small_demo, tmp_path, capsys):

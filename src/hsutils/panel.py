@@ -54,7 +54,7 @@ from hsutils.signals import (
     resolve_signals,
     unknown_signals_error,
 )
-from hsutils.validate import check_core_events, missing_events, most_frequent_events
+from hsutils.validate import check_core_events, core_events_checked, missing_events, most_frequent_events
 
 HIGH_TOUCH_SHARE = 0.20
 RENEWAL_MATCH_DAYS = 45
@@ -131,8 +131,9 @@ def _check_as_of(snapshot: Any, dates: list[datetime]) -> None:
 
 
 def _check_usage_events(snapshot: Any, chosen: list[Signal]) -> None:
-    """The core signals need value moments: the manifest names some, and each occurs (the check a loaded snapshot
-    has passed already; snapshots built in memory meet it here). A login event that never occurs leaves logins_28d
+    """The core signals need value moments: the manifest names some, and each occurs (checked here unless the
+    snapshot passed the check when it was loaded, and neither its usage events nor its core events changed since;
+    snapshots built in memory meet it here). A login event that never occurs leaves logins_28d
     at 0 everywhere: a warning says so, as the product may simply not record logins."""
     usage = snapshot["usage_events"]
     if usage.height == 0:
@@ -143,7 +144,7 @@ def _check_usage_events(snapshot: Any, chosen: list[Signal]) -> None:
                 "active_seats are empty (unknown) in every row", UserWarning, stacklevel=3,
             )
         return
-    if any(s.name in CORE_SIGNALS for s in chosen):
+    if any(s.name in CORE_SIGNALS for s in chosen) and not core_events_checked(snapshot):
         check_core_events(usage, snapshot.manifest)
     if any(s.name == "logins_28d" for s in chosen) and missing_events(usage, [login := login_event(snapshot.manifest)]):
         warnings.warn(

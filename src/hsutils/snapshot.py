@@ -74,12 +74,14 @@ class Manifest:
 @dataclass
 class Snapshot:
     """A loaded snapshot: the manifest and one polars DataFrame per canonical table (and, for tables read from CSV,
-    where their rows are in the file, to name them in messages)."""
+    where their rows are in the file, to name them in messages). `core_events_checked`: the usage table and core
+    events that passed the check that every core event occurs (set by validation, so a panel does not repeat it)."""
 
     manifest: Manifest
     tables: dict[str, pl.DataFrame]
     path: Path | None = None
     file_rows: dict[str, FileRows] = field(default_factory=dict)
+    core_events_checked: tuple[pl.DataFrame, tuple[str, ...]] | None = field(default=None, repr=False, compare=False)
 
     def __getitem__(self, table: str) -> pl.DataFrame:
         return self.tables[table]

@@ -1647,6 +1647,15 @@ def validate_tables(
 def validate_snapshot(snapshot: Snapshot) -> None:
     """Check a loaded snapshot; raise InputError naming table, column and example rows on the first problem."""
     validate_tables(snapshot.tables, snapshot.manifest, snapshot.file_rows)
+    snapshot.core_events_checked = (snapshot["usage_events"], tuple(snapshot.manifest.core_events))
+
+
+def core_events_checked(snapshot: Any) -> bool:
+    """Whether the snapshot's usage events and core events, as they are now, passed check_core_events (when it was
+    validated, and neither was replaced or changed since)."""
+    checked = getattr(snapshot, "core_events_checked", None)
+    return (checked is not None and checked[0] is snapshot["usage_events"]
+            and checked[1] == tuple(snapshot.manifest.core_events))
 
 
 def cli_validate(args: Any) -> int:
@@ -1665,6 +1674,7 @@ __all__ = [
     "at_file_lines",
     "check_core_events",
     "clear_unknown_contacts",
+    "core_events_checked",
     "drop_repeated_rows",
     "file_rows",
     "warn_unknown_contacts",
