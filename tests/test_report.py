@@ -515,6 +515,47 @@ def test_leadership_summary_counts_one_account_in_the_singular():
     assert "1 healthy account (score 85 or more, 80% or more of seats in use) holds $50k ARR: route it to" in page
 
 
+def test_leadership_summary_with_no_expansion_candidate_says_so_in_words():
+    """A portal with no healthy account using most of its seats read '0 healthy accounts ... hold $0 ARR: route them
+    to account executives'."""
+    scores = pd.DataFrame({"band": ["At risk", "Healthy"], "arr": [10_000.0, 50_000.0],
+                           "expansion_candidate": [False, False], "seat_utilisation": [0.3, 0.5],
+                           "days_to_renewal": [30.0, 200.0], "health_score": [40.0, 80.0]})
+    drift = narrative.Drift(0.01, "13 weeks earlier", np.array([40.0, 80.0]), np.array([41.0, 79.0]))
+    page = narrative.leadership_summary(
+        "2026Q4", comparison_table(400, (0.91, 0.96)), "PASS: the score predicts churn.", "Draw the line at 55.",
+        scores, drift, narrative.points_change({"core_depth": 30.0}, {"core_depth": 25.0}, "field_preset"), None, 90,
+        "2026-02-01")
+    assert ("- **Expansion candidates.** No account qualifies for an expansion conversation this quarter.\n"
+            in page)
+    assert "0 healthy accounts" not in page and "$0 ARR" not in page
+
+
+def test_first_report_drift_names_the_earlier_scores_in_plain_words():
+    """'against 13 weeks earlier (2026-08-16) (population stability index ...)' read as two parentheses after a
+    phrase that is no noun."""
+    history = pd.DataFrame({"as_of": pd.to_datetime(["2026-08-16", "2026-11-15"] * 50, utc=True),
+                            "health_score": np.linspace(40, 90, 100)})
+    drift = narrative.score_drift(pd.DataFrame({"health_score": np.linspace(40, 90, 50)}), None, history)
+    assert drift.compared_with == "the scores of 2026-08-16, 13 weeks earlier"
+    assert drift.words.startswith("The score distribution shows no meaningful shift against the scores of "
+                                  "2026-08-16, 13 weeks earlier (population stability index ")
+    assert ") (" not in drift.words
+
+
+def test_score_distribution_chart_shows_shares_of_accounts_and_names_its_index():
+    """The chart's axis read 'share of accounts (density)' with values like 0.04, under a title quoting 'PSI'."""
+    from hsutils import figures
+
+    fig = figures.score_distribution_shift(np.array([50.0, 70.0, 90.0, 91.0]), np.array([60.0, 80.0]), "2026Q4",
+                                           "the 2026Q3 report", 0.2)
+    ax = fig.axes[0]
+    assert ax.get_ylabel() == "share of accounts in each 4-point band (%)"
+    assert "population stability index 0.200" in fig._suptitle.get_text() and "PSI" not in fig._suptitle.get_text()
+    heights = [patch.get_height() for patch in ax.patches]
+    assert sum(heights) == pytest.approx(200.0)  # each distribution's bars add up to 100%
+
+
 def test_comparison_chart_shows_a_score_that_ranks_worse_than_chance():
     from hsutils import figures
 
@@ -711,7 +752,7 @@ def test_score_drift_on_few_accounts_is_no_alarm_unless_it_beats_chance():
     small = drift_between(rng.normal(65, 15, 200), rng.normal(50, 15, 200), "the 2026Q3 report")
     assert small.psi > small.by_chance > 0.1
     assert f"shows a major shift against the 2026Q3 report (population stability index {small.psi:.3f}; chance " \
-           f"alone reaches {small.by_chance:.3f} on this few accounts)." in small.words
+           f"alone reaches {small.by_chance:.3f} on so few accounts)." in small.words
 
 
 def test_where_the_arr_sits_names_segments_in_words():

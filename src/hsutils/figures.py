@@ -227,12 +227,15 @@ def score_distribution_shift(current: np.ndarray, previous: np.ndarray, current_
     """Distribution of health scores now against the comparison point, with the population stability index."""
     fig, ax = plt.subplots(figsize=(10, 5))
     bins = np.linspace(0, 100, 26)
-    ax.hist(previous, bins=bins, alpha=0.5, color="#999999", label=previous_label, density=True)
-    ax.hist(current, bins=bins, alpha=0.6, color="#1b7837", label=current_label, density=True)
+    for scores, colour, alpha, label in ((previous, "#999999", 0.5, previous_label),
+                                         (current, "#1b7837", 0.6, current_label)):
+        scores = np.asarray(scores, dtype=float)
+        ax.hist(scores, bins=bins, alpha=alpha, color=colour, label=label,
+                weights=np.full(len(scores), 100 / max(len(scores), 1)))
     ax.set_xlabel("health score (0-100)")
-    ax.set_ylabel("share of accounts (density)")
+    ax.set_ylabel(f"share of accounts in each {bins[1] - bins[0]:g}-point band (%)")
     ax.legend()
-    return _finish(fig, f"Score distribution: now against before (PSI {psi:.3f})")
+    return _finish(fig, f"Score distribution: now against before (population stability index {psi:.3f})")
 
 
 def arr_by_band(scores: pd.DataFrame, segment_column: str = "arr_segment") -> plt.Figure:

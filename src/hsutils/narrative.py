@@ -143,7 +143,7 @@ class Drift:
         level = ("a major shift" if psi >= PSI_MAJOR else "a notable shift" if psi >= PSI_NOTABLE
                  else "no meaningful shift")
         bar = (f"under {PSI_NOTABLE} is stable" if chance < PSI_NOTABLE else
-               f"chance alone reaches {chance:.3f} on this few accounts")
+               f"chance alone reaches {chance:.3f} on so few accounts")
         return f"The score distribution shows {level} against {self.compared_with} ({index}; {bar})."
 
 
@@ -159,7 +159,7 @@ def score_drift(scores: pd.DataFrame, previous: PreviousReport | None, history: 
         dates = np.sort(history["as_of"].unique())
         reference = dates[max(0, len(dates) - 1 - weeks_back)]
         before = history.loc[history["as_of"] == reference, "health_score"].to_numpy(dtype=float)
-        label = f"{weeks_back} weeks earlier ({pd.Timestamp(reference).date()})"
+        label = f"the scores of {pd.Timestamp(reference).date()}, {weeks_back} weeks earlier"
     else:
         before, label = current, "itself (no earlier scores)"
     return Drift(population_stability_index(before, current), label, current, before)
@@ -459,8 +459,8 @@ def leadership_summary(
         f"are At risk, holding {money(at_risk['arr'].sum())} of {money(total_arr)} ARR; {len(near_renewal):,} of them "
         f"({money(near_renewal['arr'].sum())}) renew within {horizon_days} days."
     )
-    if seats_in_use_unknown(scores):
-        lines.append(f"- **Expansion candidates.** {EXPANSION_UNKNOWN}")
+    if seats_in_use_unknown(scores) or expansion.empty:
+        lines.append(f"- **Expansion candidates.** {expansion_empty_note(scores)}")
     else:
         lines.append(
             f"- **Expansion candidates.** {len(expansion):,} healthy "
