@@ -876,6 +876,15 @@ def test_analyst_pages_show_no_column_names(report_run):
         assert headers and not [h for h in headers if "_" in h], (name, headers)
 
 
+def test_analyst_pages_show_no_stray_values_of_their_set_up_cells(report_run):
+    """The set-up cells' last calls returned a value that the pages showed: '[]' (the signal modules loaded) and
+    'PosixPath('.../.2026Q4.partial')' (the folder the report is staged in)."""
+    out, _ = report_run
+    for name in ("01-signal-exploration.html", "02-fit-and-compare.html", "03-backtest.html", "leadership.html"):
+        text = page_text((out / "2026Q4" / name).read_text(encoding="utf-8"))
+        assert "PosixPath" not in text and ".partial" not in text and " [] " not in text, name
+
+
 def test_analyst_pages_name_segments_in_words(report_run):
     """Notebooks 01 and 02 showed 'high_touch' in their segment tables and sentences; they read as the leadership
     page does, under a header naming the grouping."""
