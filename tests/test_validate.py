@@ -266,6 +266,15 @@ CORRUPTIONS: dict[str, Corruption] = {
         with_csv_text("tickets", replace_column(3, ["1746180000", "0", "1753005600"])),
         ("table tickets", "column created_at", "1 value(s) 0", "1970-01-01", "unset", "line=3"),
     ),
+    "zero date in a required time column": Corruption(
+        with_csv_text("tickets", replace_field(2, 3, "0000-00-00 00:00:00")),
+        ("table tickets", "column created_at", "1 value(s) 0000-00-00", "zero date", "unset", "line=3"),
+    ),
+    "time with a zone abbreviation": Corruption(
+        with_csv_text("tickets", replace_field(2, 3, "2025-06-10 09:00 PST")),
+        ("table tickets", "column created_at", "'2025-06-10 09:00 PST'", "line=3", "time zone name",
+         "offset instead (2025-03-01T09:00:00-08:00)", "UTC"),
+    ),
     "12-hour time past 12": Corruption(
         with_csv_text("tickets", replace_field(2, 3, "11/23/2025 13:05 PM")),
         ("table tickets", "column created_at", "'11/23/2025 13:05 PM'", "line=3", "ISO-8601"),
@@ -732,8 +741,11 @@ def test_epoch_numbers_stored_as_numbers_in_parquet_are_read(tmp_path: Path) -> 
          ["2025-11-23T14:05", "2025-06-10T14:05:33", "2025-01-02T00:30", "2025-01-03T12:00"]),
         (["2025-11-23 2:05 PM", "2025-06-10 11:59:59 PM", "2025-06-11T10:00:00Z", "23.06.2025 1:05 am"],
          ["2025-11-23T14:05", "2025-06-10T23:59:59", "2025-06-11T10:00", "2025-06-23T01:05"]),
+        (["2025/05/02", "2025/05/02 14:05", "2025.05.02", "2025/5/3 2:05 PM", "2025.06.04 08:00:30"],
+         ["2025-05-02", "2025-05-02T14:05", "2025-05-02", "2025-05-03T14:05", "2025-06-04T08:00:30"]),
     ],
-    ids=["month-first", "day-first", "day-first among ISO", "day-first with dashes", "12-hour", "12-hour mixed"],
+    ids=["month-first", "day-first", "day-first among ISO", "day-first with dashes", "12-hour", "12-hour mixed",
+         "year-first with slashes or dots"],
 )
 def test_dates_in_an_order_the_column_shows_are_read_as_utc(
     stamps: list[str], expected: list[str], tmp_path: Path
@@ -867,6 +879,9 @@ def test_unmapped_portal_value_names_table_and_column(tmp_path: Path, capsys) ->
         ("values:\n  deals:\n    phase: {closedwon: won}\n", "no column 'phase'"),
         ("values: [1, 2\n", "not valid YAML"),
         ("columns:\n  companies:\n    Plan: plan_name\n", "'plan_name' is not a column"),
+        ("timezone: Mars/Olympus\n", "timezone 'Mars/Olympus' is not an IANA time zone name such as Europe/Berlin"),
+        ("timezone: PST\n", "timezone 'PST' is not an IANA time zone name"),
+        ("timezone: [Europe/Berlin]\n", "is not an IANA time zone name"),
     ],
 )
 def test_bad_mapping_file_is_refused(text: str, fragment: str, tmp_path: Path, capsys) -> None:
@@ -887,6 +902,26 @@ def test_example_mapping_file_maps_onto_canonical_values() -> None:
             allowed = TABLES[table].column(column).values
             if allowed is not None:
                 assert set(pairs.values()) <= set(allowed), (table, column)
+                respelled = {k for k in pairs if k.replace(" ", "_").replace("-", "_") in allowed}
+                assert not respelled, f"{table}.{column}: {respelled} read as canonical without a mapping"
+
+
+def test_example_mappings_map_only_what_a_mapping_is_needed_for(tmp_path: Path) -> None:
+    """The example mapping file and the README's mapping example load, and rename no header that is read without a
+    mapping (`Record ID`, `Create Date`, ...: HubSpot's export headers, and canonical names written loosely)."""
+    import yaml
+
+    from hsutils.validate import _canonical_column
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    readme_yaml = re.search(r"```yaml\n(values:.*?)```", readme, re.S)
+    assert readme_yaml is not None
+    (tmp_path / "readme.yml").write_text(readme_yaml.group(1), encoding="utf-8")
+    assert load_mapping(tmp_path / "readme.yml").timezone == "America/New_York"
+    for text in (MAPPING_EXAMPLE.read_text(encoding="utf-8"), readme_yaml.group(1)):
+        for table, headers in (yaml.safe_load(text).get("columns") or {}).items():
+            for header in headers:
+                assert _canonical_column(header, table) is None, (table, header)
 
 
 def test_core_events_found_past_the_first_rows(monkeypatch) -> None:
@@ -963,9 +998,12 @@ def test_csv_leftovers_of_excel_that_hold_no_data_are_skipped(edit: Callable, tm
         (['"24.000,00 €"', '"26000,50"', "90.000", "3000"], ["20", "1.080", "80", "3"]),
         (["24\u00a0000", '"26 000,50"', "90\u202f000", "3000"], ["20", "1\u00a0080", "80", "3"]),
         (["24000 USD", '"USD 26,000.50"', '"USD 90,000"', "GBP3000"], ["20", '"1,080"', "80", "3"]),
+        (['"US$24,000"', '"CA$26,000.50"', "A$90000", "HK$ 3000"], ["20", '"1,080"', "80", "3"]),
+        (["24'000", "26’000.50", "90'000.00", "CHF 3'000"], ["20", "1'080", "80", "3"]),
         (['"EUR 24.000,00"', '"26000,50 EUR"', '"90.000 €"', "3000"], ["20", "1.080", "80", "3"]),
     ],
-    ids=["point-decimal", "comma-decimal", "space-grouped", "currency codes", "comma-decimal with codes"],
+    ids=["point-decimal", "comma-decimal", "space-grouped", "currency codes", "country dollars", "swiss grouping",
+         "comma-decimal with codes"],
 )
 def test_numbers_as_spreadsheets_format_them_are_read(arr: list[str], seats: list[str], tmp_path: Path) -> None:
     """Currency signs and thousands separators are dropped; a column with a decimal comma reads it as the point."""
@@ -1246,3 +1284,115 @@ def test_headers_of_hubspot_crm_exports_name_their_columns(tmp_path: Path) -> No
         canonical = snapshot[table].select(expected[table].columns)
         assert canonical.equals(expected[table]), table
     assert snapshot["deals"].columns[-2:] == ["Associated Company IDs", "Create Date"]  # kept as read
+
+
+def test_ids_written_with_a_float_tail_are_read_as_whole_numbers(tmp_path: Path) -> None:
+    """pandas writes an integer id column holding blanks as floats (101.0): such a column is read as the whole
+    numbers, with one warning naming the table and column, and joins the companies written as 101."""
+    write_tiny_snapshot(tmp_path / "s", fmt="csv")
+    edit_csv_text(tmp_path / "s", "deals", replace_column(1, ["101.0", "101.0", "102.0", "103.00"]))
+    edit_csv_text(tmp_path / "s", "engagements", replace_column(2, ["501.0", "501.0", "", "504.0"]))
+
+    with pytest.warns(UserWarning) as caught:
+        snapshot = load_snapshot(tmp_path / "s")
+
+    messages = [str(w.message) for w in caught]
+    assert len(messages) == 2
+    assert "table deals, column company_id: deals.csv writes every id as a whole number with a '.0' tail" in messages[0]
+    assert "table engagements, column contact_id" in messages[1]
+    expected = build_tables()
+    for table in ("deals", "engagements"):
+        assert snapshot[table].equals(expected[table]), table
+
+
+def test_ids_mixing_float_tails_with_other_ids_stay_as_written(tmp_path: Path) -> None:
+    """A column where some id is no whole number with a '.0' tail keeps its text ('101.5' is no 101.5 nor 101)."""
+    write_tiny_snapshot(tmp_path / "s", fmt="csv")
+    edit_csv_text(tmp_path / "s", "deals", replace_column(0, ["7001.0", "7001.5", "x7003", "7004.0"]))
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        deals = load_snapshot(tmp_path / "s")["deals"]
+
+    assert deals["deal_id"].to_list() == ["7001.0", "7001.5", "x7003", "7004.0"]
+
+
+def test_unicode_minus_is_a_negative_number(tmp_path: Path) -> None:
+    """'−' (U+2212), the minus sign of typeset numbers, is read as '-', also before a currency and after a number."""
+    with_csv_text("deals", replace_column(7, ["−24000", '"−$26,000.50"', "US$−90000", "3000−"]))(tmp_path / "s")
+    edit_csv_text(tmp_path / "s", "companies", replace_field(1, 4, "−120"))
+
+    snapshot = load_snapshot(tmp_path / "s", validate=False)  # negative arr and employees are refused by validation
+
+    assert snapshot["deals"]["arr"].to_list() == [-24000.0, -26000.5, -90000.0, -3000.0]
+    assert snapshot["companies"]["employees"].to_list()[0] == -120
+
+
+def test_zero_dates_in_an_optional_time_column_are_empty_with_a_warning(tmp_path: Path) -> None:
+    """MySQL's zero date (0000-00-00, 0000-00-00 00:00:00) means unset: empty in closed_at, counted with epoch 0 in
+    the one warning."""
+    write_tiny_snapshot(tmp_path / "s", fmt="csv")
+    edit_csv_text(tmp_path / "s", "tickets", replace_column(4, ["2025-05-03 10:00:00", "0000-00-00", "0000-00-00 00:00:00"]))
+    edit_csv_text(tmp_path / "s", "deals", replace_field(4, 6, "0000-00-00"))
+
+    with pytest.warns(UserWarning) as caught:
+        snapshot = load_snapshot(tmp_path / "s")
+
+    messages = sorted(str(w.message) for w in caught)
+    assert len(messages) == 2
+    assert re.search(r"table deals, column close_date: 1 value\(s\) 0000-00-00 read as empty.*zero date.*line=5", messages[0])
+    assert re.search(r"table tickets, column closed_at: 2 value\(s\) 0000-00-00 read as empty.*line=3", messages[1])
+    assert snapshot["tickets"]["closed_at"].to_list() == [ts("2025-05-03T10:00:00"), None, None]
+    assert snapshot["deals"]["close_date"].to_list()[-1] is None
+
+
+PORTAL_TIMES = {  # tickets.created_at and closed_at as a portal in Berlin exports them (naive), and in UTC
+    "2025-05-02 12:00": "2025-05-02T10:00:00",  # summer: UTC+2
+    "2025-01-10 09:30:15": "2025-01-10T08:30:15",  # winter: UTC+1
+    "2025-10-26 02:30": "2025-10-26T00:30:00",  # twice in Berlin (clocks go back): the earlier, still summer time
+}
+
+
+@pytest.mark.parametrize("mixed", [False, True], ids=["every value naive", "naive among times with an offset"])
+def test_mapping_timezone_reads_naive_times_in_the_portals_zone(mixed: bool, tmp_path: Path) -> None:
+    """HubSpot's exports write times in the portal's zone without an offset: `timezone:` in the mapping reads them
+    there. Times written with an offset or Z, epoch numbers, a column of dates alone and a column whose header
+    names UTC are read as before; without the key, naive times are UTC."""
+    write_tiny_snapshot(tmp_path / "s", fmt="csv")
+    naive = list(PORTAL_TIMES)
+    created = [*naive[:2], "2025-07-20T10:00:00Z"] if mixed else naive
+    edit_csv_text(tmp_path / "s", "tickets", replace_column(3, created))
+    edit_csv_text(tmp_path / "s", "tickets", replace_column(4, ["2025-05-03 12:00", "", "2025-10-26T12:00:00+00:00"]))
+    edit_csv_text(tmp_path / "s", "usage_events", replace_column(2, [str(1761991200 + 60 * i) for i in range(8)]))
+    edit_csv_text(tmp_path / "s", "deals", replace_column(4, ["2023-01-15", "2024-01-15", "2023-03-15", "2026-02-01"]))
+    edit_csv_text(tmp_path / "s", "engagements", lambda lines: [lines[0].replace("occurred_at", "Occurred At (UTC)"), *lines[1:]])
+    edit_csv_text(tmp_path / "s", "engagements", replace_field(1, 5, "2025-06-01 09:30"))
+    mapping = tmp_path / "mapping.yml"
+    mapping.write_text("timezone: Europe/Berlin\n", encoding="utf-8")
+
+    assert load_snapshot(tmp_path / "s")["tickets"]["created_at"][0] == ts("2025-05-02T12:00:00")
+    snapshot = load_snapshot(tmp_path / "s", mapping=mapping)
+
+    tickets = snapshot["tickets"]
+    assert tickets["created_at"].to_list() == [
+        ts(PORTAL_TIMES[naive[0]]), ts(PORTAL_TIMES[naive[1]]), ts("2025-07-20T10:00:00" if mixed else "2025-10-26T00:30:00")
+    ]
+    assert tickets["closed_at"].to_list() == [ts("2025-05-03T10:00:00"), None, ts("2025-10-26T12:00:00")]
+    assert snapshot["usage_events"]["occurred_at"][-1] == ts("2025-11-01T10:07:00")  # epoch numbers are UTC
+    expected = build_tables()
+    assert snapshot["deals"]["term_start"].equals(expected["deals"]["term_start"])
+    assert snapshot["engagements"]["occurred_at"].equals(expected["engagements"]["occurred_at"])
+
+
+def test_mapping_timezone_refuses_a_local_time_its_clocks_skip(tmp_path: Path, capsys) -> None:
+    """2025-03-30 02:30 never happened in Berlin (clocks went from 02:00 to 03:00): refused in one line, naming it."""
+    write_tiny_snapshot(tmp_path / "s", fmt="csv")
+    edit_csv_text(tmp_path / "s", "tickets", replace_column(3, ["2025-03-30 02:30", "2025-06-10 10:00", "2025-07-20 10:00"]))
+    mapping = tmp_path / "mapping.yml"
+    mapping.write_text("timezone: Europe/Berlin\n", encoding="utf-8")
+
+    code, _, err = run_cli(capsys, "validate", str(tmp_path / "s"), "--mapping", str(mapping))
+
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "table tickets, column created_at: 1 value(s) that are no time in Europe/Berlin" in err
+    assert "line=2" in err and "2025-03-30T02:30:00" in err

@@ -179,7 +179,8 @@ def load_snapshot(folder: str | Path, mapping: str | Path | None = None, validat
         value_map, column_map = portal.for_table(table)
         rows = validation.file_rows(path, table) if path.suffix == ".csv" else None
         tables[table] = validation.coerce_table(
-            raw, table, value_map, column_map, source=path.name, strip_text=rows is not None, rows=rows
+            raw, table, value_map, column_map, source=path.name, strip_text=rows is not None, rows=rows,
+            time_zone=portal.timezone,
         )
         if rows is not None:  # exports repeat records now and then; typed files are trusted as written
             tables[table], file_rows[table] = validation.drop_repeated_rows(tables[table], table, rows)

@@ -9,19 +9,24 @@ A snapshot table goes through four steps on every load:
    trailing columns and later copies of a header the schema does not use skipped). Unreadable files (zero bytes,
    no header, an encoding that cannot be told, ragged rows, broken parquet) raise `InputError` naming the table
    and the file.
-2. **map** (`load_mapping`): an optional YAML file renames the portal's own columns and values to canonical ones;
-   headers match canonical columns loosely, and as HubSpot's CRM exports name them (`EXPORT_HEADERS`).
+2. **map** (`load_mapping`): an optional YAML file renames the portal's own columns and values to canonical ones,
+   and may name the time zone of naive times (`timezone`); headers match canonical columns loosely, and as
+   HubSpot's CRM exports name them (`EXPORT_HEADERS`).
 3. **coerce** (`coerce_table`): canonical dtypes. Timestamps may be ISO-8601 with `Z`, with an offset, naive
-   (= UTC), a date alone, or `2025-03-01 10:00:00` (or `2:05 PM`), or as spreadsheets write dates, month-first
+   (= UTC, or the mapping's `timezone`: `_in_time_zone`), a date alone, or `2025-03-01 10:00:00` (or `2:05 PM`),
+   year-first with slashes or dots (`2025/03/01`, `2025.03.01`; a zone abbreviation, `PST`, is refused), or as
+   spreadsheets write dates, month-first
    `11/23/2025 2:05 PM` or day-first `23.11.2025`, `23-11-2025 14:05` (naive = UTC) when a day above 12 shows the
    column's order (a two-digit year is refused), or epoch numbers in the unit that puts the column between 1990
    and 2100 (`_epoch_timestamps`; spreadsheet serial days, 44931, are refused); booleans true/false, yes/no, y/n,
    on/off, 1/0, ✓/✗; numbers as
-   spreadsheets format them (`$1,200.50`, `USD 1,200`, `1.200,50 €`, `1 200`, `(1,200)`, `(USD 1,200)` or
-   `1,200-` negative, `-` zero; see `_formatted_numbers`); N/A, #N/A, null, None are empty in number, date and
-   yes/no columns, and so is a dash in optional id, enum, date and text columns (`PLACEHOLDER_WORDS`); an epoch
-   time 0 (unset) is empty in an optional time column, with a warning, and refused in a required one; ids stay text
-   (one a spreadsheet rounded to scientific notation, 1.23457E+10, is refused). A value that cannot be read raises
+   spreadsheets format them (`$1,200.50`, `US$1,200`, `USD 1,200`, `1.200,50 €`, `1 200`, `1'200.50`, `(1,200)`,
+   `(USD 1,200)`, `−1,200` or `1,200-` negative, `-` zero; see `_formatted_numbers`); N/A, #N/A, null, None are
+   empty in number, date and yes/no columns, and so is a dash in optional id, enum, date and text columns
+   (`PLACEHOLDER_WORDS`); an epoch time 0 or a zero date 0000-00-00 (unset) is empty in an optional time column,
+   with a warning, and refused in a required one; ids stay text (a column of whole numbers written 101.0, as pandas
+   writes ids among blanks, reads 101, with a warning; an id a spreadsheet rounded to scientific notation,
+   1.23457E+10, is refused). A value that cannot be read raises
    `InputError` showing the raw text and its row. Then a CSV row that repeats another exactly is read once
    (`drop_repeated_rows`), and a contact_id that names no contact (one deleted since the activity) is emptied,
    with a warning (`clear_unknown_contacts`, `warn_unknown_contacts`).
@@ -105,8 +110,10 @@ _NON_ASCII_WORD = r'[^\s,;"]*[^\x00-\x7f][^\s,;"]*'  # a word holding a non-ASCI
 # some exports are tab-separated under a .csv name.
 _OTHER_DELIMITERS = (";", "\t")
 
+# ISO-8601 and its looser spellings; the date year-first with dashes, or with slashes or dots as spreadsheets in East
+# Asian and some European locales write it (2025/05/02, 2025.05.02): year-first dates have one reading.
 _TIMESTAMP_PATTERN = (
-    r"^(?i)(?P<date>\d{4}-\d{2}-\d{2})"
+    r"^(?i)(?P<date>\d{4}-\d{1,2}-\d{1,2}|\d{4}/\d{1,2}/\d{1,2}|\d{4}\.\d{1,2}\.\d{1,2})"
     r"(?:[T ](?P<hm>\d{1,2}:\d{2})(?P<sec>:\d{2})?(?P<frac>[.,]\d+)?)?"
     r"\s*(?P<offset>Z|UTC|GMT|[+-]\d{2}(?::?\d{2})?)?$"
 )
@@ -116,19 +123,26 @@ _SCIENTIFIC_ID_PATTERN = r"^\d(?:[.,]\d+[eE]\+?|[eE]\+)\d+$"
 _SCIENTIFIC_ID_PROBLEM = (
     "in scientific notation: a spreadsheet rounded these ids; format the column as text and export it again"
 )
+# An id written as a whole number with a '.0' tail (101.0): pandas writes an integer column holding blanks as floats.
+# Read as the whole number's digits when every value of the column is written so (`_without_float_tails`).
+_FLOAT_ID_PATTERN = r"^\d+\.0+$"
+_FLOAT_ID_HEAD = 1_000  # values looked at first: a column of ids is seldom written so
 # Numbers as spreadsheets format them: a currency sign or code (USD 24,000, 24000 EUR), thousands grouped by ','
 # (or '.') or spaces, a decimal point (or comma); Excel's accounting format shows a negative in parentheses,
 # (24,000), and zero as a dash. '\s' also matches the no-break spaces Excel groups thousands with in French and
 # other locales. A currency code sits before the number, after its sign or parenthesis (-USD 24,000, (USD 24,000)),
 # or after it, before the closing parenthesis ((24,000 USD)).
-_CURRENCY_SIGNS = r"[$€£¥]"
+_CURRENCY_SIGNS = r"(?:[A-Z]{1,2})?\$|[€£¥]"  # also US$, CA$, A$, HK$: dollars named by their country
+_UNICODE_MINUS = "\u2212"  # '−', the minus sign of typeset and some localised number formats
 _LEADING_CURRENCY_CODE = r"^([(+-]?)\s*[A-Z]{3}"
 _TRAILING_CURRENCY_CODE = r"[A-Z]{3}\s*(\)?)$"
 _SPACE_AFTER_SIGN = r"^([+-])\s+"
-_TRAILING_MINUS = r"^(\d(?:[\d.,\s]*\d)?)\s*-$"  # SAP and other ERP exports write a negative as 24,000.00-
+_TRAILING_MINUS = r"^(\d(?:[\d.,\s'’]*\d)?)\s*-$"  # SAP and other ERP exports write a negative as 24,000.00-
 _ACCOUNTING_NEGATIVE = r"^\(\s*(.+?)\s*\)$"
 _ACCOUNTING_ZERO = "-"
-_POINT_DECIMAL_NUMBER = r"^[+-]?(?:\d{1,3}(?:[,\s]\d{3})+|\d+)(?:\.\d+)?$"
+# Thousands grouped by ',', spaces or, as in Switzerland, an apostrophe (24'000.50, or Excel's 24’000.50).
+_POINT_GROUPING = r",\s'’"
+_POINT_DECIMAL_NUMBER = rf"^[+-]?(?:\d{{1,3}}(?:[{_POINT_GROUPING}]\d{{3}})+|\d+)(?:\.\d+)?$"
 _COMMA_DECIMAL_NUMBER = r"^[+-]?(?:\d{1,3}(?:[.\s]\d{3})+|\d+)(?:,\d+)?$"
 _NUMBER_ADVICE = "save the column as plain numbers, e.g. 1200.5"
 # Headers of HubSpot's own CRM exports (property labels) that name a canonical column without a mapping file, per
@@ -179,11 +193,27 @@ _UTC_UNITS = ("UTC", "GMT", "Z", "utc")
 _SPREADSHEET_DATE_PATTERN = r"^(?P<first>\d{1,2})[/.\-](?P<second>\d{1,2})[/.\-]\d{4}(?:\s|$)"
 _TWO_DIGIT_YEAR_PATTERN = r"^\d{1,2}[/.\-]\d{1,2}[/.\-]\d{2}(?:\s|$)"
 _TWELVE_HOUR_PATTERN = r"(?i)\d\s*[AP]M$"  # a time with AM/PM, as Excel's US locale writes it
-_ISO_DATE_TWELVE_HOUR_PATTERN = r"(?i)^\d{4}-\d{2}-\d{2} \d{1,2}:\d{2}(?::\d{2})?\s*[AP]M$"
+_YEAR_FIRST_TWELVE_HOUR_PATTERN = r"(?i)^\d{4}[-/.]\d{1,2}[-/.]\d{1,2} \d{1,2}:\d{2}(?::\d{2})?\s*[AP]M$"
+_YEAR_FIRST_SEPARATORS = "-/."
 _TIME_FORMATS = ("", " %H:%M", " %H:%M:%S")  # after a date: none, or 24-hour
 _TWELVE_HOUR_FORMATS = (" %I:%M %p", " %I:%M:%S %p")
 _ISO_ADVICE = "use ISO-8601, e.g. 2025-03-01T10:00:00Z"
 _TIMESTAMP_ADVICE = f"not a timestamp ({_ISO_ADVICE})"
+# A time followed by a zone's abbreviation or name (09:00 PST, 09:00 CET, 09:00 Europe/Berlin): an abbreviation names
+# no single offset (CST is US Central or China Standard Time, IST India, Israel or Ireland), so it is refused.
+_ZONE_NAME_PATTERN = r"\d:\d{2}(?::\d{2})?(?:[.,]\d+)?(?:\s*[AaPp][Mm])?\s*([A-Za-z]{2,5}|[A-Za-z]+/[A-Za-z_/+-]+)$"
+_ZONE_NAME_ADVICE = (
+    "with a time zone name, which may mean several offsets (CST: US Central or China); "
+    "write the offset instead (2025-03-01T09:00:00-08:00) or the time in UTC (2025-03-01T17:00:00Z)"
+)
+# Times written with their offset or in UTC (Z, UTC, GMT, +02:00), which a mapping's `timezone` leaves as they are;
+# the others, naive, are read in that zone (`_in_time_zone`).
+_WRITTEN_WITH_OFFSET_PATTERN = (
+    r"(?i)(?:[\dT\s](?:Z|UTC|GMT)|\d:\d{2}(?::\d{2})?(?:[.,]\d+)?\s*[+-]\d{2}(?::?\d{2})?"
+    r"|^\d{4}-\d{1,2}-\d{1,2}\s*[+-]\d{2}(?::?\d{2})?)$"
+)
+_WRITTEN_AS_DATE_PATTERN = r"^\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}"  # not an epoch number
+_DAY_US = 86_400_000_000
 _FAST_TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%S%.fZ"  # what write_snapshot writes; tried first
 _NORMALISED_TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%S%.f%z"
 # Epoch times as product-analytics exports and warehouse dumps write them (1672876800, 1672876800000): a column's
@@ -199,9 +229,14 @@ _EPOCH_HEAD = 1_000  # values looked at first to tell a column of epoch numbers
 _SERIAL_DAY_RANGE = (30_000, 73_051)
 _DATE_NUMBER_RANGE = (19_000_101, 21_001_231)  # a date written as the number YYYYMMDD (a warehouse date key)
 _EPOCH_ADVICE = "write every value one way: epoch numbers in one unit, or ISO-8601 text (2025-03-01T10:00:00Z)"
-# 0 in a time column: 1970-01-01 as an epoch time, what systems write for a time never set. Empty in an optional
-# column (with a warning), refused in a required one.
+# What systems write for a time never set: 0 (1970-01-01 as an epoch time) and MySQL's zero date 0000-00-00
+# (0000-00-00 00:00:00). Empty in an optional column (with a warning), refused in a required one.
+_ZERO_DATE_PATTERN = r"^0000-00-00(?:[T ]00:00(?::00(?:\.0+)?)?)?$"
 _UNSET_EPOCH_TIME = "0, which as an epoch time means 1970-01-01, i.e. unset; this column needs a time in every row"
+_UNSET_ZERO_DATE = "0000-00-00, MySQL's zero date, which means unset; this column needs a date in every row"
+_UNSET_TIME = "0 or 0000-00-00, which mean unset; this column needs a time in every row"
+_UNSET_TIMES = (_UNSET_EPOCH_TIME, _UNSET_ZERO_DATE, _UNSET_TIME)
+_ZERO_TIME_MEANINGS = {"0": "0 as an epoch time is 1970-01-01", "0000-00-00": "0000-00-00 is MySQL's zero date"}
 
 
 # ------------------------------------------------------------------------------------------------ messages
@@ -292,11 +327,13 @@ class PortalMapping:
     """A portal's own column names and values, mapped to canonical ones (keys are case/space-insensitive).
 
     `values[table][column][portal_value] = canonical_value` (None maps a value to empty);
-    `columns[table][portal_column] = canonical_column`.
+    `columns[table][portal_column] = canonical_column`; `timezone`, an IANA zone name, is the zone of times written
+    without an offset (None: UTC).
     """
 
     values: dict[str, dict[str, dict[str, str | None]]] = field(default_factory=dict)
     columns: dict[str, dict[str, str]] = field(default_factory=dict)
+    timezone: str | None = None
 
     def for_table(self, table: str) -> tuple[dict[str, dict[str, str | None]], dict[str, str]]:
         return self.values.get(table, {}), self.columns.get(table, {})
@@ -312,12 +349,13 @@ def _canonical_text(value: Any) -> str | None:
 
 def load_mapping(path: str | Path) -> PortalMapping:
     """Load a mapping file (YAML) with `values: {table: {column: {portal_value: canonical_value}}}` and,
-    optionally, `columns: {table: {portal_column: canonical_column}}`.
+    optionally, `columns: {table: {portal_column: canonical_column}}` and `timezone: Europe/Berlin` (the IANA time
+    zone of times written without an offset, as HubSpot's exports write them in the portal's zone; default UTC).
     """
     path = Path(path)
     raw = read_yaml_mapping(path, "mapping file")
-    if set(raw) - {"values", "columns"}:
-        raise InputError(f"mapping file {path}: expected top-level keys 'values' and/or 'columns'")
+    if set(raw) - {"values", "columns", "timezone"}:
+        raise InputError(f"mapping file {path}: expected top-level keys 'values', 'columns' and/or 'timezone'")
 
     values: dict[str, dict[str, dict[str, str | None]]] = {}
     for table, columns in _mapping_section(path, raw, "values").items():
@@ -339,7 +377,24 @@ def load_mapping(path: str | Path) -> PortalMapping:
                     f"mapping file {path}: columns.{table}: {target!r} is not a column of {table}"
                 )
         renames[table] = {_normal_key(k): str(v) for k, v in pairs.items()}
-    return PortalMapping(values=values, columns=renames)
+    return PortalMapping(values=values, columns=renames, timezone=_time_zone(path, raw.get("timezone")))
+
+
+def _time_zone(path: Path, name: Any) -> str | None:
+    """The mapping's `timezone`: UTC or an IANA Area/Location name polars knows (None when not given); else
+    InputError. Legacy abbreviations (EST, CET) are refused: EST has no daylight saving, New York has."""
+    if name is None:
+        return None
+    text = name.strip() if isinstance(name, str) else ""
+    if text.upper() == "UTC":
+        return "UTC"
+    if "/" in text:
+        with contextlib.suppress(pl.exceptions.PolarsError):
+            return pl.Series([datetime(2025, 1, 1)]).dt.replace_time_zone(text).dtype.time_zone  # type: ignore[attr-defined]
+    raise InputError(
+        f"mapping file {path}: timezone {name!r} is not an IANA time zone name such as Europe/Berlin or "
+        "America/New_York (the zone the portal's exports write times in)"
+    )
 
 
 def _mapping_section(path: Path, raw: dict, key: str) -> dict[str, dict]:
@@ -773,19 +828,28 @@ def _parse_timestamps(text: pl.Series) -> tuple[pl.Series, pl.Series | None, str
 def _unset_zeros_apart(
     parse: Callable[[pl.Series], tuple[pl.Series, pl.Series | None, str]], series: pl.Series
 ) -> tuple[pl.Series, pl.Series | None, str]:
-    """`parse(series)`, a time column's values, with zeros it cannot read told apart: systems write 0 for a time
-    never set (1970-01-01 as an epoch time). When every other value reads, returns the values (empty where 0), the
-    mask of the zeros and `_UNSET_EPOCH_TIME`; the zeros are looked for only when some value cannot be read."""
+    """`parse(series)`, a time column's values, with the zeros it cannot read told apart: systems write 0 for a time
+    never set (1970-01-01 as an epoch time), or 0000-00-00 (MySQL's zero date). When every other value reads,
+    returns the values (empty where zero), the mask of the zeros and what they are (one of `_UNSET_TIMES`); the
+    zeros are looked for only when some value cannot be read."""
     values, bad, what = parse(series)
     if bad is None or not bad.any():
         return values, bad, what
-    zero = bad & (series.cast(pl.Float64, strict=False) == 0).fill_null(False)
+    epoch_zero = bad & (series.cast(pl.Float64, strict=False) == 0).fill_null(False)
+    zero_date = (
+        bad & _text_where(series, bad).str.contains(_ZERO_DATE_PATTERN).fill_null(False)
+        if series.dtype == pl.String
+        else pl.repeat(False, series.len(), eager=True)
+    )
+    zero = epoch_zero | zero_date
     if not zero.any():
         return values, bad, what
     values, bad, what = parse(_text_where(series, ~zero))
     if bad is not None and bad.any():
         return values, bad, what
-    return values, zero, _UNSET_EPOCH_TIME
+    if not epoch_zero.any():
+        return values, zero, _UNSET_ZERO_DATE
+    return values, zero, _UNSET_TIME if zero_date.any() else _UNSET_EPOCH_TIME
 
 
 def _holds_numbers(text: pl.Series) -> bool:
@@ -862,7 +926,7 @@ def _parse_timestamp_text(text: pl.Series) -> tuple[pl.Series, pl.Series | None,
         .otherwise(offset)
     ).to_series()
     normalised = (
-        parts["date"]
+        parts["date"].str.replace_all(r"[/.]", "-")
         + "T"
         + parts["hm"].fill_null("00:00").str.zfill(5)
         + parts["sec"].fill_null(":00")
@@ -875,14 +939,20 @@ def _parse_timestamp_text(text: pl.Series) -> tuple[pl.Series, pl.Series | None,
     if values.null_count() == text.null_count():
         return values, None, ""
     unread = _text_where(text, values.is_null())
-    iso_twelve_hour = unread.str.contains(_ISO_DATE_TWELVE_HOUR_PATTERN).fill_null(False)
-    values = _fill_timestamps(values, text, iso_twelve_hour, [f"%Y-%m-%d{t}" for t in _TWELVE_HOUR_FORMATS])
+    year_first_twelve_hour = unread.str.contains(_YEAR_FIRST_TWELVE_HOUR_PATTERN).fill_null(False)
+    formats = [f"%Y{s}%m{s}%d{t}" for s in _YEAR_FIRST_SEPARATORS for t in _TWELVE_HOUR_FORMATS]
+    values = _fill_timestamps(values, text, year_first_twelve_hour, formats)
     if values.null_count() == text.null_count():
         return values, None, ""
     values, bad, what = _spreadsheet_dates(text, values)
-    two_digit_year = _text_where(text, bad).str.contains(_TWO_DIGIT_YEAR_PATTERN).fill_null(False)
+    unread = _text_where(text, bad)
+    two_digit_year = unread.str.contains(_TWO_DIGIT_YEAR_PATTERN).fill_null(False)
     if two_digit_year.any():
         return values, two_digit_year, f"with a two-digit year; export four-digit years or {_ISO_ADVICE}"
+    zone = unread.str.extract(_ZONE_NAME_PATTERN, 1).str.to_uppercase()
+    zone_named = (zone.is_not_null() & ~zone.is_in(["AM", "PM", "UTC", "GMT"])).fill_null(False)
+    if zone_named.any():
+        return values, zone_named, _ZONE_NAME_ADVICE
     return values, bad, what
 
 
@@ -951,7 +1021,8 @@ def _formatted_numbers(text: pl.Series, whole: bool) -> tuple[pl.Series, pl.Seri
     `whole`, only whole readings count ('1,200' of an integer column is 1200).
     """
     bare = (
-        text.str.replace_all(_CURRENCY_SIGNS, "")
+        text.str.replace_all(_UNICODE_MINUS, "-", literal=True)
+        .str.replace_all(_CURRENCY_SIGNS, "")
         .str.strip_chars()
         .str.replace(_LEADING_CURRENCY_CODE, "$1")
         .str.replace(_TRAILING_CURRENCY_CODE, "$1")
@@ -964,7 +1035,7 @@ def _formatted_numbers(text: pl.Series, whole: bool) -> tuple[pl.Series, pl.Seri
     ).to_series()
     point = (
         pl.when(bare.str.contains(_POINT_DECIMAL_NUMBER))
-        .then(bare.str.replace_all(r"[,\s]", ""))
+        .then(bare.str.replace_all(rf"[{_POINT_GROUPING}]", ""))
         .otherwise(bare)  # also '1e3', '.5'
         .cast(pl.Float64, strict=False)
     )
@@ -1101,6 +1172,26 @@ def _without_no_value_words(series: pl.Series, words: Collection[str] = NO_VALUE
     return pl.select(pl.when(no_value).then(None).otherwise(series)).to_series().alias(series.name)
 
 
+def _without_float_tails(ids: pl.Series, table: str, rows: FileRows | None) -> pl.Series:
+    """Text ids without the '.0' tail of whole numbers (101.0 -> 101), with one warning, when every value of the
+    column is written so (pandas writes an integer id column holding blanks as floats); else `ids` as they are. The
+    first values are looked at first: the column is searched only when they are all written so."""
+    head = ids.head(_FLOAT_ID_HEAD).drop_nulls()
+    if head.is_empty():
+        head = ids.drop_nulls()
+    if head.is_empty() or not head.str.contains(_FLOAT_ID_PATTERN).all():
+        return ids
+    if not ids.str.contains(_FLOAT_ID_PATTERN).fill_null(True).all():
+        return ids
+    example = head[0]
+    warnings.warn(
+        f"table {table}, column {ids.name}: {_file_name(rows) or 'the table'} writes every id as a whole number with "
+        f"a '.0' tail ({example!r}), as pandas writes an id column holding blanks; read without it ({example.split('.')[0]!r})",
+        UserWarning, stacklevel=3,
+    )
+    return ids.str.replace(r"\.0+$", "")
+
+
 def _placeholders_are_empty(column: Column) -> bool:
     """Whether N/A, null, '-' and the like mean no value in `column`: an optional id, enum or date column
     (contact_id, cs_owner_id, meeting_kind, close_date, closed_at), or an optional text column (industry,
@@ -1191,10 +1282,63 @@ def _rename_columns(
     return frame.rename({c: t for c, t in renames.items() if c != t})
 
 
+def _naive_times(raw: pl.Series) -> pl.Series | None:
+    """The rows of a time column written without an offset (None when none can be): every value of a naive
+    datetime column; the text values written as dates or times without Z, UTC or an offset. Epoch numbers are
+    UTC, and a date column names days."""
+    if isinstance(raw.dtype, pl.Datetime):
+        return raw.is_not_null() if raw.dtype.time_zone is None else None
+    if raw.dtype != pl.String:
+        return None
+    written_as_date = raw.str.contains(_WRITTEN_AS_DATE_PATTERN).fill_null(False)
+    return written_as_date & ~raw.str.contains(_WRITTEN_WITH_OFFSET_PATTERN).fill_null(False)
+
+
+def _in_time_zone(
+    values: pl.Series, naive: pl.Series | None, zone: str
+) -> tuple[pl.Series, pl.Series | None, str]:
+    """`values` (UTC) with its `naive` rows, read as UTC so far, read as wall-clock times in `zone` instead; the mask
+    of times that do not exist there (skipped when clocks go forward) and what is wrong with them. A time the
+    zone has twice (when clocks go back) is read as the earlier one. A column whose naive values are all at
+    midnight holds dates, which name days and are left as they are."""
+    if naive is None or not naive.any():
+        return values, None, ""
+    wall = values.filter(naive)
+    if bool((wall.dt.epoch("us") % _DAY_US == 0).all()):
+        return values, None, ""
+    local = (
+        values.dt.replace_time_zone(None)
+        .dt.replace_time_zone(zone, ambiguous="earliest", non_existent="null")
+        .dt.convert_time_zone("UTC")
+    )
+    skipped = naive & local.is_null() & values.is_not_null()
+    if skipped.any():
+        return values, skipped, (
+            f"that are no time in {zone} (its clocks skip them when daylight saving starts); "
+            "write them with their offset or in UTC"
+        )
+    return pl.select(pl.when(naive).then(local).otherwise(values)).to_series().alias(values.name), None, ""
+
+
+def _utc_header_columns(columns: Sequence[str], table: str) -> set[str]:
+    """The canonical columns of `table` whose header names UTC as its unit ('Close Date (UTC)')."""
+    named = set()
+    for header in columns:
+        unit = re.fullmatch(_HEADER_UNIT_PATTERN, header.strip())
+        if unit and unit["unit"] in _UTC_UNITS and (found := _canonical_column(header, table)):
+            named.add(found[0])
+    return named
+
+
 def _warn_unset_times(table: str, column: str, frame: pl.DataFrame, zero: pl.Series, rows: FileRows | None) -> None:
-    """Warn, in one line with examples, that the zeros of an optional time column are read as empty."""
+    """Warn, in one line with examples, that the zeros (0, 0000-00-00) of an optional time column are read as
+    empty."""
     examples = _with_rows(frame, zero, [column], rows)
-    what = f"{int(zero.sum()):,} value(s) 0 read as empty (0 as an epoch time is 1970-01-01: a time never set)"
+    written = frame[column].filter(zero).cast(pl.String)
+    zero_dates = int(written.str.contains(_ZERO_DATE_PATTERN).sum())
+    kinds = [z for z, n in (("0", written.len() - zero_dates), ("0000-00-00", zero_dates)) if n]
+    meaning = "; ".join(_ZERO_TIME_MEANINGS[z] for z in kinds)
+    what = f"{int(zero.sum()):,} value(s) {' or '.join(kinds)} read as empty ({meaning}: a time never set)"
     warnings.warn(str(problem(table, column, what, examples, quote=True, file=_file_name(rows))), UserWarning, stacklevel=3)
 
 
@@ -1206,6 +1350,7 @@ def coerce_table(
     source: str | None = None,
     strip_text: bool = True,
     rows: FileRows | None = None,
+    time_zone: str | None = None,
 ) -> pl.DataFrame:
     """Cast a raw table to canonical dtypes, rename and map portal columns and values, add absent optional columns.
 
@@ -1213,10 +1358,13 @@ def coerce_table(
     spaces around text values of canonical columns and refuses ids a spreadsheet rounded to scientific notation
     (CSV exports; typed parquet files are trusted as written). Raises InputError naming the table, the column and
     example rows (by their line in the CSV file, with `rows`) when a required column is missing or a value is
-    unreadable.
+    unreadable. Times written without an offset are read in `time_zone` (an IANA name; None: UTC), except in a
+    column whose header names UTC ('Close Date (UTC)') or that holds dates alone (`_in_time_zone`).
     """
     spec = TABLES[table]
     source = source or f"the {table} table"
+    local_zone = None if time_zone in (None, "UTC") else time_zone
+    in_utc = _utc_header_columns(frame.columns, table) if local_zone else set()
     frame = _rename_columns(frame, table, column_map or {}, source)
     missing = [c.name for c in spec.columns if c.required and c.name not in frame.columns]
     if missing:
@@ -1252,15 +1400,19 @@ def coerce_table(
             raw = _apply_value_map(raw, value_map[column.name])
         if _placeholders_are_empty(column) and raw.dtype == pl.String:
             raw = _without_no_value_words(raw, PLACEHOLDER_WORDS)  # no id, allowed value, date or industry is 'N/A'
+        if strip_text and column.kind == "id" and raw.dtype == pl.String:
+            raw = _without_float_tails(raw, table, rows)
         values, bad, what = _convert(raw, column, spreadsheet_ids=strip_text)
         if bad is not None and bool(bad.any()) and column.kind in ("int", "float", "bool", "datetime"):
             read = _without_no_value_words(raw)
             if read is not raw:
                 raw = read
                 values, bad, what = _convert(raw, column, spreadsheet_ids=strip_text)
-        if bad is not None and what == _UNSET_EPOCH_TIME and column.nullable:
+        if bad is not None and what in _UNSET_TIMES and column.nullable:
             _warn_unset_times(table, column.name, frame.with_columns(raw), bad, rows)
             bad = None
+        if local_zone and column.kind == "datetime" and column.name not in in_utc and (bad is None or not bad.any()):
+            values, bad, what = _in_time_zone(values, _naive_times(raw), local_zone)
         if bad is not None and bool(bad.any()):
             count = int(bad.sum())
             examples = _with_rows(frame.with_columns(raw), bad, [column.name], rows)
