@@ -671,3 +671,13 @@ def test_a_weekly_panel_counts_the_minimum_in_churned_accounts_and_warns_below_t
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         HealthScore(fixed_points={"s0": 50, "s1": 50}).fit(X, three, groups=companies)  # points not fitted: silent
+
+
+def test_a_fit_on_outcomes_with_gaps_says_to_keep_the_rows_whose_outcome_is_known():
+    """A weekly panel's outcome is empty where no renewal falls within the horizon: fitting on it as it is says so
+    in one line, not scikit-learn's 'Input y contains NaN.'"""
+    X, y = synthetic_table("linear", n=200)
+    y = np.asarray(y, dtype=float)
+    y[:30] = np.nan
+    with pytest.raises(InputError, match=r"^y: 30 of 200 outcomes are missing; fit on the rows whose outcome is known"):
+        HealthScore().fit(X, y)

@@ -701,6 +701,12 @@ class HealthScore(ClassifierMixin, BaseEstimator):
         except ModelInputError:
             raise
         except ValueError as exc:
+            if y is not None and "Input y contains NaN" in str(exc):  # a panel's outcome is empty where no renewal falls
+                raise ModelInputError(
+                    f"y: {int(pd.isna(pd.Series(np.asarray(y).ravel())).sum()):,} of {len(np.asarray(y).ravel()):,} "
+                    "outcomes are missing; fit on the rows whose outcome is known (a panel's outcome_churned is "
+                    "empty where no renewal falls within the horizon)"
+                ) from None
             raise ModelInputError(str(exc)) from None
         return matrix, y
 
