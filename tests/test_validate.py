@@ -467,6 +467,7 @@ def test_corrupted_snapshot_is_refused_with_one_line(case: str, tmp_path: Path, 
     message = lines[0]
     assert message.startswith("hsutils validate: error: ")
     assert len(message) < 340, message
+    assert message.count("e.g.") <= 1, message  # one list of examples: advice names its own without "e.g."
     for fragment in corruption.expected:
         assert fragment in message, f"{fragment!r} not in {message!r}"
 

@@ -144,7 +144,7 @@ _ACCOUNTING_ZERO = "-"
 _POINT_GROUPING = r",\s'’"
 _POINT_DECIMAL_NUMBER = rf"^[+-]?(?:\d{{1,3}}(?:[{_POINT_GROUPING}]\d{{3}})+|\d+)(?:\.\d+)?$"
 _COMMA_DECIMAL_NUMBER = r"^[+-]?(?:\d{1,3}(?:[.\s]\d{3})+|\d+)(?:,\d+)?$"
-_NUMBER_ADVICE = "save the column as plain numbers, e.g. 1200.5"
+_NUMBER_ADVICE = "save the column as plain numbers such as 1200.5"
 # Headers of HubSpot's own CRM exports (property labels) that name a canonical column without a mapping file, per
 # table and column, in order of preference (normal keys: case and spacing aside). Headers whose meaning depends on
 # the portal are left to `--mapping`: 'Company owner' (CS or AE owner?), a tier, a contract term, seats, a role.
@@ -197,7 +197,7 @@ _YEAR_FIRST_TWELVE_HOUR_PATTERN = r"(?i)^\d{4}[-/.]\d{1,2}[-/.]\d{1,2} \d{1,2}:\
 _YEAR_FIRST_SEPARATORS = "-/."
 _TIME_FORMATS = ("", " %H:%M", " %H:%M:%S")  # after a date: none, or 24-hour
 _TWELVE_HOUR_FORMATS = (" %I:%M %p", " %I:%M:%S %p")
-_ISO_ADVICE = "use ISO-8601, e.g. 2025-03-01T10:00:00Z"
+_ISO_ADVICE = "use ISO-8601 such as 2025-03-01T10:00:00Z"
 _TIMESTAMP_ADVICE = f"not a timestamp ({_ISO_ADVICE})"
 # A time followed by a zone's abbreviation or name (09:00 PST, 09:00 CET, 09:00 Europe/Berlin): an abbreviation names
 # no single offset (CST is US Central or China Standard Time, IST India, Israel or Ireland), so it is refused.
