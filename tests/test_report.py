@@ -968,3 +968,122 @@ def test_account_lists_name_the_cs_owner_the_snapshot_knows_else_its_id_else_una
     assert known == {}
     assert narrative.account_list(scores, "at_risk", owner_names=known)["CS owner"].tolist()[:2] == [
         "41234567", "41234568"]
+
+
+def test_signal_pages_caution_a_finding_on_few_churns_count_only_point_signals_and_name_signals_in_words(report_run):
+    """Notebook 01's high-touch sentence rested on a handful of churned accounts without a word of caution, counted
+    days to renewal (which sets urgency, not points) among the value signals, and its charts named signals by
+    column; the leadership page charted and listed days to renewal at 0 points, and set the field preset's
+    30/25/20/15 (90 in all) beside points out of 100."""
+    out, _ = report_run
+    folder = out / "2026Q4"
+    signals = json.loads((folder / "signals.json").read_text())
+    text = page_text((folder / "01-signal-exploration.html").read_text())
+    for segment, churned in signals["segment_churned_accounts"].items():
+        if churned < 30:
+            sentence = text.split(f" {narrative.segment_words(segment)}: ", 1)[1].split(" Read it ", 1)[0]
+            assert sentence.endswith(f"Too few churns to rely on this finding: it rests on only {churned} churned "
+                                     "accounts, and a reliable finding needs at least 30.")
+    assert any(n < 30 for n in signals["segment_churned_accounts"].values())  # the small demo has such a segment
+    assert "of 7 value signals predict churn" in signals["field_claim"]
+    assert "Days to renewal is not counted: it sets urgency rather than earning points." in signals["field_claim"]
+    cells = table_cells((folder / "01-signal-exploration.html").read_text())
+    assert "share of seats in use" in cells and "seat_utilisation" not in cells
+    leadership = (folder / "leadership.html").read_text()
+    assert "days to renewal" not in table_cells(leadership)
+    points_table = leadership[leadership.index("Points before (field preset)"):].split("</table>", 1)[0]
+    rows = np.array(table_cells(points_table)).reshape(-1, 4)  # signal, points now, points before, change
+    assert rows[:, 1].astype(float).sum() == pytest.approx(100, abs=0.5)
+    assert rows[:, 2].astype(float).sum() == pytest.approx(100, abs=0.5)
+
+
+def test_signal_charts_name_signals_in_words_and_points_charts_leave_out_the_urgency_signal():
+    """The decile grid, the single-signal AUC chart and the correlation map read 'share of seats in use', not
+    'seat_utilisation'; a points chart leaves out a signal that earns no points and says why under it."""
+    from hsutils import figures
+
+    deciles = pd.DataFrame({"signal": ["seat_utilisation"] * 11, "cohort": [*range(1, 11), "missing"],
+                            "churn_rate": [0.1] * 11})
+    grid = figures.decile_churn_grid(deciles, {"seat_utilisation": "value"})
+    assert grid.axes[0].get_title() == "share of seats in use (value)"
+    assert [t.get_text() for t in grid.axes[0].get_xticklabels()][:2] == ["1", "2"]
+    univariate = pd.DataFrame({"signal": ["seat_utilisation", "my_own_signal"], "family": ["value", None],
+                               "auc": [0.3, 0.6], "auc_low": [0.2, 0.55], "auc_high": [0.4, 0.65]})
+    labels = {t.get_text() for t in figures.univariate_auc_bars(univariate).axes[0].get_yticklabels()}
+    assert labels == {"share of seats in use", "my own signal"}
+    heat = figures.correlation_heatmap(pd.DataFrame(np.eye(2), index=["core_depth", "latest_nps"],
+                                                    columns=["core_depth", "latest_nps"]))
+    assert {t.get_text() for t in heat.axes[0].get_yticklabels()} == {"core-workflow depth", "latest NPS"}
+    points = pd.DataFrame({"signal": ["core_depth", "days_to_renewal"], "model": "fitted", "points": [100.0, 0.0]})
+    chart = figures.points_bars(points, leave_out=["days_to_renewal"])
+    assert [t.get_text() for t in chart.axes[0].get_yticklabels()] == ["core-workflow depth"]
+    assert [t.get_text() for t in chart.texts][1:] == [
+        "Days to renewal is not shown: it sets the urgency of a score as the renewal nears rather than earning points."]
+    assert len(figures.points_bars(points).texts) == 1  # the title alone
+
+
+def test_points_change_leaves_out_signals_without_points_and_sets_a_preset_on_100():
+    """The leadership table listed days to renewal at 0 points now and before; the preset's points (30/25/20/15)
+    are compared as it scores with them, rescaled to 100."""
+    from hsutils.model import preset
+
+    before = narrative.points_of_100(preset("seed").fixed_points)
+    assert sum(before.values()) == pytest.approx(100) and before["core_depth"] == pytest.approx(100 * 30 / 90)
+    moves = narrative.points_change({"core_depth": 60.0, "eb_engagement": 40.0, "days_to_renewal": 0.0}, before,
+                                    "field_preset", leave_out=["days_to_renewal"])
+    assert "days_to_renewal" not in set(moves["signal"])
+    chart = narrative.points_for_chart(moves, "2026Q4 (now)")
+    assert set(chart["model"]) == {"2026Q4 (now)", "field preset (before)"} and len(chart) == 2 * len(moves)
+    assert narrative.no_points_signals(object()) == [] and narrative.no_points_note([]) == ""
+
+
+def test_leadership_page_says_once_which_churned_renewals_the_verdict_counts():
+    """The verdict's 'The other 10 of the 137 churned accounts are not counted ...' sat beside '(9 more than the 128
+    above: ...)': two sentences on counts that did not match. With the checkpoints known, one place says it."""
+    from hsutils.backtest import unscored_churns
+
+    own = unscored_churns(10, 137, (90, 60, 30))
+    verdict = ("FAIL: the score is not predictive: churned accounts did not drop below 60. 40% of 127 churned "
+               f"accounts scored below 60 before their term ended (90 days before: 30%). {own} Recalibrate the "
+               "signals or the weights.")
+    line = narrative.verdict_line(verdict, 128, 127, 10, 9, (90, 60, 30))
+    assert own not in line and "The other 10" not in line and "more than the 128 above" not in line
+    assert line.endswith("Recalibrate the signals or the weights. The test period lost 137 renewals: the 128 accounts "
+                         "above and 9 that churned as the test period began, before any of its weeks was scored. The "
+                         "verdict counts the 127 of them that had a score 90, 60 or 30 days before their term ended.")
+    page = leadership_page(comparison_table(128, (0.78, 0.82)), 127, 10, verdict, before_scored_weeks=9)
+    assert own in page  # without the checkpoints, the verdict keeps its sentence
+    table = comparison_table(128, (0.78, 0.82))
+    scores = pd.DataFrame({"band": ["At risk"], "arr": [1.0], "expansion_candidate": [False],
+                           "days_to_renewal": [30.0], "health_score": [40.0]})
+    drift = narrative.score_drift(scores, None, None)
+    summary = narrative.leadership_summary(
+        "2026Q4", table, verdict, "Draw the line at 55.", scores, drift,
+        narrative.points_change({"core_depth": 30.0}, {"core_depth": 25.0}, "field_preset"), None, 90, "2026-02-01",
+        verdict_churned=127, verdict_unscored=10, verdict_before_scored_weeks=9, verdict_horizons=[90, 60, 30])
+    assert own not in summary and line in summary
+    # counts that add up, or a difference the period's start does not explain: the verdict keeps its own sentence
+    assert own in narrative.verdict_line(verdict, 137, 127, 10, 0, (90, 60, 30))
+    assert own in narrative.verdict_line(verdict, 120, 127, 10, 9, (90, 60, 30))
+
+
+def test_field_claim_counts_only_signals_that_earn_points_and_cautions_on_few_churns():
+    """'7 of 8 value signals predict churn' counted days to renewal; a segment's sentence resting on 6 churned
+    accounts had no caution, unlike every other figure on so few churns."""
+    from hsutils.explore import field_claim_sentence
+
+    verdicts = pd.DataFrame({
+        "signal": ["core_depth", "days_to_renewal", "logins_28d", "latest_nps"],
+        "family": ["value", "value", "activity", "activity"],
+        "data_says": ["predicts churn", "predicts churn", "little or no signal", "little or no signal"],
+        "separation": [0.2, 0.1, 0.01, 0.02],
+    })
+    sentence = field_claim_sentence(verdicts, ["feature_breadth_28d"])
+    assert sentence.startswith("This data confirms the field's claim: 1 of 1 value signals predict churn, against "
+                               "0 of 2 activity signals (mean distance of AUC from 0.5: value 0.20, activity 0.01).")
+    assert sentence.endswith("Days to renewal is not counted: it sets urgency rather than earning points. Features "
+                             "used in 28 days has no values in this snapshot, so it is not judged.")
+    claim = narrative.field_claim(sentence, 6, "high-touch")
+    assert claim.startswith(f"**high-touch:** {sentence} **Too few churns to rely on this finding:** it rests on "
+                            "only 6 churned accounts, and a reliable finding needs at least 30.")
+    assert narrative.field_claim(sentence, 30) == f"**{sentence}**"

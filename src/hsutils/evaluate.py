@@ -196,6 +196,40 @@ def signal_family(name: str) -> str | None:
     return getattr(signal, "family", None) if signal is not None else None
 
 
+def signal_earns_points(name: str) -> bool:
+    """False for a registered signal that sets urgency rather than earning points (days_to_renewal: its
+    `point_source` is False), True for any other signal."""
+    try:
+        from hsutils.signals import SIGNALS
+    except ImportError:
+        return True
+    return bool(getattr(SIGNALS.get(name), "point_source", True))
+
+
+# The built-in signals in the words of the leadership page; a signal of the product's own reads as its name with
+# spaces (signal_words).
+SIGNAL_WORDS = {
+    "core_depth": "core-workflow depth",
+    "core_depth_trend": "trend of core-workflow depth",
+    "eb_engagement": "economic-buyer engagement",
+    "eb_days_since_touch": "days since the economic buyer's last touch",
+    "support_negative_share": "share of negative or escalated tickets",
+    "support_negative_trend": "trend of negative or escalated tickets",
+    "seat_utilisation": "share of seats in use",
+    "days_to_renewal": "days to renewal",
+    "email_open_rate": "email open rate",
+    "logins_28d": "logins in 28 days",
+    "ticket_volume_90d": "tickets in 90 days",
+    "latest_nps": "latest NPS",
+    "feature_breadth_28d": "features used in 28 days",
+}
+
+
+def signal_words(name: str) -> str:
+    """A signal as leadership reads it: 'share of seats in use', not 'seat_utilisation'."""
+    return SIGNAL_WORDS.get(name, name.replace("_", " "))
+
+
 # --------------------------------------------------------------------------------------------------------------
 # time split
 # --------------------------------------------------------------------------------------------------------------

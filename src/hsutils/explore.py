@@ -42,7 +42,8 @@ def decile_churn_rates(panel: pl.DataFrame | pd.DataFrame, signals: list[str]) -
         cohorts = pd.Series("missing", index=labelled.index, dtype=object)
         if present.sum() >= 10:
             ranks = values[present].rank(method="first")
-            cohorts[present] = pd.qcut(ranks, 10, labels=False).astype(int) + 1
+            deciles = pd.qcut(ranks, 10, labels=False).astype(int) + 1
+            cohorts[present] = pd.Series([int(d) for d in deciles], index=deciles.index, dtype=object)
         grouped = labelled.assign(cohort=cohorts).groupby("cohort", sort=False)
         table = grouped.agg(
             low=(signal, "min"), high=(signal, "max"), rows=("outcome_churned", "size"),
@@ -53,6 +54,11 @@ def decile_churn_rates(panel: pl.DataFrame | pd.DataFrame, signals: list[str]) -
     result = pd.concat(parts, ignore_index=True)
     result["order"] = result["cohort"].map(lambda c: 99 if c == "missing" else int(c))
     return result.sort_values(["signal", "order"]).drop(columns="order").reset_index(drop=True)
+
+
+def count_churned_accounts(panel: pl.DataFrame) -> int:
+    """How many accounts have a labelled row that churned (the accounts a signal's verdict rests on)."""
+    return panel.filter(pl.col("outcome_churned") == 1).get_column("company_id").n_unique()
 
 
 def signal_correlation(panel: pl.DataFrame | pd.DataFrame, signals: list[str]) -> pd.DataFrame:
@@ -84,28 +90,46 @@ def unmeasured_signals(panel: pl.DataFrame, signals: list[str]) -> list[str]:
 
 def unmeasured_words(unmeasured: list[str]) -> str:
     """Plain words naming the signals without any value ('' when there are none)."""
-    if not unmeasured:
+    return _sentence(unmeasured, "has no values in this snapshot, so it is not judged.",
+                     "have no values in this snapshot, so they are not judged.")
+
+
+def _sentence(signals: list[str], one: str, several: str) -> str:
+    """'<signals in words> <one|several>', capitalised as a sentence ('' without signals)."""
+    if not signals:
         return ""
-    has = "has" if len(unmeasured) == 1 else "have"
-    return f"{', '.join(unmeasured)} {has} no values in this snapshot, so {'it is' if len(unmeasured) == 1 else 'they are'} not judged."
+    from hsutils.evaluate import signal_words
+
+    names = ", ".join(signal_words(name) for name in signals)
+    return f"{names[:1].upper()}{names[1:]} {one if len(signals) == 1 else several}"
 
 
 def field_claim_sentence(verdicts: pd.DataFrame, unmeasured: list[str] | None = None) -> str:
     """One plain sentence: does this data confirm that value signals predict churn and activity signals don't?
-    Signals without any value (`unmeasured`) are named after it."""
-    value = verdicts[verdicts["family"] == "value"]
-    activity = verdicts[verdicts["family"] == "activity"]
+    Only signals that can earn points are counted; one that sets urgency instead (days to renewal) is named
+    after it, and so are signals without any value (`unmeasured`)."""
+    from hsutils.evaluate import signal_earns_points
+
+    earns = verdicts["signal"].map(signal_earns_points).astype(bool)
+    counted = verdicts[earns]
+    value = counted[counted["family"] == "value"]
+    activity = counted[counted["family"] == "activity"]
     value_hits = int((value["data_says"] == "predicts churn").sum())
     activity_hits = int((activity["data_says"] == "predicts churn").sum())
     mean_value = value["separation"].mean() if len(value) else float("nan")
     mean_activity = activity["separation"].mean() if len(activity) else float("nan")
     confirmed = value_hits > 0 and (np.isnan(mean_activity) or mean_value > 2 * mean_activity)
     verdict = "confirms" if confirmed else "does not confirm"
-    return (
+    urgency = _sentence(verdicts.loc[~earns, "signal"].tolist(),
+                        "is not counted: it sets urgency rather than earning points.",
+                        "are not counted: they set urgency rather than earning points.")
+    return " ".join(filter(None, [
         f"This data {verdict} the field's claim: {value_hits} of {len(value)} value signals predict churn, "
         f"against {activity_hits} of {len(activity)} activity signals (mean distance of AUC from 0.5: "
-        f"value {mean_value:.2f}, activity {mean_activity:.2f})."
-    ) + (f" {unmeasured_words(unmeasured)}" if unmeasured else "")
+        f"value {mean_value:.2f}, activity {mean_activity:.2f}).",
+        urgency,
+        unmeasured_words(unmeasured or []),
+    ]))
 
 
 def _scores_on_both_sides(expected: np.ndarray, actual: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -160,6 +184,8 @@ class SignalExploration:
     sentence: str
     segment_sentences: dict[str, str] = field(default_factory=dict)
     unmeasured: list[str] = field(default_factory=list)
+    churned_accounts: int | None = None
+    segment_churned_accounts: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary for metrics.json."""
@@ -170,6 +196,8 @@ class SignalExploration:
             "verdicts": self.verdicts[columns].to_dict(orient="records"),
             "by_segment": self.segment_sentences,
             "unmeasured": self.unmeasured,
+            "churned_accounts": self.churned_accounts,
+            "segment_churned_accounts": self.segment_churned_accounts,
         }
 
 
@@ -180,14 +208,15 @@ def explore_signals(
     n_boot: int = 200,
     seed: int = 0,
 ) -> SignalExploration:
-    """Decile churn rates, univariate AUCs and verdicts (overall and per segment) and correlations of signals."""
+    """Decile churn rates, univariate AUCs and verdicts (overall and per segment) and correlations of signals, with
+    the churned accounts each verdict rests on."""
     from hsutils.evaluate import panel_signals, segment_sort_key, to_polars, univariate_auc
 
     frame = to_polars(panel)
     names = panel_signals(frame, signals)
     verdicts = signal_verdicts(univariate_auc(frame, names, n_boot=n_boot, seed=seed))
     unmeasured = unmeasured_signals(frame, names)
-    parts, sentences = [], {}
+    parts, sentences, churned = [], {}, {}
     if segment_column:
         for segment in sorted(frame.get_column(segment_column).drop_nulls().unique().to_list(), key=segment_sort_key):
             part = frame.filter(pl.col(segment_column) == segment)
@@ -197,6 +226,7 @@ def explore_signals(
             table.insert(0, "segment", segment)
             parts.append(table)
             sentences[str(segment)] = field_claim_sentence(table)
+            churned[str(segment)] = count_churned_accounts(part)
     by_segment = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
     return SignalExploration(
         signals=names,
@@ -207,4 +237,6 @@ def explore_signals(
         sentence=field_claim_sentence(verdicts, unmeasured),
         segment_sentences=sentences,
         unmeasured=unmeasured,
+        churned_accounts=count_churned_accounts(frame),
+        segment_churned_accounts=churned,
     )

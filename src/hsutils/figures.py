@@ -16,8 +16,8 @@ import pandas as pd
 import seaborn as sns
 
 from hsutils.backtest import grouping_words, owner_noun, segment_words
-from hsutils.evaluate import segment_sort_key
-from hsutils.narrative import model_words
+from hsutils.evaluate import segment_sort_key, signal_words
+from hsutils.narrative import model_words, no_points_note
 
 FAMILY_COLOURS = {"value": "#1b7837", "activity": "#b2abd2", None: "#999999"}
 OUTCOME_COLOURS = {"churned": "#d73027", "renewed": "#4575b4", "expanded": "#1a9850"}
@@ -37,7 +37,7 @@ def _finish(fig: plt.Figure, title: str) -> plt.Figure:
 
 
 def decile_churn_grid(deciles: pd.DataFrame, families: Mapping[str, str], col_wrap: int = 4) -> plt.Figure:
-    """Churn rate per decile cohort of every signal (cohort 1 = lowest values; grey = missing)."""
+    """Churn rate per decile cohort of every signal, named in words (cohort 1 = lowest values; grey = missing)."""
     data = deciles.copy()
     data["cohort_label"] = data["cohort"].astype(str)
     signals = list(dict.fromkeys(data["signal"]))
@@ -48,7 +48,7 @@ def decile_churn_grid(deciles: pd.DataFrame, families: Mapping[str, str], col_wr
         colours = [FAMILY_COLOURS["activity" if families.get(signal) == "activity" else "value"]
                    if c != "missing" else "#cccccc" for c in part["cohort"]]
         ax.bar(part["cohort_label"], 100 * part["churn_rate"], color=colours)
-        ax.set_title(f"{signal} ({families.get(signal, '?')})", fontsize=11)
+        ax.set_title(f"{signal_words(signal)} ({families.get(signal, '?')})", fontsize=11)
         ax.set_xlabel("decile cohort (1 = lowest)")
         ax.set_ylabel("churn rate (%)")
         ax.tick_params(axis="x", labelsize=8)
@@ -58,7 +58,7 @@ def decile_churn_grid(deciles: pd.DataFrame, families: Mapping[str, str], col_wr
 
 
 def univariate_auc_bars(univariate: pd.DataFrame) -> plt.Figure:
-    """Each signal's AUC alone (oriented: 0.5 = no information, 1 = perfect), with 95% intervals."""
+    """Each signal's AUC alone (oriented: 0.5 = no information, 1 = perfect), with 95% intervals; signals in words."""
     data = univariate.dropna(subset=["auc"]).copy()
     flip = data["auc"] < 0.5
     data["oriented"] = np.where(flip, 1 - data["auc"], data["auc"])
@@ -67,7 +67,7 @@ def univariate_auc_bars(univariate: pd.DataFrame) -> plt.Figure:
     data = data.sort_values("oriented")
     fig, ax = plt.subplots(figsize=(10, 0.45 * len(data) + 1.8))
     colours = [FAMILY_COLOURS.get(f, "#999999") for f in data["family"]]
-    ax.barh(data["signal"], data["oriented"] - 0.5, left=0.5, color=colours,
+    ax.barh(data["signal"].map(signal_words), data["oriented"] - 0.5, left=0.5, color=colours,
             xerr=[data["oriented"] - data["low"], data["high"] - data["oriented"]], capsize=3)
     ax.axvline(0.5, color="black", lw=1)
     ax.set_xlim(0.4, max(0.8, float(data["high"].max()) + 0.02))
@@ -79,7 +79,8 @@ def univariate_auc_bars(univariate: pd.DataFrame) -> plt.Figure:
 
 
 def correlation_heatmap(correlation: pd.DataFrame) -> plt.Figure:
-    """Rank correlation between signals."""
+    """Rank correlation between signals, named in words."""
+    correlation = correlation.rename(index=signal_words, columns=signal_words)
     size = 0.6 * len(correlation) + 3
     fig, ax = plt.subplots(figsize=(size + 1.5, size))
     sns.heatmap(correlation, vmin=-1, vmax=1, cmap="vlag", annot=True, fmt=".2f", annot_kws={"size": 8},
@@ -111,9 +112,11 @@ def model_comparison_bars(table: pd.DataFrame, metric: str = "auc", segment: str
     return _finish(fig, "How well each score predicts churn on later, unseen weeks")
 
 
-def points_bars(points: pd.DataFrame) -> plt.Figure:
-    """Points per signal for several models; `points` has columns signal, model, points (and optional low, high)."""
-    data = points.copy()
+def points_bars(points: pd.DataFrame, leave_out: Sequence[str] = ()) -> plt.Figure:
+    """Points per signal for several models, signals named in words; `points` has columns signal, model, points
+    (and optional low, high). The signals in `leave_out` (those that set urgency rather than earning points,
+    narrative.no_points_signals) are not drawn: a line under the chart says why."""
+    data = points[~points["signal"].isin(list(leave_out))].copy()
     order = (data[data["model"] == data["model"].iloc[0]].sort_values("points", ascending=False)["signal"].tolist())
     order += [s for s in dict.fromkeys(data["signal"]) if s not in order]
     models = list(dict.fromkeys(data["model"]))
@@ -129,11 +132,15 @@ def points_bars(points: pd.DataFrame) -> plt.Figure:
                     np.clip(part["high"] - part["points"], 0, None).fillna(0)]
         ax.barh(y, part["points"].fillna(0), height=height, color=palette[i], label=model_words(model), xerr=xerr,
                 capsize=2)
-    ax.set_yticks(np.arange(len(order)) + height * (len(models) - 1) / 2, order)
+    ax.set_yticks(np.arange(len(order)) + height * (len(models) - 1) / 2, [signal_words(s) for s in order])
     ax.invert_yaxis()
     ax.set_xlabel("points out of 100")
     ax.legend(loc="lower right")
-    return _finish(fig, "Points per signal")
+    fig = _finish(fig, "Points per signal")
+    note = no_points_note(list(leave_out))
+    if note:  # under the chart, where the signal would have been
+        fig.text(0.01, 0.0, note, ha="left", va="top", fontsize=10, style="italic")
+    return fig
 
 
 def calibration_curves(reliability: Mapping[str, Sequence[Mapping[str, Any]]]) -> plt.Figure:

@@ -17,8 +17,20 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from hsutils.backtest import grouping_words, no_churn_to_judge, segment_words
-from hsutils.evaluate import MIN_TEST_CHURNS_FOR_AUC, auc_unstable, churn_evidence, segment_sort_key
+from hsutils.backtest import (
+    checkpoint_words,
+    grouping_words,
+    no_churn_to_judge,
+    segment_words,
+    unscored_churns,
+)
+from hsutils.evaluate import (
+    MIN_TEST_CHURNS_FOR_AUC,
+    auc_unstable,
+    churn_evidence,
+    segment_sort_key,
+    signal_words,
+)
 from hsutils.explore import population_stability_index, psi_by_chance
 from hsutils.files import read_yaml_mapping
 
@@ -68,33 +80,11 @@ def load_previous_report(folder: str | Path | None) -> PreviousReport | None:
     return PreviousReport(folder=folder, period=folder.name, points=points, metrics=metrics, scores=scores)
 
 
-# The built-in signals in the words of the leadership page; a signal of the product's own reads as its name with
-# spaces (signal_words).
-SIGNAL_WORDS = {
-    "core_depth": "core-workflow depth",
-    "core_depth_trend": "trend of core-workflow depth",
-    "eb_engagement": "economic-buyer engagement",
-    "eb_days_since_touch": "days since the economic buyer's last touch",
-    "support_negative_share": "share of negative or escalated tickets",
-    "support_negative_trend": "trend of negative or escalated tickets",
-    "seat_utilisation": "share of seats in use",
-    "days_to_renewal": "days to renewal",
-    "email_open_rate": "email open rate",
-    "logins_28d": "logins in 28 days",
-    "ticket_volume_90d": "tickets in 90 days",
-    "latest_nps": "latest NPS",
-    "feature_breadth_28d": "features used in 28 days",
-}
-
-
-def signal_words(name: str) -> str:
-    """A signal as leadership reads it: 'share of seats in use', not 'seat_utilisation'."""
-    return SIGNAL_WORDS.get(name, name.replace("_", " "))
-
-
-def points_change(current: dict[str, float], previous: dict[str, float], previous_label: str) -> pd.DataFrame:
-    """Points per signal now and before, and the change, largest moves first."""
-    names = list(dict.fromkeys([*current, *previous]))
+def points_change(current: dict[str, float], previous: dict[str, float], previous_label: str,
+                  leave_out: Sequence[str] = ()) -> pd.DataFrame:
+    """Points per signal now and before, and the change, largest moves first; the signals in `leave_out` (those
+    that set urgency rather than earning points, no_points_signals) are not listed."""
+    names = [n for n in dict.fromkeys([*current, *previous]) if n not in set(leave_out)]
     table = pd.DataFrame({
         "signal": names,
         "points_now": [round(float(current.get(n, 0.0)), 1) for n in names],
@@ -102,6 +92,40 @@ def points_change(current: dict[str, float], previous: dict[str, float], previou
     })
     table["change"] = table["points_now"] - table[f"points_{previous_label}"]
     return table.reindex(table["change"].abs().sort_values(ascending=False).index).reset_index(drop=True)
+
+
+def points_of_100(points: Mapping[str, float]) -> dict[str, float]:
+    """Points rescaled to sum to 100, as a preset scores with them (the field preset's 30/25/20/15 sum to 90)."""
+    total = float(sum(points.values()))
+    return {name: 100 * float(value) / total for name, value in points.items()} if total > 0 else dict(points)
+
+
+def no_points_signals(model: Any) -> list[str]:
+    """The signals a fitted health score reads without earning points from them (its modifiers: days to renewal
+    sets urgency); [] for a scorer without them."""
+    return [str(name) for name in getattr(getattr(model, "global_model_", model), "modifiers_", None) or []]
+
+
+def no_points_note(signals: Sequence[str]) -> str:
+    """A short line on the signals left out of a points chart: they set urgency rather than earning points ('' for
+    none)."""
+    if not signals:
+        return ""
+    names = ", ".join(signal_words(name) for name in signals)
+    one = len(signals) == 1
+    return (f"{names[:1].upper()}{names[1:]} {'is' if one else 'are'} not shown: {'it sets' if one else 'they set'} "
+            "the urgency of a score as the renewal nears rather than earning points.")
+
+
+def points_for_chart(moves: pd.DataFrame, now_label: str) -> pd.DataFrame:
+    """A points_change table in the long form figures.points_bars draws (signal, model, points): the points now
+    (named `now_label`) and before ('field preset (before)'), so the chart lists what the table lists."""
+    before = next(c for c in moves.columns if c.startswith("points_") and c != "points_now")
+    return pd.concat([
+        pd.DataFrame({"signal": moves["signal"], "model": now_label, "points": moves["points_now"]}),
+        pd.DataFrame({"signal": moves["signal"], "model": before.removeprefix("points_").replace("_", " ") + " (before)",
+                      "points": moves[before]}),
+    ], ignore_index=True)
 
 
 def points_change_for_readers(moves: pd.DataFrame) -> pd.DataFrame:
@@ -211,6 +235,14 @@ def segments_in_words(table: pd.DataFrame, segment_column: str = "arr_segment", 
         return table
     return table.assign(**{column: table[column].map(segment_words)}).rename(
         columns={column: grouping_words(segment_column)})
+
+
+def signals_in_words(table: pd.DataFrame, column: str = "signal") -> pd.DataFrame:
+    """A table of signals with each named in words, as the charts name them (signal_words); without `column` as
+    it is."""
+    if column not in table.columns:
+        return table
+    return table.assign(**{column: table[column].map(signal_words)})
 
 
 # the compared scorers (evaluate.default_models and the per-segment fit) as the charts and tables name them
@@ -342,6 +374,14 @@ def few_churns_caution(churns: int | None, what: str, noun: str = "churn") -> st
     return too_few_churns_caution(churns, what, basis) + " Read it " + ROUGH_INDICATION
 
 
+def field_claim(sentence: str, churned: int | None, label: str | None = None) -> str:
+    """A field-claim sentence of notebook 01 in Markdown ('**label:** sentence', or the sentence in bold without a
+    label), with the too-few-churns caution when it rests on fewer than MIN_TEST_CHURNS_FOR_AUC churned accounts
+    (`churned`, the exploration's churned_accounts or segment_churned_accounts)."""
+    head = f"**{label}:** {sentence}" if label else f"**{sentence}**"
+    return " ".join(filter(None, [head, few_churns_caution(churned, "finding", "churned account")]))
+
+
 def verdict_caution(churned: int | None) -> str:
     """The caution for a validation verdict resting on fewer than MIN_TEST_CHURNS_FOR_AUC churned accounts. It
     names the churned accounts the verdict counted, as the verdict does, not those of the test period: the
@@ -350,23 +390,53 @@ def verdict_caution(churned: int | None) -> str:
 
 
 def verdict_count_note(test_churned: int, verdict_churned: int | None, verdict_unscored: int | None,
-                       before_scored_weeks: int | None = None) -> str:
+                       before_scored_weeks: int | None = None, horizons: Sequence[int] | None = None) -> str:
     """A short clause when the validation verdict's churned renewals (counted and left out) do not add up to the
     accounts that churned in the weeks the AUC was judged on: the renewals lost as the test period began, before
     any of its weeks was scored (`before_scored_weeks`, its details' "churned_before_scored_weeks"), when they
-    make the difference; else what each number counts (an account can lose two renewals). '' when they agree or
-    a count is unknown."""
+    make the difference; else what each number counts (an account can lose two renewals). When the verdict also
+    left renewals out (no score at its checkpoints, `horizons`), the clause says in one place how every count
+    relates, to stand in for the verdict's own sentence on them (verdict_line). '' when they agree or a count is
+    unknown."""
     if verdict_churned is None or verdict_unscored is None:
         return ""
     renewals = verdict_churned + verdict_unscored
     if renewals == test_churned:
         return ""
-    if before_scored_weeks and renewals - before_scored_weeks == test_churned:
+    if _lost_as_period_began(test_churned, renewals, before_scored_weeks):
+        began = "churned as the test period began, before any of its weeks was scored"
+        if verdict_unscored and horizons:
+            counted = (f"the {verdict_churned:,} of them that had a score {checkpoint_words(horizons)} before their "
+                       "term ended" if verdict_churned != 1 else
+                       f"the one of them that had a score {checkpoint_words(horizons)} before its term ended")
+            return (f"The test period lost {renewals:,} renewals: the {test_churned:,} "
+                    f"account{'' if test_churned == 1 else 's'} above and {before_scored_weeks:,} that {began}. "
+                    f"The verdict counts {counted}.")
         return (f"({before_scored_weeks:,} more than the {test_churned:,} above: "
-                f"{'it' if before_scored_weeks == 1 else 'they'} churned as the test period began, before any of its "
-                "weeks was scored.)")
+                f"{'it' if before_scored_weeks == 1 else 'they'} {began}.)")
     return (f"(The validation step counts lost renewals, {renewals:,} of them; the {test_churned:,} above are the "
             "accounts that churned in the weeks the score was judged on.)")
+
+
+def _lost_as_period_began(test_churned: int, renewals: int, before_scored_weeks: int | None) -> bool:
+    """Whether the renewals lost as the test period began, before any of its weeks was scored, make the whole
+    difference between the verdict's lost renewals and the AUC line's churned accounts."""
+    return bool(before_scored_weeks) and renewals - int(before_scored_weeks or 0) == test_churned
+
+
+def verdict_line(verdict_text: str, test_churned: int, verdict_churned: int | None, verdict_unscored: int | None,
+                 before_scored_weeks: int | None = None, horizons: Sequence[int] | None = None) -> str:
+    """The validation verdict as the leadership page states it: its text, the clause on how its counts relate to
+    the AUC line's (verdict_count_note) and its too-few-churns caution. When that clause says which renewals the
+    verdict counts, the verdict's own sentence on the ones it left out (backtest.unscored_churns) is not repeated."""
+    note_horizons = None
+    if verdict_churned is not None and verdict_unscored and horizons:
+        own = unscored_churns(verdict_unscored, verdict_churned + verdict_unscored, horizons)
+        if own in verdict_text and _lost_as_period_began(test_churned, verdict_churned + verdict_unscored,
+                                                         before_scored_weeks):
+            verdict_text, note_horizons = " ".join(verdict_text.replace(own, "").split()), horizons
+    note = verdict_count_note(test_churned, verdict_churned, verdict_unscored, before_scored_weeks, note_horizons)
+    return " ".join(filter(None, [verdict_text, note, verdict_caution(verdict_churned)]))
 
 
 def seats_in_use_unknown(scores: pd.DataFrame) -> bool:
@@ -417,12 +487,15 @@ def leadership_summary(
     threshold_churns: int | None = None,
     threshold_target_recall: float | None = None,
     threshold_capacity: float | None = None,
+    verdict_horizons: Sequence[int] | None = None,
 ) -> str:
     """The first page of the leadership report, in Markdown: what changed, how well the score predicts, how many
     accounts and how much ARR are at risk, and the expansion candidates. `verdict_churned`: the churned accounts
     the validation verdict rests on (its details' "churned"), for its caution, and `verdict_unscored` those it
     left out (its details' "churned_unscored"), to check that both add up to the test period's churned accounts;
-    `verdict_before_scored_weeks` (its details' "churned_before_scored_weeks") explains when they do not.
+    `verdict_before_scored_weeks` (its details' "churned_before_scored_weeks") explains when they do not, and
+    `verdict_horizons` (the back-test's "horizons") lets that explanation stand in for the verdict's sentence on
+    the renewals it left out (verdict_line).
     `unmeasured`: signals without any value in the snapshot, and `usage_rows` its usage events, for the line on
     what the snapshot lacks. `threshold_churns`: the churns the At-risk line was chosen on, for its caution;
     `threshold_target_recall` and `threshold_capacity`: what it was chosen for (its backtest summary's
@@ -451,9 +524,8 @@ def leadership_summary(
     gaps = data_gaps(unmeasured, usage_rows)
     if gaps:
         lines.append(f"- **What this snapshot lacks.** {gaps}")
-    verdict_notes = [verdict_count_note(test_churned, verdict_churned, verdict_unscored, verdict_before_scored_weeks),
-                     verdict_caution(verdict_churned)]
-    lines.append(" ".join([f"- **The validation step.** {verdict_text}", *filter(None, verdict_notes)]))
+    lines.append("- **The validation step.** " + verdict_line(
+        verdict_text, test_churned, verdict_churned, verdict_unscored, verdict_before_scored_weeks, verdict_horizons))
     lines.append(
         f"- **At risk today.** {len(at_risk):,} of {len(scores):,} customers ({percent(len(at_risk) / max(len(scores), 1))}) "
         f"are At risk, holding {money(at_risk['arr'].sum())} of {money(total_arr)} ARR; {len(near_renewal):,} of them "
