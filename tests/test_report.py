@@ -681,7 +681,7 @@ def test_report_on_a_portal_without_product_usage_says_what_it_lacks(small_demo,
     assert "share of seats in use" in in_words and "seat_utilisation" not in leadership
     assert leadership.count(narrative.EXPANSION_UNKNOWN) == 2  # in brief, and where the list would be
     exploration = page_text((result.folder / "01-signal-exploration.html").read_text(encoding="utf-8"))
-    assert f"{', '.join(unmeasured)} have no values in this snapshot, so they are not judged." in exploration
+    assert f"{in_words[:1].upper()}{in_words[1:]} have no values in this snapshot, so they are not judged." in exploration
     for name in ("01-signal-exploration.html", "02-fit-and-compare.html", "03-backtest.html"):
         cells = table_cells((result.folder / name).read_text(encoding="utf-8"))
         assert not [c for c in cells if c.lower() in ("nan", "none")], name
