@@ -363,9 +363,11 @@ def test_cli_evaluate_writes_deterministic_metrics(small_demo, tmp_path, capsys)
     assert {r["rule"] for r in metrics["playbook"]} >= {"owner_alert", "expansion_task"}
     out_text = capsys.readouterr().out
     assert "written to" in out_text and "optimistic" not in out_text  # a preset fitted on the training side
-    # the console repeats the overall warning (here: 29 churned accounts in training for 5 signals)
+    # the console repeats the overall warning (here: 29 churned accounts in training for the seed preset's 4 point
+    # signals; days to renewal sets urgency and is not counted)
     warning = metrics["metrics"]["overall"]["warning"]
     assert warning and f"caution: {warning}\n" in out_text
+    assert "in training for 4 signals" in warning
 
 
 def test_cli_evaluate_says_on_the_console_when_the_metrics_are_optimistic(small_demo, tmp_path, capsys):

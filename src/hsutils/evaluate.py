@@ -899,10 +899,10 @@ def evaluate_model(
         for value in sorted(set(seg.tolist()), key=segment_sort_key):
             mask = seg == value
             m = score_metrics(y[mask], proba[mask], n_boot=n_boot, seed=seed, groups=groups[mask])
-            m["warning"] = segment_warning(train_churned.get(value, 0), churn_evidence(m), len(columns),
+            m["warning"] = segment_warning(train_churned.get(value, 0), churn_evidence(m), signals_fitted(scorer, columns),
                                            m["intervals"]["auc"])
             per_segment[value] = m
-    overall["warning"] = segment_warning(train_churned[SEGMENT_ALL], churn_evidence(overall), len(columns),
+    overall["warning"] = segment_warning(train_churned[SEGMENT_ALL], churn_evidence(overall), signals_fitted(scorer, columns),
                                          overall["intervals"]["auc"])
 
     # the whole history is scored so that score changes at the start of the test period are known; only
