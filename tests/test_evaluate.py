@@ -414,3 +414,29 @@ def test_cli_evaluate_bad_input_exits_2(small_demo, tmp_path, capsys, model, out
 def test_unstable_auc_warning_names_its_reason(test_churns, interval, says):
     """51 churned accounts are enough: a wide interval is then the reason, not 'only 51 churned accounts'."""
     assert segment_warning(1000, test_churns, 10, list(interval)) == says
+
+
+def test_a_signal_of_ones_own_registered_without_points_sets_no_points_in_the_fitted_models():
+    """A product's own signal registered with point_source=False (a second urgency measure, say) is a modifier of
+    the health scores fitted here, as days to renewal is: it earns no points in the fitted or per-segment model."""
+    from hsutils.model import fit_candidate
+    from hsutils.signals import register_signal, unregister_signal
+
+    panel = synthetic_panel(companies=200, weeks=80)
+    panel = panel.with_columns(weeks_to_term_end=pl.col("days_to_renewal") / 7)
+
+    @register_signal("weeks_to_term_end", family="value", unit="weeks", direction=0, point_source=False)
+    def weeks_to_term_end(ctx):
+        return ctx.keys.with_columns(value=0.0)
+
+    try:
+        with warnings.catch_warnings():  # the high-touch segment's few churns
+            warnings.simplefilter("ignore", UserWarning)
+            candidate = fit_candidate(panel, signals=["core_depth", "eb_engagement", "weeks_to_term_end"], n_boot=0,
+                                      segment_column="arr_segment")
+    finally:
+        unregister_signal("weeks_to_term_end")
+    by_segment = candidate.comparison.models["fitted_by_segment"]
+    for model in (candidate.model, by_segment.global_model_, *by_segment.segment_models_.values()):
+        assert "weeks_to_term_end" in model.modifiers_ and model.points_.get("weeks_to_term_end", 0.0) == 0.0
+        assert set(model.point_sources_) == {"core_depth", "eb_engagement"}

@@ -618,12 +618,27 @@ class Comparison:
     test_rows: int = 0
 
 
+def signals_without_points() -> tuple[str, ...]:
+    """The registered signals that set urgency rather than earn points (`point_source=False`: days_to_renewal, and
+    any of the product's own registered so), in registry order: the modifiers of the health scores fitted here."""
+    from hsutils.signals import SIGNALS
+
+    return tuple(name for name, signal in SIGNALS.items() if not signal.point_source)
+
+
+def fitted_health_score() -> Any:
+    """An unfitted HealthScore whose modifiers are the registry's signals without points (signals_without_points)."""
+    from hsutils.model import HealthScore
+
+    return HealthScore(modifiers=signals_without_points())
+
+
 def default_models() -> dict[str, Any]:
     """Unfitted scorers of the standard comparison: fitted HealthScore, the two presets, logistic, boosting."""
-    from hsutils.model import BoostingReference, HealthScore, LogisticBaseline, preset
+    from hsutils.model import BoostingReference, LogisticBaseline, preset
 
     return {
-        "fitted": HealthScore(),
+        "fitted": fitted_health_score(),
         "seed": preset("seed"),
         "40-30-30": preset("40-30-30"),
         "logistic": LogisticBaseline(),

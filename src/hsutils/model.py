@@ -1793,7 +1793,8 @@ def fit_candidate(
     _check_horizon_spans_as_of_spacing(panel, horizon_days, int(train["outcome_churned"].sum() or 0))
     models = evaluate.default_models()
     if segment_column:
-        models["fitted_by_segment"] = SegmentedHealthScore(segment_column=segment_column)
+        models["fitted_by_segment"] = SegmentedHealthScore(base=evaluate.fitted_health_score(),
+                                                           segment_column=segment_column)
     comparison = evaluate.compare_models(
         panel, cutoff=cut, horizon_days=horizon_days, signals=signals, segment_column=segment_column,
         n_boot=n_boot, seed=seed, models=models,
@@ -1840,7 +1841,7 @@ def points_with_intervals(
     X = labelled.select(columns).to_pandas()
     y = labelled["outcome_churned"].cast(int).to_numpy()
     companies = labelled["company_id"].cast(str).to_numpy()
-    fitted = HealthScore().fit(X, y, groups=companies)
+    fitted = evaluate.fitted_health_score().fit(X, y, groups=companies)
     unique, inverse = np.unique(companies, return_inverse=True)
     order = np.argsort(inverse, kind="stable")
     rows_of = np.split(order, np.cumsum(np.bincount(inverse))[:-1])
@@ -1853,7 +1854,7 @@ def points_with_intervals(
         with warnings.catch_warnings():  # a sparse signal may have no values in a resample: no points there
             warnings.simplefilter("ignore", UserWarning)
             try:
-                refit = HealthScore().fit(X.iloc[index].reset_index(drop=True), y[index], groups=groups)
+                refit = clone(fitted).fit(X.iloc[index].reset_index(drop=True), y[index], groups=groups)
             except ModelInputError:  # a resample with fewer than MIN_ACCOUNTS_PER_CLASS churned accounts
                 continue
         draws.append([refit.points_.get(c, 0.0) for c in columns])
