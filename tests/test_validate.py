@@ -270,6 +270,13 @@ CORRUPTIONS: dict[str, Corruption] = {
         with_csv_text("tickets", replace_field(2, 3, "0000-00-00 00:00:00")),
         ("table tickets", "column created_at", "1 value(s) 0000-00-00", "zero date", "unset", "line=3"),
     ),
+    "zero date with Z in a required time column": Corruption(
+        with_csv_text("tickets", replace_field(2, 3, "0000-00-00T00:00:00Z")),
+        ("table tickets", "column created_at", "1 value(s) 0000-00-00", "zero date", "unset", "line=3"),
+    ),
+    "amount behind a formula guard still unreadable": Corruption(
+        with_csv_text("deals", replace_field(3, 7, "'-90k")), ("table deals", "column arr", "arr=\"'-90k\"", "line=4")
+    ),
     "time with a zone abbreviation": Corruption(
         with_csv_text("tickets", replace_field(2, 3, "2025-06-10 09:00 PST")),
         ("table tickets", "column created_at", "'2025-06-10 09:00 PST'", "line=3", "time zone name",
@@ -1330,10 +1337,11 @@ def test_unicode_minus_is_a_negative_number(tmp_path: Path) -> None:
 
 
 def test_zero_dates_in_an_optional_time_column_are_empty_with_a_warning(tmp_path: Path) -> None:
-    """MySQL's zero date (0000-00-00, 0000-00-00 00:00:00) means unset: empty in closed_at, counted with epoch 0 in
-    the one warning."""
+    """MySQL's zero date (0000-00-00, 0000-00-00 00:00:00, also with Z or an offset) means unset: empty in closed_at,
+    counted with epoch 0 in the one warning."""
     write_tiny_snapshot(tmp_path / "s", fmt="csv")
-    edit_csv_text(tmp_path / "s", "tickets", replace_column(4, ["2025-05-03 10:00:00", "0000-00-00", "0000-00-00 00:00:00"]))
+    zero_dates = ["0000-00-00T00:00:00Z", "0000-00-00 00:00:00+00:00"]
+    edit_csv_text(tmp_path / "s", "tickets", replace_column(4, ["2025-05-03 10:00:00", *zero_dates]))
     edit_csv_text(tmp_path / "s", "deals", replace_field(4, 6, "0000-00-00"))
 
     with pytest.warns(UserWarning) as caught:
@@ -1397,3 +1405,40 @@ def test_mapping_timezone_refuses_a_local_time_its_clocks_skip(tmp_path: Path, c
     assert code == 2 and len(err.strip().splitlines()) == 1, err
     assert "table tickets, column created_at: 1 value(s) that are no time in Europe/Berlin" in err
     assert "line=2" in err and "2025-03-30T02:30:00" in err
+
+
+def test_formula_guards_of_exports_are_not_part_of_the_value(tmp_path: Path) -> None:
+    """Exports guarding against formula injection write '-24000, '+15, '=Acme: read without the apostrophe (a number,
+    a name, '- as a placeholder), which stays elsewhere (O'Brien, 'Tis); Excel-minded exports write ="00123"."""
+    write_tiny_snapshot(tmp_path / "s", fmt="csv")
+    edit_csv_text(tmp_path / "s", "deals", replace_column(7, ["'-24000", "'+26000.5", '"\'-$90,000"', "3000"]))
+    edit_csv_text(tmp_path / "s", "deals", replace_field(4, 6, "'-"))
+    edit_csv_text(tmp_path / "s", "companies", lambda lines: [line.replace('"Birch, Bell & Co"', "Birch") for line in lines])
+    edit_csv_text(tmp_path / "s", "companies", replace_column(1, ["'=Acme", "O'Brien", "'Tis"]))
+    edit_csv_text(tmp_path / "s", "companies", replace_column(4, ["'+120", "", "8"]))
+    edit_csv_text(tmp_path / "s", "companies", replace_column(5, ["'-", "'@home", "'retail"]))
+    edit_csv_text(tmp_path / "s", "contacts", replace_field(1, 1, '"=""101"""'))
+
+    snapshot = load_snapshot(tmp_path / "s", validate=False)  # negative arr is refused by validation
+
+    assert snapshot["deals"]["arr"].to_list() == [-24000.0, 26000.5, -90000.0, 3000.0]
+    assert snapshot["deals"]["close_date"].to_list()[-1] is None
+    companies = snapshot["companies"]
+    assert companies["name"].to_list() == ["=Acme", "O'Brien", "'Tis"]
+    assert companies["employees"].to_list() == [120, None, 8]
+    assert companies["industry"].to_list() == [None, "@home", "'retail"]
+    assert snapshot["contacts"]["company_id"].to_list() == ["101", "101", "102", "103"]
+
+
+def test_times_named_utc_after_a_spreadsheet_date_are_read(tmp_path: Path) -> None:
+    """'03/23/2025 09:00 UTC', '23.03.2025 2:05 PM GMT' or '... Z': the forms read naive = UTC, named so; a mapping's
+    timezone leaves them in UTC."""
+    write_tiny_snapshot(tmp_path / "s", fmt="csv")
+    edit_csv_text(tmp_path / "s", "tickets", replace_column(3, ["05/02/2025 10:00 UTC", "06/10/2025 10:00 AM GMT", "07/20/2025 10:00 Z"]))
+    edit_csv_text(tmp_path / "s", "tickets", replace_column(4, ["2025/05/03 10:00 AM utc", "", "20.07.2025 12:00 GMT"]))
+    mapping = tmp_path / "mapping.yml"
+    mapping.write_text("timezone: Europe/Berlin\n", encoding="utf-8")
+
+    tickets = load_snapshot(tmp_path / "s", mapping=mapping)["tickets"]
+
+    assert tickets.select("created_at", "closed_at").equals(build_tables()["tickets"].select("created_at", "closed_at"))

@@ -14,7 +14,8 @@ A snapshot table goes through four steps on every load:
    HubSpot's CRM exports name them (`EXPORT_HEADERS`).
 3. **coerce** (`coerce_table`): canonical dtypes. Timestamps may be ISO-8601 with `Z`, with an offset, naive
    (= UTC, or the mapping's `timezone`: `_in_time_zone`), a date alone, or `2025-03-01 10:00:00` (or `2:05 PM`),
-   year-first with slashes or dots (`2025/03/01`, `2025.03.01`; a zone abbreviation, `PST`, is refused), or as
+   year-first with slashes or dots (`2025/03/01`, `2025.03.01`; a zone abbreviation, `PST`, is refused; a trailing
+   `UTC`, `GMT` or `Z` is UTC in every form), or as
    spreadsheets write dates, month-first
    `11/23/2025 2:05 PM` or day-first `23.11.2025`, `23-11-2025 14:05` (naive = UTC) when a day above 12 shows the
    column's order (a two-digit year is refused), or epoch numbers in the unit that puts the column between 1990
@@ -23,7 +24,9 @@ A snapshot table goes through four steps on every load:
    spreadsheets format them (`$1,200.50`, `US$1,200`, `USD 1,200`, `1.200,50 €`, `1 200`, `1'200.50`, `(1,200)`,
    `(USD 1,200)`, `−1,200` or `1,200-` negative, `-` zero; see `_formatted_numbers`); N/A, #N/A, null, None are
    empty in number, date and yes/no columns, and so is a dash in optional id, enum, date and text columns
-   (`PLACEHOLDER_WORDS`); an epoch time 0 or a zero date 0000-00-00 (unset) is empty in an optional time column,
+   (`PLACEHOLDER_WORDS`); the apostrophe exports write before a value starting with - + = @ ('-24000, '=Acme) and
+   Excel's text formula ="00123" are not part of the value (`_without_formula_guards`); an epoch time 0 or a zero
+   date 0000-00-00 (also with Z or an offset; unset) is empty in an optional time column,
    with a warning, and refused in a required one; ids stay text (a column of whole numbers written 101.0, as pandas
    writes ids among blanks, reads 101, with a warning; an id a spreadsheet rounded to scientific notation,
    1.23457E+10, is refused). A value that cannot be read raises
@@ -197,6 +200,9 @@ _YEAR_FIRST_TWELVE_HOUR_PATTERN = r"(?i)^\d{4}[-/.]\d{1,2}[-/.]\d{1,2} \d{1,2}:\
 _YEAR_FIRST_SEPARATORS = "-/."
 _TIME_FORMATS = ("", " %H:%M", " %H:%M:%S")  # after a date: none, or 24-hour
 _TWELVE_HOUR_FORMATS = (" %I:%M %p", " %I:%M:%S %p")
+# A time in UTC named so after a spreadsheet date or a 12-hour time (11/23/2025 14:05 UTC, 2025-11-23 2:05 PM GMT):
+# those forms are read naive = UTC, so the word is set aside (`_parse_timestamp_text`).
+_UTC_SUFFIX_PATTERN = r"(?i)(\d|[AP]M)\s*(?:UTC|GMT|Z)$"
 _ISO_ADVICE = "use ISO-8601 such as 2025-03-01T10:00:00Z"
 _TIMESTAMP_ADVICE = f"not a timestamp ({_ISO_ADVICE})"
 # A time followed by a zone's abbreviation or name (09:00 PST, 09:00 CET, 09:00 Europe/Berlin): an abbreviation names
@@ -231,12 +237,19 @@ _DATE_NUMBER_RANGE = (19_000_101, 21_001_231)  # a date written as the number YY
 _EPOCH_ADVICE = "write every value one way: epoch numbers in one unit, or ISO-8601 text (2025-03-01T10:00:00Z)"
 # What systems write for a time never set: 0 (1970-01-01 as an epoch time) and MySQL's zero date 0000-00-00
 # (0000-00-00 00:00:00). Empty in an optional column (with a warning), refused in a required one.
-_ZERO_DATE_PATTERN = r"^0000-00-00(?:[T ]00:00(?::00(?:\.0+)?)?)?$"
+_ZERO_DATE_PATTERN = r"(?i)^0000-00-00(?:[T ]00:00(?::00(?:\.0+)?)?)?(?:\s*(?:Z|UTC|GMT|[+-]\d{2}(?::?\d{2})?))?$"
 _UNSET_EPOCH_TIME = "0, which as an epoch time means 1970-01-01, i.e. unset; this column needs a time in every row"
 _UNSET_ZERO_DATE = "0000-00-00, MySQL's zero date, which means unset; this column needs a date in every row"
 _UNSET_TIME = "0 or 0000-00-00, which mean unset; this column needs a time in every row"
 _UNSET_TIMES = (_UNSET_EPOCH_TIME, _UNSET_ZERO_DATE, _UNSET_TIME)
 _ZERO_TIME_MEANINGS = {"0": "0 as an epoch time is 1970-01-01", "0000-00-00": "0000-00-00 is MySQL's zero date"}
+
+
+# Exports and spreadsheets that guard against formula injection write an apostrophe before a value starting with
+# - + = or @ ('-24000, '+15, '=Acme): the apostrophe is not part of the value. Exports meant for Excel wrap a value
+# in a text formula to keep its leading zeros and digits (="00123"). Both are read as the value (`_without_formula_guards`).
+_FORMULA_GUARD_PATTERN = r"^'([-+=@])"
+_TEXT_FORMULA_PATTERN = r'^="([^"]*)"$'
 
 
 # ------------------------------------------------------------------------------------------------ messages
@@ -939,6 +952,10 @@ def _parse_timestamp_text(text: pl.Series) -> tuple[pl.Series, pl.Series | None,
     if values.null_count() == text.null_count():
         return values, None, ""
     unread = _text_where(text, values.is_null())
+    in_utc = unread.str.contains(_UTC_SUFFIX_PATTERN).fill_null(False)
+    if in_utc.any():  # the forms below are read naive = UTC: '11/23/2025 14:05 UTC' as '11/23/2025 14:05'
+        text = _text_where(text, in_utc).str.replace(_UTC_SUFFIX_PATTERN, "$1").fill_null(text)
+        unread = _text_where(text, values.is_null())
     year_first_twelve_hour = unread.str.contains(_YEAR_FIRST_TWELVE_HOUR_PATTERN).fill_null(False)
     formats = [f"%Y{s}%m{s}%d{t}" for s in _YEAR_FIRST_SEPARATORS for t in _TWELVE_HOUR_FORMATS]
     values = _fill_timestamps(values, text, year_first_twelve_hour, formats)
@@ -1172,6 +1189,17 @@ def _without_no_value_words(series: pl.Series, words: Collection[str] = NO_VALUE
     return pl.select(pl.when(no_value).then(None).otherwise(series)).to_series().alias(series.name)
 
 
+def _without_formula_guards(text: pl.Series) -> pl.Series:
+    """`text` without the apostrophe an export writes before a value starting with - + = or @ to keep spreadsheets
+    from reading it as a formula ('-24000 -> -24000, '=Acme -> =Acme; O'Brien and 'Tis stay), and without the text
+    formula Excel-minded exports wrap values in (="00123" -> 00123); the same series when no value is written so."""
+    if text.str.starts_with("'").any():
+        text = text.str.replace(_FORMULA_GUARD_PATTERN, "$1")
+    if text.str.starts_with('="').any():
+        text = text.str.replace(_TEXT_FORMULA_PATTERN, "$1")
+    return text
+
+
 def _without_float_tails(ids: pl.Series, table: str, rows: FileRows | None) -> pl.Series:
     """Text ids without the '.0' tail of whole numbers (101.0 -> 101), with one warning, when every value of the
     column is written so (pandas writes an integer id column holding blanks as floats); else `ids` as they are. The
@@ -1396,15 +1424,20 @@ def coerce_table(
         raw = frame[column.name]
         if strip_text and raw.dtype == pl.String:
             raw = raw.str.strip_chars()
+            if column.kind in ("id", "str", "enum"):  # other kinds only when a value cannot be read (below)
+                raw = _without_formula_guards(raw)
         if column.name in value_map:
             raw = _apply_value_map(raw, value_map[column.name])
         if _placeholders_are_empty(column) and raw.dtype == pl.String:
             raw = _without_no_value_words(raw, PLACEHOLDER_WORDS)  # no id, allowed value, date or industry is 'N/A'
         if strip_text and column.kind == "id" and raw.dtype == pl.String:
             raw = _without_float_tails(raw, table, rows)
+        written = raw  # as a message shows it ('-90k, not -90k)
         values, bad, what = _convert(raw, column, spreadsheet_ids=strip_text)
         if bad is not None and bool(bad.any()) and column.kind in ("int", "float", "bool", "datetime"):
-            read = _without_no_value_words(raw)
+            guarded = _without_formula_guards(raw) if strip_text and raw.dtype == pl.String else raw
+            words = PLACEHOLDER_WORDS if _placeholders_are_empty(column) else NO_VALUE_WORDS  # '- of a date: '-'
+            read = _without_no_value_words(guarded, words)
             if read is not raw:
                 raw = read
                 values, bad, what = _convert(raw, column, spreadsheet_ids=strip_text)
@@ -1415,7 +1448,7 @@ def coerce_table(
             values, bad, what = _in_time_zone(values, _naive_times(raw), local_zone)
         if bad is not None and bool(bad.any()):
             count = int(bad.sum())
-            examples = _with_rows(frame.with_columns(raw), bad, [column.name], rows)
+            examples = _with_rows(frame.with_columns(written), bad, [column.name], rows)
             raise problem(
                 table, column.name, f"{count:,} value(s) {what}", examples, quote=True, file=_file_name(rows)
             )
