@@ -1196,6 +1196,49 @@ def test_unquoted_pipeline_and_stage_ids_in_the_users_yaml_merge_with_the_quoted
                        ).deal_type_and_stage("75318642", "130001", None) == ("renewal", "lost", "config")
 
 
+def test_portal_values_yes_no_on_hold_and_leading_zeros_map_as_written(tmp_path):
+    """Portal values written as YAML keys map the portal's text as written: YAML 1.1 reads Yes, No and On as
+    booleans and 0012 as the octal number 10, which matched neither "Yes" nor "0012" from HubSpot."""
+    (tmp_path / "portal.yml").write_text(
+        "tickets:\n  values:\n    escalated: {Yes: true, No: false}\n"
+        "    priority: {On hold: low, 0012: high, 1.0: urgent}\n"
+        "deals:\n  deal_type_values: {Yes: renewal, No: new}\n"
+        "  pipelines:\n    default:\n      stages: {No: lost, On: won}\n", encoding="utf-8")
+    config = load_config(tmp_path / "portal.yml")
+    tickets = config.table("tickets")
+    assert [tickets.to_canonical("escalated", raw) for raw in ("Yes", "No", "yes")] == [True, False, True]
+    assert [tickets.to_canonical("priority", raw) for raw in ("On hold", "0012", "1.0")] == ["low", "high", "urgent"]
+    assert [config.deal_type_of(raw) for raw in ("Yes", "No")] == ["renewal", "new"]
+    assert config.deal_type_and_stage("default", "No", None) == ("new", "lost", "config")
+    assert config.deal_type_and_stage("default", "On", None) == ("new", "won", "config")
+
+
+@pytest.mark.parametrize(("written", "read"), [("true", True), ("False", False), ("yes", True), ("no", False),
+                                               ("off", False), (None, True)])
+def test_push_calculated_property_reads_true_false_and_the_yes_no_words(written, read, tmp_path):
+    """push.calculated_property: true/false, or yes/no/on/off as a YAML 1.1 file meant them (text to the loader,
+    where "no" would otherwise be a true value); the built-in default when not given."""
+    (tmp_path / "portal.yml").write_text("push: {}\n" if written is None else
+                                         f"push: {{calculated_property: {written}}}\n", encoding="utf-8")
+    assert load_config(tmp_path / "portal.yml").push["calculated_property"] is read
+
+
+@pytest.mark.parametrize("written", ["maybe", "1", "~", "[true]"])
+def test_push_calculated_property_refuses_anything_else_in_one_line(written, tmp_path):
+    (tmp_path / "portal.yml").write_text(f"push: {{calculated_property: {written}}}\n", encoding="utf-8")
+    with pytest.raises(InputError, match=r"push\.calculated_property must be true or false \(got "):
+        load_config(tmp_path / "portal.yml")
+
+
+def test_the_example_portal_config_loads_as_written():
+    """portal.example.yml's keys and values read as the text written (its pipeline and stage ids as text)."""
+    config = load_config()
+    assert config.pipelines["75318642"]["stages"] == {"130001": "open", "130002": "won", "130003": "lost"}
+    assert config.table("tickets").values["priority"] == {"LOW": "low", "MEDIUM": "medium", "HIGH": "high",
+                                                           "URGENT": "urgent"}
+    assert config.push["calculated_property"] is True and config.table("tickets").defaults["escalated"] is False
+
+
 @pytest.mark.parametrize("status", [403, 404])
 def test_pipelines_hubspot_refuses_leave_the_stages_to_the_config_with_one_warning(status, config, tmp_path):
     """A token HubSpot does not let read the pipelines (403), or a server without the endpoint (404): the pull goes

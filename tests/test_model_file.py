@@ -106,6 +106,24 @@ def test_presets_by_name_and_fitted_preset_round_trip(tmp_path):
     assert not hasattr(unfitted, "points_") and unfitted.fixed_points == preset("40-30-30").fixed_points
 
 
+@pytest.mark.parametrize(("written", "read"), [("false", False), ("no", False), ("Yes", True), ("off", False)])
+def test_yes_no_params_of_a_hand_edited_model_file(written, read, tmp_path):
+    """A model file's yes/no params (smooth, calibrate_modifiers) read true/false and the words a YAML 1.1 file meant
+    as them (yes, no, on, off): text to the loader, where "no" would be a true value."""
+    path = save_model(preset("40-30-30"), tmp_path / "template.yml")
+    text = path.read_text()
+    assert "  smooth: true\n" in text
+    path.write_text(text.replace("  smooth: true\n", f"  smooth: {written}\n"))
+    assert load_model(path).smooth is read
+
+
+def test_a_yes_no_param_neither_true_nor_false_is_refused_in_one_line(tmp_path):
+    path = save_model(preset("40-30-30"), tmp_path / "template.yml")
+    path.write_text(path.read_text().replace("  calibrate_modifiers: true\n", "  calibrate_modifiers: maybe\n"))
+    with pytest.raises(InputError, match=r"params\.calibrate_modifiers is 'maybe'; it must be true or false$"):
+        load_model(path)
+
+
 def test_segmented_model_round_trip(tmp_path):
     """A segmented model fitted on company ids keeps its churned rows and accounts per segment; a file written
     before the accounts were recorded (shrinkage on rows, no churned_companies) still loads."""

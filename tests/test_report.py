@@ -23,6 +23,7 @@ from own_signals import ROWS_SIGNAL, ROWS_SOURCE, SIGNAL, signal_registry_restor
 
 from hsutils import narrative
 from hsutils.cli import main
+from hsutils.errors import InputError
 from hsutils.evaluate import segment_warning, time_split
 from hsutils.explore import population_stability_index
 from hsutils.model import load_model
@@ -428,6 +429,18 @@ def test_parameters_refuse_secrets_and_unknown_keys(tmp_path):
     good = tmp_path / "good.yml"
     good.write_text("horizon_days: 60\nn_boot: 50\n")
     assert load_parameters(good)["horizon_days"] == 60
+
+
+def test_parameters_read_numbers_with_leading_zeros_as_decimal(tmp_path):
+    """`horizon_days: 0120` is 120 days (YAML 1.1 reads a leading zero as octal: 80), and `segment_column: no` is the
+    text no, refused in one line as no segment column (YAML 1.1 made it the boolean False)."""
+    params = tmp_path / "params.yml"
+    params.write_text("horizon_days: 0120\nn_boot: 1_000\ntarget_recall: .75\n")
+    assert {k: load_parameters(params)[k] for k in ("horizon_days", "n_boot", "target_recall")} == {
+        "horizon_days": 120, "n_boot": 1000, "target_recall": 0.75}
+    params.write_text("segment_column: no\n")
+    with pytest.raises(InputError, match=r"segment_column is 'no'; it must be one of the panel's segment columns"):
+        load_parameters(params)
 
 
 @pytest.mark.parametrize(

@@ -900,6 +900,36 @@ def test_bad_mapping_file_is_refused(text: str, fragment: str, tmp_path: Path, c
     assert code == 2 and fragment in err and "Traceback" not in err
 
 
+def test_mapping_keys_are_the_text_written(tmp_path: Path, capsys) -> None:
+    """Portal values such as Yes, No, On hold, 0012 and 1.0 map as written: YAML 1.1 would read the first three as
+    booleans, 0012 as the octal number 10 and 1.0 as a number, so they never matched the export's text. Yes/no words
+    as canonical values of a yes/no column are still read as yes and no."""
+    tables = build_tables()
+    tables["deals"] = tables["deals"].with_columns(pl.col("stage").replace({"won": "Yes", "open": "On hold"}))
+    tables["companies"] = tables["companies"].with_columns(
+        pl.col("tier").replace({"pro": "0012", "enterprise": "1.0", "starter": "No"})
+    )
+    tables["tickets"] = tables["tickets"].with_columns(
+        pl.when(pl.col("escalated")).then(pl.lit("Escalated")).otherwise(pl.lit("Not escalated")).alias("escalated")
+    )
+    folder = write_tiny_snapshot(tmp_path / "s", fmt="csv", tables=tables)
+    mapping = tmp_path / "mapping.yml"
+    mapping.write_text(
+        "values:\n"
+        "  deals:\n    stage: {Yes: won, On hold: open, No: lost}\n"
+        "  companies:\n    tier: {0012: pro, 1.0: enterprise, No: starter}\n"
+        "  tickets:\n    escalated: {Escalated: yes, Not escalated: no}\n",
+        encoding="utf-8",
+    )
+    assert load_mapping(mapping).values["companies"]["tier"] == {"0012": "pro", "1.0": "enterprise", "no": "starter"}
+    code, _, err = run_cli(capsys, "validate", str(folder), "--mapping", str(mapping))
+    assert code == 0, err
+    snapshot = load_snapshot(folder, mapping=mapping)
+    expected = build_tables()
+    for table in ("companies", "deals", "tickets"):
+        assert snapshot[table].equals(expected[table]), table
+
+
 def test_example_mapping_file_maps_onto_canonical_values() -> None:
     from hsutils.schema import TABLES
 

@@ -87,7 +87,7 @@ from hsutils.evaluate import (
     churned_companies,
     few_training_churns,
 )
-from hsutils.files import write_text_atomic
+from hsutils.files import load_yaml_text, write_text_atomic, yes_no_setting
 
 __all__ = [
     "BAND_AT_RISK",
@@ -1222,6 +1222,7 @@ _PARAMS_IN_FILE = (
     "max_bins", "min_bin_rows", "prior_strength", "shape", "smooth", "penalty", "l2", "cv", "calibration",
     "calibrate_modifiers", "modifiers", "urgency", "urgency_days", "urgency_gain", "min_rows", "random_state",
 )
+_YES_NO_PARAMS = ("smooth", "calibrate_modifiers")
 
 
 def _signal_family(name: str) -> str:
@@ -1506,6 +1507,9 @@ def _check_model_content(content: dict[str, Any]) -> None:
     for key in params:
         if key not in _PARAMS_IN_FILE:
             raise _not_among(f"params.{key}", list(_PARAMS_IN_FILE), "the model parameters")
+    for key in _YES_NO_PARAMS:
+        if key in params and yes_no_setting(params[key]) is None:
+            raise ModelInputError(f"params.{key} is {params[key]!r}; it must be true or false")
     settings = {**defaults, **params}
     modifiers = settings["modifiers"] or []
     if not isinstance(modifiers, list | tuple) or not all(isinstance(m, str) for m in modifiers):
@@ -1616,7 +1620,7 @@ def load_model(path_or_preset: str | Path):
     if not path.is_file():
         raise ModelInputError(f"model {text_path}: no such file (or name a preset: {', '.join(PRESETS)})")
     try:
-        content = yaml.safe_load(path.read_text(encoding="utf-8"))
+        content = load_yaml_text(path.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise ModelInputError(f"model file {path}: not valid YAML ({type(exc).__name__})") from None
     if not isinstance(content, dict) or "signals" not in content or "kind" not in content:
@@ -1627,6 +1631,7 @@ def load_model(path_or_preset: str | Path):
         raise ModelInputError(f"model file {path}: {exc}") from None
     try:
         params = dict(content.get("params") or {})
+        params.update({key: yes_no_setting(params[key]) for key in _YES_NO_PARAMS if key in params})
         if "modifiers" in params:
             params["modifiers"] = tuple(params["modifiers"] or ())
         bands = content.get("bands") or {}

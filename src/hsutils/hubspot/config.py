@@ -14,10 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from hsutils.errors import InputError
-from hsutils.files import read_yaml_mapping
+from hsutils.files import load_yaml_text, read_yaml_mapping, yes_no_setting
 
 EXAMPLE_CONFIG = Path(__file__).with_name("portal.example.yml")
 ENGAGEMENT_OBJECTS = ("emails", "meetings", "calls", "notes")
@@ -28,8 +26,9 @@ TOP_KEYS = {"core_events", "login_event", "companies", "contacts", "deals", "tic
 
 
 def _string_keys(node: Any) -> Any:
-    """`node` with every mapping key, at any depth, as a string: YAML reads an unquoted id (`12345:`) as a number,
-    which would neither merge with nor match the same id written in quotes (pipeline and stage ids, values)."""
+    """`node` with every mapping key, at any depth, as a string, as the YAML files' keys are read (files.TextKeysLoader):
+    an id given as a number (`12345`) merges with and matches the same id written in a file (pipeline and stage ids,
+    values)."""
     if isinstance(node, dict):
         return {str(key): _string_keys(value) for key, value in node.items()}
     if isinstance(node, list):
@@ -218,7 +217,7 @@ class PortalConfig:
 
 def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> PortalConfig:
     """Load the example configuration, merge a user's YAML file and `overrides` over it, and check it."""
-    base = _string_keys(yaml.safe_load(EXAMPLE_CONFIG.read_text(encoding="utf-8")))
+    base = load_yaml_text(EXAMPLE_CONFIG.read_text(encoding="utf-8"))
     source = "defaults"
     user: dict[str, Any] = {}
     if path:
@@ -229,7 +228,7 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
             raise InputError(f"portal config {path}: unknown section(s) {', '.join(unknown)}; "
                              f"known: {', '.join(sorted(TOP_KEYS))}")
         source = str(path)
-    user = _merge(_string_keys(user), _string_keys(overrides or {}))
+    user = _merge(user, _string_keys(overrides or {}))
     base = _merge(base, user)
     config = PortalConfig(raw=base, source=source, user=user)
     _check(config)
@@ -242,6 +241,11 @@ def _check(config: PortalConfig) -> None:
         if not isinstance(push.get(key), str) or not PROPERTY_NAME.match(push[key].rstrip("_") or "x"):
             raise InputError(f"portal config ({config.source}): push.{key} must be lowercase letters, digits, "
                              f"underscores, starting with a letter (got {push.get(key)!r})")
+    calculated = yes_no_setting(push.get("calculated_property", True))
+    if calculated is None:
+        raise InputError(f"portal config ({config.source}): push.calculated_property must be true or false "
+                         f"(got {push.get('calculated_property')!r})")
+    push["calculated_property"] = calculated
     months = config.deals.get("term_months")
     if isinstance(months, bool) or not isinstance(months, int) or not 1 <= months <= 120:
         raise InputError(f"portal config ({config.source}): deals.term_months must be a whole number of months "
