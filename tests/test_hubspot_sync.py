@@ -23,6 +23,7 @@ from hsutils.hubspot.config import load_config
 from hsutils.hubspot.pull import pull
 from hsutils.hubspot.push import push, rollback
 from hsutils.hubspot.sandbox import (
+    ASSOCIATION_TYPES,
     Faults,
     Sandbox,
     seed_portal,
@@ -1815,12 +1816,16 @@ def test_list_paging_as_servers_end_it(last_page, config, tmp_path):
 
 
 @pytest.mark.parametrize("shape", ["numeric ids, default type beside the label", "one entry per type",
-                                   "not-found errors without a subCategory"])
+                                   "not-found errors without a subCategory", "primary labelled Primary",
+                                   "primary by type id alone"])
 def test_association_answers_as_hubspot_v4_sends_them(shape, snapshot, config, usage, tmp_path):
     """Associations v4 batch reads: from.id a string, toObjectId a number, the unlabeled default type beside
-    "Primary" or a role label; a server may list a target once per association type; an id without associations
-    is an error of the 207 answer, which may carry only category OBJECT_NOT_FOUND. Every link and role is kept."""
+    the primary company's type or a role label; a server may list a target once per association type; an id without
+    associations is an error of the 207 answer, which may carry only category OBJECT_NOT_FOUND. The primary company
+    is known by its type id whatever its label ("Deal with Primary Company", "Primary", none), and
+    the stand-in lists a second, unlabelled company first for some records. Every link and role is kept."""
     portal = seed_portal(snapshot.tables, config, snapshot.manifest.created_at)
+    primary_label = {"primary labelled Primary": "Primary", "primary by type id alone": None}
 
     def reshape(params, answer):
         for result in answer["results"]:
@@ -1828,6 +1833,9 @@ def test_association_answers_as_hubspot_v4_sends_them(shape, snapshot, config, u
             to = []
             for item in result["to"]:
                 types = item["associationTypes"] + [{"category": "HUBSPOT_DEFINED", "typeId": 279, "label": None}]
+                for t in types:
+                    if shape in primary_label and "Primary" in str(t["label"]):
+                        t["label"] = primary_label[shape]
                 if shape == "one entry per type":
                     to += [{"toObjectId": item["toObjectId"], "associationTypes": [t]} for t in types]
                 else:
@@ -1843,6 +1851,81 @@ def test_association_answers_as_hubspot_v4_sends_them(shape, snapshot, config, u
     for table in ("contacts", "deals", "engagements", "tickets", "surveys"):
         assert canonical(pulled[table], table).equals(canonical(snapshot[table], table)), table
     assert not result.skipped
+
+
+def test_the_stand_in_marks_one_primary_company_per_record_as_hubspot_does(snapshot, config):
+    """Contacts, deals and tickets have exactly one primary company (HubSpot's primary type id beside the plain
+    one); a share is linked to a second company too, plain only and listed first; activities have no primary type;
+    making another company primary moves the mark, as in HubSpot."""
+    portal = seed_portal(snapshot.tables, config, snapshot.manifest.created_at)
+    types = {"contacts": (279, 1), "deals": (341, 5), "tickets": (339, 26), "emails": (186, None)}
+    for object_type, (plain, primary) in types.items():
+        links = portal.assoc[(object_type, "companies")]
+        assert len(links) == len(portal.objects[object_type]), object_type
+        for record_id, linked in links.items():
+            assert all(plain in t for t in linked.values()), (object_type, record_id)
+            assert sum(primary in t for t in linked.values()) == (primary is not None), (object_type, record_id)
+        several = [linked for linked in links.values() if len(linked) > 1]
+        assert bool(several) == (primary is not None), object_type
+        assert all(primary not in next(iter(linked.values())) for linked in several), object_type
+    assert portal.label_of("deals", "companies", 5) == {"category": "HUBSPOT_DEFINED", "typeId": 5,
+                                                        "label": "Deal with Primary Company"}
+    assert portal.label_of("deals", "companies", 341)["label"] is None
+    deal, linked = next((d, linked) for d, linked in portal.assoc[("deals", "companies")].items() if len(linked) > 1)
+    other = next(c for c, t in linked.items() if 5 not in t)
+    portal.associate("deals", deal, "companies", other)
+    assert [c for c, t in portal.assoc[("deals", "companies")][deal].items() if 5 in t] == [other]
+    assert [d for d, t in portal.assoc[("companies", "deals")][other].items() if 6 in t].count(deal) == 1
+    assert all(6 not in portal.assoc[("companies", "deals")][c][deal] for c in linked if c != other)
+
+
+@pytest.mark.parametrize("order", ["as the stand-in lists them", "reversed"])
+def test_records_linked_to_several_companies_without_a_primary_are_read_once_with_one_warning(
+        order, snapshot, config, usage, tmp_path):
+    """Records from before primary companies (several companies, none marked primary) and activities (HubSpot marks
+    none on them) are read once each, whatever order the links come in: an activity for the company of its contact,
+    any other record for the pulled company with the lowest id; one warning counts them."""
+    portal = seed_portal(snapshot.tables, config, snapshot.manifest.created_at)
+    expected: dict[str, dict[str, str]] = {"contacts": {}, "deals": {}, "tickets": {}}
+    for object_type in expected:
+        primary, back = ASSOCIATION_TYPES[(object_type, "companies")][1], ASSOCIATION_TYPES[("companies", object_type)][1]
+        for record_id, linked in portal.assoc[(object_type, "companies")].items():
+            if len(linked) > 1:
+                for company, types in linked.items():
+                    if primary in types:
+                        types.remove(primary)
+                        portal.assoc[("companies", object_type)][company][record_id].remove(back)
+                expected[object_type][record_id] = min(linked)
+    contact_company = dict(snapshot["contacts"].select("contact_id", "company_id").iter_rows())
+    contact_company.update(expected["contacts"])
+    ticket_contact = dict(snapshot["tickets"].select("ticket_id", "contact_id").iter_rows())
+    for ticket in expected["tickets"]:  # an activity: its contact's company where it is linked
+        if contact_company.get(ticket_contact[ticket]) in portal.assoc[("tickets", "companies")][ticket]:
+            expected["tickets"][ticket] = contact_company[ticket_contact[ticket]]
+    lowest = min(snapshot["companies"]["company_id"])
+    email_rows = [r for r in snapshot["engagements"].iter_rows(named=True)
+                  if r["type"] == "email" and r["company_id"] != lowest and r["company_id"] == contact_company.get(
+                      r["contact_id"])][:5]
+    for row in email_rows:  # also logged on the company with the lowest id
+        portal.associate("emails", row["engagement_id"], "companies", lowest, primary=False)
+
+    def reorder(params, answer):
+        for result in answer["results"]:
+            result["to"] = result["to"][::-1] if order == "reversed" else result["to"]
+
+    result = pull_from(portal, config, usage, tmp_path, edits={"_assoc_batch_read": reorder})
+    pulled = load_snapshot(tmp_path / "pulled")
+    for table, id_column in (("contacts", "contact_id"), ("deals", "deal_id"), ("tickets", "ticket_id")):
+        got = dict(pulled[table].select(id_column, "company_id").iter_rows())
+        assert pulled[table].height == snapshot[table].height == len(got), table
+        assert expected[table] and all(got[r] == c for r, c in expected[table].items()), table
+    got = dict(pulled["engagements"].select("engagement_id", "company_id").iter_rows())
+    assert pulled["engagements"].height == snapshot["engagements"].height == len(got)
+    assert all(got[r["engagement_id"]] == r["company_id"] for r in email_rows)
+    counted = [w for w in result.warnings if "several companies" in w]
+    total = sum(len(v) for v in expected.values()) + len(email_rows)
+    assert len(counted) == 1 and counted[0].startswith(f"{total} record(s) linked to several companies")
+    assert f"deals {len(expected['deals'])}, emails {len(email_rows)}," in counted[0]
 
 
 def test_owners_without_email_or_sparse_are_read(config, tmp_path):

@@ -18,7 +18,7 @@ import re
 import shutil
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -59,6 +59,8 @@ HOME_AMOUNT_PROPERTY = "amount_in_home_currency"
 # the feedback submissions; what the snapshot then lacks
 OPTIONAL_TABLES = {"engagements": "the engagements table holds none of them", "surveys": "the surveys table is empty"}
 LEFT_OUT = "left out"  # the count of an unlisted pipeline's deals that were not read (see unlisted_pipeline_deal)
+# HubSpot-defined association type ids marking a record's primary company (contact, deal, ticket -> company)
+PRIMARY_COMPANY_TYPES = {"contacts": 1, "deals": 5, "tickets": 26}
 DEAL_FALLBACKS = {"term_start": "a deal's term starts at its close date",
                   "term_end": "a deal's term ends {months} months (deals.term_months) after it starts",
                   "seats": "seats are not recorded, so seat utilisation is unknown"}
@@ -577,12 +579,45 @@ def label_key(text: Any) -> str:
     return " ".join(str(text).split()).casefold()
 
 
-def _pick_link(links: list[tuple[str, list]]) -> tuple[str, list] | None:
-    """The primary association if one is marked, else the first."""
-    for to_id, types in links:
-        if any(label == "Primary" for _, label, _ in types):
-            return to_id, types
-    return links[0] if links else None
+def id_order(record_id: str) -> tuple[int, int, str]:
+    """Sort key of record ids: HubSpot's numeric ids in number order ("9" before "10"), any other text after them."""
+    return (0, len(record_id), record_id) if record_id.isdigit() else (1, 0, record_id)
+
+
+def is_primary_company(types: list, object_type: str) -> bool:
+    """Whether an association's types, [(type id, label, category), ...], mark the record's primary company:
+    HubSpot's primary type for `object_type` (PRIMARY_COMPANY_TYPES), or a HubSpot-defined label naming a primary
+    ("Primary", "Deal with Primary Company": HubSpot renamed the labels, never the type ids)."""
+    primary = PRIMARY_COMPANY_TYPES.get(object_type)
+    return any(category in (None, "", "HUBSPOT_DEFINED")
+               and (str(type_id) == str(primary) or "primary" in str(label or "").casefold())
+               for type_id, label, category in types)
+
+
+def pick_link(links: list[tuple[str, list]], object_type: str | None = None,
+              prefer: Sequence[Collection[str]] = ()) -> tuple[tuple[str, list] | None, bool]:
+    """The association a record is read with, and whether it was chosen among several with none marked primary.
+    The one marked primary company (`object_type` None: links that have no primary, such as to contacts), else the
+    only one, else the lowest id among the first of the `prefer` id sets holding any of them (among all if none)."""
+    if not links:
+        return None, False
+    if object_type is not None:
+        marked = [link for link in links if is_primary_company(link[1], object_type)]
+        if marked:
+            return min(marked, key=lambda link: id_order(link[0])), False
+    if len(links) == 1:
+        return links[0], False
+    candidates = next((found for ids in prefer if (found := [link for link in links if link[0] in ids])), links)
+    return min(candidates, key=lambda link: id_order(link[0])), True
+
+
+def several_companies_warning(counts: Counter) -> str:
+    """The one warning about records linked to several companies, none marked primary ({object type: records})."""
+    listed = ", ".join(f"{object_type} {n:,}" for object_type, n in sorted(counts.items()))
+    return (f"{counts.total():,} record(s) linked to several companies, none marked primary, were each read for one "
+            f"company ({listed}): the company of a contact linked to it where there is one, else the pulled company "
+            "with the lowest id; HubSpot marks no primary company on activities, nor on records older than primary "
+            "companies")
 
 
 def is_empty(value: Any) -> bool:
@@ -1028,6 +1063,7 @@ def pull(out: str | Path, host: str = DEFAULT_HOST, token: str | None = None,
         companies.append(row)
     companies = _drop_incomplete("companies", companies, skipped)
     company_ids = {r["company_id"] for r in companies}
+    unmarked: Counter = Counter()  # records linked to several companies, none marked primary, by object type
 
     # contacts with roles from association labels, else a property
     tmap = config.table("contacts")
@@ -1044,7 +1080,8 @@ def pull(out: str | Path, host: str = DEFAULT_HOST, token: str | None = None,
     contacts, contact_company = [], {}
     for rec in records:
         p = rec["properties"]
-        chosen = _pick_link(links.get(rec["id"], []))
+        chosen, guessed = pick_link(links.get(rec["id"], []), "contacts", [company_ids])
+        unmarked["contacts"] += guessed
         row = {col: convert("contacts", col, p.get(prop), tmap) for col, prop in tmap.properties.items()}
         row["contact_id"] = rec["id"]
         row["company_id"] = chosen[0] if chosen else None
@@ -1100,7 +1137,8 @@ def pull(out: str | Path, host: str = DEFAULT_HOST, token: str | None = None,
     deals, emptied, with_empty, without_arr = [], Counter(), 0, set()
     for rec, (deal_type, stage) in kept:
         p = rec["properties"]
-        chosen = _pick_link(links.get(rec["id"], []))
+        chosen, guessed = pick_link(links.get(rec["id"], []), "deals", [company_ids])
+        unmarked["deals"] += guessed
         row = {col: convert("deals", col, p.get(prop), tmap) for col, prop in tmap.properties.items()}
         row.update({"deal_id": rec["id"], "company_id": chosen[0] if chosen else None, "deal_type": deal_type,
                     "stage": stage})
@@ -1151,9 +1189,13 @@ def pull(out: str | Path, host: str = DEFAULT_HOST, token: str | None = None,
             return []
         rows = []
         for rec in records:
-            contact = _pick_link(to_contact.get(rec["id"], []))
+            contacts_linked = to_contact.get(rec["id"], [])
+            their_companies = {contact_company[c] for c, _ in contacts_linked if c in contact_company}
+            company, guessed = pick_link(to_company.get(rec["id"], []), object_type, [their_companies, company_ids])
+            unmarked[object_type] += guessed
+            at_company = {c for c, _ in contacts_linked if company and contact_company.get(c) == company[0]}
+            contact, _ = pick_link(contacts_linked, prefer=[at_company, contact_company])
             contact_id = contact[0] if contact else None
-            company = _pick_link(to_company.get(rec["id"], []))
             p = rec["properties"]
             row = {col: convert(table, col, p.get(prop), tmap) for col, prop in tmap.properties.items()}
             row.update({id_column: rec["id"], "contact_id": contact_id,
@@ -1185,6 +1227,8 @@ def pull(out: str | Path, host: str = DEFAULT_HOST, token: str | None = None,
         "surveys", activity_rows(tmap.object_type, "surveys", tmap, "response_id", "submitted_at"), skipped)
     owners = reader.owners()
     warnings += reader.refused.values()
+    if unmarked.total():
+        warnings.append(several_companies_warning(+unmarked))
 
     # keep rows whose company was pulled
     for name, rows in (("contacts", contacts), ("deals", deals), ("tickets", tickets), ("engagements", engagements),

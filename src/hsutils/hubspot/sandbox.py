@@ -9,7 +9,9 @@ seed (429, 500, slow answers, 207 partial failures). It counts requests per endp
 Merged companies behave as HubSpot's merges do (`Portal.merge`): the merged records' ids still read, answered by
 the surviving record under its own id, which lists them in `hs_merged_object_ids`; a portal can be given a limit of
 custom properties per object type (`Sandbox(property_limit=...)`), past which a property is refused with a 400;
-properties and groups can be archived (DELETE).
+properties and groups can be archived (DELETE). Associations carry HubSpot's type ids: every contact, deal and ticket
+has one primary company (the primary type beside the plain one, labelled "Deal with Primary Company" and so on), and
+one in twelve is linked to a second company too, plain only and listed first, so a pull must go by the primary type.
 
 It is seeded from a canonical snapshot through the portal configuration, so `pull` gives the snapshot back.
 Product usage is not a HubSpot object: `write_usage_export` writes it as an event export file instead.
@@ -55,11 +57,13 @@ OBJECT_ALIASES = {
 }
 SINGULAR = {"companies": "company", "contacts": "contact", "deals": "deal", "tickets": "ticket", "emails": "email",
             "meetings": "meeting", "calls": "call", "notes": "note", "feedback_submissions": "feedback_submission"}
-# HubSpot-defined association type ids (from -> to) used by the stand-in
-PRIMARY_TYPES = {
-    ("contacts", "companies"): (1, "Primary"), ("companies", "contacts"): (2, "Primary"),
-    ("deals", "companies"): (5, "Primary"), ("companies", "deals"): (6, "Primary"),
-    ("tickets", "companies"): (339, None), ("companies", "tickets"): (340, None),
+# HubSpot-defined association types (from -> to) used by the stand-in: (the plain type id, the primary company's
+# type id or None). Every link carries the plain type; a record's one primary company also carries the primary
+# type (contact, deal and ticket to company, and back); activities and feedback submissions have no primary.
+ASSOCIATION_TYPES = {
+    ("contacts", "companies"): (279, 1), ("companies", "contacts"): (280, 2),
+    ("deals", "companies"): (341, 5), ("companies", "deals"): (342, 6),
+    ("tickets", "companies"): (339, 26), ("companies", "tickets"): (340, 25),
     ("tickets", "contacts"): (16, None), ("contacts", "tickets"): (15, None),
     ("emails", "companies"): (186, None), ("companies", "emails"): (185, None),
     ("emails", "contacts"): (198, None), ("contacts", "emails"): (197, None),
@@ -69,9 +73,19 @@ PRIMARY_TYPES = {
     ("calls", "contacts"): (194, None), ("contacts", "calls"): (193, None),
     ("notes", "companies"): (190, None), ("companies", "notes"): (189, None),
     ("notes", "contacts"): (202, None), ("contacts", "notes"): (201, None),
-    ("feedback_submissions", "contacts"): (873, None), ("contacts", "feedback_submissions"): (872, None),
-    ("feedback_submissions", "companies"): (875, None), ("companies", "feedback_submissions"): (874, None),
+    ("feedback_submissions", "contacts"): (98, None), ("contacts", "feedback_submissions"): (97, None),
+    ("feedback_submissions", "companies"): (928, None), ("companies", "feedback_submissions"): (929, None),
 }
+
+
+def primary_label(from_type: str, to_type: str) -> str:
+    """The label HubSpot gives a primary-company association type since February 2024 ("Deal with Primary
+    Company"): integrations are to go by the type id, never the label."""
+    if from_type == "companies":
+        return f"Primary Company with {SINGULAR.get(to_type, to_type).title()}"
+    return f"{SINGULAR.get(from_type, from_type).title()} with Primary Company"
+
+
 DEFAULT_PROPERTIES = ("hs_object_id", "createdate", "hs_lastmodifieddate")
 HUBSPOT_DEFINED = {"name", "domain", "createdate", "industry", "numberofemployees", "hubspot_owner_id", "jobtitle",
                    "closedate", "amount", "dealtype", "pipeline", "dealstage", "closed_date", "hs_createdate"}
@@ -263,14 +277,24 @@ class Portal:
         self.objects[object_type][object_id] = {"properties": clean, "createdAt": created, "updatedAt": created}
 
     def associate(self, from_type: str, from_id: str, to_type: str, to_id: str,
-                  labels: tuple[int, int] | None = None) -> None:
-        """Link two records both ways with HubSpot's default type, plus an optional (forward, backward) label."""
-        primary = PRIMARY_TYPES.get((from_type, to_type), (1000, None))[0]
-        back = PRIMARY_TYPES.get((to_type, from_type), (1001, None))[0]
+                  labels: tuple[int, int] | None = None, primary: bool = True) -> None:
+        """Link two records both ways with HubSpot's plain type, plus an optional (forward, backward) label. With
+        `primary`, `to_id` becomes the record's one primary company (where the pair has a primary type): a primary
+        it had before loses the mark, as in HubSpot."""
+        plain, primary_type = ASSOCIATION_TYPES.get((from_type, to_type), (1000, None))
+        back, back_primary = ASSOCIATION_TYPES.get((to_type, from_type), (1001, None))
         forward = self.assoc[(from_type, to_type)][from_id]
-        forward[to_id] = sorted(set(forward.get(to_id, [])) | {primary, *(labels[:1] if labels else ())})
+        if primary and primary_type is not None:
+            for other, types in forward.items():
+                if other != to_id and primary_type in types:
+                    types.remove(primary_type)
+                    self.assoc[(to_type, from_type)][other][from_id].remove(back_primary)
+        marked = primary and primary_type is not None
+        forward[to_id] = sorted(set(forward.get(to_id, [])) | {plain, *([primary_type] if marked else []),
+                                                                *(labels[:1] if labels else ())})
         backward = self.assoc[(to_type, from_type)][to_id]
-        backward[from_id] = sorted(set(backward.get(from_id, [])) | {back, *(labels[1:] if labels else ())})
+        backward[from_id] = sorted(set(backward.get(from_id, [])) | {back, *([back_primary] if marked else []),
+                                                                     *(labels[1:] if labels else ())})
 
     def label_of(self, from_type: str, to_type: str, type_id: int) -> dict[str, Any]:
         category, label = self.labels[(from_type, to_type)].get(type_id, ("HUBSPOT_DEFINED", None))
@@ -362,6 +386,28 @@ def _seed_deal_pipelines(portal: Portal, config: PortalConfig, used: dict[str, d
             for sid, canon in stages.items()])
 
 
+SECOND_COMPANY_EVERY = 12  # one contact, deal and ticket in this many is linked to a second company too
+
+
+def _second_company(company_ids: list[str], index: int, own: str) -> str | None:
+    """The company the stand-in links to every SECOND_COMPANY_EVERY-th seeded record beside its own (a contact's
+    former employer, a deal's reseller, the partner that raised a ticket), unlabelled and listed before the primary
+    one; None for the other records or a portal of one company. Deterministic: the company after `own`."""
+    if index % SECOND_COMPANY_EVERY != SECOND_COMPANY_EVERY // 2 or len(company_ids) < 2 or own not in company_ids:
+        return None
+    return company_ids[(company_ids.index(own) + 1) % len(company_ids)]
+
+
+def _link_company(portal: Portal, object_type: str, object_id: str, company_id: str, index: int,
+                  company_ids: list[str], labels: tuple[int, int] | None = None) -> None:
+    """Link a seeded record to its company, its one primary company, after a second company for a share of the
+    records (see `_second_company`), so a pull has to go by the primary type, not by the order of the links."""
+    other = _second_company(company_ids, index, company_id)
+    if other is not None:
+        portal.associate(object_type, object_id, "companies", other, primary=False)
+    portal.associate(object_type, object_id, "companies", company_id, labels)
+
+
 def _map_columns(portal: Portal, object_type: str, row: dict[str, Any], tmap, table: str) -> dict[str, Any]:
     """Portal properties of one canonical row through a TableMap (inverse of the pull)."""
     props: dict[str, Any] = {}
@@ -381,9 +427,11 @@ def seed_portal(tables: dict[str, pl.DataFrame], config: PortalConfig, created_a
     portal = Portal()
     stamp = iso_ms(created_at) if created_at else _now()
     roles = config.roles
-    # association labels: HubSpot's primary plus the portal's USER_DEFINED role labels
-    for (from_type, to_type), (type_id, label) in PRIMARY_TYPES.items():
-        portal.labels[(from_type, to_type)][type_id] = ("HUBSPOT_DEFINED", label)
+    # association labels: HubSpot's plain and primary types plus the portal's USER_DEFINED role labels
+    for (from_type, to_type), (plain, primary) in ASSOCIATION_TYPES.items():
+        portal.labels[(from_type, to_type)][plain] = ("HUBSPOT_DEFINED", None)
+        if primary is not None:
+            portal.labels[(from_type, to_type)][primary] = ("HUBSPOT_DEFINED", primary_label(from_type, to_type))
     role_label: dict[str, int] = {}
     for label, role in (roles.get("labels") or {}).items():
         type_id = _label_type_id(seed, label)
@@ -415,7 +463,8 @@ def seed_portal(tables: dict[str, pl.DataFrame], config: PortalConfig, created_a
     contacts = config.table("contacts")
     role_prop = roles.get("property")
     role_values = {v: k for k, v in reversed(list((roles.get("values") or {}).items()))}
-    for row in tables["contacts"].iter_rows(named=True):
+    company_ids = [str(c) for c in tables["companies"].get_column("company_id")]
+    for i, row in enumerate(tables["contacts"].iter_rows(named=True)):
         props = _map_columns(portal, "contacts", row, contacts, "contacts")
         role = row.get("role")
         if role_prop:
@@ -424,13 +473,13 @@ def seed_portal(tables: dict[str, pl.DataFrame], config: PortalConfig, created_a
         cid = str(row["contact_id"])
         portal.add("contacts", cid, props, _fmt(row.get("created_at"), "datetime") or stamp)
         label = (role_label[role], role_label[role] + 1) if role in role_label else None
-        portal.associate("contacts", cid, "companies", str(row["company_id"]), label)
+        _link_company(portal, "contacts", cid, str(row["company_id"]), i, company_ids, label)
 
     deals = config.table("deals")
     for name in ("pipeline", "dealstage", config.deals.get("deal_type_property") or "dealtype"):
         portal.define("deals", name)
     used_stages: dict[str, dict[str, str]] = defaultdict(dict)
-    for row in tables["deals"].iter_rows(named=True):
+    for i, row in enumerate(tables["deals"].iter_rows(named=True)):
         props = _map_columns(portal, "deals", row, deals, "deals")
         pipeline, stage, type_value = config.deal_portal_values(row["deal_type"], row["stage"])
         used_stages[pipeline][stage] = row["stage"]
@@ -438,15 +487,15 @@ def seed_portal(tables: dict[str, pl.DataFrame], config: PortalConfig, created_a
                       config.deals.get("deal_type_property") or "dealtype": type_value})
         did = str(row["deal_id"])
         portal.add("deals", did, props, _fmt(row.get("term_start"), "datetime") or stamp)
-        portal.associate("deals", did, "companies", str(row["company_id"]))
+        _link_company(portal, "deals", did, str(row["company_id"]), i, company_ids)
     _seed_deal_pipelines(portal, config, used_stages)
 
     tickets = config.table("tickets")
-    for row in tables["tickets"].iter_rows(named=True):
+    for i, row in enumerate(tables["tickets"].iter_rows(named=True)):
         props = _map_columns(portal, "tickets", row, tickets, "tickets")
         tid = str(row["ticket_id"])
         portal.add("tickets", tid, props, _fmt(row.get("created_at"), "datetime") or stamp)
-        portal.associate("tickets", tid, "companies", str(row["company_id"]))
+        _link_company(portal, "tickets", tid, str(row["company_id"]), i, company_ids)
         if row.get("contact_id") is not None:
             portal.associate("tickets", tid, "contacts", str(row["contact_id"]))
 
