@@ -258,6 +258,33 @@ CORRUPTIONS: dict[str, Corruption] = {
         with_csv_text("tickets", replace_column(3, ["23.04.2025", "10.06.25 10:00", "20.07.2025"])),
         ("table tickets", "column created_at", "1 value(s) with a two-digit year", "'10.06.25 10:00'", "line=3"),
     ),
+    "english month name with a two-digit year (excel's d-mmm-yy)": Corruption(
+        with_csv_text("tickets", replace_column(3, ["23-Apr-2025", "10-Jun-25", "20-Jul-2025"])),
+        ("table tickets", "column created_at", "1 value(s) with a two-digit year", "'10-Jun-25'", "line=3",
+         "four-digit years"),
+    ),
+    "us date with a month name and a two-digit year": Corruption(
+        with_csv_text("tickets", replace_field(2, 3, '"Jun 10, 25"')),
+        ("table tickets", "column created_at", "'Jun 10, 25'", "line=3", "two-digit year"),
+    ),
+    "german month name among english ones": Corruption(
+        with_csv_text("tickets", replace_column(3, ['"Apr 23, 2025"', "1. März 2025", '"Jul 20, 2025"'])),
+        ("table tickets", "column created_at", "1 value(s) with a month name that is not English", "'1. März 2025'",
+         "line=3", "export the dates as ISO-8601"),
+    ),
+    "french month name": Corruption(
+        with_csv_text("tickets", replace_field(2, 3, "10 juin 2025 10:00")),
+        ("table tickets", "column created_at", "'10 juin 2025 10:00'", "line=3", "month name that is not English",
+         "ISO-8601"),
+    ),
+    "day that no month has among month-name dates": Corruption(
+        with_csv_text("tickets", replace_column(3, ['"Apr 23, 2025"', '"Feb 30, 2025"', '"Jul 20, 2025"'])),
+        ("table tickets", "column created_at", "1 value(s) not a timestamp", "'Feb 30, 2025'", "line=3"),
+    ),
+    "offset after a 12-hour time with a month name": Corruption(
+        with_csv_text("tickets", replace_field(2, 3, '"Jun 10, 2025 9:00 AM +0200"')),
+        ("table tickets", "column created_at", "1 value(s) not a timestamp", "'Jun 10, 2025 9:00 AM +0200'", "line=3"),
+    ),
     "dash in a required date column": Corruption(
         with_csv_text("tickets", replace_field(2, 3, "-")),
         ("table tickets", "column created_at", "'-'", "line=3", "not a timestamp"),
@@ -762,6 +789,39 @@ def test_dates_in_an_order_the_column_shows_are_read_as_utc(
     write_tiny_snapshot(tmp_path / "s", fmt="csv")
     lines = ["response_id,company_id,submitted_at,kind,score"]
     lines += [f"s{i},101,{stamp},nps,{i}" for i, stamp in enumerate(stamps)]
+    (tmp_path / "s" / "surveys.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+    submitted = load_snapshot(tmp_path / "s")["surveys"]["submitted_at"].to_list()
+
+    assert submitted == [ts(text) for text in expected]
+
+
+@pytest.mark.parametrize(
+    ("stamps", "expected"),
+    [
+        (["Mar 1, 2025", "March 2, 2025", "3 Mar 2025", "04-Mar-2025", "5-Mar-2025 14:05", "Mar 6, 2025 2:05 PM",
+          "2025-Mar-07"],
+         ["2025-03-01", "2025-03-02", "2025-03-03", "2025-03-04", "2025-03-05T14:05", "2025-03-06T14:05",
+          "2025-03-07"]),
+        (["SEPT. 5, 2025", "sep 6 2025 9:30:15", "7-Sept-2025", "8 september 2025 12:30 am", "2025/Sep./09 1:05:30 PM"],
+         ["2025-09-05", "2025-09-06T09:30:15", "2025-09-07", "2025-09-08T00:30", "2025-09-09T13:05:30"]),
+        (["2025-06-01T10:00:00Z", "Jun 2, 2025 10:00", "2025-06-03 10:00", "4-Jun-2025", "2025/06/05"],
+         ["2025-06-01T10:00", "2025-06-02T10:00", "2025-06-03T10:00", "2025-06-04", "2025-06-05"]),
+        (["11/23/2025 14:05", "Mar 1, 2025", "06/10/2025"], ["2025-11-23T14:05", "2025-03-01", "2025-06-10"]),
+        (["Sat, 01 Mar 2025 14:05:00 +0100", "March 2nd, 2025 at 2:05 PM", "Mar 3, 2025, 14:05:30.5 UTC",
+          "Tuesday, 4 March 2025 08:00"],
+         ["2025-03-01T13:05", "2025-03-02T14:05", "2025-03-03T14:05:30.5", "2025-03-04T08:00"]),
+    ],
+    ids=["forms", "any case and a dot", "among ISO", "among month-first", "weekday, ordinal, at, offset or UTC"],
+)
+def test_dates_with_english_month_names_are_read_as_utc(
+    stamps: list[str], expected: list[str], tmp_path: Path
+) -> None:
+    """Mar 1, 2025, 01-Mar-2025 14:05 or 2025-Mar-01, as spreadsheets and CRMs export dates: the month's name
+    (English, abbreviated or not, any case, a dot or not) says which part is the month."""
+    write_tiny_snapshot(tmp_path / "s", fmt="csv")
+    lines = ["response_id,company_id,submitted_at,kind,score"]
+    lines += [f'r{i},101,"{stamp}",nps,{i}' for i, stamp in enumerate(stamps)]
     (tmp_path / "s" / "surveys.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
     submitted = load_snapshot(tmp_path / "s")["surveys"]["submitted_at"].to_list()
@@ -1472,3 +1532,23 @@ def test_times_named_utc_after_a_spreadsheet_date_are_read(tmp_path: Path) -> No
     tickets = load_snapshot(tmp_path / "s", mapping=mapping)["tickets"]
 
     assert tickets.select("created_at", "closed_at").equals(build_tables()["tickets"].select("created_at", "closed_at"))
+
+
+def test_mapping_timezone_reads_naive_month_name_dates_in_the_portals_zone(tmp_path: Path) -> None:
+    """Times written with a month name and no offset are naive as the other forms are: read in the mapping's
+    timezone; with UTC or an offset they are left as written, and a column of dates alone names days."""
+    write_tiny_snapshot(tmp_path / "s", fmt="csv")
+    created = ['"May 2, 2025 12:00 PM"', "10-Jan-2025 09:30:15", '"Sun, 20 Jul 2025 10:00:00 +0000"']
+    closed = ['"May 3, 2025 10:00 UTC"', "", "2025-Jul-20 12:00 GMT"]
+    edit_csv_text(tmp_path / "s", "tickets", replace_column(4, closed))  # fields after a quoted comma shift
+    edit_csv_text(tmp_path / "s", "tickets", replace_column(3, created))
+    edit_csv_text(tmp_path / "s", "deals", replace_column(4, ["15-Jan-2023", "15-Jan-2024", "15-Mar-2023", "1-Feb-2026"]))
+    mapping = tmp_path / "mapping.yml"
+    mapping.write_text("timezone: Europe/Berlin\n", encoding="utf-8")
+
+    snapshot = load_snapshot(tmp_path / "s", mapping=mapping)
+
+    tickets = snapshot["tickets"]
+    assert tickets["created_at"].to_list() == [ts("2025-05-02T10:00:00"), ts("2025-01-10T08:30:15"), ts("2025-07-20T10:00:00")]
+    assert tickets.select("closed_at").equals(build_tables()["tickets"].select("closed_at"))
+    assert snapshot["deals"]["term_start"].equals(build_tables()["deals"]["term_start"])

@@ -18,7 +18,8 @@ A snapshot table goes through four steps on every load:
    `UTC`, `GMT` or `Z` is UTC in every form), or as
    spreadsheets write dates, month-first
    `11/23/2025 2:05 PM` or day-first `23.11.2025`, `23-11-2025 14:05` (naive = UTC) when a day above 12 shows the
-   column's order (a two-digit year is refused), or epoch numbers in the unit that puts the column between 1990
+   column's order (a two-digit year is refused), with an English month name (`Mar 1, 2025 2:05 PM`, `01-Mar-2025`,
+   `2025-Mar-01`; one in another language is refused), or epoch numbers in the unit that puts the column between 1990
    and 2100 (`_epoch_timestamps`; spreadsheet serial days, 44931, are refused); booleans true/false, yes/no, y/n,
    on/off, 1/0, ✓/✗; numbers as
    spreadsheets format them (`$1,200.50`, `US$1,200`, `USD 1,200`, `1.200,50 €`, `1 200`, `1'200.50`, `(1,200)`,
@@ -115,10 +116,11 @@ _OTHER_DELIMITERS = (";", "\t")
 
 # ISO-8601 and its looser spellings; the date year-first with dashes, or with slashes or dots as spreadsheets in East
 # Asian and some European locales write it (2025/05/02, 2025.05.02): year-first dates have one reading.
+_CLOCK = r"(?P<hm>\d{1,2}:\d{2})(?P<sec>:\d{2})?(?P<frac>[.,]\d+)?"
+_OFFSET = r"(?P<offset>Z|UTC|GMT|[+-]\d{2}(?::?\d{2})?)"
 _TIMESTAMP_PATTERN = (
     r"^(?i)(?P<date>\d{4}-\d{1,2}-\d{1,2}|\d{4}/\d{1,2}/\d{1,2}|\d{4}\.\d{1,2}\.\d{1,2})"
-    r"(?:[T ](?P<hm>\d{1,2}:\d{2})(?P<sec>:\d{2})?(?P<frac>[.,]\d+)?)?"
-    r"\s*(?P<offset>Z|UTC|GMT|[+-]\d{2}(?::?\d{2})?)?$"
+    rf"(?:[T ]{_CLOCK})?\s*{_OFFSET}?$"
 )
 # A number as a spreadsheet shows it in scientific notation (1.23457E+10, or 1,23457E+10 in locales with a decimal
 # comma; 1.23457e10 from other tools): the digits of an id are lost. A short id such as '1e10' is a hex id, not one.
@@ -190,11 +192,39 @@ EXPORT_HEADERS: dict[str, dict[str, tuple[str, ...]]] = {
 _HEADER_UNIT_PATTERN = r"(?P<name>.*?\S)\s*[(\[]\s*(?P<unit>[^()\[\]]+?)\s*[)\]]"
 _CURRENCY_UNIT_PATTERN = r"[A-Z]{3}|[$€£¥]"
 _UTC_UNITS = ("UTC", "GMT", "Z", "utc")
+# Dates with an English month name or its abbreviation, any case, with or without a dot (Mar 1, 2025; March 1st,
+# 2025 2:05 PM; 1 Mar 2025; 01-Mar-2025 14:05; 2025-Mar-01; Sat, 01 Mar 2025 14:05:00 +0000), as spreadsheets,
+# CRMs and mail headers write them for people: the name says which part is the month, so each has one reading
+# (`_month_name_dates`). Names in other languages (1. März 2025, 1 mars 2025) are refused, saying to export ISO-8601.
+_ENGLISH_MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
+_ENGLISH_MONTH = (
+    r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|sep(?:t(?:ember)?)?"
+    r"|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)"
+)
+_DAY_SUFFIX = r"(?:st|nd|rd|th)?"
+_MONTH_NAME_DATE_PATTERN = (
+    r"^(?i)(?:(?:mon|tue|wed|thu|fri|sat|sun)[a-z]*\.?,?\s+)?(?:"
+    rf"(?P<month_first>{_ENGLISH_MONTH})\.?\s+(?P<day_second>\d{{1,2}}){_DAY_SUFFIX},?\s+(?P<year_third>\d{{4}})"
+    rf"|(?P<day_first>\d{{1,2}}){_DAY_SUFFIX}(?:\s+|[-/])(?P<month_second>{_ENGLISH_MONTH})\.?(?:\s+|[-/])"
+    r"(?P<year_last>\d{4})"
+    rf"|(?P<year_first>\d{{4}})(?:\s+|[-/])(?P<month_middle>{_ENGLISH_MONTH})\.?(?:\s+|[-/])(?P<day_last>\d{{1,2}})"
+    rf")(?:(?:,\s*|\s+)(?:at\s+)?{_CLOCK}(?:\s*(?P<half>[AP]M)|\s*{_OFFSET})?)?$"
+)
+_ENGLISH_MONTH_WORD = rf"(?i)\b{_ENGLISH_MONTH}\b"
+# A date whose month is a word (no English one: `_ENGLISH_MONTH_WORD`), a name in another language (1. März 2025,
+# 1 de marzo de 2025, 1 mars 2025, 2025. március 1.).
+_OTHER_MONTH_NAME_PATTERN = (
+    r"^(?:\d{1,2}\p{L}{0,2}\.?(?:\s+|[-/.])(?:de\s+)?\p{L}{3,}\.?(?:\s+|[-/.])(?:de\s+)?\d{2,4}"
+    r"|\p{L}{3,}\.?\s+\d{1,2}\.?,?\s+\d{4}|\d{4}\.?(?:\s+|[-/])\p{L}{3,}\.?(?:\s+|[-/])\d{1,2}\.?)(?:[\s,]|$)"
+)
 # Dates as spreadsheets write them: month-first (11/23/2025 14:05, US) or day-first (23.11.2025, 23/11/2025,
 # 23-11-2025), with a 24- or 12-hour time (11/23/2025 2:05 PM). Its first two parts are read to tell the column's
-# order (see `_spreadsheet_dates`). A two-digit year (11/23/25: 1925 or 2025?) is refused, never guessed.
+# order (see `_spreadsheet_dates`). A two-digit year (11/23/25, 1-Mar-25: 1925 or 2025?) is refused, never guessed.
 _SPREADSHEET_DATE_PATTERN = r"^(?P<first>\d{1,2})[/.\-](?P<second>\d{1,2})[/.\-]\d{4}(?:\s|$)"
-_TWO_DIGIT_YEAR_PATTERN = r"^\d{1,2}[/.\-]\d{1,2}[/.\-]\d{2}(?:\s|$)"
+_TWO_DIGIT_YEAR_PATTERN = (
+    rf"(?i)^(?:\d{{1,2}}[/.\-]\d{{1,2}}[/.\-]|\d{{1,2}}(?:\s+|[-/]){_ENGLISH_MONTH}\.?(?:\s+|[-/])"
+    rf"|{_ENGLISH_MONTH}\.?\s+\d{{1,2}},?\s+)\d{{2}}(?:\s|$)"
+)
 _TWELVE_HOUR_PATTERN = r"(?i)\d\s*[AP]M$"  # a time with AM/PM, as Excel's US locale writes it
 _YEAR_FIRST_TWELVE_HOUR_PATTERN = r"(?i)^\d{4}[-/.]\d{1,2}[-/.]\d{1,2} \d{1,2}:\d{2}(?::\d{2})?\s*[AP]M$"
 _YEAR_FIRST_SEPARATORS = "-/."
@@ -205,6 +235,10 @@ _TWELVE_HOUR_FORMATS = (" %I:%M %p", " %I:%M:%S %p")
 _UTC_SUFFIX_PATTERN = r"(?i)(\d|[AP]M)\s*(?:UTC|GMT|Z)$"
 _ISO_ADVICE = "use ISO-8601 such as 2025-03-01T10:00:00Z"
 _TIMESTAMP_ADVICE = f"not a timestamp ({_ISO_ADVICE})"
+_OTHER_MONTH_NAME_ADVICE = (
+    "with a month name that is not English (English names and abbreviations such as Mar or March are read); "
+    "export the dates as ISO-8601 such as 2025-03-01T10:00:00Z"
+)
 # A time followed by a zone's abbreviation or name (09:00 PST, 09:00 CET, 09:00 Europe/Berlin): an abbreviation names
 # no single offset (CST is US Central or China Standard Time, IST India, Israel or Ireland), so it is refused.
 _ZONE_NAME_PATTERN = r"\d:\d{2}(?::\d{2})?(?:[.,]\d+)?(?:\s*[AaPp][Mm])?\s*([A-Za-z]{2,5}|[A-Za-z]+/[A-Za-z_/+-]+)$"
@@ -218,10 +252,11 @@ _WRITTEN_WITH_OFFSET_PATTERN = (
     r"(?i)(?:[\dT\s](?:Z|UTC|GMT)|\d:\d{2}(?::\d{2})?(?:[.,]\d+)?\s*[+-]\d{2}(?::?\d{2})?"
     r"|^\d{4}-\d{1,2}-\d{1,2}\s*[+-]\d{2}(?::?\d{2})?)$"
 )
-_WRITTEN_AS_DATE_PATTERN = r"^\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}"  # not an epoch number
+_WRITTEN_AS_DATE_PATTERN = rf"^\d{{1,4}}[-/.]\d{{1,2}}[-/.]\d{{1,4}}|{_ENGLISH_MONTH_WORD}"  # not an epoch number
 _DAY_US = 86_400_000_000
 _FAST_TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%S%.fZ"  # what write_snapshot writes; tried first
 _NORMALISED_TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%S%.f%z"
+_NORMALISED_TWELVE_HOUR_FORMAT = "%Y-%m-%dT%I:%M:%S%.f %p%z"
 # Epoch times as product-analytics exports and warehouse dumps write them (1672876800, 1672876800000): a column's
 # unit is the one of these that puts every value between 1990 and 2100. The four ranges lie apart, so at most one
 # fits; a column that fits none is refused, never guessed.
@@ -930,22 +965,7 @@ def _parse_timestamp_text(text: pl.Series) -> tuple[pl.Series, pl.Series | None,
     if fast.null_count() == text.null_count():
         return fast, None, ""
     parts = text.str.extract_groups(_TIMESTAMP_PATTERN).struct.unnest()
-    offset = parts["offset"].str.to_uppercase()
-    offset = pl.select(
-        pl.when(offset.is_null() | offset.is_in(["Z", "UTC", "GMT"]))
-        .then(pl.lit("+00:00"))
-        .when(offset.str.len_chars() == 3)
-        .then(offset + ":00")
-        .otherwise(offset)
-    ).to_series()
-    normalised = (
-        parts["date"].str.replace_all(r"[/.]", "-")
-        + "T"
-        + parts["hm"].fill_null("00:00").str.zfill(5)
-        + parts["sec"].fill_null(":00")
-        + parts["frac"].fill_null("").str.replace(",", ".")
-        + offset
-    )
+    normalised = _normalised_timestamps(parts["date"].str.replace_all(r"[/.]", "-"), parts)
     values = normalised.str.to_datetime(
         _NORMALISED_TIMESTAMP_FORMAT, strict=False, time_zone="UTC", time_unit="us"
     )
@@ -961,6 +981,9 @@ def _parse_timestamp_text(text: pl.Series) -> tuple[pl.Series, pl.Series | None,
     values = _fill_timestamps(values, text, year_first_twelve_hour, formats)
     if values.null_count() == text.null_count():
         return values, None, ""
+    values = _month_name_dates(text, values)
+    if values.null_count() == text.null_count():
+        return values, None, ""
     values, bad, what = _spreadsheet_dates(text, values)
     unread = _text_where(text, bad)
     two_digit_year = unread.str.contains(_TWO_DIGIT_YEAR_PATTERN).fill_null(False)
@@ -970,7 +993,56 @@ def _parse_timestamp_text(text: pl.Series) -> tuple[pl.Series, pl.Series | None,
     zone_named = (zone.is_not_null() & ~zone.is_in(["AM", "PM", "UTC", "GMT"])).fill_null(False)
     if zone_named.any():
         return values, zone_named, _ZONE_NAME_ADVICE
+    other_month_name = (
+        unread.str.contains(_OTHER_MONTH_NAME_PATTERN) & ~unread.str.contains(_ENGLISH_MONTH_WORD)
+    ).fill_null(False)
+    if other_month_name.any():
+        return values, other_month_name, _OTHER_MONTH_NAME_ADVICE
     return values, bad, what
+
+
+def _normalised_timestamps(date: pl.Series, parts: pl.DataFrame, half: pl.Series | None = None) -> pl.Series:
+    """ISO-8601 text (2025-03-01T14:05:00.5+01:00) from dates written YYYY-MM-DD and the `_CLOCK` and `_OFFSET`
+    parts a timestamp pattern extracted: no time is midnight, no seconds :00, no offset (or Z, UTC, GMT) UTC. With
+    `half`, a 12-hour time's AM or PM follows the seconds (`_NORMALISED_TWELVE_HOUR_FORMAT`)."""
+    offset = parts["offset"].str.to_uppercase()
+    offset = pl.select(
+        pl.when(offset.is_null() | offset.is_in(["Z", "UTC", "GMT"]))
+        .then(pl.lit("+00:00"))
+        .when(offset.str.len_chars() == 3)
+        .then(offset + ":00")
+        .otherwise(offset)
+    ).to_series()
+    return (
+        date
+        + "T"
+        + parts["hm"].fill_null("00:00").str.zfill(5)
+        + parts["sec"].fill_null(":00")
+        + parts["frac"].fill_null("").str.replace(",", ".")
+        + ("" if half is None else (" " + half).fill_null(""))
+        + offset
+    )
+
+
+def _month_name_dates(text: pl.Series, values: pl.Series) -> pl.Series:
+    """`values` completed with the dates of `text` written with an English month name (`_MONTH_NAME_DATE_PATTERN`),
+    naive = UTC, a 12-hour time (2:05 PM) read as such; only the rows still empty are looked at."""
+    unread = _text_where(text, values.is_null())
+    parts = unread.str.extract_groups(_MONTH_NAME_DATE_PATTERN).struct.unnest()
+    month = pl.select(pl.coalesce(parts["month_first"], parts["month_second"], parts["month_middle"])).to_series()
+    if month.null_count() == month.len():
+        return values
+    day = pl.select(pl.coalesce(parts["day_second"], parts["day_first"], parts["day_last"])).to_series()
+    year = pl.select(pl.coalesce(parts["year_third"], parts["year_last"], parts["year_first"])).to_series()
+    month_number = month.str.to_lowercase().str.slice(0, 3).replace_strict(
+        _ENGLISH_MONTHS, [f"{n:02d}" for n in range(1, 13)], default=None
+    )
+    date = year + "-" + month_number + "-" + day.str.zfill(2)
+    half = parts["half"].str.to_uppercase()
+    normalised = _normalised_timestamps(date, parts, half)
+    twelve_hour = half.is_not_null()
+    values = _fill_timestamps(values, normalised, month.is_not_null() & ~twelve_hour, [_NORMALISED_TIMESTAMP_FORMAT])
+    return _fill_timestamps(values, normalised, twelve_hour, [_NORMALISED_TWELVE_HOUR_FORMAT])
 
 
 def _text_where(text: pl.Series, mask: pl.Series) -> pl.Series:
