@@ -8,6 +8,17 @@ from pathlib import Path
 import pytest
 
 
+@pytest.fixture(autouse=True)
+def close_figures() -> Iterator[None]:
+    """Figures a test draws through pyplot are closed after it: pyplot keeps every open figure, and a worker running
+    many figure tests would hold them all."""
+    yield
+    import sys
+
+    if "matplotlib.pyplot" in sys.modules:
+        sys.modules["matplotlib.pyplot"].close("all")
+
+
 @pytest.fixture(scope="session")
 def small_demo(tmp_path_factory) -> Path:
     """A small demo portal (400 companies) as a parquet snapshot folder; its truth sits in `<folder>.truth/`."""
