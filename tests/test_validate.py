@@ -1552,3 +1552,15 @@ def test_mapping_timezone_reads_naive_month_name_dates_in_the_portals_zone(tmp_p
     assert tickets["created_at"].to_list() == [ts("2025-05-02T10:00:00"), ts("2025-01-10T08:30:15"), ts("2025-07-20T10:00:00")]
     assert tickets.select("closed_at").equals(build_tables()["tickets"].select("closed_at"))
     assert snapshot["deals"]["term_start"].equals(build_tables()["deals"]["term_start"])
+
+
+def test_epoch_zero_among_iso_times_is_empty_with_a_warning(tmp_path: Path) -> None:
+    """A 0 for a time never set among ISO-8601 texts is empty, as among epoch numbers, not a reason to read the
+    column as epoch numbers and refuse its texts."""
+    write_tiny_snapshot(tmp_path / "s", fmt="csv")
+    edit_csv_text(tmp_path / "s", "tickets", replace_column(4, ["2025-05-03 10:00:00", "0", "0000-00-00"]))
+
+    with pytest.warns(UserWarning, match=r"column closed_at: 2 value\(s\) 0 or 0000-00-00 read as empty.*line=3"):
+        tickets = load_snapshot(tmp_path / "s")["tickets"]
+
+    assert tickets["closed_at"].to_list() == [ts("2025-05-03T10:00:00"), None, None]

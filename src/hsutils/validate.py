@@ -883,9 +883,11 @@ def _unset_zeros_apart(
     values, bad, what = parse(series)
     if bad is None or not bad.any():
         return values, bad, what
-    epoch_zero = bad & (series.cast(pl.Float64, strict=False) == 0).fill_null(False)
+    # looked for in the whole column, not only among the values it could not read: a 0 among ISO-8601 texts makes
+    # the column read as epoch numbers, and its texts are then the values refused
+    epoch_zero = (series.cast(pl.Float64, strict=False) == 0).fill_null(False)
     zero_date = (
-        bad & _text_where(series, bad).str.contains(_ZERO_DATE_PATTERN).fill_null(False)
+        series.str.contains(_ZERO_DATE_PATTERN).fill_null(False)
         if series.dtype == pl.String
         else pl.repeat(False, series.len(), eager=True)
     )
