@@ -384,6 +384,8 @@ def test_company_ids_written_as_numbers_or_padded_reach_their_companies(ids, fmt
 @pytest.mark.parametrize(("edit", "said"), [
     (lambda f: f.with_columns(pl.Series("company_id", ["1.00001E+4"] + ids_of(5)[1:])),
      "1 id(s) in scientific notation, e.g. ['1.00001E+4']: a spreadsheet shortened them"),
+    (lambda f: f.with_columns(pl.Series("company_id", ["1,00001E+4"] + ids_of(5)[1:])),  # a decimal-comma locale
+     "1 id(s) in scientific notation, e.g. ['1,00001E+4']: a spreadsheet shortened them"),
     (lambda f: pl.concat([f, f.head(2).with_columns(pl.col("health_score") / 2)]),
      "2 compan(ies) have rows with different values for their latest as_of, e.g. 10000, 10001"),
 ])

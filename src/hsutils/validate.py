@@ -124,7 +124,7 @@ _TIMESTAMP_PATTERN = (
 )
 # A number as a spreadsheet shows it in scientific notation (1.23457E+10, or 1,23457E+10 in locales with a decimal
 # comma; 1.23457e10 from other tools): the digits of an id are lost. A short id such as '1e10' is a hex id, not one.
-_SCIENTIFIC_ID_PATTERN = r"^\d(?:[.,]\d+[eE]\+?|[eE]\+)\d+$"
+SCIENTIFIC_ID_PATTERN = r"^\d(?:[.,]\d+[eE]\+?|[eE]\+)\d+$"
 _SCIENTIFIC_ID_PROBLEM = (
     "in scientific notation: a spreadsheet rounded these ids; format the column as text and export it again"
 )
@@ -1170,13 +1170,13 @@ def _convert(
         codes = _empty_as_null(series) if dtype == pl.Categorical else _as_text(series).cast(pl.Categorical)
         if kind == "id" and spreadsheet_ids:  # among the distinct values: arg_unique hashes the codes, not the text
             distinct = codes.gather(codes.arg_unique()).cast(pl.String)
-            if distinct.str.contains(_SCIENTIFIC_ID_PATTERN).any():
-                return codes, codes.cast(pl.String).str.contains(_SCIENTIFIC_ID_PATTERN), _SCIENTIFIC_ID_PROBLEM
+            if distinct.str.contains(SCIENTIFIC_ID_PATTERN).any():
+                return codes, codes.cast(pl.String).str.contains(SCIENTIFIC_ID_PATTERN), _SCIENTIFIC_ID_PROBLEM
         return codes, None, ""
     if kind in ("id", "str", "enum"):
         text = _as_text(series)
         if kind == "id":
-            return text, text.str.contains(_SCIENTIFIC_ID_PATTERN) if spreadsheet_ids else None, _SCIENTIFIC_ID_PROBLEM
+            return text, text.str.contains(SCIENTIFIC_ID_PATTERN) if spreadsheet_ids else None, _SCIENTIFIC_ID_PROBLEM
         if kind == "enum" and column.values:  # spelled per distinct value: an enum column holds few of them
             spelled = text.unique().drop_nulls()
             canonical = spelled.str.to_lowercase().str.replace_all(r"[\s\-]+", "_")

@@ -44,6 +44,7 @@ from hsutils.hubspot.client import DEFAULT_HOST, Connection, HubSpotError, base_
 from hsutils.hubspot.config import PortalConfig, load_config
 from hsutils.progress import progress_bar
 from hsutils.snapshot import parse_utc
+from hsutils.validate import SCIENTIFIC_ID_PATTERN
 
 BATCH = 100
 BANDS = ("Healthy", "Neutral", "At risk")
@@ -256,7 +257,7 @@ def company_ids(frame: pl.DataFrame, path: Path) -> pl.DataFrame:
         return frame.with_columns(value.cast(pl.Int64).cast(pl.String))
     text = pl.col("company_id").cast(pl.String).str.strip_chars()
     frame = frame.with_columns(pl.when(text != "").then(text).alias("company_id"))
-    scientific = frame.filter(pl.col("company_id").str.contains(r"^[0-9.]+[eE][+-]?[0-9]+$"))
+    scientific = frame.filter(pl.col("company_id").str.contains(SCIENTIFIC_ID_PATTERN))
     if scientific.height:
         raise InputError(f"scores file {path}, column company_id: {scientific.height} id(s) in scientific notation, "
                          f"e.g. {scientific.get_column('company_id').head(3).to_list()}: a spreadsheet shortened "
