@@ -1695,7 +1695,7 @@ def test_property_values_as_hubspot_sends_them(snapshot, config, usage, tmp_path
 def test_a_yes_no_word_means_the_same_in_the_pull_as_in_snapshot_files(word):
     """One meaning of yes and no across the suite: a checkbox or dropdown value the pull reads ("on", "✓") is read
     as a tickets.csv file with the same value is (validate's words); a word saying neither takes the default."""
-    from hsutils.hubspot.pull import convert
+    from hsutils.hubspot.pull import convert, to_bool
     from hsutils.validate import coerce_table
 
     tmap = load_config().table("tickets")
@@ -1703,6 +1703,9 @@ def test_a_yes_no_word_means_the_same_in_the_pull_as_in_snapshot_files(word):
                           "sentiment": ["neutral"], "escalated": [word]})
     assert convert("tickets", "escalated", word, tmap) is coerce_table(frame, "tickets")["escalated"][0]
     assert convert("tickets", "escalated", "perhaps", tmap) is False  # the config's default (escalated: false)
+    for neither in ("nan", "NaN", "inf"):  # numbers that say neither yes nor no: the default too, not False / True
+        assert convert("tickets", "escalated", neither, tmap) is False
+    assert [to_bool(v) for v in ("nan", "inf", "-inf", "2", "0")] == [None, None, None, True, False]
 
 
 def test_a_property_with_a_default_empty_on_every_record_is_named_in_one_warning(snapshot, config, usage, tmp_path):

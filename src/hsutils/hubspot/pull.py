@@ -88,9 +88,10 @@ def to_bool(raw: Any) -> bool | None:
         return None
     text = str(raw).strip().lower()
     try:
-        return float(text) > 0
+        number = float(text)
     except ValueError:
         return True if text in TRUE_WORDS else False if text in FALSE_WORDS else None
+    return number > 0 if math.isfinite(number) else None  # "nan" or "inf" says neither yes nor no
 
 
 def to_number(raw: Any, kind: str) -> float | int | None:
