@@ -276,8 +276,9 @@ _ZERO_DATE_PATTERN = r"(?i)^0000-00-00(?:[T ]00:00(?::00(?:\.0+)?)?)?(?:\s*(?:Z|
 _UNSET_EPOCH_TIME = "0, which as an epoch time means 1970-01-01, i.e. unset; this column needs a time in every row"
 _UNSET_ZERO_DATE = "0000-00-00, MySQL's zero date, which means unset; this column needs a date in every row"
 _UNSET_TIME = "0 or 0000-00-00, which mean unset; this column needs a time in every row"
-_UNSET_TIMES = (_UNSET_EPOCH_TIME, _UNSET_ZERO_DATE, _UNSET_TIME)
 _ZERO_TIME_MEANINGS = {"0": "0 as an epoch time is 1970-01-01", "0000-00-00": "0000-00-00 is MySQL's zero date"}
+# Which zeros each refusal names, for the warning when the column may be empty there (`_warn_unset_times`).
+_UNSET_TIMES = {_UNSET_EPOCH_TIME: ("0",), _UNSET_ZERO_DATE: ("0000-00-00",), _UNSET_TIME: ("0", "0000-00-00")}
 
 
 # Exports and spreadsheets that guard against formula injection write an apostrophe before a value starting with
@@ -1432,13 +1433,13 @@ def _utc_header_columns(columns: Sequence[str], table: str) -> set[str]:
     return named
 
 
-def _warn_unset_times(table: str, column: str, frame: pl.DataFrame, zero: pl.Series, rows: FileRows | None) -> None:
+def _warn_unset_times(
+    table: str, column: str, frame: pl.DataFrame, zero: pl.Series, unset: str, rows: FileRows | None
+) -> None:
     """Warn, in one line with examples, that the zeros (0, 0000-00-00) of an optional time column are read as
-    empty."""
+    empty; `unset` is what `_unset_zeros_apart` found them to be (one of `_UNSET_TIMES`)."""
     examples = _with_rows(frame, zero, [column], rows)
-    written = frame[column].filter(zero).cast(pl.String)
-    zero_dates = int(written.str.contains(_ZERO_DATE_PATTERN).sum())
-    kinds = [z for z, n in (("0", written.len() - zero_dates), ("0000-00-00", zero_dates)) if n]
+    kinds = _UNSET_TIMES[unset]
     meaning = "; ".join(_ZERO_TIME_MEANINGS[z] for z in kinds)
     what = f"{int(zero.sum()):,} value(s) {' or '.join(kinds)} read as empty ({meaning}: a time never set)"
     warnings.warn(str(problem(table, column, what, examples, quote=True, file=_file_name(rows))), UserWarning, stacklevel=3)
@@ -1516,7 +1517,7 @@ def coerce_table(
                 raw = read
                 values, bad, what = _convert(raw, column, spreadsheet_ids=strip_text)
         if bad is not None and what in _UNSET_TIMES and column.nullable:
-            _warn_unset_times(table, column.name, frame.with_columns(raw), bad, rows)
+            _warn_unset_times(table, column.name, frame.with_columns(raw), bad, what, rows)
             bad = None
         if local_zone and column.kind == "datetime" and column.name not in in_utc and (bad is None or not bad.any()):
             values, bad, what = _in_time_zone(values, _naive_times(raw), local_zone)
