@@ -194,9 +194,9 @@ class PortalConfig:
         return self.deals.get("unlisted_pipelines", "by_deal_type") == "by_deal_type"
 
     def user_stages(self, pipeline: str) -> dict[str, str]:
-        """{stage id: open | won | lost} the user's own config lists under deals.pipelines.<pipeline>.stages."""
-        pipelines = (self.user.get("deals") or {}).get("pipelines") or {}
-        spec = next((v for k, v in pipelines.items() if str(k) == str(pipeline)), None) or {}
+        """{stage id: open | won | lost} the user's own config lists under deals.pipelines.<pipeline>.stages (the
+        user's keys are text, as load_config reads them)."""
+        spec = ((self.user.get("deals") or {}).get("pipelines") or {}).get(pipeline) or {}
         return {str(k): v for k, v in ((spec.get("stages") if isinstance(spec, dict) else None) or {}).items()}
 
     def deal_portal_values(self, deal_type: str, stage: str) -> tuple[str, str, str | None]:
