@@ -809,11 +809,11 @@ def stage_of_metadata(metadata: dict[str, Any]) -> str | None:
     return {1.0: "won", 0.0: "lost"}.get(probability)
 
 
-def portal_stage_map(pipelines: dict[str, dict[str, Any]] | None) -> dict[str, dict[str, str]]:
+def portal_stage_map(pipelines: dict[str, dict[str, Any]]) -> dict[str, dict[str, str]]:
     """{pipeline id: {stage id: open | won | lost}} of the stages HubSpot's pipeline metadata maps."""
     return {pid: {sid: mapped for sid, stage in (spec.get("stages") or {}).items()
                   if (mapped := stage_of_metadata(stage.get("metadata") or {})) is not None}
-            for pid, spec in (pipelines or {}).items()}
+            for pid, spec in pipelines.items()}
 
 
 def unlisted_pipeline_deal(config: PortalConfig, pipeline: str | None, stage: str | None, deal_type_raw: str | None,
@@ -1103,7 +1103,7 @@ def pull(out: str | Path, host: str = DEFAULT_HOST, token: str | None = None,
     type_prop = config.deals.get("deal_type_property") or "dealtype"
     currency = [p for p in (CURRENCY_PROPERTY, HOME_AMOUNT_PROPERTY) if p in reader.property_groups("deals")]
     records = reader.objects("deals", props_for("deals", tmap, ["pipeline", "dealstage", type_prop, *currency]))
-    pipelines = reader.pipelines("deals", warnings)
+    pipelines = reader.pipelines("deals", warnings) or {}  # none when HubSpot refuses them
     portal_stages = portal_stage_map(pipelines)
     kept, unmapped_stages, from_hubspot = [], Counter(), Counter()
     unlisted: dict[str, Counter] = defaultdict(Counter)  # {pipeline id: {deal type read, or LEFT_OUT: deals}}
@@ -1114,7 +1114,7 @@ def pull(out: str | Path, host: str = DEFAULT_HOST, token: str | None = None,
             mapped = unlisted_pipeline_deal(config, pipeline, stage, rec["properties"].get(type_prop), portal_stages)
             unlisted[str(pipeline or "(none)")][mapped[0] if mapped else LEFT_OUT] += 1
         if mapped is None:
-            label = ((pipelines or {}).get(str(pipeline)) or {}).get("label")
+            label = (pipelines.get(str(pipeline)) or {}).get("label")
             skipped[f"deals in pipeline {pipeline or '(none)'}{f' ({label})' if label else ''}, which the portal "
                     "config does not map (deals.pipelines)"] += 1
             continue
@@ -1125,9 +1125,9 @@ def pull(out: str | Path, host: str = DEFAULT_HOST, token: str | None = None,
         elif source == "hubspot":
             from_hubspot[(str(pipeline), str(stage), canonical_stage)] += 1
     if unlisted:
-        warnings.append(unlisted_pipelines_warning(unlisted, pipelines or {}, config.reads_unlisted_pipelines))
+        warnings.append(unlisted_pipelines_warning(unlisted, pipelines, config.reads_unlisted_pipelines))
     if from_hubspot:
-        warnings.append(stages_from_hubspot_warning(from_hubspot, pipelines or {}))
+        warnings.append(stages_from_hubspot_warning(from_hubspot, pipelines))
     if unmapped_stages:
         listed = ", ".join(f"{key} ({n:,})" for key, n in sorted(unmapped_stages.items()))
         warnings.append(f"deals: {unmapped_stages.total():,} deal(s) in stage(s) the portal config does not list, read "
@@ -1267,7 +1267,7 @@ def pull(out: str | Path, host: str = DEFAULT_HOST, token: str | None = None,
                            "deactivated_owners": sum(bool(o.get("deactivated")) for o in owners),
                            "deactivated_company_owners": unowned,
                            "owner_names": company_owner_names(companies, owners), "not_pulled": sorted(reader.refused),
-                           "unlisted_pipelines": unlisted_pipelines_record(unlisted, pipelines or {}),
+                           "unlisted_pipelines": unlisted_pipelines_record(unlisted, pipelines),
                            "skipped": dict(skipped)}},
     )
     validate_snapshot(Snapshot(manifest=manifest, tables=tables))
