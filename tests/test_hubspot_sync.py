@@ -1948,16 +1948,23 @@ def test_owners_without_email_or_sparse_are_read(config, tmp_path):
     assert not [w for w in result.warnings if "owner" in w] and not result.notes
 
 
+def companies_with_owners(last_ae_owner: str) -> dict[str, pl.DataFrame]:
+    """Six companies (companies_only) whose first two have CS owner 502 (the others 501) and whose last has AE owner
+    `last_ae_owner` (the others 601)."""
+    tables = companies_only(6)
+    tables["companies"] = tables["companies"].with_columns(
+        pl.when(pl.int_range(pl.len()) < 2).then(pl.lit("502")).otherwise(pl.col("cs_owner_id")).alias("cs_owner_id"),
+        pl.when(pl.int_range(pl.len()) == 5).then(pl.lit(last_ae_owner)).otherwise(pl.col("ae_owner_id"))
+        .alias("ae_owner_id"))
+    return tables
+
+
 def test_deactivated_owners_are_read_and_only_ids_that_are_no_owner_warn(config, tmp_path):
     """A CS owner who left the firm is a deactivated owner, which HubSpot lists only with archived=true: the pull
     reads those too, so their companies raise no "not an owner" warning; the summary notes, in one line, the
     deactivated owners who still own companies (accounts nobody looks after). An id that is no owner at all (a
     property holding names, say) still warns."""
-    tables = companies_only(6)
-    tables["companies"] = tables["companies"].with_columns(
-        pl.when(pl.int_range(pl.len()) < 2).then(pl.lit("502")).otherwise(pl.col("cs_owner_id")).alias("cs_owner_id"),
-        pl.when(pl.int_range(pl.len()) == 5).then(pl.lit("Jane Doe")).otherwise(pl.col("ae_owner_id"))
-        .alias("ae_owner_id"))
+    tables = companies_with_owners(last_ae_owner="Jane Doe")
     portal = seed_portal(tables, config)
     portal.owners = [o for o in portal.owners if o["id"] != "Jane Doe"]
     portal.deactivate_owner("502")
@@ -2091,11 +2098,7 @@ def test_the_pull_records_the_names_of_the_owners_who_own_companies(config, tmp_
     """The manifest's `hubspot.owner_names` names each owner who owns a pulled company ("First Last", the email
     when HubSpot has no name, a deactivated one marked so), for the report's account lists; owners who own no
     company are left out, and the canonical tables still hold only owner ids."""
-    tables = companies_only(6)
-    tables["companies"] = tables["companies"].with_columns(
-        pl.when(pl.int_range(pl.len()) < 2).then(pl.lit("502")).otherwise(pl.col("cs_owner_id")).alias("cs_owner_id"),
-        pl.when(pl.int_range(pl.len()) == 5).then(pl.lit("602")).otherwise(pl.col("ae_owner_id"))
-        .alias("ae_owner_id"))
+    tables = companies_with_owners(last_ae_owner="602")
     portal = seed_portal(tables, config)
     people = {"501": ("Jane", "Doe", "jane@example.com"), "502": ("Sam", None, "sam@example.com"),
               "601": ("", "", "ae@example.com"), "602": (None, None, None)}
