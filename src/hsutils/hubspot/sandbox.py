@@ -389,20 +389,31 @@ def _seed_deal_pipelines(portal: Portal, config: PortalConfig, used: dict[str, d
 SECOND_COMPANY_EVERY = 12  # one contact, deal and ticket in this many is linked to a second company too
 
 
-def _second_company(company_ids: list[str], index: int, own: str) -> str | None:
+def _next_companies(company_ids: list[str]) -> dict[str, str]:
+    """{company id: the company after it, the last one followed by the first}; empty for a portal of one company."""
+    if len(company_ids) < 2:
+        return {}
+    following: dict[str, str] = {}
+    for position, company_id in enumerate(company_ids):
+        following.setdefault(company_id, company_ids[(position + 1) % len(company_ids)])
+    return following
+
+
+def _second_company(next_company: dict[str, str], index: int, own: str) -> str | None:
     """The company the stand-in links to every SECOND_COMPANY_EVERY-th seeded record beside its own (a contact's
     former employer, a deal's reseller, the partner that raised a ticket), unlabelled and listed before the primary
-    one; None for the other records or a portal of one company. Deterministic: the company after `own`."""
-    if index % SECOND_COMPANY_EVERY != SECOND_COMPANY_EVERY // 2 or len(company_ids) < 2 or own not in company_ids:
+    one; None for the other records or a portal of one company. Deterministic: the company after `own`
+    (`next_company`, from `_next_companies`)."""
+    if index % SECOND_COMPANY_EVERY != SECOND_COMPANY_EVERY // 2:
         return None
-    return company_ids[(company_ids.index(own) + 1) % len(company_ids)]
+    return next_company.get(own)
 
 
 def _link_company(portal: Portal, object_type: str, object_id: str, company_id: str, index: int,
-                  company_ids: list[str], labels: tuple[int, int] | None = None) -> None:
+                  next_company: dict[str, str], labels: tuple[int, int] | None = None) -> None:
     """Link a seeded record to its company, its one primary company, after a second company for a share of the
     records (see `_second_company`), so a pull has to go by the primary type, not by the order of the links."""
-    other = _second_company(company_ids, index, company_id)
+    other = _second_company(next_company, index, company_id)
     if other is not None:
         portal.associate(object_type, object_id, "companies", other, primary=False)
     portal.associate(object_type, object_id, "companies", company_id, labels)
@@ -463,7 +474,7 @@ def seed_portal(tables: dict[str, pl.DataFrame], config: PortalConfig, created_a
     contacts = config.table("contacts")
     role_prop = roles.get("property")
     role_values = {v: k for k, v in reversed(list((roles.get("values") or {}).items()))}
-    company_ids = [str(c) for c in tables["companies"].get_column("company_id")]
+    next_company = _next_companies([str(c) for c in tables["companies"].get_column("company_id")])
     for i, row in enumerate(tables["contacts"].iter_rows(named=True)):
         props = _map_columns(portal, "contacts", row, contacts, "contacts")
         role = row.get("role")
@@ -473,7 +484,7 @@ def seed_portal(tables: dict[str, pl.DataFrame], config: PortalConfig, created_a
         cid = str(row["contact_id"])
         portal.add("contacts", cid, props, _fmt(row.get("created_at"), "datetime") or stamp)
         label = (role_label[role], role_label[role] + 1) if role in role_label else None
-        _link_company(portal, "contacts", cid, str(row["company_id"]), i, company_ids, label)
+        _link_company(portal, "contacts", cid, str(row["company_id"]), i, next_company, label)
 
     deals = config.table("deals")
     for name in ("pipeline", "dealstage", config.deals.get("deal_type_property") or "dealtype"):
@@ -487,7 +498,7 @@ def seed_portal(tables: dict[str, pl.DataFrame], config: PortalConfig, created_a
                       config.deals.get("deal_type_property") or "dealtype": type_value})
         did = str(row["deal_id"])
         portal.add("deals", did, props, _fmt(row.get("term_start"), "datetime") or stamp)
-        _link_company(portal, "deals", did, str(row["company_id"]), i, company_ids)
+        _link_company(portal, "deals", did, str(row["company_id"]), i, next_company)
     _seed_deal_pipelines(portal, config, used_stages)
 
     tickets = config.table("tickets")
@@ -495,7 +506,7 @@ def seed_portal(tables: dict[str, pl.DataFrame], config: PortalConfig, created_a
         props = _map_columns(portal, "tickets", row, tickets, "tickets")
         tid = str(row["ticket_id"])
         portal.add("tickets", tid, props, _fmt(row.get("created_at"), "datetime") or stamp)
-        _link_company(portal, "tickets", tid, str(row["company_id"]), i, company_ids)
+        _link_company(portal, "tickets", tid, str(row["company_id"]), i, next_company)
         if row.get("contact_id") is not None:
             portal.associate("tickets", tid, "contacts", str(row["contact_id"]))
 
