@@ -284,12 +284,12 @@ class Portal:
         plain, primary_type = ASSOCIATION_TYPES.get((from_type, to_type), (1000, None))
         back, back_primary = ASSOCIATION_TYPES.get((to_type, from_type), (1001, None))
         forward = self.assoc[(from_type, to_type)][from_id]
-        if primary and primary_type is not None:
+        marked = primary and primary_type is not None
+        if marked:
             for other, types in forward.items():
                 if other != to_id and primary_type in types:
                     types.remove(primary_type)
                     self.assoc[(to_type, from_type)][other][from_id].remove(back_primary)
-        marked = primary and primary_type is not None
         forward[to_id] = sorted(set(forward.get(to_id, [])) | {plain, *([primary_type] if marked else []),
                                                                 *(labels[:1] if labels else ())})
         backward = self.assoc[(to_type, from_type)][to_id]
