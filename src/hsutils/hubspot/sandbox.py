@@ -87,6 +87,7 @@ def primary_label(from_type: str, to_type: str) -> str:
 
 
 DEFAULT_PROPERTIES = ("hs_object_id", "createdate", "hs_lastmodifieddate")
+MERGED_IDS = "hs_merged_object_ids"  # the ids merged into a record, ';'-separated
 HUBSPOT_DEFINED = {"name", "domain", "createdate", "industry", "numberofemployees", "hubspot_owner_id", "jobtitle",
                    "closedate", "amount", "dealtype", "pipeline", "dealstage", "closed_date", "hs_createdate"}
 KIND_TO_TYPE = {"datetime": ("datetime", "date"), "int": ("number", "number"), "float": ("number", "number"),
@@ -315,18 +316,18 @@ class Portal:
         if into not in records:
             first = records[merged_ids[0]]
             self.add(object_type, into, dict(first["properties"]), first["createdAt"])
-        self.define(object_type, "hs_merged_object_ids")
+        self.define(object_type, MERGED_IDS)
         survivor = records[into]["properties"]
-        before = [i for i in (survivor.get("hs_merged_object_ids") or "").split(";") if i]
+        before = _merged_ids(survivor)
         for old in merged_ids:
             if old == into:
                 continue
             gone = records.pop(old)
             self.order[object_type].remove(old)
-            before += [old, *[i for i in (gone["properties"].get("hs_merged_object_ids") or "").split(";") if i]]
+            before += [old, *_merged_ids(gone["properties"])]
         for old in before:
             self.merged[object_type][old] = into
-        survivor["hs_merged_object_ids"] = ";".join(dict.fromkeys(before))
+        survivor[MERGED_IDS] = ";".join(dict.fromkeys(before))
 
     def resolve(self, object_type: str, object_id: str) -> str | None:
         """The id of the record that answers for `object_id` (itself, or the record it was merged into); None when
@@ -363,6 +364,11 @@ def _fmt(value: Any, kind: str, prop: str = "") -> str | None:
     if kind == "float":
         return repr(float(value))
     return str(value)
+
+
+def _merged_ids(properties: dict[str, Any]) -> list[str]:
+    """The ids a record's `hs_merged_object_ids` lists (merged into it before)."""
+    return [i for i in (properties.get(MERGED_IDS) or "").split(";") if i]
 
 
 def _deal_stage_metadata(stage: str, probability: float) -> dict[str, str]:
