@@ -101,12 +101,16 @@ class PushReport:
     seconds: float = 0.0
     score_property: str = "customer_health_score"
     merged: dict[str, str] = field(default_factory=dict)  # input id -> the id HubSpot merged it into ('' unnamed)
-    redirected: dict[str, str] = field(default_factory=dict)  # input id -> the surviving id its values go to
     not_written: dict[str, str] = field(default_factory=dict)  # merged input id -> why its values are not written
 
     @property
     def changed_companies(self) -> int:
         return len({c.company_id for c in self.changes})
+
+    @property
+    def redirected(self) -> dict[str, str]:
+        """{input id: the surviving id its values go to}: the merged companies whose values are written."""
+        return {company_id: into for company_id, into in self.merged.items() if company_id not in self.not_written}
 
     def unwritable(self) -> str:
         """One line counting and naming (3 at most) the input companies whose values cannot be written because
@@ -742,7 +746,7 @@ def push(model: str | Path, scores: str | Path, host: str = DEFAULT_HOST, token:
                         missing=sorted(missing), changes=changes, model_version=version,
                         score_property=f"{prefix}score", group_created="" if group in groups else group,
                         properties_created=[s.name for s in specs if s.name not in existing],
-                        merged=merged, redirected=follow, not_written=refused)
+                        merged=merged, not_written=refused)
     if report.unwritable():
         warnings.warn(report.unwritable(), UserWarning, stacklevel=1)
     calc_existing = existing.get(calc_spec.name)
