@@ -747,8 +747,8 @@ def push(model: str | Path, scores: str | Path, host: str = DEFAULT_HOST, token:
                         score_property=f"{prefix}score", group_created="" if group in groups else group,
                         properties_created=[s.name for s in specs if s.name not in existing],
                         merged=merged, not_written=refused)
-    if report.unwritable():
-        warnings.warn(report.unwritable(), UserWarning, stacklevel=1)
+    if unwritable := report.unwritable():
+        warnings.warn(unwritable, UserWarning, stacklevel=1)
     calc_existing = existing.get(calc_spec.name)
     if formula is None:
         report.calculated = "no calculated property (disabled in the portal config or no positive points)"
@@ -919,8 +919,8 @@ def rollback(audit: str | Path, host: str = DEFAULT_HOST, token: str | None = No
                         score_property=f"{prefix}score", merged=merged,
                         not_written={i: f"merged into {into or 'a company HubSpot did not name'} since the push: "
                                      "left as it is" for i, into in merged.items()})
-    if report.unwritable():
-        warnings.warn(report.unwritable(), UserWarning, stacklevel=1)
+    if unwritable := report.unwritable():
+        warnings.warn(unwritable, UserWarning, stacklevel=1)
     weights_name = f"{prefix}{WEIGHTS_PROPERTY}"
     weights_current = existing.get(weights_name)
     weights_target, report.calculated = _plan_weights_rollback(definitions, weights_name, weights_current, apply)
