@@ -389,53 +389,36 @@ def verdict_caution(churned: int | None) -> str:
     return few_churns_caution(churned, "verdict", "churned account")
 
 
-def verdict_count_note(test_churned: int, verdict_churned: int | None, verdict_unscored: int | None,
-                       before_scored_weeks: int | None = None, horizons: Sequence[int] | None = None) -> str:
-    """A short clause when the validation verdict's churned renewals (counted and left out) do not add up to the
-    accounts that churned in the weeks the AUC was judged on: the renewals lost as the test period began, before
-    any of its weeks was scored (`before_scored_weeks`, its details' "churned_before_scored_weeks"), when they
-    make the difference; else what each number counts (an account can lose two renewals). When the verdict also
-    left renewals out (no score at its checkpoints, `horizons`), the clause says in one place how every count
-    relates, to stand in for the verdict's own sentence on them (verdict_line). '' when they agree or a count is
-    unknown."""
-    if verdict_churned is None or verdict_unscored is None:
-        return ""
-    renewals = verdict_churned + verdict_unscored
-    if renewals == test_churned:
-        return ""
-    if _lost_as_period_began(test_churned, renewals, before_scored_weeks):
-        began = "churned as the test period began, before any of its weeks was scored"
-        if verdict_unscored and horizons:
-            counted = (f"the {verdict_churned:,} of them that had a score {checkpoint_words(horizons)} before their "
-                       "term ended" if verdict_churned != 1 else
-                       f"the one of them that had a score {checkpoint_words(horizons)} before its term ended")
-            return (f"The test period lost {renewals:,} renewals: the {test_churned:,} "
-                    f"account{'' if test_churned == 1 else 's'} above and {before_scored_weeks:,} that {began}. "
-                    f"The verdict counts {counted}.")
-        return (f"({before_scored_weeks:,} more than the {test_churned:,} above: "
-                f"{'it' if before_scored_weeks == 1 else 'they'} {began}.)")
-    return (f"(The validation step counts lost renewals, {renewals:,} of them; the {test_churned:,} above are the "
-            "accounts that churned in the weeks the score was judged on.)")
-
-
-def _lost_as_period_began(test_churned: int, renewals: int, before_scored_weeks: int | None) -> bool:
-    """Whether the renewals lost as the test period began, before any of its weeks was scored, make the whole
-    difference between the verdict's lost renewals and the AUC line's churned accounts."""
-    return bool(before_scored_weeks) and renewals - int(before_scored_weeks or 0) == test_churned
-
-
 def verdict_line(verdict_text: str, test_churned: int, verdict_churned: int | None, verdict_unscored: int | None,
                  before_scored_weeks: int | None = None, horizons: Sequence[int] | None = None) -> str:
-    """The validation verdict as the leadership page states it: its text, the clause on how its counts relate to
-    the AUC line's (verdict_count_note) and its too-few-churns caution. When that clause says which renewals the
-    verdict counts, the verdict's own sentence on the ones it left out (backtest.unscored_churns) is not repeated."""
-    note_horizons = None
-    if verdict_churned is not None and verdict_unscored and horizons:
-        own = unscored_churns(verdict_unscored, verdict_churned + verdict_unscored, horizons)
-        if own in verdict_text and _lost_as_period_began(test_churned, verdict_churned + verdict_unscored,
-                                                         before_scored_weeks):
-            verdict_text, note_horizons = " ".join(verdict_text.replace(own, "").split()), horizons
-    note = verdict_count_note(test_churned, verdict_churned, verdict_unscored, before_scored_weeks, note_horizons)
+    """The validation verdict as the leadership page states it: its text, a clause when its churned renewals
+    (counted and left out) do not add up to the accounts that churned in the weeks the AUC was judged on, and its
+    too-few-churns caution. The clause names the renewals lost as the test period began, before any of its weeks
+    was scored (`before_scored_weeks`, its details' "churned_before_scored_weeks"), when they make the difference;
+    else what each number counts (an account can lose two renewals); none when they agree or a count is unknown.
+    When the verdict also left renewals out (no score at its checkpoints, `horizons`) and the period's start makes
+    the difference, the clause says in one place how every count relates, in place of the verdict's own sentence on
+    them (backtest.unscored_churns)."""
+    note = ""
+    if verdict_churned is not None and verdict_unscored is not None:
+        renewals = verdict_churned + verdict_unscored
+        if before_scored_weeks and renewals - before_scored_weeks == test_churned:
+            began = "churned as the test period began, before any of its weeks was scored"
+            own = unscored_churns(verdict_unscored, renewals, horizons) if verdict_unscored and horizons else ""
+            if own and own in verdict_text:
+                verdict_text = " ".join(verdict_text.replace(own, "").split())
+                counted = (f"the {verdict_churned:,} of them that had a score {checkpoint_words(horizons)} before "
+                           "their term ended" if verdict_churned != 1 else
+                           f"the one of them that had a score {checkpoint_words(horizons)} before its term ended")
+                note = (f"The test period lost {renewals:,} renewals: the {test_churned:,} "
+                        f"account{'' if test_churned == 1 else 's'} above and {before_scored_weeks:,} that {began}. "
+                        f"The verdict counts {counted}.")
+            else:
+                note = (f"({before_scored_weeks:,} more than the {test_churned:,} above: "
+                        f"{'it' if before_scored_weeks == 1 else 'they'} {began}.)")
+        elif renewals != test_churned:
+            note = (f"(The validation step counts lost renewals, {renewals:,} of them; the {test_churned:,} above are "
+                    "the accounts that churned in the weeks the score was judged on.)")
     return " ".join(filter(None, [verdict_text, note, verdict_caution(verdict_churned)]))
 
 
