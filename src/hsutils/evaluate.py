@@ -196,16 +196,6 @@ def signal_family(name: str) -> str | None:
     return getattr(signal, "family", None) if signal is not None else None
 
 
-def signal_earns_points(name: str) -> bool:
-    """False for a registered signal that sets urgency rather than earning points (days_to_renewal: its
-    `point_source` is False), True for any other signal."""
-    try:
-        from hsutils.signals import SIGNALS
-    except ImportError:
-        return True
-    return bool(getattr(SIGNALS.get(name), "point_source", True))
-
-
 # The built-in signals in the words of the leadership page; a signal of the product's own reads as its name with
 # spaces (signal_words).
 SIGNAL_WORDS = {

@@ -108,9 +108,9 @@ def field_claim_sentence(verdicts: pd.DataFrame, unmeasured: list[str] | None = 
     """One plain sentence: does this data confirm that value signals predict churn and activity signals don't?
     Only signals that can earn points are counted; one that sets urgency instead (days to renewal) is named
     after it, and so are signals without any value (`unmeasured`)."""
-    from hsutils.evaluate import signal_earns_points
+    from hsutils.evaluate import signals_without_points
 
-    earns = verdicts["signal"].map(signal_earns_points).astype(bool)
+    earns = ~verdicts["signal"].isin(signals_without_points())
     counted = verdicts[earns]
     value = counted[counted["family"] == "value"]
     activity = counted[counted["family"] == "activity"]
