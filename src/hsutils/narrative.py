@@ -84,7 +84,8 @@ def points_change(current: dict[str, float], previous: dict[str, float], previou
                   leave_out: Sequence[str] = ()) -> pd.DataFrame:
     """Points per signal now and before, and the change, largest moves first; the signals in `leave_out` (those
     that set urgency rather than earning points, no_points_signals) are not listed."""
-    names = [n for n in dict.fromkeys([*current, *previous]) if n not in set(leave_out)]
+    left_out = set(leave_out)
+    names = [n for n in dict.fromkeys([*current, *previous]) if n not in left_out]
     table = pd.DataFrame({
         "signal": names,
         "points_now": [round(float(current.get(n, 0.0)), 1) for n in names],
@@ -117,24 +118,29 @@ def no_points_note(signals: Sequence[str]) -> str:
             "the urgency of a score as the renewal nears rather than earning points.")
 
 
+def _points_before(moves: pd.DataFrame) -> tuple[str, str]:
+    """A points_change table's column of the points before, and its previous_label in words ('field preset')."""
+    before = next(c for c in moves.columns if c.startswith("points_") and c != "points_now")
+    return before, before.removeprefix("points_").replace("_", " ")
+
+
 def points_for_chart(moves: pd.DataFrame, now_label: str) -> pd.DataFrame:
     """A points_change table in the long form figures.points_bars draws (signal, model, points): the points now
     (named `now_label`) and before ('field preset (before)'), so the chart lists what the table lists."""
-    before = next(c for c in moves.columns if c.startswith("points_") and c != "points_now")
+    before, label = _points_before(moves)
     return pd.concat([
         pd.DataFrame({"signal": moves["signal"], "model": now_label, "points": moves["points_now"]}),
-        pd.DataFrame({"signal": moves["signal"], "model": before.removeprefix("points_").replace("_", " ") + " (before)",
-                      "points": moves[before]}),
+        pd.DataFrame({"signal": moves["signal"], "model": f"{label} (before)", "points": moves[before]}),
     ], ignore_index=True)
 
 
 def points_change_for_readers(moves: pd.DataFrame) -> pd.DataFrame:
     """A points_change table as leadership reads it: signals in words, headers without underscores."""
-    before = next(c for c in moves.columns if c.startswith("points_") and c != "points_now")
+    before, label = _points_before(moves)
     return pd.DataFrame({
         "Signal": moves["signal"].map(signal_words),
         "Points now": moves["points_now"],
-        f"Points before ({before.removeprefix('points_').replace('_', ' ')})": moves[before],
+        f"Points before ({label})": moves[before],
         "Change": moves["change"],
     })
 
