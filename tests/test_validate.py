@@ -1554,6 +1554,20 @@ def test_mapping_timezone_reads_naive_month_name_dates_in_the_portals_zone(tmp_p
     assert snapshot["deals"]["term_start"].equals(build_tables()["deals"]["term_start"])
 
 
+@pytest.mark.parametrize("written", ["2025-05-02+02:00", "2025/05/02+02:00", "2025.05.02 +02:00"])
+def test_mapping_timezone_leaves_a_date_written_with_its_offset(written: str, tmp_path: Path) -> None:
+    """A date alone followed by its offset is a moment already (midnight at +02:00 is 22:00 UTC the day before),
+    whichever separator it is written with: the mapping's timezone does not shift it a second time."""
+    write_tiny_snapshot(tmp_path / "s", fmt="csv")
+    edit_csv_text(tmp_path / "s", "tickets", replace_column(3, [written, "2025-06-10 12:00", "2025-07-20 12:00"]))
+    mapping = tmp_path / "mapping.yml"
+    mapping.write_text("timezone: Europe/Berlin\n", encoding="utf-8")
+
+    tickets = load_snapshot(tmp_path / "s", mapping=mapping)["tickets"]
+
+    assert tickets["created_at"].to_list() == [ts("2025-05-01T22:00:00"), ts("2025-06-10T10:00:00"), ts("2025-07-20T10:00:00")]
+
+
 def test_epoch_zero_among_iso_times_is_empty_with_a_warning(tmp_path: Path) -> None:
     """A 0 for a time never set among ISO-8601 texts is empty, as among epoch numbers, not a reason to read the
     column as epoch numbers and refuse its texts."""

@@ -250,7 +250,7 @@ _ZONE_NAME_ADVICE = (
 # the others, naive, are read in that zone (`_in_time_zone`).
 _WRITTEN_WITH_OFFSET_PATTERN = (
     r"(?i)(?:[\dT\s](?:Z|UTC|GMT)|\d:\d{2}(?::\d{2})?(?:[.,]\d+)?\s*[+-]\d{2}(?::?\d{2})?"
-    r"|^\d{4}-\d{1,2}-\d{1,2}\s*[+-]\d{2}(?::?\d{2})?)$"
+    r"|^\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}\s*[+-]\d{2}(?::?\d{2})?)$"
 )
 _WRITTEN_AS_DATE_PATTERN = rf"^\d{{1,4}}[-/.]\d{{1,2}}[-/.]\d{{1,4}}|{_ENGLISH_MONTH_WORD}"  # not an epoch number
 _DAY_US = 86_400_000_000
