@@ -20,7 +20,7 @@ import yaml
 from hsutils.errors import InputError
 from hsutils.hubspot.client import HubSpotError
 from hsutils.hubspot.config import load_config
-from hsutils.hubspot.pull import pull
+from hsutils.hubspot.pull import convert, pull
 from hsutils.hubspot.push import push, rollback
 from hsutils.hubspot.sandbox import (
     ASSOCIATION_TYPES,
@@ -1212,6 +1212,24 @@ def test_portal_values_yes_no_on_hold_and_leading_zeros_map_as_written(tmp_path)
     assert [config.deal_type_of(raw) for raw in ("Yes", "No")] == ["renewal", "new"]
     assert config.deal_type_and_stage("default", "No", None) == ("new", "lost", "config")
     assert config.deal_type_and_stage("default", "On", None) == ("new", "won", "config")
+
+
+def test_portal_values_match_the_config_whatever_their_case_and_spacing(tmp_path):
+    """A value typed into a portal ("Closed  won ", "High\t", " Enterprise ") matches the config's entry and the
+    snapshot's allowed values as an association label does: case ignored, spaces around and within read as one.
+    An unmapped text value is read without the spaces around it, as a snapshot file's text is, so " Enterprise "
+    and "Enterprise" are one tier."""
+    (tmp_path / "portal.yml").write_text(
+        "tickets:\n  values:\n    priority: {Very high: urgent}\n"
+        "deals:\n  deal_type_values: {Existing business: renewal}\n", encoding="utf-8")
+    config = load_config(tmp_path / "portal.yml")
+    tickets = config.table("tickets")
+    assert [tickets.to_canonical("priority", raw) for raw in ("very  HIGH ", "Very high", "\tHIGH")] == [
+        "urgent", "urgent", "high"]
+    assert config.deal_type_of(" existing\u00a0 Business") == "renewal"
+    assert [convert("tickets", "priority", raw, tickets) for raw in ("Very\thigh", " medium ", "P1")] == [
+        "urgent", "medium", tickets.defaults.get("priority")]
+    assert convert("companies", "tier", " Enterprise ", config.table("companies")) == "Enterprise"
 
 
 @pytest.mark.parametrize(("written", "read"), [("true", True), ("False", False), ("yes", True), ("no", False),

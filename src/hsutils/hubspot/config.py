@@ -25,6 +25,12 @@ TOP_KEYS = {"core_events", "login_event", "companies", "contacts", "deals", "tic
             "usage", "push"}
 
 
+def value_key(text: Any) -> str:
+    """A portal value, label or setting as it is matched against the config: case ignored, and spaces around and
+    within it ("Closed  won ", a stray tab) read as one space. Every lookup of a portal value goes through it."""
+    return " ".join(str(text).split()).casefold()
+
+
 def _string_keys(node: Any) -> Any:
     """`node` with every mapping key, at any depth, as a string, as the YAML files' keys are read (files.TextKeysLoader):
     an id given as a number (`12345`) merges with and matches the same id written in a file (pipeline and stage ids,
@@ -55,19 +61,26 @@ class TableMap:
     properties: dict[str, str]
     values: dict[str, dict[str, str]] = field(default_factory=dict)
     defaults: dict[str, Any] = field(default_factory=dict)
+    _keyed_values: dict[str, dict[str, Any]] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def portal_properties(self) -> list[str]:
         return sorted({p for p in self.properties.values() if p})
 
     def to_canonical(self, column: str, raw: str | None) -> Any:
-        """Translate a portal value of `column` through `values` (case-insensitive); unmapped values pass."""
+        """Translate a portal value of `column` through `values` (matched by value_key); an unmapped value passes
+        without the spaces around it, as a snapshot file's text is read."""
         if raw is None or raw == "":
             return self.defaults.get(column)
         mapping = self.values.get(column) or {}
         if raw in mapping:
             return mapping[raw]
-        lowered = {str(k).lower(): v for k, v in mapping.items()}
-        return lowered.get(str(raw).lower(), raw)
+        return self._value_keys(column).get(value_key(raw), str(raw).strip())
+
+    def _value_keys(self, column: str) -> dict[str, Any]:
+        """{value_key(portal value): canonical value} of `column`, built once per column."""
+        if column not in self._keyed_values:
+            self._keyed_values[column] = {value_key(k): v for k, v in (self.values.get(column) or {}).items()}
+        return self._keyed_values[column]
 
     def to_portal(self, column: str, value: Any) -> Any:
         """The portal value for a canonical value (first matching entry of `values`, else the value itself)."""
@@ -184,8 +197,8 @@ class PortalConfig:
     def deal_type_of(self, raw: str | None) -> str | None:
         """The canonical deal type a deal type property value maps to (deals.deal_type_values, case ignored), or
         None for an empty or unmapped value."""
-        mapping = {str(k).strip().lower(): v for k, v in (self.deals.get("deal_type_values") or {}).items()}
-        return mapping.get(str(raw).strip().lower()) if raw else None
+        mapping = {value_key(k): v for k, v in (self.deals.get("deal_type_values") or {}).items()}
+        return mapping.get(value_key(raw)) if raw else None
 
     @property
     def reads_unlisted_pipelines(self) -> bool:

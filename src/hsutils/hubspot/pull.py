@@ -30,7 +30,14 @@ from tqdm import tqdm
 from hsutils.errors import InputError, example_rows
 from hsutils.files import write_text_atomic
 from hsutils.hubspot.client import DEFAULT_HOST, Connection, HubSpotError
-from hsutils.hubspot.config import ENGAGEMENT_OBJECTS, ENGAGEMENT_TYPE, PortalConfig, TableMap, load_config
+from hsutils.hubspot.config import (
+    ENGAGEMENT_OBJECTS,
+    ENGAGEMENT_TYPE,
+    PortalConfig,
+    TableMap,
+    load_config,
+    value_key,
+)
 from hsutils.progress import progress_bar
 from hsutils.schema import SCHEMA_VERSION, TABLES, empty_frame
 from hsutils.snapshot import Manifest, Snapshot, parse_utc, write_snapshot
@@ -127,12 +134,12 @@ def convert(table: str, column: str, raw: Any, tmap: TableMap) -> Any:
 
 
 def enum_value(allowed: Collection[str], value: Any) -> str | None:
-    """A value mapped through the config as one of an enum column's `allowed` values (case and spaces around it
-    ignored), or None when it is none of them."""
+    """A value mapped through the config as one of an enum column's `allowed` values (matched by value_key), or
+    None when it is none of them."""
     if value in allowed:
         return value
-    lowered = str(value).strip().lower()
-    return lowered if lowered in allowed else None
+    key = value_key(value)
+    return key if key in allowed else None
 
 
 # ----- checkpoints -------------------------------------------------------------------------------------------
@@ -572,12 +579,6 @@ def _drop_incomplete(table: str, rows: list[dict[str, Any]], skipped: Counter) -
         else:
             skipped[f"{table} without a usable {bad}"] += 1
     return kept
-
-
-def label_key(text: Any) -> str:
-    """An association label (or role value) as it is matched: case ignored, and spaces around and within it
-    ("Decision  maker ", a stray tab) read as one space."""
-    return " ".join(str(text).split()).casefold()
 
 
 def id_order(record_id: str) -> tuple[int, int, str]:
@@ -1071,13 +1072,13 @@ def pull(out: str | Path, host: str = DEFAULT_HOST, token: str | None = None,
     roles = config.roles
     role_prop = roles.get("property")
     records = reader.objects("contacts", props_for("contacts", tmap, [role_prop] if role_prop else []))
-    label_roles = {label_key(k): v for k, v in (roles.get("labels") or {}).items()}
-    known_labels = {label_key(label) for _, label, _ in reader.labels("contacts", "companies") if label}
-    unknown = sorted(str(k) for k in roles.get("labels") or {} if label_key(k) not in known_labels)
+    label_roles = {value_key(k): v for k, v in (roles.get("labels") or {}).items()}
+    known_labels = {value_key(label) for _, label, _ in reader.labels("contacts", "companies") if label}
+    unknown = sorted(str(k) for k in roles.get("labels") or {} if value_key(k) not in known_labels)
     if unknown:
         warnings.append(f"association label(s) {', '.join(unknown)} not defined on contact->company in the portal")
     links = reader.associations("contacts", "companies", [r["id"] for r in records])
-    role_values = {label_key(k): v for k, v in (roles.get("values") or {}).items()}
+    role_values = {value_key(k): v for k, v in (roles.get("values") or {}).items()}
     contacts, contact_company = [], {}
     for rec in records:
         p = rec["properties"]
@@ -1089,9 +1090,9 @@ def pull(out: str | Path, host: str = DEFAULT_HOST, token: str | None = None,
         row["created_at"] = row.get("created_at") or to_datetime(rec.get("createdAt"))
         role = None
         for _, label, _ in chosen[1] if chosen else []:
-            role = role or label_roles.get(label_key(label)) if label else role
+            role = role or label_roles.get(value_key(label)) if label else role
         if role is None and role_prop and p.get(role_prop):
-            role = role_values.get(label_key(p[role_prop]))
+            role = role_values.get(value_key(p[role_prop]))
         row["role"] = role or roles.get("default", "other")
         contacts.append(row)
         if row["company_id"]:
