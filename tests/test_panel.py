@@ -419,3 +419,79 @@ def test_snapshot_without_usage_events_gives_unknown_usage_signals_and_the_rest_
     unknown = [*usage_columns, "active_seats"]
     assert without.select(pl.col(unknown).null_count()).row(0) == (without.height,) * len(unknown)
     assert without.drop(unknown).equals(panel.drop(unknown))
+
+
+def _panel_warnings(snapshot, dates: list[datetime] | None = None) -> tuple[pl.DataFrame, list[str]]:
+    """The panel of `snapshot` at `dates` (default: the last 3 weeks) and the warnings building it gave."""
+    import warnings
+
+    dates = dates or default_as_of_dates(snapshot)[-3:]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        built = build_panel(snapshot, as_of_dates=dates)
+    return built, [str(w.message) for w in caught]
+
+
+def test_a_company_without_arr_is_never_high_touch(demo):
+    """A portal that leaves deal amounts at 0 (most, or all, of its companies): ARR 0 is no high-touch account,
+    and when no contract term records ARR a warning says arr_segment cannot tell accounts apart."""
+    deals = demo["deals"]
+    paying = deals["company_id"].unique().sort().head(30).implode()
+    mostly_zero = deals.with_columns(arr=pl.when(pl.col("company_id").is_in(paying)).then("arr").otherwise(0.0))
+    built, messages = _panel_warnings(Snapshot(demo.manifest, {**demo.tables, "deals": mostly_zero}))
+    assert built.filter(pl.col("arr_segment") == "high_touch")["arr"].min() > 0
+    assert not any("ARR" in m for m in messages)
+    built, messages = _panel_warnings(Snapshot(demo.manifest, {**demo.tables, "deals": deals.with_columns(arr=0.0)}))
+    assert set(built["arr_segment"]) == {"scaled"}
+    assert [m for m in messages if "ARR" in m and "arr_segment" in m]
+
+
+def test_a_core_event_the_product_stopped_sending_is_named(demo):
+    """A value-moment event renamed in the product a year ago: it still occurs (old rows), so the snapshot is valid,
+    but it no longer counts at the recent as-of dates; a warning names it and its last day."""
+    created = demo.manifest.created_at
+    usage = demo["usage_events"].with_columns(pl.col("event").cast(pl.String))
+    renamed = usage.with_columns(event=pl.when((pl.col("event") == "workflow_run")
+                                               & (pl.col("occurred_at") >= created - timedelta(days=365)))
+                                 .then(pl.lit("workflow_run_v2")).otherwise("event"))
+    _, messages = _panel_warnings(Snapshot(demo.manifest, {**demo.tables, "usage_events": renamed}))
+    stopped = [m for m in messages if "'workflow_run'" in m]
+    assert len(stopped) == 1 and "last occurs" in stopped[0] and "core_events" in stopped[0]
+    assert "report_published" not in stopped[0]
+    _, messages = _panel_warnings(demo)
+    assert not [m for m in messages if "last occurs" in m]
+
+
+def test_support_and_buyer_signals_without_their_data_are_named(demo):
+    """A portal without a help desk (no tickets) and without an economic-buyer label on its contacts: the support
+    and economic-buyer signals read the same in every row, and one warning each says why."""
+    contacts = demo["contacts"].with_columns(
+        role=pl.when(pl.col("role") == "economic_buyer").then(pl.lit("champion")).otherwise("role"))
+    tables = {**demo.tables, "tickets": demo["tickets"].head(0), "contacts": contacts}
+    built, messages = _panel_warnings(Snapshot(demo.manifest, tables))
+    assert built["ticket_volume_90d"].unique().to_list() == [0.0]
+    assert built["eb_days_since_touch"].unique().to_list() == [365.0]
+    tickets = [m for m in messages if "table tickets has no rows" in m]
+    assert len(tickets) == 1 and "support_negative_share" in tickets[0] and "ticket_volume_90d" in tickets[0]
+    buyers = [m for m in messages if "economic_buyer" in m]
+    assert len(buyers) == 1 and "eb_engagement" in buyers[0] and "eb_days_since_touch" in buyers[0]
+    _, messages = _panel_warnings(demo)
+    assert not [m for m in messages if "has no rows" in m or "economic_buyer" in m]
+
+
+def test_concurrent_contract_terms_are_named(demo):
+    """Two subscriptions of one company in force side by side (an add-on product on its own term): the panel reads
+    one current term, so a warning names such companies instead of leaving the other term's ARR and renewal out
+    silently; a renewal starting a few days before its term ends is no such overlap."""
+    deals = demo["deals"]
+    some = deals["company_id"].unique().sort().head(5).implode()
+    add_on = deals.filter(pl.col("company_id").is_in(some) & pl.col("deal_type").is_in(["new", "renewal"])
+                          & (pl.col("stage") == "won")).with_columns(
+        deal_id=pl.col("deal_id") + "-addon", term_start=pl.col("term_start") + timedelta(days=120),
+        term_end=pl.col("term_end") + timedelta(days=120), close_date=pl.col("close_date") + timedelta(days=120),
+    ).filter(pl.col("close_date") <= demo.manifest.created_at)
+    _, messages = _panel_warnings(Snapshot(demo.manifest, {**demo.tables, "deals": pl.concat([deals, add_on])}))
+    overlapping = [m for m in messages if "in force at the same time" in m]
+    assert len(overlapping) == 1 and "5 companies" in overlapping[0] and "-addon" in overlapping[0]
+    _, messages = _panel_warnings(demo)
+    assert not [m for m in messages if "in force at the same time" in m]

@@ -15,7 +15,7 @@ as-of and at nothing before it:
   outcome_churned is 1; null otherwise.
 
 Segments: `arr_segment` is "high_touch" for the top 20 % of ARR among the customers at that as-of (ties
-included), else "scaled"; `tier` comes from the companies table; `size_bucket` from employees: 1-49, 50-199,
+included; never an ARR of 0, a deal amount nobody filled in), else "scaled"; `tier` comes from the companies table; `size_bucket` from employees: 1-49, 50-199,
 200-999, 1000+, or "unknown". The companies table holds current attributes (tier, size, owners): they carry no
 date, so they are taken as they are in the snapshot at every as-of.
 
@@ -42,6 +42,7 @@ import polars as pl
 from hsutils.errors import InputError, example_rows
 from hsutils.files import check_frame_suffix, write_frame_atomic
 from hsutils.signals import (
+    ACTIVE_USER_DAYS,
     DAY_US,
     DAYS_TO_RENEWAL,
     KEYS,
@@ -59,6 +60,7 @@ from hsutils.validate import check_core_events, core_events_checked, missing_eve
 HIGH_TOUCH_SHARE = 0.20
 RENEWAL_MATCH_DAYS = 45
 CORE_SIGNALS = ("core_depth", "core_depth_trend")
+ECONOMIC_BUYER_SIGNALS = ("eb_engagement", "eb_days_since_touch")
 SIZE_BUCKETS = ((50, "1-49"), (200, "50-199"), (1000, "200-999"))
 SEGMENT_COLUMNS = ("arr_segment", "tier", "size_bucket")  # the columns a panel's rows can be grouped by
 CONTEXT_COLUMNS = (*SEGMENT_COLUMNS, "arr", "contracted_seats", "active_seats",
@@ -144,13 +146,78 @@ def _check_usage_events(snapshot: Any, chosen: list[Signal]) -> None:
                 "active_seats are empty (unknown) in every row", UserWarning, stacklevel=3,
             )
         return
-    if any(s.name in CORE_SIGNALS for s in chosen) and not core_events_checked(snapshot):
-        check_core_events(usage, snapshot.manifest)
+    if any(s.name in CORE_SIGNALS for s in chosen):
+        if not core_events_checked(snapshot):
+            check_core_events(usage, snapshot.manifest)
+        _warn_stopped_core_events(usage, snapshot.manifest)
     if any(s.name == "logins_28d" for s in chosen) and missing_events(usage, [login := login_event(snapshot.manifest)]):
         warnings.warn(
             f"table usage_events, column event: the login event {login!r} never occurs (most frequent events: "
             f"{most_frequent_events(usage)}), so logins_28d is 0 for every row; name the product's login event as "
             "login_event in manifest.json", UserWarning, stacklevel=3,
+        )
+
+
+def _warn_stopped_core_events(usage: pl.DataFrame, manifest: Any) -> None:
+    """Warn about each core event that no longer occurs in the last ACTIVE_USER_DAYS before the snapshot (renamed
+    or no longer sent by the product): it still passes the check that it occurs, but core_depth misses it at the
+    recent as-of dates."""
+    created = manifest.created_at.astimezone(UTC)
+    last = (usage.lazy().filter(pl.col("event").cast(pl.String).is_in(manifest.core_events))
+            .group_by(pl.col("event").cast(pl.String)).agg(pl.col("occurred_at").max()).collect())
+    for event, when in last.sort("occurred_at").iter_rows():
+        if created - when > timedelta(days=ACTIVE_USER_DAYS):
+            warnings.warn(
+                f"table usage_events, column event: core event {event!r} last occurs {when.date().isoformat()}, "
+                f"{(created - when).days} days before the snapshot was taken, so core_depth and core_depth_trend "
+                "no longer count it; if the product renamed it, name the new event in manifest.json core_events",
+                UserWarning, stacklevel=4,
+            )
+
+
+def _check_other_inputs(snapshot: Any, chosen: list[Signal]) -> None:
+    """Warn, once each, where a portal lacks what signals or segments are built from, so that they read the same in
+    every row: a table without rows (no help desk, no surveys), no economic-buyer contact, no contract term with
+    ARR, and companies with two contract terms in force side by side (the panel reads one of them)."""
+    for table in ("engagements", "tickets", "surveys"):
+        readers = [s.name for s in chosen if s.reads is not None and table in s.reads]
+        if readers and snapshot[table].height == 0:
+            verb = "has" if len(readers) == 1 else "have"
+            warnings.warn(f"table {table} has no rows, so {', '.join(readers)} {verb} nothing to read and "
+                          f"{'is' if len(readers) == 1 else 'are'} the same in every row", UserWarning, stacklevel=3)
+    buyer_signals = [s.name for s in chosen if s.name in ECONOMIC_BUYER_SIGNALS]
+    contacts = snapshot["contacts"]
+    if buyer_signals and snapshot["engagements"].height and not (contacts["role"] == "economic_buyer").any():
+        warnings.warn(
+            f"table contacts, column role: no contact is an economic_buyer, so {' and '.join(buyer_signals)} are "
+            "the same in every row (no buyer engagement); map the portal's decision-maker role to economic_buyer",
+            UserWarning, stacklevel=3,
+        )
+    deals = snapshot["deals"]
+    if deals.height and not (deals["arr"] > 0).any():
+        warnings.warn("table deals, column arr: no deal records ARR (every arr is 0), so arr_segment cannot single "
+                      "out high-touch accounts: every row is scaled", UserWarning, stacklevel=3)
+    _warn_concurrent_terms(deals)
+
+
+def _warn_concurrent_terms(deals: pl.DataFrame) -> None:
+    """Warn about companies with two contract terms (won new/renewal deals) in force at the same time for longer
+    than RENEWAL_MATCH_DAYS: the panel reads the latest-starting one as current, the other's ARR, seats and
+    renewal are not counted."""
+    start = pl.max_horizontal("term_start", "close_date")
+    terms = deals.filter(
+        pl.col("deal_type").is_in(["new", "renewal"]) & (pl.col("stage") == "won") & pl.col("close_date").is_not_null()
+    ).sort("company_id", start, "term_end")
+    earlier_end = pl.col("term_end").cum_max().shift(1).over("company_id")
+    overlapping = terms.filter(earlier_end - start > timedelta(days=RENEWAL_MATCH_DAYS)).unique(
+        "company_id", keep="first", maintain_order=True)
+    if overlapping.height:
+        warnings.warn(
+            f"table deals: {overlapping.height:,} companies have two contract terms in force at the same time for "
+            f"more than {RENEWAL_MATCH_DAYS} days (e.g. "
+            f"{example_rows(overlapping.select('company_id', 'deal_id', pl.col('term_start', 'term_end').dt.date()))}); the panel "
+            "reads the latest-starting one as current, so the other's ARR, seats and renewal are not counted: record "
+            "one term per period and add-ons as expansion deals", UserWarning, stacklevel=4,
         )
 
 
@@ -311,7 +378,8 @@ def _row_context(ctx: SignalContext, snapshot: Any, horizon_days: int, attribute
     cuts = rows.group_by("k").agg(pl.col("arr").drop_nulls().top_k(top).min().fill_null(np.nan).alias("_cut"))
     cut_of_week = np.full(ctx.k_max - ctx.k_min + 1, np.nan)
     cut_of_week[cuts["k"].to_numpy() - ctx.k_min] = cuts["_cut"].to_numpy()
-    high_touch = rows["arr"].to_numpy() >= cut_of_week[ctx.grid_week - ctx.k_min]  # NaN: scaled
+    arr = rows["arr"].to_numpy()
+    high_touch = (arr >= cut_of_week[ctx.grid_week - ctx.k_min]) & (arr > 0)  # NaN or no ARR recorded: scaled
     segment = pl.Series("arr_segment", ["scaled", "high_touch"]).gather(high_touch.view(np.uint8)).to_frame()
     outcomes = _outcomes(ctx, snapshot, horizon_days)
     return pl.concat([by_code[rows["cid"]], segment, outcomes], how="horizontal")
@@ -457,6 +525,7 @@ def build_panel(
             raise InputError("no as-of date given")
         _check_as_of(snapshot, dates)
     _check_usage_events(snapshot, chosen)
+    _check_other_inputs(snapshot, chosen)
     panel = _build_panel(snapshot, chosen, dates, horizon_days)
     return _without_usage(panel, chosen) if snapshot["usage_events"].height == 0 else panel
 
