@@ -206,6 +206,20 @@ def test_time_split_says_when_nothing_churned_at_all(panel):
     assert "cutoff" not in str(refusal.value)  # no cutoff would help
 
 
+def test_time_split_with_few_churns_says_which_cutoffs_leave_churn_on_both_sides(panel):
+    """A portal with a handful of churns, all early: the default cutoff leaves none to judge, and the refusal names
+    the last churned as-of, so the analyst knows which earlier cutoff to give."""
+    churned = panel.filter(pl.col("outcome_churned") == 1).sort("as_of")
+    early = churned["company_id"].unique(maintain_order=True).head(3).implode()
+    few = panel.with_columns(pl.when(pl.col("company_id").is_in(early)).then("outcome_churned")
+                             .otherwise(pl.col("outcome_churned") * 0).alias("outcome_churned"))
+    last = few.filter(pl.col("outcome_churned") == 1)["as_of"].max()
+    with pytest.raises(InputError, match=f"no churn among .* test rows .*on or before {last.date().isoformat()}"):
+        time_split(few)
+    with pytest.raises(InputError, match="no churn among .* training rows .*the first churned row is at as-of"):
+        time_split(few, cutoff=few["as_of"].min() + timedelta(days=7))
+
+
 def test_a_panel_read_back_from_csv_or_written_by_another_tool_splits_like_the_original(panel, tmp_path):
     """as_of as ISO text (a panel CSV read back) and an outcome of text 0/1 or booleans give the same split; an
     as_of that is no timestamp, or an outcome other than 1, 0 or empty, is refused naming the rows."""
