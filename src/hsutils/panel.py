@@ -42,7 +42,6 @@ import polars as pl
 from hsutils.errors import InputError, example_rows
 from hsutils.files import check_frame_suffix, write_frame_atomic
 from hsutils.signals import (
-    ACTIVE_USER_DAYS,
     DAY_US,
     DAYS_TO_RENEWAL,
     KEYS,
@@ -61,6 +60,7 @@ HIGH_TOUCH_SHARE = 0.20
 RENEWAL_MATCH_DAYS = 45
 CORE_SIGNALS = ("core_depth", "core_depth_trend")
 ECONOMIC_BUYER_SIGNALS = ("eb_engagement", "eb_days_since_touch")
+STOPPED_EVENT_DAYS = 90  # a core event missing this long while usage goes on: renamed or no longer sent
 SIZE_BUCKETS = ((50, "1-49"), (200, "50-199"), (1000, "200-999"))
 SEGMENT_COLUMNS = ("arr_segment", "tier", "size_bucket")  # the columns a panel's rows can be grouped by
 CONTEXT_COLUMNS = (*SEGMENT_COLUMNS, "arr", "contracted_seats", "active_seats",
@@ -159,17 +159,17 @@ def _check_usage_events(snapshot: Any, chosen: list[Signal]) -> None:
 
 
 def _warn_stopped_core_events(usage: pl.DataFrame, manifest: Any) -> None:
-    """Warn about each core event that no longer occurs in the last ACTIVE_USER_DAYS before the snapshot (renamed
-    or no longer sent by the product): it still passes the check that it occurs, but core_depth misses it at the
-    recent as-of dates."""
-    created = manifest.created_at.astimezone(UTC)
+    """Warn about each core event that last occurs more than STOPPED_EVENT_DAYS before the latest usage event
+    (renamed, or no longer sent by the product, while usage goes on): it still passes the check that it occurs,
+    but core_depth misses it at the recent as-of dates."""
+    latest = usage.lazy().select(pl.col("occurred_at").max()).collect().item()
     last = (usage.lazy().filter(pl.col("event").cast(pl.String).is_in(manifest.core_events))
             .group_by(pl.col("event").cast(pl.String)).agg(pl.col("occurred_at").max()).collect())
     for event, when in last.sort("occurred_at").iter_rows():
-        if created - when > timedelta(days=ACTIVE_USER_DAYS):
+        if latest - when > timedelta(days=STOPPED_EVENT_DAYS):
             warnings.warn(
                 f"table usage_events, column event: core event {event!r} last occurs {when.date().isoformat()}, "
-                f"{(created - when).days} days before the snapshot was taken, so core_depth and core_depth_trend "
+                f"{(latest - when).days} days before the latest usage event, so core_depth and core_depth_trend "
                 "no longer count it; if the product renamed it, name the new event in manifest.json core_events",
                 UserWarning, stacklevel=4,
             )
@@ -212,12 +212,13 @@ def _warn_concurrent_terms(deals: pl.DataFrame) -> None:
     overlapping = terms.filter(earlier_end - start > timedelta(days=RENEWAL_MATCH_DAYS)).unique(
         "company_id", keep="first", maintain_order=True)
     if overlapping.height:
+        companies = "company has" if overlapping.height == 1 else "companies have"
+        examples = example_rows(overlapping.select("company_id", "deal_id", pl.col("term_start", "term_end").dt.date()))
         warnings.warn(
-            f"table deals: {overlapping.height:,} companies have two contract terms in force at the same time for "
-            f"more than {RENEWAL_MATCH_DAYS} days (e.g. "
-            f"{example_rows(overlapping.select('company_id', 'deal_id', pl.col('term_start', 'term_end').dt.date()))}); the panel "
-            "reads the latest-starting one as current, so the other's ARR, seats and renewal are not counted: record "
-            "one term per period and add-ons as expansion deals", UserWarning, stacklevel=4,
+            f"table deals: {overlapping.height:,} {companies} two contract terms in force at the same time for more "
+            f"than {RENEWAL_MATCH_DAYS} days (e.g. {examples}); the panel reads the latest-starting one as current, so "
+            "the other's ARR, seats and renewal are not counted: a renewal's term starts when the term it renews "
+            "ends, and add-ons are expansion deals", UserWarning, stacklevel=4,
         )
 
 
