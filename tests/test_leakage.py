@@ -106,6 +106,8 @@ def _features(panel: pl.DataFrame, moment: datetime) -> pl.DataFrame:
 
 @pytest.mark.parametrize("perturb", [truncate, change, add], ids=["delete", "change", "add"])
 @pytest.mark.parametrize("which", [0, 1, 2])
+@pytest.mark.filterwarnings("ignore:table usage_events, column event. core event:UserWarning")  # renamed futures
+@pytest.mark.filterwarnings("ignore:table deals. .* two contract terms:UserWarning")  # added future terms
 def test_the_future_never_changes_the_past(base, perturb, which):
     snapshot, dates, panel = base
     moment = dates[which]

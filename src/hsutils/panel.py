@@ -162,8 +162,13 @@ def _warn_stopped_core_events(usage: pl.DataFrame, manifest: Any) -> None:
     """Warn about each core event that last occurs more than STOPPED_EVENT_DAYS before the latest usage event
     (renamed, or no longer sent by the product, while usage goes on): it still passes the check that it occurs,
     but core_depth misses it at the recent as-of dates."""
-    latest = usage.lazy().select(pl.col("occurred_at").max()).collect().item()
-    last = (usage.lazy().filter(pl.col("event").cast(pl.String).is_in(manifest.core_events))
+    latest = usage["occurred_at"].max()
+    recent = usage.lazy().filter(pl.col("occurred_at") > latest - timedelta(days=STOPPED_EVENT_DAYS)).select(
+        pl.col("event").unique().cast(pl.String)).collect()["event"].to_list()
+    stopped = [e for e in manifest.core_events if e not in recent]
+    if not stopped:  # the usual case, read from the recent rows only; the rest of the table only when one stopped
+        return
+    last = (usage.lazy().filter(pl.col("event").cast(pl.String).is_in(stopped))
             .group_by(pl.col("event").cast(pl.String)).agg(pl.col("occurred_at").max()).collect())
     for event, when in last.sort("occurred_at").iter_rows():
         if latest - when > timedelta(days=STOPPED_EVENT_DAYS):
@@ -207,9 +212,11 @@ def _warn_concurrent_terms(deals: pl.DataFrame) -> None:
     start = pl.max_horizontal("term_start", "close_date")
     terms = deals.filter(
         pl.col("deal_type").is_in(["new", "renewal"]) & (pl.col("stage") == "won") & pl.col("close_date").is_not_null()
-    ).sort("company_id", start, "term_end")
-    earlier_end = pl.col("term_end").cum_max().shift(1).over("company_id")
-    overlapping = terms.filter(earlier_end - start > timedelta(days=RENEWAL_MATCH_DAYS)).unique(
+    ).select("company_id", "deal_id", "term_start", "term_end", start.alias("_start")).sort("company_id", "_start", "term_end")
+    # a company has two terms in force together exactly when some term starts before the one before it ends (the
+    # first term after any overlapping one overlaps it too): the previous row is enough, no running maximum
+    previous_end = pl.when(pl.col("company_id") == pl.col("company_id").shift(1)).then(pl.col("term_end").shift(1))
+    overlapping = terms.filter(previous_end - pl.col("_start") > timedelta(days=RENEWAL_MATCH_DAYS)).unique(
         "company_id", keep="first", maintain_order=True)
     if overlapping.height:
         companies = "company has" if overlapping.height == 1 else "companies have"
