@@ -495,3 +495,14 @@ def test_the_backtest_summary_keeps_what_the_at_risk_line_was_chosen_for(playboo
     renewals = renewal_backtest(history, panel)
     summary = backtest_summary(renewals, validation_verdict(renewals), pd.DataFrame(), both)["threshold"]
     assert (summary["target_recall"], summary["capacity_per_owner_per_week"]) == (0.8, 0.1)
+
+
+@pytest.mark.parametrize(("churned", "says"), [
+    (59, "FAIL: the score is not predictive: fewer than 50% of churned accounts dropped below 60. 33% of 3 churned "),
+    (65, "FAIL: the score is not predictive: no churned account dropped below 60. 0% of 3 churned "),
+])
+def test_a_score_that_is_not_predictive_says_how_many_churned_accounts_dropped(churned, says):
+    """'churned accounts did not drop below 60' sat before '33% of 3 churned accounts scored below 60': the FAIL
+    says what fell short (fewer than the share it takes), and 'none' only when none did."""
+    verdict = verdict_for(churned=churned, renewed=80, expanded=85)
+    assert verdict.passed is False and verdict.text.startswith(says)

@@ -1056,9 +1056,9 @@ def test_leadership_page_says_once_which_churned_renewals_the_verdict_counts():
     from hsutils.backtest import unscored_churns
 
     own = unscored_churns(10, 137, (90, 60, 30))
-    verdict = ("FAIL: the score is not predictive: churned accounts did not drop below 60. 40% of 127 churned "
-               f"accounts scored below 60 before their term ended (90 days before: 30%). {own} Recalibrate the "
-               "signals or the weights.")
+    verdict = ("FAIL: the score is not predictive: fewer than 50% of churned accounts dropped below 60. 40% of 127 "
+               f"churned accounts scored below 60 before their term ended (90 days before: 30%). {own} Recalibrate "
+               "the signals or the weights.")
     line = narrative.verdict_line(verdict, 128, 127, 10, 9, (90, 60, 30))
     assert own not in line and "The other 10" not in line and "more than the 128 above" not in line
     assert line.endswith("Recalibrate the signals or the weights. The test period lost 137 renewals: the 128 accounts "

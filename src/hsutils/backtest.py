@@ -408,7 +408,8 @@ def validation_verdict(backtest: RenewalBacktest, min_share: float = 0.5, min_ga
     if passed:
         text = f"PASS: the score predicts churn. {head}"
     elif not drop_ok:
-        text = (f"FAIL: the score is not predictive: churned accounts did not drop below {threshold:.0f}. {head} "
+        how_many = "no churned account" if dropped == 0 else f"fewer than {100 * min_share:.0f}% of churned accounts"
+        text = (f"FAIL: the score is not predictive: {how_many} dropped below {threshold:.0f}. {head} "
                 "Recalibrate the signals or the weights.")
     elif not compared:  # churned accounts only: the gap to the others cannot be measured
         details["passed"] = None
