@@ -733,7 +733,7 @@ def test_leadership_page_names_signals_in_words_not_column_names():
     page = one_account_summary("Draw the line at 55.", moves, unmeasured=["latest_nps"], usage_rows=10)
     assert ("the fitted points move most on: economic-buyer engagement -25.0; share of seats in use +16.7; "
             "integrations synced 28d +8.0.") in page
-    assert "What this snapshot lacks.** latest NPS has no values in this snapshot" in page
+    assert "What this snapshot lacks.** Latest NPS has no values in this snapshot" in page
     assert "_" not in page.replace("**", "")
     cells = table_cells(narrative.for_readers(narrative.points_change_for_readers(moves)).to_html())
     assert cells[:4] == ["economic-buyer engagement", "0.0", "25.0", "-25.0"]
@@ -1100,3 +1100,27 @@ def test_field_claim_counts_only_signals_that_earn_points_and_cautions_on_few_ch
     assert claim.startswith(f"**high-touch:** {sentence} **Too few churns to rely on this finding:** it rests on "
                             "only 6 churned accounts, and a reliable finding needs at least 30.")
     assert narrative.field_claim(sentence, 30) == f"**{sentence}**"
+
+
+def test_account_lists_never_show_a_score_or_risk_that_contradicts_the_band():
+    """An At-risk account (score below 55) scored 54.7 read '55' in the At-risk list, and an expansion candidate's
+    0.3% churn risk read '0%': the whole points shown are the points the score has reached (54.7 reads 54, as the
+    band counts it), and a risk under half a percent reads '<1%'."""
+    from hsutils import narrative
+
+    scores = pd.DataFrame({"name": ["A", "B", "C"], "arr": [3.0, 2.0, 1.0], "health_score": [54.66, 85.0, 20.2],
+                           "churn_probability": [0.0328, 0.003, 0.0], "band": ["At risk", "Healthy", "At risk"],
+                           "expansion_candidate": [False, True, False]})
+    at_risk = narrative.account_list(scores, "at_risk")
+    assert at_risk["Score"].tolist() == ["54", "20"]
+    assert at_risk["Churn risk"].tolist() == ["3%", "0%"]
+    assert narrative.account_list(scores, "expansion")[["Score", "Churn risk"]].values.tolist() == [["85", "<1%"]]
+
+
+def test_what_the_snapshot_lacks_starts_its_sentence_with_a_capital():
+    """A portal without survey responses read 'What this snapshot lacks. latest NPS has no values ...'."""
+    from hsutils import narrative
+
+    assert narrative.data_gaps(["latest_nps"], usage_rows=1000).startswith("Latest NPS has no values in this snapshot")
+    assert narrative.data_gaps(["latest_nps", "email_open_rate"], usage_rows=1000).startswith(
+        "Latest NPS, email open rate have no values")

@@ -6,6 +6,7 @@ These tables feed notebook 01 and the leadership report. They read labelled pane
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -90,11 +91,11 @@ def unmeasured_signals(panel: pl.DataFrame, signals: list[str]) -> list[str]:
 
 def unmeasured_words(unmeasured: list[str]) -> str:
     """Plain words naming the signals without any value ('' when there are none)."""
-    return _sentence(unmeasured, "has no values in this snapshot, so it is not judged.",
+    return signals_sentence(unmeasured, "has no values in this snapshot, so it is not judged.",
                      "have no values in this snapshot, so they are not judged.")
 
 
-def _sentence(signals: list[str], one: str, several: str) -> str:
+def signals_sentence(signals: Sequence[str], one: str, several: str) -> str:
     """'<signals in words> <one|several>', capitalised as a sentence ('' without signals)."""
     if not signals:
         return ""
@@ -120,7 +121,7 @@ def field_claim_sentence(verdicts: pd.DataFrame, unmeasured: list[str] | None = 
     mean_activity = activity["separation"].mean() if len(activity) else float("nan")
     confirmed = value_hits > 0 and (np.isnan(mean_activity) or mean_value > 2 * mean_activity)
     verdict = "confirms" if confirmed else "does not confirm"
-    urgency = _sentence(verdicts.loc[~earns, "signal"].tolist(),
+    urgency = signals_sentence(verdicts.loc[~earns, "signal"].tolist(),
                         "is not counted: it sets urgency rather than earning points.",
                         "are not counted: they set urgency rather than earning points.")
     return " ".join(filter(None, [

@@ -8,6 +8,7 @@ nothing is fitted or estimated here.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -31,7 +32,7 @@ from hsutils.evaluate import (
     segment_sort_key,
     signal_words,
 )
-from hsutils.explore import population_stability_index, psi_by_chance
+from hsutils.explore import population_stability_index, psi_by_chance, signals_sentence
 from hsutils.files import read_yaml_mapping
 
 PSI_NOTABLE = 0.1
@@ -54,6 +55,19 @@ def percent(value: float | None, digits: int = 0) -> str:
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return "n/a"
     return f"{100 * float(value):.{digits}f}%"
+
+
+def whole_points(score: float | None) -> str:
+    """A health score in the whole points it has reached (54.7 reads 54): the bands count a score below 55 as At
+    risk, so a rounded '55' would contradict them."""
+    return "" if score is None or pd.isna(score) else f"{math.floor(float(score)):d}"
+
+
+def small_share(value: float | None) -> str:
+    """A share in whole percent, with '<1%' for one above 0 that would round to '0%'."""
+    if value is not None and not pd.isna(value) and 0 < float(value) < 0.005:
+        return "<1%"
+    return percent(value)
 
 
 @dataclass
@@ -308,7 +322,7 @@ def account_list(scores: pd.DataFrame, which: str, limit: int = 20,
                "seat_utilisation": "Seats used", "cs_owner_id": "CS owner"}
     table = chosen.sort_values("arr", ascending=False).head(limit)
     table = table[[c for c in columns if c in table.columns]].rename(columns=columns)
-    formats = {"ARR": money, "Score": lambda v: f"{v:.0f}", "Churn risk": percent, "Seats used": percent,
+    formats = {"ARR": money, "Score": whole_points, "Churn risk": small_share, "Seats used": percent,
                "Change (30 days)": lambda v: "" if pd.isna(v) else f"{round(v):+d}",  # -0.4 reads +0, not -0
                "Days to renewal": lambda v: "" if pd.isna(v) else f"{v:.0f}",
                "CS owner": lambda v: owner_words(v, owner_names)}
@@ -448,13 +462,14 @@ def data_gaps(unmeasured: Sequence[str], usage_rows: int | None = None) -> str:
     if not unmeasured:
         return ""
     one = len(unmeasured) == 1
-    names = ", ".join(signal_words(name) for name in unmeasured)
     if usage_rows == 0:
+        names = ", ".join(signal_words(name) for name in unmeasured)
         return (f"It holds no product usage, so {names} {'has' if one else 'have'} no values: "
                 f"{'it earns' if one else 'they earn'} no points and the score rests on the other signals. Add the "
                 "product's usage export to the next pull to measure them.")
-    return (f"{names} {'has' if one else 'have'} no values in this snapshot: {'it earns' if one else 'they earn'} no "
-            "points and the score rests on the other signals.")
+    return signals_sentence(unmeasured, "has no values in this snapshot: it earns no points",
+                            "have no values in this snapshot: they earn no points") + (
+        " and the score rests on the other signals.")
 
 
 def leadership_summary(
