@@ -276,6 +276,9 @@ def test_compare_models_table_matches_direct_metrics(panel):
     assert "fewer than 10 per signal" in table.loc[1, "warning"]
     assert f"{high_train_churns} churned accounts in training" in table.loc[1, "warning"]
     assert "per signal" not in table.loc[0, "warning"]
+    # the count itself, for the leadership page's caution on points fitted on few churns
+    assert table.loc[1, "train_churned_companies"] == high_train_churns
+    assert table.loc[0, "train_churned_companies"] == churned_train["company_id"].n_unique()
 
 
 def test_compare_models_fits_segments_on_churned_accounts(panel):

@@ -67,7 +67,13 @@ def test_leadership_html_has_figures_and_no_code(report_run, small_demo):
         assert code_fragment not in body, code_fragment
     assert "Customer health: 2026Q4 recalibration" in html
     assert "At risk today" in html and "Expansion candidates" in html
-    assert "rely on" not in html  # the small demo has hundreds of churns in the test period: no caution
+    # the small demo has enough churns in the test period for the figures; only its points were fitted on fewer
+    # than 30 churned accounts, and the page says so once
+    fitted = next(r for r in json.loads((out / "2026Q4" / "comparison.json").read_text())["table"]
+                  if r["model"] == "fitted" and r["segment"] == "all")
+    assert fitted["train_churned_companies"] < 30
+    assert html.count("rely on") == 1
+    assert f"rely on this fit:</strong> it rests on only {fitted['train_churned_companies']} churned accounts" in html
     names = load_snapshot(small_demo).manifest.owner_names
     shown = {cell for cell in re.findall(r"<td[^>]*>([^<]*)</td>", html)}
     assert shown & set(names.values()) and not shown & set(names)  # the lists name the CS owners, not their ids
@@ -1124,3 +1130,29 @@ def test_what_the_snapshot_lacks_starts_its_sentence_with_a_capital():
     assert narrative.data_gaps(["latest_nps"], usage_rows=1000).startswith("Latest NPS has no values in this snapshot")
     assert narrative.data_gaps(["latest_nps", "email_open_rate"], usage_rows=1000).startswith(
         "Latest NPS, email open rate have no values")
+
+
+@pytest.mark.parametrize(("train_churned", "caution"), [
+    (13, "**Too few churns to rely on this fit:** it rests on only 13 churned accounts of the weeks before 2026-02-01, "
+         "and a reliable fit needs at least 30. Read it as a rough indication until more renewals have been decided."),
+    (1, "it rests on only 1 churned account of the weeks before 2026-02-01"),
+    (30, None),
+    (None, None),  # a comparison written before the count was kept
+])
+def test_what_changed_says_when_the_points_were_fitted_on_too_few_churns(train_churned, caution):
+    """A portal with four months of history fitted its points on 13 churned accounts and the page listed their
+    moves (core-workflow depth +28.7) without a word of caution, though the analysts' table warned."""
+    table = comparison_table(400, (0.91, 0.96))
+    if train_churned is not None:
+        table["train_churned_companies"] = train_churned
+    page = narrative.leadership_summary(
+        "2026Q4", table, "PASS.", "Draw the line at 55.",
+        pd.DataFrame({"band": ["At risk"], "arr": [1.0], "expansion_candidate": [False], "days_to_renewal": [30.0],
+                      "health_score": [40.0]}),
+        narrative.Drift(0.01, "13 weeks earlier", np.array([40.0]), np.array([41.0])),
+        narrative.points_change({"core_depth": 30.0}, {"core_depth": 25.0}, "field_preset"), None, 90, "2026-02-01")
+    changed = next(line for line in page.splitlines() if "What changed" in line)
+    if caution is None:
+        assert "rely on" not in changed
+    else:
+        assert changed.index("core-workflow depth +5.0") < changed.index(caution)

@@ -599,7 +599,8 @@ class Comparison:
     """A comparison of scorers on held-out time.
 
     table: one row per model x segment (segment "all" first) with the metrics, their 95% intervals
-    (`<metric>_low`, `<metric>_high`) and a `warning`; models: the fitted scorers by name; cutoff: the first
+    (`<metric>_low`, `<metric>_high`), the churned accounts of the training side (`train_churned_companies`) and a
+    `warning`; models: the fitted scorers by name; cutoff: the first
     test as-of; metrics: {model: {segment: score_metrics dict}} (reliability curves included).
     """
 
@@ -798,6 +799,7 @@ def compare_models(
             row: dict[str, Any] = {
                 "model": name, "segment": segment, "rows": m["rows"], "companies": m["companies"],
                 "churns": m["churns"], "churned_companies": m["churned_companies"], "churn_rate": m["churn_rate"],
+                "train_churned_companies": train_churns,
             }
             for metric in TABLE_METRICS:
                 row[metric] = m[metric]

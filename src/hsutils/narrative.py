@@ -372,6 +372,20 @@ def held_out_caution(comparison_table: pd.DataFrame, model: str = "fitted") -> s
 ROUGH_INDICATION = "as a rough indication until more renewals have been decided."
 
 
+def fit_caution(comparison_table: pd.DataFrame, cutoff: str, model: str = "fitted") -> str:
+    """The too-few-churns caution for the model's points when they were fitted on fewer than
+    MIN_TEST_CHURNS_FOR_AUC churned accounts of the weeks before `cutoff` (the comparison's
+    `train_churned_companies`, segment "all"); '' when on enough, or when the count is unknown."""
+    rows = comparison_table[(comparison_table["segment"] == "all") & (comparison_table["model"] == model)]
+    if rows.empty or "train_churned_companies" not in rows or pd.isna(rows["train_churned_companies"].iloc[0]):
+        return ""
+    churned = int(rows["train_churned_companies"].iloc[0])
+    if churned >= MIN_TEST_CHURNS_FOR_AUC:
+        return ""
+    basis = f"{churned:,} churned account{'' if churned == 1 else 's'} of the weeks before {cutoff}"
+    return too_few_churns_caution(churned, "fit", basis) + " Read it " + ROUGH_INDICATION
+
+
 def churned_accounts(churns: int) -> str:
     """'1 account that churned in the test period' / 'N accounts that churned in the test period'."""
     return f"{churns:,} account{' that' if churns == 1 else 's that'} churned in the test period"
@@ -549,16 +563,13 @@ def leadership_summary(
     if previous is not None:
         change_words = "; ".join(f"{signal_words(r.signal)} {r.change:+.1f}" for r in moved.itertuples()
                                  if abs(r.change) >= 0.5)
-        lines.append(
-            f"- **What changed since {previous.period}.** {drift.words} Largest changes of points: "
-            f"{change_words or 'none above half a point'}."
-        )
+        changed = (f"- **What changed since {previous.period}.** {drift.words} Largest changes of points: "
+                   f"{change_words or 'none above half a point'}.")
     else:
-        lines.append(
-            f"- **What changed.** This is the first recalibration report, so there is no earlier report to compare "
-            f"with. {drift.words} Against the field's hand-set weights, the fitted points move most on: "
-            + "; ".join(f"{signal_words(r.signal)} {r.change:+.1f}" for r in moved.itertuples()) + "."
-        )
+        changed = (f"- **What changed.** This is the first recalibration report, so there is no earlier report to "
+                   f"compare with. {drift.words} Against the field's hand-set weights, the fitted points move most on: "
+                   + "; ".join(f"{signal_words(r.signal)} {r.change:+.1f}" for r in moved.itertuples()) + ".")
+    lines.append(" ".join(filter(None, [changed, fit_caution(comparison_table, cutoff)])))
     lines.append(" ".join(filter(None, [
         "- **Where to draw the At-risk line.** Picked on past weeks "
         + " ".join(filter(None, [at_risk_line_aim(threshold_target_recall, threshold_capacity),
@@ -637,7 +648,8 @@ ANALYST_COLUMNS = {
     **METRIC_WORDS,
     "auc_low": "AUC 95% low", "auc_high": "AUC 95% high", "log_loss": "Log loss (lower is better)",
     "model": "Model", "rows": "Company-weeks", "companies": "Accounts", "churns": "Churned company-weeks",
-    "churned_companies": "Churned accounts", "warning": "Caution",
+    "churned_companies": "Churned accounts", "train_churned_companies": "Churned accounts in training",
+    "warning": "Caution",
     "signal": "Signal", "family": "Family", "field_view": "The field's view", "data_says": "What this data says",
     "missing_share": "Share missing",
     "term": "Term (signals standardised)", "coef": "Coefficient (log-odds per SD)", "std_err": "Standard error",
