@@ -1156,3 +1156,22 @@ def test_what_changed_says_when_the_points_were_fitted_on_too_few_churns(train_c
         assert "rely on" not in changed
     else:
         assert changed.index("core-workflow depth +5.0") < changed.index(caution)
+
+
+def test_renewal_chart_keeps_its_legend_and_line_label_off_the_boxes():
+    """On a small portal the legend (lower right) covered the whisker of the renewed accounts 30 days before, and
+    the label of the 60-point line sat on the churned box 90 days before: both now sit outside the plot."""
+    from hsutils import figures
+
+    rng = np.random.default_rng(0)
+    renewals = pd.DataFrame({"company_id": [f"c{i}" for i in range(60)],
+                             "outcome": ["churned", "renewed", "expanded"] * 20,
+                             **{f"score_{d}d": rng.uniform(1, 99, 60) for d in (90, 60, 30)}})
+    fig = figures.renewal_score_distributions(renewals, (90, 60, 30), 60)
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    plot_area = ax.get_window_extent()
+    assert not ax.get_legend().get_window_extent().overlaps(plot_area)
+    label = next(t for t in ax.texts if "line" in t.get_text())
+    assert not label.get_window_extent().overlaps(plot_area)
+    assert fig.get_window_extent().contains(*label.get_window_extent().max)  # not cut off at the right edge

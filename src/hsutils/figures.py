@@ -175,11 +175,14 @@ def renewal_score_distributions(renewals: pd.DataFrame, horizons: Sequence[int],
     sns.boxplot(data=long, x="checkpoint", y="health_score", hue="outcome", order=order, hue_order=hue_order,
                 palette=OUTCOME_COLOURS, showfliers=False, ax=ax)
     ax.axhline(threshold, color="black", ls="--", lw=1)
-    ax.text(-0.45, threshold + 1, f"{threshold:g}: the field's line", fontsize=9)
+    # the line's label and the legend sit outside the plot, where no box or whisker can fall under them
+    ax.text(1.01, threshold, f"{threshold:g}: the\nfield's line", transform=ax.get_yaxis_transform(), va="center",
+            fontsize=9)
     ax.set_ylim(0, 100)
     ax.set_xlabel("")
     ax.set_ylabel("health score (0-100)")
-    ax.legend(title="at renewal the account", loc="lower right")
+    ax.legend(title="at renewal the account", loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=len(hue_order),
+              frameon=False)
     return _finish(fig, "Scores before renewal: did churned accounts stand out in time?")
 
 
