@@ -1175,3 +1175,22 @@ def test_renewal_chart_keeps_its_legend_and_line_label_off_the_boxes():
     label = next(t for t in ax.texts if "line" in t.get_text())
     assert not label.get_window_extent().overlaps(plot_area)
     assert fig.get_window_extent().contains(*label.get_window_extent().max)  # not cut off at the right edge
+
+
+def test_rendered_pages_are_titled_by_their_first_heading(tmp_path):
+    """Every page's browser tab read 'Notebook': the title is the page's first heading, whether a Markdown cell
+    writes it (the analysts' pages) or a cell's output does (the leadership page)."""
+    from nbformat.v4 import new_markdown_cell, new_output
+
+    from hsutils.report import render_html
+
+    leadership = new_notebook(cells=[new_code_cell("x = 1"), new_code_cell("summary()", outputs=[new_output(
+        "display_data", data={"text/markdown": "# Customer health: 2026Q4 recalibration\n\n## In brief"})])])
+    analysts = new_notebook(cells=[new_markdown_cell("# 01 · Which signals predict churn?\n\nThis notebook ...")])
+    untitled = new_notebook(cells=[new_code_cell("x = 1")])
+    titles = []
+    for name, notebook in (("leadership", leadership), ("01-signal-exploration", analysts), ("03-backtest", untitled)):
+        nbformat.write(notebook, tmp_path / f"{name}.ipynb")
+        html = render_html(tmp_path / f"{name}.ipynb", tmp_path / f"{name}.html").read_text(encoding="utf-8")
+        titles.append(re.search(r"<title>(.*?)</title>", html).group(1))
+    assert titles == ["Customer health: 2026Q4 recalibration", "01 · Which signals predict churn?", "03-backtest"]

@@ -296,13 +296,31 @@ def strip_for_readers(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
     return reader_copy
 
 
+def page_title(notebook: nbformat.NotebookNode) -> str | None:
+    """The first top-level Markdown heading of a notebook ('# ...'), written by a Markdown cell or shown by a cell's
+    Markdown output; None without one."""
+    for cell in notebook.cells:
+        texts = [cell.source] if cell.cell_type == "markdown" else [
+            output.get("data", {}).get("text/markdown", "") for output in cell.get("outputs", [])]
+        for text in texts:
+            text = "".join(text) if isinstance(text, list) else text
+            heading = next((line[2:].strip() for line in text.splitlines() if line.startswith("# ")), None)
+            if heading:
+                return heading
+    return None
+
+
 def render_html(executed_notebook: Path, html_path: Path) -> Path:
-    """Render an executed notebook to HTML without input cells, prompts or stderr output."""
+    """Render an executed notebook to HTML without input cells, prompts or stderr output, titled by its first
+    heading (else by the notebook's file name)."""
     from nbconvert import HTMLExporter
 
     exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
     notebook = strip_for_readers(nbformat.read(executed_notebook, as_version=4))
-    body, _ = exporter.from_notebook_node(notebook)
+    title = page_title(notebook)
+    if title:
+        notebook.metadata["title"] = title
+    body, _ = exporter.from_notebook_node(notebook, resources={"metadata": {"name": executed_notebook.stem}})
     html_path.parent.mkdir(parents=True, exist_ok=True)
     html_path.write_text(body, encoding="utf-8")
     return html_path
