@@ -1194,3 +1194,21 @@ def test_rendered_pages_are_titled_by_their_first_heading(tmp_path):
         html = render_html(tmp_path / f"{name}.ipynb", tmp_path / f"{name}.html").read_text(encoding="utf-8")
         titles.append(re.search(r"<title>(.*?)</title>", html).group(1))
     assert titles == ["Customer health: 2026Q4 recalibration", "01 · Which signals predict churn?", "03-backtest"]
+
+
+def test_playbook_chart_does_not_borrow_the_colours_of_churn_and_renewal():
+    """The playbook's bars were red (events flagged in time, expansions too) and blue, the colours the chart above
+    them gives churned and renewed accounts: its measures now have colours of their own."""
+    from matplotlib.colors import to_hex, to_rgb
+
+    from hsutils import figures
+
+    playbook = pd.DataFrame({"condition": ["score below 55", "score 85 or more"], "action": ["escalate", "upgrade"],
+                             "precision": [0.1, 0.3], "recall": [0.8, 0.5], "events": [10, 4],
+                             "target": ["churn", "expansion"]})
+    ax = figures.playbook_bars(playbook).axes[0]
+    used = {to_hex(bar.get_facecolor()) for bar in ax.patches if bar.get_width() > 0}
+    taken = [*figures.OUTCOME_COLOURS.values(), *figures.BAND_COLOURS.values()]
+    assert len(used) == 2
+    for colour in used:  # seaborn softens a palette: near one of those colours reads as that colour
+        assert min(np.linalg.norm(np.subtract(to_rgb(colour), to_rgb(other))) for other in taken) > 0.25, colour

@@ -22,6 +22,9 @@ from hsutils.narrative import model_words, no_points_note
 FAMILY_COLOURS = {"value": "#1b7837", "activity": "#b2abd2", None: "#999999"}
 OUTCOME_COLOURS = {"churned": "#d73027", "renewed": "#4575b4", "expanded": "#1a9850"}
 BAND_COLOURS = {"At risk": "#d73027", "Neutral": "#fdae61", "Healthy": "#1a9850"}
+# the playbook's two measures in words, and colours of their own (not those of churned or renewed accounts)
+PLAYBOOK_MEASURES = {"precision": "alerts followed by the event", "recall": "events flagged in time"}
+PLAYBOOK_COLOURS = {"alerts followed by the event": "#54278f", "events flagged in time": "#9e9ac8"}
 
 
 def set_style() -> None:
@@ -211,9 +214,10 @@ def playbook_bars(playbook: pd.DataFrame) -> plt.Figure:
     labelled = playbook.assign(label=playbook["condition"] + "\n→ " + playbook["action"])
     data = labelled.melt(id_vars=["label"], value_vars=["precision", "recall"], var_name="measure", value_name="share")
     data["share"] = 100 * data["share"].astype(float)
-    data["measure"] = data["measure"].map({"precision": "alerts followed by the event", "recall": "events flagged in time"})
+    data["measure"] = data["measure"].map(PLAYBOOK_MEASURES)
     fig, ax = plt.subplots(figsize=(12, 1.0 * len(playbook) + 2.2))
-    sns.barplot(data=data, y="label", x="share", hue="measure", palette=["#4575b4", "#d73027"], ax=ax)
+    sns.barplot(data=data, y="label", x="share", hue="measure", hue_order=list(PLAYBOOK_COLOURS),
+                palette=PLAYBOOK_COLOURS, ax=ax)
     ax.set_xlabel("share (%)")
     ax.set_ylabel("")
     ax.set_xlim(0, 100)
