@@ -1212,3 +1212,17 @@ def test_playbook_chart_does_not_borrow_the_colours_of_churn_and_renewal():
     assert len(used) == 2
     for colour in used:  # seaborn softens a palette: near one of those colours reads as that colour
         assert min(np.linalg.norm(np.subtract(to_rgb(colour), to_rgb(other))) for other in taken) > 0.25, colour
+
+
+def test_playbook_chart_writes_each_share_so_a_rule_that_caught_nothing_is_not_an_empty_row():
+    """On a portal with two churns to judge, the account executives' rule caught neither: its row stood empty, as
+    if there were no data. Each bar now carries its share ('0%'), and a rule without events stays blank."""
+    from hsutils import figures
+
+    playbook = pd.DataFrame({"condition": ["score below 55", "high-touch, below 60", "score 85 or more"],
+                             "action": ["escalate", "task", "upgrade"], "precision": [0.271, 0.0, None],
+                             "recall": [0.5, 0.0, None], "events": [2, 2, 0],
+                             "target": ["churn", "churn", "expansion"]})
+    texts = [t.get_text() for t in figures.playbook_bars(playbook).axes[0].texts]
+    assert sorted(t for t in texts if t.endswith("%")) == ["0%", "0%", "27%", "50%"]
+    assert not [t for t in texts if "nan" in t.lower()]

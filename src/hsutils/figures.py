@@ -210,7 +210,7 @@ def threshold_tradeoff(table: pd.DataFrame, chosen: float | None, owner: str = "
 
 
 def playbook_bars(playbook: pd.DataFrame) -> plt.Figure:
-    """Precision and recall of each playbook rule."""
+    """Precision and recall of each playbook rule, each share written at its bar's end."""
     labelled = playbook.assign(label=playbook["condition"] + "\n→ " + playbook["action"])
     data = labelled.melt(id_vars=["label"], value_vars=["precision", "recall"], var_name="measure", value_name="share")
     data["share"] = 100 * data["share"].astype(float)
@@ -218,9 +218,13 @@ def playbook_bars(playbook: pd.DataFrame) -> plt.Figure:
     fig, ax = plt.subplots(figsize=(12, 1.0 * len(playbook) + 2.2))
     sns.barplot(data=data, y="label", x="share", hue="measure", hue_order=list(PLAYBOOK_COLOURS),
                 palette=PLAYBOOK_COLOURS, ax=ax)
+    for bars in ax.containers:  # each share written at its bar's end: a rule that caught nothing reads 0%
+        ax.bar_label(bars, labels=["" if np.isnan(v) else f"{v:.0f}%" for v in bars.datavalues], padding=3,
+                     fontsize=9)
     ax.set_xlabel("share (%)")
     ax.set_ylabel("")
-    ax.set_xlim(0, 100)
+    ax.set_xlim(0, 108)  # room for the label of a 100% bar
+    ax.set_xticks(range(0, 101, 20))
     ax.tick_params(axis="y", labelsize=9)
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2, frameon=False)
     events = playbook["events"].fillna(0).astype(float) if "events" in playbook.columns else None
