@@ -8,6 +8,7 @@ import math
 import random
 import shutil
 import sys
+import warnings
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -25,6 +26,7 @@ from hsutils.hubspot.push import push, rollback
 from hsutils.hubspot.sandbox import (
     ASSOCIATION_TYPES,
     Faults,
+    Portal,
     Sandbox,
     seed_portal,
     write_synthetic_model,
@@ -968,13 +970,25 @@ def test_a_stock_portal_without_contract_term_or_seat_properties_is_pulled_with_
     portal.objects["deals"][undated]["properties"]["closedate"] = ""
     result = pull_from(portal, config, usage, tmp_path)
 
-    assert result.warnings[:3] == STOCK_DEAL_WARNINGS
+    assert result.warnings[1:3] == STOCK_DEAL_WARNINGS[1:]
     assert not any("not in the portal" in w for w in result.warnings)
     assert result.skipped == {"deals without a usable term_start": 1}
-    assert all(w in result.summary() for w in STOCK_DEAL_WARNINGS)
+    assert all(w in result.summary() for w in result.warnings[:3])
     pulled = load_snapshot(tmp_path / "pulled")
-    starts = deals.filter(pl.col("deal_id") != undated).with_columns(
-        pl.coalesce("close_date", "term_start").alias("term_start"))
+    closed = pl.coalesce("close_date", "term_start")
+    # the demo's renewals close days before the term they renew ends: those start at its end, the rest at their close
+    shifted = pulled["deals"].join(deals.select("deal_id", closed.alias("closed")), on="deal_id").filter(
+        pl.col("term_start") != pl.col("closed"))
+    assert result.warnings[0] == STOCK_DEAL_WARNINGS[0].replace("close date;", f"close date, but {shifted.height} "
+                                                                "renewal(s) closed before the term they renew ended "
+                                                                "start at that term's end;")
+    assert shifted.height > 0 and shifted.filter(pl.col("deal_type") != "renewal").is_empty()
+    assert (shifted["term_start"] > shifted["close_date"]).all()
+    renewed_ends = pulled["deals"].filter(pl.col("stage") == "won").select("company_id", term_start="term_end")
+    assert shifted.join(renewed_ends, on=["company_id", "term_start"], how="semi").height == shifted.height
+    starts = deals.filter(pl.col("deal_id") != undated).with_columns(closed.alias("term_start")).join(
+        shifted.select("deal_id", shifted_start="term_start"), on="deal_id", how="left").with_columns(
+        pl.coalesce("shifted_start", "term_start").alias("term_start")).drop("shifted_start")
     wanted = starts.with_columns(pl.col("term_start").dt.offset_by("12mo").alias("term_end"), pl.lit(0).alias("seats"))
     assert canonical(pulled["deals"], "deals").equals(canonical(wanted, "deals"))
     assert pulled["deals"]["term_end"].dt.month().equals(pulled["deals"]["term_start"].dt.month())
@@ -1518,6 +1532,92 @@ def test_cli_pull_without_config_of_a_stock_portal_exits_0_and_a_config_naming_t
     assert deals["term_start"].to_list() == [datetime(2025, 12, 1, tzinfo=UTC)] * 4
     assert deals["term_end"].to_list() == [datetime(2026, 12, 1, tzinfo=UTC)] * 4
     assert deals["seats"].to_list() == [0] * 4
+
+
+def stock_portal(tables: dict[str, pl.DataFrame], config) -> Portal:
+    """A portal seeded with `tables` holding only HubSpot's default deal properties (no contract term or seats)."""
+    portal = seed_portal(tables, config)
+    for name in ("contract_start_date", "contract_end_date", "seat_count"):
+        portal.properties["deals"].pop(name)
+        for record in portal.objects["deals"].values():
+            record["properties"].pop(name, None)
+    return portal
+
+
+def test_a_renewal_closed_before_the_term_it_renews_ended_starts_at_its_end_on_a_stock_portal(config, tmp_path):
+    """On a portal without contract term properties a deal's term starts at its close date, but a renewal usually
+    closes weeks before the term it renews ends: 10000's renewal is lost 60 days early, 10001's won 70 days early
+    and renewed again a year later, 10002's won 10 days after the term ended. A renewal closed within the term in
+    force starts at that term's end (chained: the second renewal starts where the first one's shifted term ends),
+    so the panel matches the lost one (outcome_churned 1 on the weeks whose horizon holds the term's end, not null)
+    and reads no two terms of 10001 side by side; one closed after the term ended keeps its close date."""
+    from hsutils.panel import build_panel
+
+    tables = companies_only(3)
+    day = lambda y, m, d: datetime(y, m, d, tzinfo=UTC)  # noqa: E731
+    rows = [("110000", "10000", "new", "won", day(2024, 1, 1)), ("210000", "10000", "renewal", "lost", day(2024, 11, 2)),
+            ("110001", "10001", "new", "won", day(2024, 1, 1)), ("210001", "10001", "renewal", "won", day(2024, 10, 23)),
+            ("310001", "10001", "renewal", "won", day(2025, 10, 20)),
+            ("110002", "10002", "new", "won", day(2024, 1, 1)), ("210002", "10002", "renewal", "won", day(2025, 1, 11))]
+    tables["deals"] = pl.DataFrame(
+        [{"deal_id": deal_id, "company_id": cid, "deal_type": deal_type, "stage": stage, "term_start": close,
+          "term_end": close + timedelta(days=365), "close_date": close, "arr": 12_000.0, "seats": 10}
+         for deal_id, cid, deal_type, stage, close in rows], schema=TABLES["deals"].polars_schema)
+    result = pull_from(stock_portal(tables, config), config, usage_file(tables, tmp_path), tmp_path)
+
+    assert result.warnings[0] == (
+        "deals: the portal has no contract_start_date property: a deal's term starts at its close date, but 3 "
+        "renewal(s) closed before the term they renew ended start at that term's end; name the term start property in --config "
+        "(deals.properties.term_start)")
+    pulled = load_snapshot(tmp_path / "pulled")
+    terms = {r["deal_id"]: (r["term_start"].date().isoformat(), r["term_end"].date().isoformat())
+             for r in pulled["deals"].iter_rows(named=True)}
+    assert terms == {"110000": ("2024-01-01", "2025-01-01"), "210000": ("2025-01-01", "2026-01-01"),
+                     "110001": ("2024-01-01", "2025-01-01"), "210001": ("2025-01-01", "2026-01-01"),
+                     "310001": ("2026-01-01", "2027-01-01"),
+                     "110002": ("2024-01-01", "2025-01-01"), "210002": ("2025-01-11", "2026-01-11")}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        panel = build_panel(pulled, signals=["days_to_renewal"])
+    assert not [str(w.message) for w in caught if "two contract terms" in str(w.message)]
+    lost = panel.filter((pl.col("company_id") == "10000") & (pl.col("as_of") > datetime(2024, 10, 3, tzinfo=UTC)))
+    assert lost.height > 0 and lost["outcome_churned"].to_list() == [1] * lost.height
+    renewed = panel.filter(pl.col("company_id") == "10001").sort("as_of")
+    assert renewed["term_end"].is_sorted() and renewed["term_end"].n_unique() == 3
+    assert renewed.filter(pl.col("outcome_churned").is_not_null())["outcome_churned"].unique().to_list() == [0]
+
+
+
+def test_only_decided_renewals_with_a_filled_term_start_move_to_the_end_of_the_term_in_force_at_their_close():
+    """Company a: a chain of renewals closed early (the second renews the first one's moved term). Company b: a
+    renewal whose real term end lies before the end it would move to, an open renewal, and one closed after the term
+    ended all keep their terms. Company c: of two won terms in force at the close, the renewal starts at the end of
+    the latest-ending one, and a renewal with a real term start is never moved."""
+    from hsutils.hubspot.pull import empty_deal_values_warning, start_renewals_at_renewed_term_end
+
+    day = lambda y, m, d: datetime(y, m, d, tzinfo=UTC)  # noqa: E731
+    rows = [{"deal_id": deal_id, "company_id": deal_id[0], "deal_type": deal_type, "stage": stage, "term_start": start,
+             "term_end": end, "close_date": close} for deal_id, deal_type, stage, start, end, close in [
+        ("a1", "new", "won", day(2024, 1, 1), day(2025, 1, 1), day(2023, 12, 1)),
+        ("a2", "renewal", "won", day(2024, 11, 1), day(2025, 11, 1), day(2024, 11, 1)),
+        ("a3", "renewal", "won", day(2025, 11, 3), day(2026, 11, 3), day(2025, 11, 3)),
+        ("b1", "new", "won", day(2024, 1, 1), day(2025, 1, 1), day(2024, 1, 1)),
+        ("b2", "renewal", "lost", day(2024, 12, 1), day(2024, 12, 31), day(2024, 12, 1)),
+        ("b3", "renewal", "open", day(2024, 12, 1), day(2025, 12, 1), None),
+        ("b4", "renewal", "won", day(2025, 1, 10), day(2026, 1, 10), day(2025, 1, 10)),
+        ("c1", "new", "won", day(2024, 1, 1), day(2025, 1, 1), day(2024, 1, 1)),
+        ("c2", "renewal", "won", day(2024, 6, 1), day(2025, 6, 1), day(2024, 3, 1)),
+        ("c3", "renewal", "lost", day(2024, 11, 1), day(2025, 11, 1), day(2024, 11, 1))]]
+    start_filled = {"a1", "a2", "a3", "b1", "b2", "b3", "b4", "c3"}
+    before = {r["deal_id"]: (r["term_start"], r["term_end"]) for r in rows}
+    assert start_renewals_at_renewed_term_end(rows, start_filled, start_filled - {"b2"}, 12) == 3
+    moved = {r["deal_id"]: (r["term_start"], r["term_end"]) for r in rows if before[r["deal_id"]] != (
+        r["term_start"], r["term_end"])}
+    assert moved == {"a2": (day(2025, 1, 1), day(2026, 1, 1)), "a3": (day(2026, 1, 1), day(2027, 1, 1)),
+                     "c3": (day(2025, 6, 1), day(2026, 6, 1))}
+    tmap = load_config().table("deals")
+    assert "contract_start_date on 4: a deal's term starts at its close date, but 3 renewal(s) closed before the " \
+           "term they renew ended start at that term's end)" in empty_deal_values_warning(Counter(term_start=4), 4, tmap, 12, 3)
 
 
 def test_a_refused_pull_leaves_an_interrupted_runs_checkpoint_as_it_was(snapshot, config, usage, tmp_path):

@@ -743,11 +743,7 @@ def check_needed_properties(config: PortalConfig, reader: Reader) -> dict[str, s
             fallback = table == "deals" and column in DEAL_FALLBACKS
             if fallback and (not prop or (prop not in available and not config.set_by_user(table, "properties",
                                                                                           column))):
-                what = f"the portal has no {prop} property" if prop else f"the config names no {column} property"
-                fallbacks[column] = (f"deals: {what}: "
-                                     + DEAL_FALLBACKS[column].format(months=config.term_months)
-                                     + f"; name the {column.replace('_', ' ')} property in --config "
-                                       f"(deals.properties.{column})")
+                fallbacks[column] = missing_deal_property_warning(column, prop, config.term_months)
             elif prop and prop not in available:
                 raise InputError(f"portal config ({config.source}): {_section(table, tmap.object_type)}.properties."
                                  f"{column} names {prop}, "
@@ -755,6 +751,23 @@ def check_needed_properties(config: PortalConfig, reader: Reader) -> dict[str, s
                                  f"row can be kept without {column}: name the portal's property in the config"
                                  + (" (or null, to pull without it)" if fallback else ""))
     return fallbacks
+
+
+def deal_fallback(column: str, term_months: int, shifted: int = 0) -> str:
+    """What the pull fills a deal column of DEAL_FALLBACKS with; for term_start, with how many renewals (`shifted`)
+    start at the end of the term they renew instead (see start_renewals_at_renewed_term_end)."""
+    text = DEAL_FALLBACKS[column].format(months=term_months)
+    if column == "term_start" and shifted:
+        text += f", but {shifted:,} renewal(s) closed before the term they renew ended start at that term's end"
+    return text
+
+
+def missing_deal_property_warning(column: str, prop: str | None, term_months: int, shifted: int = 0) -> str:
+    """One line for a deal column of DEAL_FALLBACKS whose property `prop` the portal lacks (or the config names
+    none): what the pull fills it with, and where to name the portal's own property."""
+    what = f"the portal has no {prop} property" if prop else f"the config names no {column} property"
+    return (f"deals: {what}: {deal_fallback(column, term_months, shifted)}; name the {column.replace('_', ' ')} "
+            f"property in --config (deals.properties.{column})")
 
 
 def deal_columns_filled_when_empty(config: PortalConfig, fallbacks: dict[str, str]) -> list[str]:
@@ -766,10 +779,11 @@ def deal_columns_filled_when_empty(config: PortalConfig, fallbacks: dict[str, st
             if c not in fallbacks and tmap.properties.get(c) and not config.set_by_user("deals", "properties", c)]
 
 
-def empty_deal_values_warning(emptied: Counter, deals: int, tmap: TableMap, term_months: int) -> str:
+def empty_deal_values_warning(emptied: Counter, deals: int, tmap: TableMap, term_months: int, shifted: int = 0) -> str:
     """One warning line for the deals whose default-named term or seat property was empty (see
-    deal_columns_filled_when_empty): how many, which properties on how many, and what filled them."""
-    each = "; ".join(f"{tmap.properties[c]} on {n:,}: " + DEAL_FALLBACKS[c].format(months=term_months)
+    deal_columns_filled_when_empty): how many, which properties on how many, and what filled them (`shifted`: the
+    renewals among them starting at the end of the term they renew)."""
+    each = "; ".join(f"{tmap.properties[c]} on {n:,}: " + deal_fallback(c, term_months, shifted)
                      for c in DEAL_FALLBACKS if (n := emptied[c]))
     return (f"deals: {deals:,} deal(s) have a contract term or seat property empty, filled as on a portal without "
             f"it ({each}); fill them in HubSpot (or name the portal's own properties in --config)")
@@ -935,13 +949,48 @@ def carried_arr_warning(carried: Counter, prop: str | None) -> str:
 def fill_deal_fallbacks(row: dict[str, Any], columns: Collection[str], term_months: int) -> None:
     """Fill a deal row's `columns` the portal has no property for (see check_needed_properties), or no value in:
     the term starts at the close date and ends `term_months` later, seats are 0 (not recorded). A deal without a
-    close date keeps no term, so it is left out and counted like any deal without one."""
+    close date keeps no term, so it is left out and counted like any deal without one. A renewal closed before the
+    term it renews ended is moved to that term's end afterwards (start_renewals_at_renewed_term_end)."""
     if "term_start" in columns:
         row["term_start"] = row.get("close_date")
     if "term_end" in columns:
         row["term_end"] = add_months(row["term_start"], term_months) if row.get("term_start") else None
     if "seats" in columns:
         row["seats"] = 0
+
+
+def start_renewals_at_renewed_term_end(rows: list[dict[str, Any]], start_filled: Collection[str],
+                                       end_filled: Collection[str], term_months: int) -> int:
+    """Start the term of a decided renewal whose term start was filled from its close date (deal ids in
+    `start_filled`) at the end of the term it renews, when it closed before that term ended: renewals usually close
+    weeks early, and a term starting at the close date would overlap the renewed one and lie too far from its end
+    for the panel to match the renewal to it (RENEWAL_MATCH_DAYS). The term it renews is the company's won new or
+    renewal deal in force at its close (term_start <= close < term_end; the latest-ending one of several). Its term
+    end, when filled too (`end_filled`), is `term_months` after the new start; a real term end not after it keeps
+    the deal as it is. Each company's deals are taken in close-date order, so a renewal of a shifted renewal
+    starts where that one's term ends. Open deals are left as they are. Returns how many renewals were shifted."""
+    decided: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        if row.get("company_id") is not None and row.get("close_date") is not None and row["stage"] != "open":
+            decided[row["company_id"]].append(row)
+    shifted = 0
+    for deals in decided.values():
+        deals.sort(key=lambda r: (r["close_date"], id_order(r["deal_id"])))
+        terms = [t for t in deals if t["deal_type"] in ("new", "renewal") and t["stage"] == "won"
+                 and t.get("term_start") is not None and t.get("term_end") is not None]
+        for row in deals:
+            if row["deal_type"] != "renewal" or row["deal_id"] not in start_filled:
+                continue
+            close = row["close_date"]
+            in_force = [t for t in terms if t is not row and t["term_start"] <= close < t["term_end"]]
+            if not in_force:
+                continue
+            start = max(t["term_end"] for t in in_force)
+            end = add_months(start, term_months) if row["deal_id"] in end_filled else row.get("term_end")
+            if end is not None and end > start:
+                row["term_start"], row["term_end"] = start, end
+                shifted += 1
+    return shifted
 
 
 def add_months(moment: datetime, months: int) -> datetime:
@@ -1137,6 +1186,7 @@ def pull(out: str | Path, host: str = DEFAULT_HOST, token: str | None = None,
     tmap = replace(tmap, properties={**tmap.properties, "arr": arr_property}) if arr_property else tmap
     links = reader.associations("deals", "companies", [r["id"] for r, _ in kept])
     deals, emptied, with_empty, without_arr = [], Counter(), 0, set()
+    filled: dict[str, set[str]] = {"term_start": set(), "term_end": set()}  # deal ids whose term the pull filled
     for rec, (deal_type, stage) in kept:
         p = rec["properties"]
         chosen, guessed = pick_link(links.get(rec["id"], []), "deals", [company_ids])
@@ -1149,13 +1199,20 @@ def pull(out: str | Path, host: str = DEFAULT_HOST, token: str | None = None,
         emptied.update(empty)
         with_empty += bool(empty)
         fill_deal_fallbacks(row, [*deal_fallbacks, *empty], config.term_months)
+        for column, ids in filled.items():
+            if column in deal_fallbacks or column in empty:
+                ids.add(rec["id"])
         if stage == "open":
             row["close_date"] = None
         if row.get("arr") is None and is_empty(p.get(tmap.properties.get("arr"))):
             without_arr.add(rec["id"])  # empty, not unreadable
         deals.append(row)
+    shifted = start_renewals_at_renewed_term_end(deals, filled["term_start"], filled["term_end"], config.term_months)
+    if shifted and "term_start" in deal_fallbacks:
+        warnings[warnings.index(deal_fallbacks["term_start"])] = missing_deal_property_warning(
+            "term_start", tmap.properties.get("term_start"), config.term_months, shifted)
     if emptied:
-        warnings.append(empty_deal_values_warning(emptied, with_empty, tmap, config.term_months))
+        warnings.append(empty_deal_values_warning(emptied, with_empty, tmap, config.term_months, shifted))
     carried = carry_renewed_term_arr(deals, without_arr)
     if carried:
         warnings.append(carried_arr_warning(carried, tmap.properties.get("arr")))
