@@ -7,6 +7,7 @@ inline backend shows it once at the end of the cell.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -175,8 +176,10 @@ def renewal_score_distributions(renewals: pd.DataFrame, horizons: Sequence[int],
     order = [f"{d} days before renewal" for d in sorted(horizons, reverse=True)]
     hue_order = [o for o in ("churned", "renewed", "expanded") if o in set(long["outcome"])]
     fig, ax = plt.subplots(figsize=(11, 5.5))
-    sns.boxplot(data=long, x="checkpoint", y="health_score", hue="outcome", order=order, hue_order=hue_order,
-                palette=OUTCOME_COLOURS, showfliers=False, ax=ax)
+    with warnings.catch_warnings():  # seaborn still passes Matplotlib's deprecated `vert` (3.11); not ours to fix
+        warnings.filterwarnings("ignore", message="vert: bool was deprecated", category=DeprecationWarning)
+        sns.boxplot(data=long, x="checkpoint", y="health_score", hue="outcome", order=order, hue_order=hue_order,
+                    palette=OUTCOME_COLOURS, showfliers=False, ax=ax)
     ax.axhline(threshold, color="black", ls="--", lw=1)
     # the line's label and the legend sit outside the plot, where no box or whisker can fall under them
     ax.text(1.01, threshold, f"{threshold:g}: the\nfield's line", transform=ax.get_yaxis_transform(), va="center",
