@@ -271,22 +271,22 @@ def time_split(
             f"no churn anywhere: none of the {labelled_rows.height} labelled rows (panel as-of {iso(span[0])} to "
             f"{iso(span[1])}) churned; a health score needs churned renewals to learn from and to be judged on"
         )
-    churn_weeks = labelled_rows.filter(pl.col(OUTCOME) == 1).select(
-        pl.col("as_of").min().alias("first"), pl.col("as_of").max().alias("last")).row(0)
+    if train_churns and test_churns:
+        return train, test, cut
+    # the weeks with churn, to say which cutoffs leave churn on both sides
+    first, last = (parse_when(when) for when in labelled_rows.filter(pl.col(OUTCOME) == 1).select(
+        pl.col("as_of").min().alias("first"), pl.col("as_of").max().alias("last")).row(0))
     if train_churns == 0:
-        latest = parse_when(churn_weeks[0]) + timedelta(days=horizon_days)
+        latest = first + timedelta(days=horizon_days)
         raise InputError(
             f"time split: no churn among {train.height} training rows ({where}); the first churned row is at as-of "
-            f"{iso(churn_weeks[0])}, so choose a cutoff on or after {latest.date().isoformat()} (and on or before "
-            f"{parse_when(churn_weeks[1]).date().isoformat()}, the last) or a longer history"
+            f"{iso(first)}, so choose a cutoff on or after {latest.date().isoformat()} (and on or before "
+            f"{last.date().isoformat()}, the last) or a longer history"
         )
-    if test_churns == 0:
-        raise InputError(
-            f"time split: no churn among {test.filter(labelled).height} labelled test rows ({where}); the last "
-            f"churned row is at as-of {iso(churn_weeks[1])}, so choose a cutoff on or before "
-            f"{parse_when(churn_weeks[1]).date().isoformat()}"
-        )
-    return train, test, cut
+    raise InputError(
+        f"time split: no churn among {test.filter(labelled).height} labelled test rows ({where}); the last "
+        f"churned row is at as-of {iso(last)}, so choose a cutoff on or before {last.date().isoformat()}"
+    )
 
 
 # --------------------------------------------------------------------------------------------------------------
