@@ -61,6 +61,9 @@ RENEWAL_MATCH_DAYS = 45
 CORE_SIGNALS = ("core_depth", "core_depth_trend")
 ECONOMIC_BUYER_SIGNALS = ("eb_engagement", "eb_days_since_touch")
 STOPPED_EVENT_DAYS = 90  # a core event missing this long while usage goes on: renamed or no longer sent
+# a contract term: a won new or renewal deal, known from its close date and in force from the later of that and its start
+WON_TERM = pl.col("deal_type").is_in(["new", "renewal"]) & (pl.col("stage") == "won") & pl.col("close_date").is_not_null()
+IN_FORCE_FROM = pl.max_horizontal("term_start", "close_date")
 SIZE_BUCKETS = ((50, "1-49"), (200, "50-199"), (1000, "200-999"))
 SEGMENT_COLUMNS = ("arr_segment", "tier", "size_bucket")  # the columns a panel's rows can be grouped by
 CONTEXT_COLUMNS = (*SEGMENT_COLUMNS, "arr", "contracted_seats", "active_seats",
@@ -93,14 +96,10 @@ def to_utc(value: Any) -> datetime:
 
 def first_customer_moment(snapshot: Any) -> datetime | None:
     """The earliest moment any contract term was in force and known (None without won new/renewal deals)."""
-    deals = snapshot["deals"]
-    terms = deals.filter(
-        pl.col("deal_type").is_in(["new", "renewal"]) & (pl.col("stage") == "won") & pl.col("close_date").is_not_null()
-        & (pl.col("term_end") > pl.max_horizontal("term_start", "close_date"))
-    )
+    terms = snapshot["deals"].filter(WON_TERM & (pl.col("term_end") > IN_FORCE_FROM))
     if terms.height == 0:
         return None
-    return terms.select(pl.max_horizontal("term_start", "close_date").min()).item()
+    return terms.select(IN_FORCE_FROM.min()).item()
 
 
 def default_as_of_dates(snapshot: Any) -> list[datetime]:
@@ -209,10 +208,8 @@ def _warn_concurrent_terms(deals: pl.DataFrame) -> None:
     """Warn about companies with two contract terms (won new/renewal deals) in force at the same time for longer
     than RENEWAL_MATCH_DAYS: the panel reads the latest-starting one as current, the other's ARR, seats and
     renewal are not counted."""
-    start = pl.max_horizontal("term_start", "close_date")
-    terms = deals.filter(
-        pl.col("deal_type").is_in(["new", "renewal"]) & (pl.col("stage") == "won") & pl.col("close_date").is_not_null()
-    ).select("company_id", "deal_id", "term_start", "term_end", start.alias("_start")).sort("company_id", "_start", "term_end")
+    terms = deals.filter(WON_TERM).select("company_id", "deal_id", "term_start", "term_end", IN_FORCE_FROM.alias("_start")
+                                          ).sort("company_id", "_start", "term_end")
     # a company has two terms in force together exactly when some term starts before the one before it ends (the
     # first term after any overlapping one overlaps it too): the previous row is enough, no running maximum
     previous_end = pl.when(pl.col("company_id") == pl.col("company_id").shift(1)).then(pl.col("term_end").shift(1))
