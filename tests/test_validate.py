@@ -301,6 +301,16 @@ CORRUPTIONS: dict[str, Corruption] = {
         with_csv_text("tickets", replace_field(2, 3, "0000-00-00T00:00:00Z")),
         ("table tickets", "column created_at", "1 value(s) 0000-00-00", "zero date", "unset", "line=3"),
     ),
+    "epoch date in a required time column": Corruption(
+        with_csv_text("deals", replace_field(1, 4, "1970-01-01")),
+        ("table deals", "column term_start", "1 value(s) 1970-01-01", "unset", "line=2"),
+    ),
+    "epoch datetime in a required time column of a parquet file": Corruption(
+        with_tables(lambda tables: tables.update(tickets=tables["tickets"].with_columns(
+            pl.when(pl.col("ticket_id") == "t2").then(datetime(1970, 1, 1, tzinfo=UTC))
+            .otherwise(pl.col("created_at")).alias("created_at")))),
+        ("table tickets", "column created_at", "1 value(s) 1970-01-01", "unset", "row=2"),
+    ),
     "amount behind a formula guard still unreadable": Corruption(
         with_csv_text("deals", replace_field(3, 7, "'-90k")), ("table deals", "column arr", "arr=\"'-90k\"", "line=4")
     ),
@@ -1443,6 +1453,73 @@ def test_zero_dates_in_an_optional_time_column_are_empty_with_a_warning(tmp_path
     assert re.search(r"table tickets, column closed_at: 2 value\(s\) 0000-00-00 read as empty.*line=3", messages[1])
     assert snapshot["tickets"]["closed_at"].to_list() == [ts("2025-05-03T10:00:00"), None, None]
     assert snapshot["deals"]["close_date"].to_list()[-1] is None
+
+
+def test_epoch_dates_in_an_optional_time_column_are_empty_with_one_warning_per_column(tmp_path: Path) -> None:
+    """Integrations write the Unix epoch for a time never set: the date 1970-01-01 alone, 1970-01-01T00:00:00Z, or 0.
+    Each is empty in closed_at (and an open deal's close_date), counted in one warning per table and column."""
+    write_tiny_snapshot(tmp_path / "s", fmt="csv")
+    edit_csv_text(tmp_path / "s", "tickets", replace_column(4, ["2025-05-03T10:00:00Z", "1970-01-01T00:00:00Z", "0"]))
+    edit_csv_text(tmp_path / "s", "deals", replace_field(4, 6, "1970-01-01"))
+
+    with pytest.warns(UserWarning) as caught:
+        snapshot = load_snapshot(tmp_path / "s")
+
+    messages = sorted(str(w.message) for w in caught)
+    assert len(messages) == 2, messages
+    assert re.search(r"table deals, column close_date: 1 value\(s\) 1970-01-01 read as empty.*unset.*line=5", messages[0])
+    assert re.search(r"table tickets, column closed_at: 2 value\(s\) 0 or 1970-01-01 read as empty.*line=3", messages[1])
+    assert snapshot["tickets"]["closed_at"].to_list() == [ts("2025-05-03T10:00:00"), None, None]
+    assert snapshot["deals"]["close_date"].to_list()[-1] is None
+
+
+@pytest.mark.parametrize("stored", [pl.Datetime("ms"), pl.Datetime("us", "UTC"), pl.Datetime("ns", "Europe/Berlin"),
+                                    pl.Date()], ids=str)
+def test_epoch_times_stored_in_parquet_are_empty_with_a_warning(stored: pl.DataType, tmp_path: Path) -> None:
+    """A parquet file stores the placeholder as a datetime (or date) at the epoch: read as empty, with the warning."""
+    write_tiny_snapshot(tmp_path / "s")
+    path = tmp_path / "s" / "tickets.parquet"
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    tickets = pl.read_parquet(path).with_columns(
+        pl.when(pl.col("ticket_id") != "t1").then(epoch).otherwise(pl.col("closed_at")).alias("closed_at")
+    )
+    closed = tickets["closed_at"]
+    if isinstance(stored, pl.Datetime):
+        closed = closed.dt.convert_time_zone(stored.time_zone) if stored.time_zone else closed.dt.replace_time_zone(None)
+    tickets.with_columns(closed.cast(stored)).write_parquet(path)
+
+    with pytest.warns(UserWarning, match=r"table tickets, column closed_at: 2 value\(s\) 1970-01-01 read as empty.*row=2"):
+        snapshot = load_snapshot(tmp_path / "s")
+
+    assert snapshot["tickets"]["closed_at"].to_list()[1:] == [None, None]
+    assert snapshot["tickets"]["closed_at"][0] is not None
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+def test_a_term_at_the_epoch_is_refused_not_read_as_a_customer_since_1970(fmt: str, tmp_path: Path) -> None:
+    """A won deal whose term_start and close_date are the epoch placeholder made the panel's weekly as-of dates start
+    in 1970; its term_start is now refused in one line naming the column, and the placeholder in an open deal's
+    close_date leaves the first customer moment at the first real term."""
+    from hsutils.panel import default_as_of_dates, first_customer_moment
+
+    tables = build_tables()
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    placeholder = pl.when(pl.col("deal_id") == "7001").then(epoch)
+    tables["deals"] = tables["deals"].with_columns(
+        placeholder.otherwise(pl.col(c)).alias(c) for c in ("term_start", "close_date"))
+    write_tiny_snapshot(tmp_path / "refused", fmt=fmt, tables=tables)
+
+    with pytest.raises(InputError, match=r"^table deals, column term_start: 1 value\(s\) 1970-01-01, a placeholder for unset"):
+        load_snapshot(tmp_path / "refused")
+
+    tables = build_tables()
+    tables["deals"] = tables["deals"].with_columns(
+        pl.when(pl.col("stage") == "open").then(epoch).otherwise(pl.col("close_date")).alias("close_date"))
+    write_tiny_snapshot(tmp_path / "loaded", fmt=fmt, tables=tables)
+    with pytest.warns(UserWarning, match="column close_date: 1 value"):
+        snapshot = load_snapshot(tmp_path / "loaded")
+    assert first_customer_moment(snapshot) == ts("2023-01-15")
+    assert default_as_of_dates(snapshot)[0].year == 2023
 
 
 PORTAL_TIMES = {  # tickets.created_at and closed_at as a portal in Berlin exports them (naive), and in UTC

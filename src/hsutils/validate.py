@@ -26,11 +26,12 @@ A snapshot table goes through four steps on every load:
    `(USD 1,200)`, `−1,200` or `1,200-` negative, `-` zero; see `_formatted_numbers`); N/A, #N/A, null, None are
    empty in number, date and yes/no columns, and so is a dash in optional id, enum, date and text columns
    (`PLACEHOLDER_WORDS`); the apostrophe exports write before a value starting with - + = @ ('-24000, '=Acme) and
-   Excel's text formula ="00123" are not part of the value (`_without_formula_guards`); an epoch time 0 or a zero
-   date 0000-00-00 (also with Z or an offset; unset) is empty in an optional time column,
-   with a warning, and refused in a required one; ids stay text (a column of whole numbers written 101.0, as pandas
-   writes ids among blanks, reads 101, with a warning; an id a spreadsheet rounded to scientific notation,
-   1.23457E+10, is refused). A value that cannot be read raises
+   Excel's text formula ="00123" are not part of the value (`_without_formula_guards`); a time at the Unix epoch
+   (0, 1970-01-01 alone, 1970-01-01T00:00:00Z, a parquet datetime or date there: `is_unset_time`, the rule the
+   HubSpot pull reads by too) or a zero date 0000-00-00 (also with Z or an offset) stands for a time never set: it
+   is empty in an optional time column, with one warning per column, and refused in a required one; ids stay
+   text (a column of whole numbers written 101.0, as pandas writes ids among blanks, reads 101, with a warning; an
+   id a spreadsheet rounded to scientific notation, 1.23457E+10, is refused). A value that cannot be read raises
    `InputError` showing the raw text and its row. Then a CSV row that repeats another exactly is read once
    (`drop_repeated_rows`), and a contact_id that names no contact (one deleted since the activity) is emptied,
    with a warning (`clear_unknown_contacts`, `warn_unknown_contacts`).
@@ -270,15 +271,17 @@ _EPOCH_HEAD = 1_000  # values looked at first to tell a column of epoch numbers
 _SERIAL_DAY_RANGE = (30_000, 73_051)
 _DATE_NUMBER_RANGE = (19_000_101, 21_001_231)  # a date written as the number YYYYMMDD (a warehouse date key)
 _EPOCH_ADVICE = "write every value one way: epoch numbers in one unit, or ISO-8601 text (2025-03-01T10:00:00Z)"
-# What systems write for a time never set: 0 (1970-01-01 as an epoch time) and MySQL's zero date 0000-00-00
-# (0000-00-00 00:00:00). Empty in an optional column (with a warning), refused in a required one.
+# What systems write for a time never set: the Unix epoch, 1970-01-01 00:00 UTC (0 as an epoch time, the date
+# 1970-01-01 alone, or a stored datetime at the epoch: `UNSET_EPOCH`), and MySQL's zero date 0000-00-00
+# (0000-00-00 00:00:00). Empty in an optional time column (one warning per column), refused in a required one.
 _ZERO_DATE_PATTERN = r"(?i)^0000-00-00(?:[T ]00:00(?::00(?:\.0+)?)?)?(?:\s*(?:Z|UTC|GMT|[+-]\d{2}(?::?\d{2})?))?$"
-_UNSET_EPOCH_TIME = "0, which as an epoch time means 1970-01-01, i.e. unset; this column needs a time in every row"
-_UNSET_ZERO_DATE = "0000-00-00, MySQL's zero date, which means unset; this column needs a date in every row"
-_UNSET_TIME = "0 or 0000-00-00, which mean unset; this column needs a time in every row"
-_ZERO_TIME_MEANINGS = {"0": "0 as an epoch time is 1970-01-01", "0000-00-00": "0000-00-00 is MySQL's zero date"}
-# Which zeros each refusal names, for the warning when the column may be empty there (`_warn_unset_times`).
-_UNSET_TIMES = {_UNSET_EPOCH_TIME: ("0",), _UNSET_ZERO_DATE: ("0000-00-00",), _UNSET_TIME: ("0", "0000-00-00")}
+UNSET_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_UNSET_ZEROS = "0 or 0000-00-00, a time never set"  # what `_unset_zeros_apart` says of the zeros it took out
+_UNSET_MEANINGS = {
+    "0": "0 as an epoch time is 1970-01-01",
+    "0000-00-00": "0000-00-00 is MySQL's zero date",
+    "1970-01-01": "1970-01-01 00:00 UTC is epoch time 0",
+}
 
 
 # Exports and spreadsheets that guard against formula injection write an apostrophe before a value starting with
@@ -874,13 +877,36 @@ def _parse_timestamps(text: pl.Series) -> tuple[pl.Series, pl.Series | None, str
     return _epoch_timestamps(text)
 
 
+def is_unset_time(moment: datetime | None) -> bool:
+    """Whether `moment` (an aware datetime) is the Unix epoch, 1970-01-01 00:00 UTC: what integrations write for a
+    time never set (0 as an epoch time, or the date 1970-01-01), never a real date of a customer record."""
+    return moment is not None and moment == UNSET_EPOCH
+
+
+def epoch_placeholders(times: pl.Series) -> pl.Series | None:
+    """The mask of the values of a UTC datetime column at the Unix epoch (`is_unset_time`), or None when it holds
+    none: a column dated after 1970, as real data is, is told so by its minimum, without work per row."""
+    earliest = times.min()
+    if earliest is None or earliest > UNSET_EPOCH:
+        return None
+    at_epoch = (times == UNSET_EPOCH).fill_null(False)
+    return at_epoch if at_epoch.any() else None
+
+
+def unset_times_text(count: int, kinds: Sequence[str]) -> str:
+    """What a warning says of `count` values of a time column read as empty because they stand for a time never
+    set; `kinds`: how they were written, among '0', '0000-00-00' and '1970-01-01' (`_UNSET_MEANINGS`)."""
+    meaning = "; ".join(_UNSET_MEANINGS[kind] for kind in kinds)
+    return f"{count:,} value(s) {' or '.join(kinds)} read as empty ({meaning}: a placeholder for unset)"
+
+
 def _unset_zeros_apart(
     parse: Callable[[pl.Series], tuple[pl.Series, pl.Series | None, str]], series: pl.Series
 ) -> tuple[pl.Series, pl.Series | None, str]:
     """`parse(series)`, a time column's values, with the zeros it cannot read told apart: systems write 0 for a time
     never set (1970-01-01 as an epoch time), or 0000-00-00 (MySQL's zero date). When every other value reads,
-    returns the values (empty where zero), the mask of the zeros and what they are (one of `_UNSET_TIMES`); the
-    zeros are looked for only when some value cannot be read."""
+    returns the values (empty where zero), the mask of the zeros and `_UNSET_ZEROS`; the zeros are looked for only
+    when some value cannot be read."""
     values, bad, what = parse(series)
     if bad is None or not bad.any():
         return values, bad, what
@@ -898,9 +924,7 @@ def _unset_zeros_apart(
     values, bad, what = parse(_text_where(series, ~zero))
     if bad is not None and bad.any():
         return values, bad, what
-    if not epoch_zero.any():
-        return values, zero, _UNSET_ZERO_DATE
-    return values, zero, _UNSET_TIME if zero_date.any() else _UNSET_EPOCH_TIME
+    return values, zero, _UNSET_ZEROS
 
 
 def _holds_numbers(text: pl.Series) -> bool:
@@ -1433,16 +1457,42 @@ def _utc_header_columns(columns: Sequence[str], table: str) -> set[str]:
     return named
 
 
-def _warn_unset_times(
-    table: str, column: str, frame: pl.DataFrame, zero: pl.Series, unset: str, rows: FileRows | None
-) -> None:
-    """Warn, in one line with examples, that the zeros (0, 0000-00-00) of an optional time column are read as
-    empty; `unset` is what `_unset_zeros_apart` found them to be (one of `_UNSET_TIMES`)."""
-    examples = _with_rows(frame, zero, [column], rows)
-    kinds = _UNSET_TIMES[unset]
-    meaning = "; ".join(_ZERO_TIME_MEANINGS[z] for z in kinds)
-    what = f"{int(zero.sum()):,} value(s) {' or '.join(kinds)} read as empty ({meaning}: a time never set)"
-    warnings.warn(str(problem(table, column, what, examples, quote=True, file=_file_name(rows))), UserWarning, stacklevel=3)
+def _unset_times_apart(
+    table: str, column: Column, raw: pl.Series, values: pl.Series, bad: pl.Series | None, what: str,
+    frame: pl.DataFrame, rows: FileRows | None,
+) -> tuple[pl.Series, pl.Series | None, str]:
+    """A time column's values with the placeholders for a time never set read as empty: the zeros `_convert` took
+    out (`bad` when `what` is `_UNSET_ZEROS`) and the values at the Unix epoch (`epoch_placeholders`), however
+    written. One warning counts them, with examples, in an optional column; a required one refuses them (the
+    returned mask and what is wrong). Other unreadable values are returned as they are."""
+    zeros = bad if what == _UNSET_ZEROS else None
+    if bad is not None and zeros is None and bool(bad.any()):
+        return values, bad, what
+    at_epoch = epoch_placeholders(values)
+    if zeros is None and at_epoch is None:
+        return values, bad, what
+    unset = zeros if at_epoch is None else at_epoch if zeros is None else zeros | at_epoch
+    kinds = []
+    if zeros is not None:
+        written = raw.filter(zeros)
+        if bool((written.cast(pl.Float64, strict=False) == 0).any()):
+            kinds.append("0")
+        if written.dtype == pl.String and bool(written.str.contains(_ZERO_DATE_PATTERN).any()):
+            kinds.append("0000-00-00")
+    if at_epoch is not None:
+        kinds.append("1970-01-01")
+    meaning = "; ".join(_UNSET_MEANINGS[kind] for kind in kinds)
+    if not column.nullable:
+        return values, unset, (
+            f"{' or '.join(kinds)}, a placeholder for unset ({meaning}); this column needs a time in every row"
+        )
+    examples = _with_rows(frame.with_columns(raw), unset, [column.name], rows)
+    text = unset_times_text(int(unset.sum()), kinds)
+    warnings.warn(str(problem(table, column.name, text, examples, quote=True, file=_file_name(rows))), UserWarning,
+                  stacklevel=3)
+    if at_epoch is not None:
+        values = pl.select(pl.when(at_epoch).then(None).otherwise(values)).to_series().alias(values.name)
+    return values, None, ""
 
 
 def coerce_table(
@@ -1516,9 +1566,8 @@ def coerce_table(
             if read is not raw:
                 raw = read
                 values, bad, what = _convert(raw, column, spreadsheet_ids=strip_text)
-        if bad is not None and what in _UNSET_TIMES and column.nullable:
-            _warn_unset_times(table, column.name, frame.with_columns(raw), bad, what, rows)
-            bad = None
+        if column.kind == "datetime":
+            values, bad, what = _unset_times_apart(table, column, raw, values, bad, what, frame, rows)
         if local_zone and column.kind == "datetime" and column.name not in in_utc and (bad is None or not bad.any()):
             values, bad, what = _in_time_zone(values, _naive_times(raw), local_zone)
         if bad is not None and bool(bad.any()):
