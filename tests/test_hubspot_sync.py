@@ -6,6 +6,7 @@ import csv
 import io
 import math
 import random
+import re
 import shutil
 import sys
 import warnings
@@ -1809,6 +1810,53 @@ def test_property_values_as_hubspot_sends_them(snapshot, config, usage, tmp_path
     assert _one(engagements, "engagement_id", emails[2], "opened") == [True]
     assert pulled["surveys"].filter(pl.col("response_id").is_in(nps[:2]))["score"].to_list() == [8.0, 8.0]
     assert result.skipped == {"deals without a usable seats": 1}
+
+
+def test_epoch_placeholders_in_property_values_are_read_as_unset(snapshot, config, tmp_path):
+    """Integrations write the Unix epoch for a date never set ("0", "1970-01-01", "1970-01-01T00:00:00Z"): the pull
+    reads each as an empty property, by the rule snapshot files are read with, with one warning per property (a
+    term start then falls back to the close date; a won deal with neither is left out and counted; an activity
+    takes its record's creation time), and usage events at the epoch are left out. No table holds a 1970 date and
+    the panel's weekly as-of dates no longer start in 1970."""
+    from hsutils.panel import default_as_of_dates, first_customer_moment
+
+    portal = seed_portal(snapshot.tables, config, snapshot.manifest.created_at)
+    deals = portal.objects["deals"]
+    won = [i for i in portal.order["deals"] if deals[i]["properties"]["dealstage"] in ("closedwon", "130002")]
+    deals[won[0]]["properties"].update(contract_start_date="0", closedate="1970-01-01T00:00:00Z")
+    deals[won[1]]["properties"]["contract_start_date"] = "1970-01-01"
+    ticket = portal.order["tickets"][0]
+    portal.objects["tickets"][ticket]["properties"]["closed_date"] = "0"
+    email = portal.order["emails"][0]
+    portal.objects["emails"][email]["properties"]["hs_timestamp"] = "1970-01-01T00:00:00.000Z"
+    usage = write_usage_export(snapshot["usage_events"], tmp_path / "events.csv", style="mixpanel")
+    usage_rows = pl.read_csv(usage)
+    usage_rows.with_columns(pl.when(pl.int_range(pl.len()) < 3).then(0).otherwise(pl.col("time")).alias("time")
+                            ).write_csv(usage)
+
+    result = pull_from(portal, config, usage, tmp_path)
+    pulled = load_snapshot(tmp_path / "pulled")
+
+    said = "\n".join(result.warnings)
+    for line in (r"table deals, column term_start \(deals property contract_start_date\): 2 value\(s\) 0 or 1970-01-01 "
+                 r"read as empty \(0 as an epoch time is 1970-01-01; .*: a placeholder for unset\)",
+                 r"table deals, column close_date \(deals property closedate\): 1 value\(s\) 1970-01-01 read as empty",
+                 r"table tickets, column closed_at \(tickets property closed_date\): 1 value\(s\) 0 read as empty",
+                 r"table engagements, column occurred_at \(emails property hs_timestamp\): 1 value\(s\) 1970-01-01"):
+        assert len(re.findall(line, said)) == 1, (line, said)
+    assert result.skipped["deals without a usable term_start"] == 1
+    assert result.skipped["usage events at 1970-01-01 (epoch time 0, a placeholder for a time never set)"] == 3
+    assert won[0] not in pulled["deals"]["deal_id"].to_list()
+    start, close = pulled["deals"].filter(pl.col("deal_id") == won[1]).select("term_start", "close_date").row(0)
+    assert start.year > 1970 and start >= close
+    assert _one(pulled["tickets"], "ticket_id", ticket, "closed_at") == [None]
+    created = datetime.fromisoformat(portal.objects["emails"][email]["createdAt"].replace("Z", "+00:00"))
+    assert _one(pulled["engagements"], "engagement_id", email, "occurred_at") == [created]
+    for table, frame in pulled.tables.items():
+        for column, dtype in frame.schema.items():
+            if isinstance(dtype, pl.Datetime) and frame.height:
+                assert frame[column].min().year > 1970, (table, column)
+    assert default_as_of_dates(pulled)[0] > first_customer_moment(snapshot) - timedelta(weeks=1)
 
 
 @pytest.mark.parametrize("word", ["on", "ON", "✓", "Yes", "1.0", "off", "✗", "No", "0"])

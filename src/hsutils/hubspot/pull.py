@@ -41,7 +41,16 @@ from hsutils.hubspot.config import (
 from hsutils.progress import progress_bar
 from hsutils.schema import SCHEMA_VERSION, TABLES, empty_frame
 from hsutils.snapshot import Manifest, Snapshot, parse_utc, write_snapshot
-from hsutils.validate import FALSE_WORDS, TRUE_WORDS, clear_unknown_contacts, row_checks, validate_snapshot
+from hsutils.validate import (
+    FALSE_WORDS,
+    TRUE_WORDS,
+    clear_unknown_contacts,
+    epoch_placeholders,
+    is_unset_time,
+    row_checks,
+    unset_times_text,
+    validate_snapshot,
+)
 
 PAGE_SIZE = 100
 NO_USAGE_WARNING = ("no product usage export (--usage FILE, or usage.file in --config): usage_events is empty, so "
@@ -507,6 +516,10 @@ def read_usage(path: str | Path, config: PortalConfig, companies: pl.DataFrame, 
         raise InputError(f"usage export {path}: no company id or domain column (looked for "
                          f"{', '.join(cols.get('company_id', []) + cols.get('domain', []))})")
     occurred_series = parse_times(raw.get_column(found["occurred_at"]))
+    at_epoch = epoch_placeholders(occurred_series.cast(pl.Datetime("us", "UTC")))
+    if at_epoch is not None:  # a time never set (see validate.is_unset_time): left out, as an unreadable one is
+        skipped["usage events at 1970-01-01 (epoch time 0, a placeholder for a time never set)"] += int(at_epoch.sum())
+        raw, occurred_series = raw.filter(~at_epoch), occurred_series.filter(~at_epoch)
     frame = pl.DataFrame({
         "user_id": raw.get_column(found["user_id"]).cast(pl.String),
         "event": raw.get_column(found["event"]).cast(pl.String),
@@ -626,6 +639,28 @@ def is_empty(value: Any) -> bool:
     """Whether a property value HubSpot sends holds nothing: missing, null or only spaces (an unreadable value such as
     "Infinity" is not empty)."""
     return str(value or "").strip() == ""
+
+
+def without_unset_times(table: str, object_type: str, records: list[dict[str, Any]], tmap: TableMap) -> list[str]:
+    """Empty the time properties of `records` that hold a placeholder for a time never set, the Unix epoch ("0",
+    "1970-01-01", "1970-01-01T00:00:00Z": `validate.is_unset_time`, the rule snapshot files are read by), so each
+    is read as an empty property is: the column's default, the record's creation time, a deal's term fallback, or
+    the record left out and counted. One warning per property that held any."""
+    found = []
+    for column, prop in tmap.properties.items():
+        spec = TABLES[table].column(column) if column in TABLES[table].column_names else None
+        if spec is None or spec.kind != "datetime":
+            continue
+        kinds: Counter = Counter()
+        for record in records:
+            properties = record["properties"]
+            if not is_empty(raw := properties.get(prop)) and is_unset_time(to_datetime(raw)):
+                properties[prop] = None
+                kinds["0" if EPOCH_NUMBER.match(str(raw).strip()) else "1970-01-01"] += 1
+        if kinds:
+            found.append(f"table {table}, column {column} ({object_type} property {prop}): "
+                         f"{unset_times_text(kinds.total(), sorted(kinds))}")
+    return found
 
 
 def defaulted_on_every_record(object_type: str, records: list[dict[str, Any]], tmap: TableMap,
@@ -1100,6 +1135,7 @@ def pull(out: str | Path, host: str = DEFAULT_HOST, token: str | None = None,
     own = sorted(p for p, g in company_groups.items() if g == config.push["group"])
     domain_prop = config.domain_property
     records = reader.objects("companies", props_for("companies", cmap, [p for p in [domain_prop] if p] + own))
+    warnings += without_unset_times("companies", "companies", records, cmap)
     warnings += defaulted_on_every_record("companies", records, cmap, company_groups)
     warnings += unmapped_values("companies", "companies", records, cmap)
     companies = []
@@ -1121,6 +1157,7 @@ def pull(out: str | Path, host: str = DEFAULT_HOST, token: str | None = None,
     roles = config.roles
     role_prop = roles.get("property")
     records = reader.objects("contacts", props_for("contacts", tmap, [role_prop] if role_prop else []))
+    warnings += without_unset_times("contacts", "contacts", records, tmap)
     label_roles = {value_key(k): v for k, v in (roles.get("labels") or {}).items()}
     known_labels = {value_key(label) for _, label, _ in reader.labels("contacts", "companies") if label}
     unknown = sorted(str(k) for k in roles.get("labels") or {} if value_key(k) not in known_labels)
@@ -1153,6 +1190,7 @@ def pull(out: str | Path, host: str = DEFAULT_HOST, token: str | None = None,
     type_prop = config.deals.get("deal_type_property") or "dealtype"
     currency = [p for p in (CURRENCY_PROPERTY, HOME_AMOUNT_PROPERTY) if p in reader.property_groups("deals")]
     records = reader.objects("deals", props_for("deals", tmap, ["pipeline", "dealstage", type_prop, *currency]))
+    warnings += without_unset_times("deals", "deals", records, tmap)
     pipelines = reader.pipelines("deals", warnings) or {}  # none when HubSpot refuses them
     portal_stages = portal_stage_map(pipelines)
     kept, unmapped_stages, from_hubspot = [], Counter(), Counter()
@@ -1231,6 +1269,7 @@ def pull(out: str | Path, host: str = DEFAULT_HOST, token: str | None = None,
             return []
         try:
             records = reader.objects(object_type, props_for(object_type, tmap))
+            warnings.extend(without_unset_times(table, object_type, records, tmap))
             if since_dt is not None:
                 prop = tmap.properties.get(time_column)
                 records = [r for r in records
