@@ -495,3 +495,53 @@ def test_concurrent_contract_terms_are_named(demo):
     assert len(overlapping) == 1 and "5 companies" in overlapping[0] and "-addon" in overlapping[0]
     _, messages = _panel_warnings(demo)
     assert not [m for m in messages if "in force at the same time" in m]
+
+
+def test_concurrent_contract_terms_are_read_as_the_warning_says(demo):
+    """Today's reading of an add-on on its own term, pinned as the concurrent-terms warning describes it: while the
+    add-on is the latest-starting term in force it is current (its ARR and end, without the main term's); once the
+    main term's renewal starts, that renewal is current and the add-on's ARR is not counted; the add-on's renewal
+    recorded lost ends the company's rows although the main renewal still runs."""
+    deals = demo["deals"]
+    created = demo.manifest.created_at
+    won = deals.filter(pl.col("deal_type").is_in(["new", "renewal"]) & (pl.col("stage") == "won"))
+    # a main term M ending at `end`, renewed by a won term R starting exactly then that runs a year past the add-on's loss
+    pairs = won.join(won.filter(pl.col("deal_type") == "renewal"), left_on=["company_id", "term_end"],
+                     right_on=["company_id", "term_start"], suffix="_renewal").filter(
+        (pl.max_horizontal("term_start", "close_date") < pl.col("term_end") - timedelta(days=200))
+        & (pl.col("close_date_renewal") < pl.col("term_end")) & (pl.col("term_end_renewal") > pl.col("term_end") + timedelta(days=300))
+        & (pl.col("term_end") + timedelta(days=260) < created)
+    ).sort("company_id", "term_end")
+    assert pairs.height
+    main_term = pairs.row(0, named=True)
+    company, end = main_term["company_id"], main_term["term_end"]
+    add_on = pl.DataFrame([
+        {"deal_id": "addon", "deal_type": "new", "stage": "won", "term_start": end - timedelta(days=180),
+         "term_end": end + timedelta(days=180), "close_date": end - timedelta(days=190), "arr": 12345.0, "seats": 3},
+        {"deal_id": "addon-renewal", "deal_type": "renewal", "stage": "lost", "term_start": end + timedelta(days=180),
+         "term_end": end + timedelta(days=545), "close_date": end + timedelta(days=170), "arr": 12345.0, "seats": 3},
+    ]).with_columns(company_id=pl.lit(company)).select(deals.columns).cast(deals.schema)
+    dates = [d for d in default_as_of_dates(demo) if end - timedelta(days=200) <= d < end + timedelta(days=250)]
+    before = build_panel(demo, as_of_dates=dates).filter(pl.col("company_id") == company)
+    after, messages = _panel_warnings(Snapshot(demo.manifest, {**demo.tables, "deals": pl.concat([deals, add_on])}), dates)
+    after = after.filter(pl.col("company_id") == company)
+    both = before.join(after, on="as_of", how="left", suffix="_after")
+    # the add-on is current: its ARR and seats instead of the main term's, its end as the renewal date
+    add_on_current = both.filter(pl.col("as_of").is_between(end - timedelta(days=180), end, closed="left"))
+    assert add_on_current.height >= 20
+    np.testing.assert_allclose((add_on_current["arr_after"] - add_on_current["arr"]).to_numpy(), 12345.0 - main_term["arr"])
+    assert (add_on_current["contracted_seats_after"] - add_on_current["contracted_seats"]).unique().to_list() == [
+        3 - main_term["seats"]]
+    assert (add_on_current["term_end_after"] == end + timedelta(days=180)).all()
+    # the main term's renewal is current: nothing of the add-on counts, not even its lost renewal in the horizon
+    renewal_current = both.filter(pl.col("as_of").is_between(end, end + timedelta(days=170), closed="left"))
+    assert renewal_current.height >= 20
+    for column in ("arr", "contracted_seats", "days_to_renewal", "term_end", "outcome_churned"):
+        assert renewal_current[column].equals(renewal_current[f"{column}_after"].alias(column)), column
+    add_on_end_ahead = renewal_current.filter(pl.col("as_of") >= end + timedelta(days=90))["outcome_churned_after"]
+    assert add_on_end_ahead.len() >= 8 and add_on_end_ahead.null_count() == add_on_end_ahead.len()
+    # the add-on's lost renewal ends the company's rows while the main renewal runs
+    after_loss = both.filter(pl.col("as_of") >= end + timedelta(days=170))
+    assert after_loss.height >= 8 and after_loss["arr_after"].null_count() == after_loss.height
+    warned = [m for m in messages if "in force at the same time" in m]
+    assert len(warned) == 1 and f"company_id={company}" in warned[0] and "ends the company's rows" in warned[0]

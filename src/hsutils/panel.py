@@ -207,7 +207,8 @@ def _check_other_inputs(snapshot: Any, chosen: list[Signal]) -> None:
 def _warn_concurrent_terms(deals: pl.DataFrame) -> None:
     """Warn about companies with two contract terms (won new/renewal deals) in force at the same time for longer
     than RENEWAL_MATCH_DAYS: the panel reads the latest-starting one as current, the other's ARR, seats and
-    renewal are not counted."""
+    renewal are not counted, and a renewal lost during the current term ends the company's rows even when it
+    renews the other term."""
     terms = deals.filter(WON_TERM).select("company_id", "deal_id", "term_start", "term_end", IN_FORCE_FROM.alias("_start")
                                           ).sort("company_id", "_start", "term_end")
     # a company has two terms in force together exactly when some term starts before the one before it ends (the
@@ -221,7 +222,8 @@ def _warn_concurrent_terms(deals: pl.DataFrame) -> None:
         warnings.warn(
             f"table deals: {overlapping.height:,} {companies} two contract terms in force at the same time for more "
             f"than {RENEWAL_MATCH_DAYS} days (e.g. {examples}); the panel reads the latest-starting one as current, so "
-            "the other's ARR, seats and renewal are not counted: a renewal's term starts when the term it renews "
+            "the other's ARR, seats and renewal are not counted, and a renewal recorded lost while the current term "
+            "runs ends the company's rows, whichever term it renews: a renewal's term starts when the term it renews "
             "ends, and add-ons are expansion deals", UserWarning, stacklevel=4,
         )
 
