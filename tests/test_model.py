@@ -681,3 +681,70 @@ def test_a_fit_on_outcomes_with_gaps_says_to_keep_the_rows_whose_outcome_is_know
     y[:30] = np.nan
     with pytest.raises(InputError, match=r"^y: 30 of 200 outcomes are missing; fit on the rows whose outcome is known"):
         HealthScore().fit(X, y)
+
+
+def _weekly_panel(companies: int = 300, seed: int = 3) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """A weekly panel sorted by company id: 6-20 weekly rows per company, about 45 churned companies whose last
+    4 weeks are labelled churned; signals drift with each company's latent risk."""
+    rng = np.random.default_rng(seed)
+    risk = rng.normal(size=companies)
+    churned = rng.random(companies) < expit(-2.4 + 1.3 * risk)
+    weeks = rng.integers(6, 21, size=companies)
+    company = np.repeat(np.arange(companies), weeks)
+    week = np.concatenate([np.arange(w) for w in weeks])
+    last = np.repeat(weeks, weeks) - week <= 4
+    y = (churned[company] & last).astype(int)
+    n = len(company)
+    X = pd.DataFrame({
+        "usage": -risk[company] + rng.normal(scale=1.0, size=n),
+        "tickets": rng.poisson(np.exp(0.4 * risk[company])).astype(float),
+        "nps": np.where(rng.random(n) < 0.3, np.nan, -0.6 * risk[company] + rng.normal(size=n)),
+        "noise": rng.normal(size=n),
+    })
+    return X, y, np.array([f"c{i:05d}" for i in company])
+
+
+def test_fitted_points_do_not_depend_on_how_companies_are_named_or_ordered():
+    """Renumbering the company ids (the panel then sorted by the new ids) draws the same cross-fitting folds, so
+    the points and scores are the same: the folds depend on the data and random_state alone."""
+    X, y, companies = _weekly_panel()
+    reference = HealthScore().fit(X, y, groups=companies)
+    names = np.unique(companies)
+    for seed in range(3):
+        renamed = dict(zip(names, np.random.default_rng(seed).permutation(len(names)).astype(str), strict=True))
+        new_ids = np.array([renamed[c] for c in companies])
+        order = np.argsort(new_ids, kind="stable")
+        refit = HealthScore().fit(X.iloc[order].reset_index(drop=True), y[order], groups=new_ids[order])
+        for column, points in reference.points_.items():
+            assert refit.points_[column] == pytest.approx(points, abs=0.011), column
+        np.testing.assert_allclose(refit.health_score(X), reference.health_score(X), rtol=0, atol=1e-9)
+
+
+def _churned_companies_per_fold(folds, companies: np.ndarray, churned_rows: np.ndarray) -> list[int]:
+    """How many companies with a churned row each fold holds out."""
+    return [len(np.unique(companies[held][churned_rows[held]])) for _, held in folds]
+
+
+def test_folds_with_groups_keep_companies_whole_and_share_out_the_churned_companies():
+    """Each company's rows sit in one fold and every fold holds about the same number of churned companies (at most
+    one apart), where folds balanced on rows alone would not; random_state draws the folds; there are no more
+    folds than churned companies, and no warning."""
+    from sklearn.model_selection import GroupKFold
+
+    X, y, companies = _weekly_panel()
+    matrix, churned = X.to_numpy(dtype=float), y == 1
+    by_rows = _churned_companies_per_fold(GroupKFold(n_splits=5).split(matrix, y, companies), companies, churned)
+    assert max(by_rows) - min(by_rows) >= 2  # the case the balance is for
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        folds = HealthScore()._crossfit_folds(matrix, y.astype(float), companies)
+        other = HealthScore(random_state=1)._crossfit_folds(matrix, y.astype(float), companies)
+        three = churned & np.isin(companies, np.unique(companies[churned])[:3])
+        few = HealthScore()._crossfit_folds(matrix, three.astype(float), companies)
+    counts = _churned_companies_per_fold(folds, companies, churned)
+    assert len(folds) == 5 and sum(counts) == len(np.unique(companies[churned])) and max(counts) - min(counts) <= 1
+    assert np.array_equal(np.sort(np.concatenate([held for _, held in folds])), np.arange(len(y)))
+    for train, held in folds:
+        assert len(train) + len(held) == len(y) and not set(companies[train]) & set(companies[held])
+    assert any(not np.array_equal(a, b) for (_, a), (_, b) in zip(folds, other, strict=True))
+    assert _churned_companies_per_fold(few, companies, three) == [1, 1, 1]

@@ -31,7 +31,10 @@ How `HealthScore` turns a table of numeric signals into a 0..100 score
 3. **Points.** A logistic regression of churn on the goodness values with non-negative weights (scipy L-BFGS-B
    with bounds, small L2 penalty `l2`) gives one weight per signal; points are the weights rescaled to sum to 100
    (rounded to 2 decimals). The weights are fitted on *cross-fitted* goodness (transforms learned on the other
-   `cv` folds), so a signal whose transform only memorises noise earns few points. Presets fix the points instead
+   `cv` folds), so a signal whose transform only memorises noise earns few points. Given `groups` (company ids),
+   each company's rows stay in one fold and the churned companies are shared out evenly (the folds' counts differ
+   by at most one); the companies are taken in an order drawn by `random_state` from their rows, not their ids, so
+   renaming or reordering companies leaves the points as they are. Presets fix the points instead
    (`fixed_points`).
 4. **Score** = sum over signals of points x goodness, so 0..100 with higher = healthier. Columns named in
    `modifiers` (default: days_to_renewal) are never point sources. The column named by `urgency` (the seed preset
@@ -47,7 +50,8 @@ How `HealthScore` turns a table of numeric signals into a 0..100 score
    churn probability of an account without earning it points; at a fixed modifier value the probability still
    falls as the score rises. **Bands**: Healthy >= `healthy` (70), At risk < `at_risk` (55), else Neutral.
 
-Everything is deterministic for a given `random_state` (used only for the cross-fitting folds).
+Everything is deterministic for a given `random_state` (used only to draw the cross-fitting folds: another value
+holds out other rows, which moves fitted points most when few accounts churned).
 
 Presets (`preset("seed")`, `preset("40-30-30")`) are HealthScores with fixed points; fitting them learns only
 the transforms and the calibration, on the training data given. `load_model("seed")` returns such an unfitted
@@ -73,7 +77,8 @@ from scipy.special import expit
 from scipy.stats import norm
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.isotonic import IsotonicRegression, isotonic_regression
-from sklearn.model_selection import GroupKFold, StratifiedKFold
+from sklearn.model_selection import StratifiedKFold
+from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import check_is_fitted, validate_data
 from threadpoolctl import threadpool_limits
@@ -619,7 +624,8 @@ class HealthScore(ClassifierMixin, BaseEstimator):
     (modifiers enter the logistic calibration); `fixed_points`
     ({column: points}, rescaled to 100: the points are then not fitted); `modifiers` (columns never used as point
     sources); `urgency`, `urgency_days`, `urgency_gain` (renewal-urgency modifier); `healthy`, `at_risk` (band
-    thresholds); `min_rows`; `random_state` (cross-fitting folds); `name` (shown in reports and model files).
+    thresholds); `min_rows`; `random_state` (draws the cross-fitting folds; company ids and row order do not);
+    `name` (shown in reports and model files).
     """
 
     def __init__(
@@ -744,9 +750,10 @@ class HealthScore(ClassifierMixin, BaseEstimator):
     def fit(self, X, y, groups=None) -> HealthScore:
         """Learn transforms, points (unless fixed) and calibration from signals X and churn outcomes y.
 
-        `groups` (optional, e.g. company ids of a weekly panel) keeps each group's rows in one cross-fitting fold
-        and makes the counts below count accounts. Refused with fewer than MIN_ACCOUNTS_PER_CLASS churned or
-        retained; fitted points warn with fewer than MIN_CHURNS_PER_SIGNAL churned per signal earning points.
+        `groups` (optional, e.g. company ids of a weekly panel) keeps each group's rows in one cross-fitting fold,
+        shares the churned groups out evenly over the folds, and makes the counts below count accounts. Refused with
+        fewer than MIN_ACCOUNTS_PER_CLASS churned or retained; fitted points warn with fewer than
+        MIN_CHURNS_PER_SIGNAL churned per signal earning points.
         """
         matrix, y = self._matrix(X, y, reset=True)
         target = self._target(y)
@@ -794,7 +801,8 @@ class HealthScore(ClassifierMixin, BaseEstimator):
         source_matrix = matrix[:, [position[c] for c in sources]]
 
         transforms = {c: self._fit_transform(source_matrix[:, j], target) for j, c in enumerate(sources)}
-        crossfit = self._crossfit_goodness(source_matrix, target, groups)
+        folds = self._crossfit_folds(matrix, target, groups)
+        crossfit = self._crossfit_goodness(source_matrix, target, folds)
         if self.fixed_points is not None:
             weights = np.array([float(self.fixed_points[c]) for c in sources])
         else:
@@ -820,7 +828,7 @@ class HealthScore(ClassifierMixin, BaseEstimator):
         if not self.calibrate_modifiers or self.calibration != "logistic":
             usable = []
         self.modifier_transforms_ = {c: self._fit_transform(matrix[:, position[c]], target) for c in usable}
-        modifier_crossfit = self._crossfit_goodness(matrix[:, [position[c] for c in usable]], target, groups)
+        modifier_crossfit = self._crossfit_goodness(matrix[:, [position[c] for c in usable]], target, folds)
         self.calibration_ = _fit_calibration(
             crossfit_scores, target, self.calibration,
             {c: modifier_crossfit[:, j] for j, c in enumerate(usable)},
@@ -841,30 +849,49 @@ class HealthScore(ClassifierMixin, BaseEstimator):
             penalty=self.penalty,
         )
 
-    def _crossfit_goodness(self, source_matrix: np.ndarray, target: np.ndarray, groups) -> np.ndarray:
-        """Goodness of each row from transforms learned without its fold (in-sample when folds are impossible)."""
-        minority = int(min(target.sum(), len(target) - target.sum()))
-        folds = min(int(self.cv or 0), minority)
-        if groups is not None:
-            folds = min(folds, len(np.unique(groups)))
-        if folds < 2 or source_matrix.shape[1] == 0:
-            goodness = np.empty(source_matrix.shape)
-            for j in range(source_matrix.shape[1]):
-                goodness[:, j] = self._fit_transform(source_matrix[:, j], target).apply(source_matrix[:, j])
-            return goodness
-        if groups is not None:
-            splits = GroupKFold(n_splits=folds).split(source_matrix, target, groups)
-        else:
-            splits = StratifiedKFold(n_splits=folds, shuffle=True, random_state=self.random_state).split(
-                source_matrix, target
-            )
+    def _crossfit_folds(
+        self, matrix: np.ndarray, target: np.ndarray, groups: np.ndarray | None
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """The cross-fitting folds as (training rows, held-out rows); none when fewer than 2 folds are possible.
+
+        At most `cv` folds, and no more than the churned accounts, the retained accounts (and the groups). Without
+        groups, rows are split stratified on churn. With groups, each group's rows stay in one fold and the churned
+        groups (those with a churned row) are dealt out in turn, then the others, so the folds' churned groups differ
+        by at most one. The groups are taken in an order drawn by `random_state` from their content
+        (_groups_by_content), so renaming the groups or reordering the rows draws the same folds.
+        """
+        folds = min(int(self.cv or 0), *_class_accounts(target, groups).values())
+        if groups is None:
+            if folds < 2:
+                return []
+            splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=self.random_state)
+            return list(splitter.split(matrix, target))
+        group_of_row = _groups_by_content(matrix, target, groups)
+        n_groups = int(group_of_row.max()) + 1
+        folds = min(folds, n_groups)
+        if folds < 2:
+            return []
+        churned_group = np.zeros(n_groups, dtype=bool)
+        churned_group[group_of_row[target == 1.0]] = True
+        order = check_random_state(self.random_state).permutation(n_groups)
+        order = order[np.argsort(~churned_group[order], kind="stable")]  # churned groups first, each in drawn order
+        fold_of_group = np.empty(n_groups, dtype=np.int64)
+        fold_of_group[order] = np.arange(n_groups) % folds
+        fold_of_row = fold_of_group[group_of_row]
+        return [(np.flatnonzero(fold_of_row != fold), np.flatnonzero(fold_of_row == fold)) for fold in range(folds)]
+
+    def _crossfit_goodness(
+        self, source_matrix: np.ndarray, target: np.ndarray, folds: list[tuple[np.ndarray, np.ndarray]]
+    ) -> np.ndarray:
+        """Goodness of each row from transforms learned without its fold (in-sample when there are no folds)."""
         goodness = np.empty(source_matrix.shape)
-        if source_matrix.shape[1] == 0:
-            return goodness
-        for train_idx, held_idx in splits:
-            for j in range(source_matrix.shape[1]):
-                transform = self._fit_transform(source_matrix[train_idx, j], target[train_idx])
-                goodness[held_idx, j] = transform.apply(source_matrix[held_idx, j])
+        for j in range(source_matrix.shape[1]):
+            values = source_matrix[:, j]
+            if not folds:
+                goodness[:, j] = self._fit_transform(values, target).apply(values)
+            for train_idx, held_idx in folds:
+                transform = self._fit_transform(values[train_idx], target[train_idx])
+                goodness[held_idx, j] = transform.apply(values[held_idx])
         return goodness
 
     # ---- scoring ----------------------------------------------------------------------------------------------
@@ -949,14 +976,47 @@ class HealthScore(ClassifierMixin, BaseEstimator):
         return self
 
 
-def _check_both_classes(target: np.ndarray, groups: np.ndarray | None) -> int:
-    """The churned accounts (distinct `groups` with a churned row; churned rows without groups) of a fit's
-    target; ModelInputError when either class has fewer than MIN_ACCOUNTS_PER_CLASS: the cross-fitting cannot then
-    hold one out, and the points would be fitted on the very rows they score."""
+def _mix_bits(bits: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser: spreads every input bit over the 64-bit result (uint64 arithmetic wraps)."""
+    bits = (bits ^ (bits >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    bits = (bits ^ (bits >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return bits ^ (bits >> np.uint64(31))
+
+
+def _groups_by_content(matrix: np.ndarray, target: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """Each row's group as that group's rank (0, 1, ...) by a hash of its rows (signal values and outcome, taken
+    in any order): labels that do not depend on the groups' names or on the row order. Groups whose rows are the
+    same are interchangeable, so how such a tie falls changes nothing."""
+    values = np.column_stack([matrix, target]) + 0.0  # + 0.0 makes -0.0 read as 0.0
+    values[np.isnan(values)] = np.nan  # one NaN bit pattern
+    bits = np.ascontiguousarray(values).view(np.uint64)
+    row_hash = np.zeros(len(values), dtype=np.uint64)
+    for column in range(bits.shape[1]):
+        row_hash = _mix_bits(row_hash ^ bits[:, column])
+    _, group_index = np.unique(groups, return_inverse=True)
+    group_index = group_index.ravel()
+    group_hash = np.zeros(int(group_index.max()) + 1, dtype=np.uint64)
+    np.add.at(group_hash, group_index, row_hash)  # a sum: the order of a group's rows does not matter
+    rank = np.empty(group_hash.size, dtype=np.int64)
+    rank[np.argsort(group_hash, kind="stable")] = np.arange(group_hash.size)
+    return rank[group_index]
+
+
+def _class_accounts(target: np.ndarray, groups: np.ndarray | None) -> dict[str, int]:
+    """Churned and retained accounts of a target: distinct `groups` with a row of that outcome (a churned company
+    counts in both when it also has retained rows), or rows when there are no groups."""
     counts = {}
     for label, name in ((1.0, "churned"), (0.0, "retained")):
         rows = target == label
         counts[name] = int(rows.sum()) if groups is None else int(np.unique(groups[rows]).size)
+    return counts
+
+
+def _check_both_classes(target: np.ndarray, groups: np.ndarray | None) -> int:
+    """The churned accounts (distinct `groups` with a churned row; churned rows without groups) of a fit's
+    target; ModelInputError when either class has fewer than MIN_ACCOUNTS_PER_CLASS: the cross-fitting cannot then
+    hold one out, and the points would be fitted on the very rows they score."""
+    counts = _class_accounts(target, groups)
     short = {name: count for name, count in counts.items() if count < MIN_ACCOUNTS_PER_CLASS}
     if short:
         unit = "row" if groups is None else "account"
