@@ -976,23 +976,13 @@ class HealthScore(ClassifierMixin, BaseEstimator):
         return self
 
 
-def _mix_bits(bits: np.ndarray) -> np.ndarray:
-    """splitmix64's finaliser: spreads every input bit over the 64-bit result (uint64 arithmetic wraps)."""
-    bits = (bits ^ (bits >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    bits = (bits ^ (bits >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return bits ^ (bits >> np.uint64(31))
-
-
 def _groups_by_content(matrix: np.ndarray, target: np.ndarray, groups: np.ndarray) -> np.ndarray:
     """Each row's group as that group's rank (0, 1, ...) by a hash of its rows (signal values and outcome, taken
     in any order): labels that do not depend on the groups' names or on the row order. Groups whose rows are the
     same are interchangeable, so how such a tie falls changes nothing."""
     values = np.column_stack([matrix, target]) + 0.0  # + 0.0 makes -0.0 read as 0.0
-    values[np.isnan(values)] = np.nan  # one NaN bit pattern
-    bits = np.ascontiguousarray(values).view(np.uint64)
-    row_hash = np.zeros(len(values), dtype=np.uint64)
-    for column in range(bits.shape[1]):
-        row_hash = _mix_bits(row_hash ^ bits[:, column])
+    values[np.isnan(values)] = np.nan  # one NaN bit pattern (pandas hashes a float's bits)
+    row_hash = pd.util.hash_pandas_object(pd.DataFrame(values), index=False).to_numpy()
     _, group_index = np.unique(groups, return_inverse=True)
     group_index = group_index.ravel()
     group_hash = np.zeros(int(group_index.max()) + 1, dtype=np.uint64)
