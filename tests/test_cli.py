@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from hsutils.cli import build_parser, main
+from hsutils.errors import counted
 
 # DESIGN.md, "Public interface": each documented form and the values its options take by default
 DOCUMENTED = [
@@ -103,3 +104,12 @@ def test_sandbox_serves_a_snapshot_on_the_port_given_until_interrupted(small_dem
         if server.poll() is None:
             server.kill()
             server.wait()
+
+
+@pytest.mark.parametrize(("count", "noun", "plural", "words"), [
+    (1, "company", None, "1 company"), (0, "company", None, "0 companies"), (1204, "company", None, "1,204 companies"),
+    (1, "row", None, "1 row"), (2, "row", None, "2 rows"), (3, "day", None, "3 days"),
+    (2, "property value", None, "2 property values"), (2, "analysis", "analyses", "2 analyses"),
+])
+def test_counts_in_messages_name_one_in_the_singular(count, noun, plural, words):
+    assert counted(count, noun, plural) == words

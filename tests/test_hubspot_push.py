@@ -113,9 +113,9 @@ def test_the_dry_run_sends_no_write_and_says_what_it_would_create(sandbox, tmp_p
 
 @pytest.mark.parametrize(("column", "value", "said"), [
     ("health_score", float("nan"), "without company_id, as_of or health_score (empty or NaN)"),
-    ("health_score", 130.0, "column health_score: 1 value(s) outside 0..100"),
-    ("churn_probability", 1.5, "column churn_probability: 1 value(s) outside 0..1"),
-    ("points_core_depth", float("inf"), "column points_core_depth: 1 value(s) infinite"),
+    ("health_score", 130.0, "column health_score: 1 value outside 0..100"),
+    ("churn_probability", 1.5, "column churn_probability: 1 value outside 0..1"),
+    ("points_core_depth", float("inf"), "column points_core_depth: 1 value infinite"),
 ])
 def test_scores_the_push_would_write_wrongly_are_refused(column, value, said, sandbox, tmp_path):
     frame = write_scores(tmp_path / "s.parquet", ids_of(5))
@@ -220,7 +220,7 @@ HEADER = "company_id,property,old_value,new_value,changed_at,model_version,run_i
     (HEADER + "10000,customer_health_score,,5,2026-11-09T00:00:00Z,v1,r1,https://api.hubapi.com\n",
      "was written for the portal at https://api.hubapi.com, not http://127.0.0.1:"),
     (HEADER.replace(",host", "") + "990001,customer_health_score,,5,2026-11-09T00:00:00Z,v1,r1\n",
-     "none of its 1 companies is in the portal at http://127.0.0.1:"),
+     "none of its 1 company is in the portal at http://127.0.0.1:"),
 ])
 def test_rollback_refuses_a_damaged_or_foreign_audit_in_one_line(content, said, sandbox, tmp_path):
     with pytest.raises(InputError, match=re.escape(said)):
@@ -318,7 +318,7 @@ def test_a_property_refused_at_the_portals_limit_archives_what_the_run_created_a
         assert code == 2 and len(err) == 1
         assert err[0].startswith("hsutils push: error: push stopped before writing any company value: create "
                                  "property customer_health_points_logins: HubSpot answered 400")
-        assert err[0].endswith(f"limit of {custom + 2} custom properties for companies; the 2 propert(ies) this run "
+        assert err[0].endswith(f"limit of {custom + 2} custom properties for companies; the 2 properties this run "
                                "created were archived again: nothing is left behind")
         now = {n for n in stand_in.portal.properties["companies"] if n.startswith("customer_health_")}
         assert now == keep and "customer_health" in stand_in.portal.groups["companies"]
@@ -335,7 +335,7 @@ def test_a_refused_first_push_archives_the_group_too_and_says_what_cleanup_could
     try:
         stand_in.property_limit = sum(not p["hubspotDefined"] for p in stand_in.portal.properties["companies"].values()) + 3
         with pytest.raises(HubSpotError, match=re.escape(
-                "the 3 propert(ies) and the group customer_health this run created were archived again: nothing is left")):
+                "the 3 properties and the group customer_health this run created were archived again: nothing is left")):
             run_push(stand_in, tmp_path, apply=True)
         assert GROUP not in stand_in.portal.groups["companies"]
         assert not any(n.startswith("customer_health_") for n in stand_in.portal.properties["companies"])
@@ -383,11 +383,11 @@ def test_company_ids_written_as_numbers_or_padded_reach_their_companies(ids, fmt
 
 @pytest.mark.parametrize(("edit", "said"), [
     (lambda f: f.with_columns(pl.Series("company_id", ["1.00001E+4"] + ids_of(5)[1:])),
-     "1 id(s) in scientific notation, e.g. ['1.00001E+4']: a spreadsheet shortened them"),
+     "1 id in scientific notation, e.g. ['1.00001E+4']: a spreadsheet shortened them"),
     (lambda f: f.with_columns(pl.Series("company_id", ["1,00001E+4"] + ids_of(5)[1:])),  # a decimal-comma locale
-     "1 id(s) in scientific notation, e.g. ['1,00001E+4']: a spreadsheet shortened them"),
+     "1 id in scientific notation, e.g. ['1,00001E+4']: a spreadsheet shortened them"),
     (lambda f: pl.concat([f, f.head(2).with_columns(pl.col("health_score") / 2)]),
-     "2 compan(ies) have rows with different values for their latest as_of, e.g. 10000, 10001"),
+     "2 companies have rows with different values for their latest as_of, e.g. 10000, 10001"),
 ])
 def test_scores_whose_company_ids_are_ambiguous_are_refused(edit, said, sandbox, tmp_path):
     edit(write_scores(tmp_path / "s.parquet", ids_of(5))).write_csv(tmp_path / "odd.csv")

@@ -150,3 +150,16 @@ def test_scores_carry_every_segment_column_the_report_accepts(snapshot, model_fi
     table = narrative.segment_breakdown(scores.to_pandas(), segment_column)
     assert len(table) == panel[segment_column].n_unique()
     figures.arr_by_band(scores.to_pandas(), segment_column)
+
+
+def test_score_cli_counts_one_company_in_the_singular(snapshot, model_file, tmp_path, capsys):
+    """A portal with one current customer: the command says '1 company scored', not '1 companies'."""
+    from hsutils.snapshot import write_snapshot
+
+    when = datetime(2026, 11, 15, tzinfo=UTC)  # the demo snapshot's day
+    company = build_panel(snapshot, as_of_dates=[when], signals=["seat_utilisation"])["company_id"].sort()[0]
+    tables = {name: snapshot[name].filter(pl.col("company_id") == company) for name in snapshot.tables}
+    one = write_snapshot(tables, snapshot.manifest, tmp_path / "one", fmt="parquet")
+    assert main(["score", str(one), "--model", str(model_file), "--out", str(tmp_path / "scores.csv")]) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith("1 company scored at ") and "companies" not in printed

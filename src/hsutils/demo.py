@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from hsutils.errors import InputError
+from hsutils.errors import InputError, counted
 from hsutils.schema import SCHEMA_VERSION, TABLES
 from hsutils.snapshot import Manifest, write_snapshot
 
@@ -979,6 +979,6 @@ def cli_demo_data(args) -> int:
     truth = portal.truth
     annual = truth.filter(pl.col("term") == "annual")
     rate = f"{annual['churned'].mean():.1%}" if annual.height else "n/a"
-    print(f"demo portal: {args.companies:,} companies written to {out} ({rows})")
-    print(f"ground truth: {truth.height:,} renewal decisions (annual churn rate {rate}) in {truth_folder(out)}")
+    print(f"demo portal: {counted(args.companies, 'company')} written to {out} ({rows})")
+    print(f"ground truth: {counted(truth.height, 'renewal decision')} (annual churn rate {rate}) in {truth_folder(out)}")
     return 0

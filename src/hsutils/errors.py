@@ -19,3 +19,11 @@ def example_rows(frame, limit: int = 3) -> str:
     except AttributeError:
         rows = frame.head(limit).to_dict(orient="records")
     return "; ".join("{" + ", ".join(f"{k}={v}" for k, v in row.items()) + "}" for row in rows)
+
+
+def counted(count: int, noun: str, plural: str | None = None) -> str:
+    """A count and its noun, in the singular for one: '1 company', '1,204 companies', '0 rows'. `plural` for a
+    noun not made plural by adding 's' (a consonant and 'y' take 'ies')."""
+    if plural is None:
+        plural = noun[:-1] + "ies" if noun.endswith("y") and noun[-2:-1] not in tuple("aeiou") else noun + "s"
+    return f"{count:,} {noun if count == 1 else plural}"

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 import polars as pl
 
-from hsutils.errors import InputError, example_rows
+from hsutils.errors import InputError, counted, example_rows
 from hsutils.files import write_text_atomic
 
 OUTCOME = "outcome_churned"
@@ -970,8 +970,8 @@ def cli_evaluate(args: Any) -> int:
     verdict = payload["renewal_backtest"]["verdict"]["text"]
     overall = payload["metrics"]["overall"]
     auc = overall["auc"]
-    print(f"AUC {auc:.3f} on {overall['rows']} held-out rows ({overall['churns']} churned rows from "
-          f"{overall['churned_companies']} accounts). {verdict}"
+    print(f"AUC {auc:.3f} on {counted(overall['rows'], 'held-out row')} ({counted(overall['churns'], 'churned row')} "
+          f"from {counted(overall['churned_companies'], 'account')}). {verdict}"
           if auc is not None else verdict)
     # e.g. a test period inside the model's training period (optimistic metrics), or too few churns to judge by
     for note in [*payload["notes"], *([overall["warning"]] if overall.get("warning") else [])]:

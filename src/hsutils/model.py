@@ -84,7 +84,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from threadpoolctl import threadpool_limits
 
 from hsutils.baselines import BoostingReference, LogisticBaseline, coefficient_table
-from hsutils.errors import InputError, example_rows
+from hsutils.errors import InputError, counted, example_rows
 from hsutils.evaluate import (
     MIN_CHURNS_PER_SIGNAL,
     MIN_TEST_CHURNS_FOR_AUC,
@@ -1191,8 +1191,9 @@ class SegmentedHealthScore(ClassifierMixin, BaseEstimator):
                 own, weight = None, 0.0
             if churns < self.min_churns_per_signal * n_sources:
                 warnings.warn(
-                    f"segment {self.segment_column}={segment}: {churns} churned {'rows' if groups is None else 'accounts'}"
-                    f" for {n_sources} signals (fewer than {self.min_churns_per_signal} per signal); its model is "
+                    f"segment {self.segment_column}={segment}: "
+                    f"{counted(churns, 'churned row' if groups is None else 'churned account')}"
+                    f" for {counted(n_sources, 'signal')} (fewer than {self.min_churns_per_signal} per signal); its model is "
                     f"{weight:.0%} its own fit and {1 - weight:.0%} the global one",
                     UserWarning,
                     stacklevel=2,

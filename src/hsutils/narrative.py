@@ -25,6 +25,7 @@ from hsutils.backtest import (
     segment_words,
     unscored_churns,
 )
+from hsutils.errors import counted
 from hsutils.evaluate import (
     MIN_TEST_CHURNS_FOR_AUC,
     auc_unstable,
@@ -181,7 +182,7 @@ class Drift:
         index = f"population stability index {psi:.3f}"
         if psi >= PSI_NOTABLE and psi < chance:
             return (f"The score distribution shows no shift beyond chance against {self.compared_with}: its {index} "
-                    f"is above the usual {PSI_NOTABLE} mark, but with {len(self.current):,} accounts now and "
+                    f"is above the usual {PSI_NOTABLE} mark, but with {counted(len(self.current), 'account')} now and "
                     f"{len(self.previous):,} then, a random split of the same scores reaches {chance:.3f} one time "
                     "in 20.")
         level = ("a major shift" if psi >= PSI_MAJOR else "a notable shift" if psi >= PSI_NOTABLE
@@ -441,12 +442,12 @@ def verdict_line(verdict_text: str, test_churned: int, verdict_churned: int | No
             own = unscored_churns(verdict_unscored, renewals, horizons) if verdict_unscored and horizons else ""
             if own and own in verdict_text:
                 verdict_text = " ".join(verdict_text.replace(own, "").split())
-                counted = (f"the {verdict_churned:,} of them that had a score {checkpoint_words(horizons)} before "
+                verdict_counts = (f"the {verdict_churned:,} of them that had a score {checkpoint_words(horizons)} before "
                            "their term ended" if verdict_churned != 1 else
                            f"the one of them that had a score {checkpoint_words(horizons)} before its term ended")
                 note = (f"The test period lost {renewals:,} renewals: the {test_churned:,} "
                         f"account{'' if test_churned == 1 else 's'} above and {before_scored_weeks:,} that {began}. "
-                        f"The verdict counts {counted}.")
+                        f"The verdict counts {verdict_counts}.")
             else:
                 note = (f"({before_scored_weeks:,} more than the {test_churned:,} above: "
                         f"{'it' if before_scored_weeks == 1 else 'they'} {began}.)")

@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 import polars as pl
 
-from hsutils.errors import InputError, example_rows
+from hsutils.errors import InputError, counted, example_rows
 from hsutils.files import check_frame_suffix, write_frame_atomic
 from hsutils.signals import (
     DAY_US,
@@ -586,8 +586,9 @@ def cli_panel(args: Any) -> int:
         .group_by("company_id", "term_end").agg(pl.col("outcome_churned").max().alias("lost"))
     )
     print(
-        f"panel: {panel.height:,} rows, {panel['company_id'].n_unique():,} companies, "
-        f"{panel['as_of'].n_unique()} weekly as-of dates, {renewals.height:,} decided renewals in the horizon "
+        f"panel: {counted(panel.height, 'row')}, {counted(panel['company_id'].n_unique(), 'company')}, "
+        f"{counted(panel['as_of'].n_unique(), 'weekly as-of date')}, {counted(renewals.height, 'decided renewal')} "
+        "in the horizon "
         f"({int(renewals['lost'].sum()):,} lost) -> {out}"
     )
     return 0

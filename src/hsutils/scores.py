@@ -25,7 +25,7 @@ import pandas as pd
 import polars as pl
 
 from hsutils.backtest import CHANGE_DAYS, score_history
-from hsutils.errors import InputError
+from hsutils.errors import InputError, counted
 from hsutils.evaluate import (
     OUTCOME,
     fit_scorer,
@@ -167,8 +167,8 @@ def fit_preset_on_history(scorer: Any, snapshot: Any, as_of: datetime, horizon_d
     churns = int(history.get_column(OUTCOME).sum() or 0)
     if history.height == 0 or churns == 0 or churns == history.height:
         raise InputError(
-            f"cannot fit the preset on this snapshot: {history.height} labelled rows with {churns} churns before "
-            f"{iso(as_of)}; a preset needs churned and renewed accounts in the history to learn its transforms"
+            f"cannot fit the preset on this snapshot: {counted(history.height, 'labelled row')} with "
+            f"{counted(churns, 'churn')} before {iso(as_of)}; a preset needs churned and renewed accounts in the history to learn its transforms"
         )
     return fit_scorer(scorer, history, columns)
 
@@ -194,5 +194,6 @@ def cli_score(args: Any) -> int:
     write_frame_atomic(scores, out)
     bands = scores.group_by("band").len().sort("band")
     counts = ", ".join(f"{row['band']} {row['len']}" for row in bands.to_dicts())
-    print(f"{scores.height} companies scored at {iso(when)} with {resolved.name} ({counts}); written to {out}")
+    print(f"{counted(scores.height, 'company')} scored at {iso(when)} with {resolved.name} ({counts}); "
+          f"written to {out}")
     return 0

@@ -27,7 +27,7 @@ from typing import Any
 import polars as pl
 from tqdm import tqdm
 
-from hsutils.errors import InputError, example_rows
+from hsutils.errors import InputError, counted, example_rows
 from hsutils.files import write_text_atomic
 from hsutils.hubspot.client import DEFAULT_HOST, Connection, HubSpotError
 from hsutils.hubspot.config import (
@@ -674,7 +674,7 @@ def defaulted_on_every_record(object_type: str, records: list[dict[str, Any]], t
         if not records or not prop or prop not in available:
             continue
         if all(is_empty(r["properties"].get(prop)) for r in records):
-            warnings.append(f"{object_type}: {prop} is empty on all {len(records):,} records, so {column} is the "
+            warnings.append(f"{object_type}: {prop} is empty on all {counted(len(records), 'record')}, so {column} is the "
                             f"config's default ({default}) on every one; fill it in HubSpot or map the portal's own "
                             "property in --config")
     return warnings
@@ -889,10 +889,10 @@ def unlisted_pipelines_warning(counts: dict[str, Counter], pipelines: dict[str, 
     """One line naming the pipelines the config does not list ({pipeline id: {deal type read, or LEFT_OUT: deals}})
     by label and id, with how many of their deals were read (by deal type) and how many left out."""
     parts = []
-    for pid, counted in sorted(counts.items()):
-        read = ", ".join(f"{kind} {n:,}" for kind, n in sorted(counted.items()) if kind != LEFT_OUT)
-        parts.append(f"{_pipeline_name(pipelines, pid)} {counted.total():,}"
-                     + (f" (read: {read}" + (f"; left out {counted[LEFT_OUT]:,})" if counted[LEFT_OUT] else ")")
+    for pid, by_kind in sorted(counts.items()):
+        read = ", ".join(f"{kind} {n:,}" for kind, n in sorted(by_kind.items()) if kind != LEFT_OUT)
+        parts.append(f"{_pipeline_name(pipelines, pid)} {by_kind.total():,}"
+                     + (f" (read: {read}" + (f"; left out {by_kind[LEFT_OUT]:,})" if by_kind[LEFT_OUT] else ")")
                         if read else " left out"))
     how = ("read where the deal type property and HubSpot's stage metadata classify them, else left out"
            if reads else "left out (deals.unlisted_pipelines: skip)")

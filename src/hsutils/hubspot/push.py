@@ -38,7 +38,7 @@ from typing import Any
 
 import polars as pl
 
-from hsutils.errors import InputError, example_rows
+from hsutils.errors import InputError, counted, example_rows
 from hsutils.files import read_yaml_mapping
 from hsutils.hubspot.client import DEFAULT_HOST, Connection, HubSpotError, base_url
 from hsutils.hubspot.config import PortalConfig, load_config
@@ -124,7 +124,7 @@ class PushReport:
                          f"(e.g. {examples})")
         if not parts:
             return ""
-        return (f"{len(self.missing) + len(self.not_written):,} of the {self.companies:,} companies in the input "
+        return (f"{len(self.missing) + len(self.not_written):,} of the {counted(self.companies, 'company')} in the input "
                 f"{'cannot' if self.mode == 'dry run' else 'could not'} be written: " + "; ".join(parts)
                 + (" (score from a fresh pull to include the merged companies)" if self.not_written else ""))
 
@@ -141,8 +141,9 @@ class PushReport:
 
     def summary(self) -> str:
         verb = "would change" if self.mode == "dry run" else "changed"
-        lines = [f"hsutils {self.action} ({self.mode}, model {self.model_version}): {self.companies:,} companies "
-                 f"in the input, {self.changed_companies:,} {verb} ({len(self.changes):,} property values)"]
+        lines = [f"hsutils {self.action} ({self.mode}, model {self.model_version}): "
+                 f"{counted(self.companies, 'company')} in the input, {self.changed_companies:,} {verb} "
+                 f"({counted(len(self.changes), 'property value')})"]
         if self.missing:
             lines.append(f"  not found in the portal: {len(self.missing):,} (e.g. {', '.join(self.missing[:3])})")
         if self.merged:
@@ -153,29 +154,29 @@ class PushReport:
             lines.append(f"  merged in HubSpot since the scores were made: {len(self.merged):,} (e.g. {examples}); "
                          + moved)
         created = ([f"property group {self.group_created}"] if self.group_created else []) + (
-            [f"{len(self.properties_created)} company properties ({', '.join(self.properties_created)})"]
+            [f"{counted(len(self.properties_created), 'company property')} ({', '.join(self.properties_created)})"]
             if self.properties_created else [])
         if created:
             lines.append(f"  {'would create' if self.mode == 'dry run' else 'created'}: {'; '.join(created)}")
         if self.calculated:
             lines.append(f"  weights: {self.calculated}")
         if self.conflicts:
-            lines.append(f"  skipped {self.conflicts:,} value(s) changed in HubSpot since the push")
+            lines.append(f"  skipped {counted(self.conflicts, 'value')} changed in HubSpot since the push")
         moves = [m for m in self.biggest_moves() if m[1] is not None]
         if moves:
             lines.append("  biggest score moves: " + "; ".join(f"{cid} {old:.1f} -> {new:.1f}" for cid, old, new in moves))
         new_scores = sum(1 for c in self.changes if c.property == self.score_property and not c.old)
         if new_scores:
-            lines.append(f"  first score for {new_scores:,} companies")
+            lines.append(f"  first score for {counted(new_scores, 'company')}")
         bands = Counter(c.new for c in self.changes if c.property.endswith("band") and c.new)
         if bands:
             lines.append("  new bands: " + ", ".join(f"{b} {n:,}" for b, n in sorted(bands.items())))
         if self.mode != "dry run":
-            lines.append(f"  written {self.written:,} companies; failed {len(self.failed):,}"
+            lines.append(f"  written {counted(self.written, 'company')}; failed {len(self.failed):,}"
                          + (f" (e.g. {next(iter(self.failed.items()))})" if self.failed else ""))
             lines.append(f"  audit: {self.audit}" if self.audit and self.audit.exists()
                          else "  no audit file: nothing was written")
-        lines.append(f"  {self.requests:,} requests ({self.retries:,} retries) in {self.seconds:.1f} s")
+        lines.append(f"  {counted(self.requests, 'request')} ({counted(self.retries, 'retry')}) in {self.seconds:.1f} s")
         if self.mode == "dry run" and (self.changes or created):
             lines.append("  nothing was written: run again with --apply to write these values")
         return "\n".join(lines)
@@ -256,15 +257,16 @@ def company_ids(frame: pl.DataFrame, path: Path) -> pl.DataFrame:
         bad = frame.filter(value.is_not_null() & (value.is_nan() | value.is_infinite() | (value % 1 != 0)
                                                   | (value.abs() >= 2.0 ** 53)))
         if bad.height:
-            raise InputError(f"scores file {path}, column company_id: {bad.height} id(s) are not whole numbers, e.g. "
+            raise InputError(f"scores file {path}, column company_id: {counted(bad.height, 'id')} "
+                             f"{'is not a whole number' if bad.height == 1 else 'are not whole numbers'}, e.g. "
                              f"{bad.get_column('company_id').head(3).to_list()}: HubSpot record ids are")
         return frame.with_columns(value.cast(pl.Int64).cast(pl.String))
     text = pl.col("company_id").cast(pl.String).str.strip_chars()
     frame = frame.with_columns(pl.when(text != "").then(text).alias("company_id"))
     scientific = frame.filter(pl.col("company_id").str.contains(SCIENTIFIC_ID_PATTERN))
     if scientific.height:
-        raise InputError(f"scores file {path}, column company_id: {scientific.height} id(s) in scientific notation, "
-                         f"e.g. {scientific.get_column('company_id').head(3).to_list()}: a spreadsheet shortened "
+        raise InputError(f"scores file {path}, column company_id: {counted(scientific.height, 'id')} in scientific "
+                         f"notation, e.g. {scientific.get_column('company_id').head(3).to_list()}: a spreadsheet shortened "
                          "them and their digits are lost; export the ids as text")
     whole = pl.col("company_id").str.contains(r"^[0-9]+(\.0*)?$")
     return frame.with_columns(pl.when(whole).then(pl.col("company_id").str.replace(r"\.0*$", "")
@@ -300,7 +302,7 @@ def read_scores(path: str | Path) -> pl.DataFrame:
     bad = frame.filter(pl.col("company_id").is_null() | pl.col("as_of").is_null() | pl.col("health_score").is_null()
                        | pl.col("health_score").is_nan())
     if bad.height:
-        raise InputError(f"scores file {path}: {bad.height} row(s) without company_id, as_of or health_score (empty "
+        raise InputError(f"scores file {path}: {counted(bad.height, 'row')} without company_id, as_of or health_score (empty "
                          f"or NaN), e.g. {example_rows(bad.select('company_id', 'as_of', 'health_score'))}")
     ranges = {"health_score": (0.0, 100.0), "churn_probability": (0.0, 1.0)}
     for column in numbers:
@@ -308,7 +310,7 @@ def read_scores(path: str | Path) -> pl.DataFrame:
         value = pl.col(column)
         bad = frame.filter(value.is_infinite() | (value < low) | (value > high))
         if bad.height:
-            raise InputError(f"scores file {path}, column {column}: {bad.height} value(s) "
+            raise InputError(f"scores file {path}, column {column}: {counted(bad.height, 'value')} "
                              + ("infinite" if math.isinf(low) else f"outside {low:g}..{high:g} or infinite")
                              + f", e.g. {example_rows(bad.select('company_id', column))}")
     bad = frame.filter(~pl.col("band").is_in(BANDS))
@@ -321,7 +323,8 @@ def read_scores(path: str | Path) -> pl.DataFrame:
     clash = latest.select("company_id", *written).unique().filter(pl.len().over("company_id") > 1)
     if clash.height:
         ids = sorted(set(clash.get_column("company_id").to_list()))
-        raise InputError(f"scores file {path}: {len(ids)} compan(ies) have rows with different values for their "
+        raise InputError(f"scores file {path}: {counted(len(ids), 'company')} "
+                         f"{'has' if len(ids) == 1 else 'have'} rows with different values for their "
                          f"latest as_of, e.g. {', '.join(ids[:3])}: keep one row per company and date")
     return frame.sort("as_of").unique("company_id", keep="last").sort("company_id")
 
@@ -459,7 +462,7 @@ class CompanyWriter:
             if not pending:
                 break
         if pending:
-            raise HubSpotError(f"read company properties: {len(pending)} compan(ies) kept failing, e.g. "
+            raise HubSpotError(f"read company properties: {counted(len(pending), 'company')} kept failing, e.g. "
                                f"{', '.join(pending[:3])}")
         return current, missing, merged
 
@@ -547,7 +550,7 @@ class CompanyWriter:
             left.append(f"property group {group_created}")  # a group still holding properties is left too
         if not created and not group_created:
             return "nothing was created, nothing is left behind"
-        made = f"the {len(created)} propert(ies)" + (f" and the group {group_created}" if group_created else "")
+        made = f"the {counted(len(created), 'property')}" + (f" and the group {group_created}" if group_created else "")
         if not left:
             return f"{made} this run created were archived again: nothing is left behind"
         return (f"archiving what this run created failed for {', '.join(left)}: archive them in HubSpot (Settings > "
@@ -805,7 +808,7 @@ def _write_or_explain(writer: CompanyWriter, updates: dict[str, dict[str, str]],
         return writer.write(updates, before_batch=before_batch)
     except HubSpotError as exc:
         rerun = rerun or f"the same command with --audit {audit}"
-        raise HubSpotError(f"{action} stopped part-way: {writer.written:,} of {len(updates):,} companies written "
+        raise HubSpotError(f"{action} stopped part-way: {writer.written:,} of {counted(len(updates), 'company')} written "
                            f"(audit: {audit}); run {rerun} to finish"
                            + (f", or hsutils rollback {audit} --apply to undo" if action == "push" else "")
                            + f". Cause: {exc}", exc.status, exc.category) from None
@@ -899,7 +902,7 @@ def rollback(audit: str | Path, host: str = DEFAULT_HOST, token: str | None = No
     ids = sorted({c for c, _ in first})
     current, missing, merged = writer.read(ids, names)
     if ids and not current:
-        raise InputError(f"audit file {audit}: none of its {len(ids):,} companies is in the portal at {conn.host} "
+        raise InputError(f"audit file {audit}: none of its {counted(len(ids), 'company')} is in the portal at {conn.host} "
                          "(e.g. " + ", ".join(ids[:3]) + "): it belongs to another portal")
     changes, conflicts = [], 0
     for (company_id, name), row in first.items():
@@ -963,7 +966,7 @@ def _finish(report: PushReport) -> int:
         parts.append(f"{len(report.not_written):,} merged, e.g. {company} {reason}")
     where = (f"the audit {report.audit} holds what was written" if report.audit and report.audit.exists()
              else "nothing was written")
-    print(f"hsutils {report.action}: partial: {unwritten:,} of {report.companies:,} companies not written "
+    print(f"hsutils {report.action}: partial: {unwritten:,} of {counted(report.companies, 'company')} not written "
           f"({'; '.join(parts)}); {where}", file=sys.stderr)
     return 1
 
