@@ -4,6 +4,8 @@ defaults, and the forms other test files do not run are run here."""
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -104,6 +106,23 @@ def test_sandbox_serves_a_snapshot_on_the_port_given_until_interrupted(small_dem
         if server.poll() is None:
             server.kill()
             server.wait()
+
+
+def test_fit_on_a_portal_without_surveys_says_each_warning_once(small_demo, tmp_path):
+    """A portal without NPS surveys (an empty surveys table): `hsutils fit` warns that latest_nps has nothing to
+    read and that it earns no points, each once, though the fitted score and the 40/30/30 preset both lose it."""
+    snapshot = tmp_path / "no surveys"
+    shutil.copytree(small_demo, snapshot)
+    surveys = snapshot / "surveys.parquet"
+    pl.read_parquet(surveys).clear().write_parquet(surveys)
+    done = subprocess.run([sys.executable, "-m", "hsutils", "fit", str(snapshot), "--out", str(tmp_path / "m.yml")],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    warned = [line for line in done.stderr.splitlines() if line.strip()]
+    assert warned and all(line.startswith("hsutils fit: warning: ") for line in warned), done.stderr
+    assert len(warned) == len(set(warned)), done.stderr
+    assert len([line for line in warned if re.search(r"latest_nps .*no values.* no points", line)]) == 1, done.stderr
+    assert any("table surveys has no rows" in line for line in warned), done.stderr
 
 
 @pytest.mark.parametrize(("count", "noun", "plural", "words"), [

@@ -791,9 +791,12 @@ class HealthScore(ClassifierMixin, BaseEstimator):
         if len(empty) == len(sources):
             raise ModelInputError(f"X: column(s) {', '.join(empty[:3])} have no values (all missing)")
         if empty:  # a signal the portal does not record (no NPS surveys, say): it earns no points
+            # the same words for a fitted score and a preset, so a command fitting both says it once
+            one = len(empty) == 1
             warnings.warn(
-                f"HealthScore: column(s) {', '.join(empty)} have no values (all missing) and earn no points"
-                + ("; the other columns share the preset's points" if self.fixed_points is not None else ""),
+                f"HealthScore: {'column' if one else 'columns'} {', '.join(empty)} {'has' if one else 'have'} no "
+                f"values (all missing) and {'earns' if one else 'earn'} no points: the score rests on the other "
+                "columns",
                 UserWarning,
                 stacklevel=2,
             )
