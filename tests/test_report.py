@@ -827,7 +827,22 @@ def test_at_risk_line_says_what_it_was_chosen_for(target_recall, capacity, aim):
     line = at_risk_line(one_account_summary("At risk below 60: 2 at-risk accounts.",
                                             threshold_target_recall=target_recall, threshold_capacity=capacity))
     assert f"**Where to draw the At-risk line.** {aim}" in line
-    assert "most churns" not in line and line.endswith("starts below 55): At risk below 60: 2 at-risk accounts.")
+    assert "most churns" not in line and line.endswith("used today is At risk below 55): At risk below 60: 2 at-risk accounts.")
+
+
+def test_at_risk_line_names_the_band_of_the_model_that_scored():
+    """The At-risk line is set against the band the scores use: the page said 'below 55' whatever the model's band;
+    it names the band of the model file (a per-segment model's global one), 55 only for a model without bands."""
+    line = at_risk_line(one_account_summary("At risk below 35: 2 at-risk accounts.", at_risk_below=48.5))
+    assert "(the band used today is At risk below 48.5): At risk below 35" in line and "55" not in line
+    X = pd.DataFrame({"a": np.linspace(0, 1, 200), "b": np.tile([0.0, 1.0], 100)})
+    y = (X["a"] < 0.3).astype(int)
+    from hsutils.model import HealthScore, SegmentedHealthScore
+
+    assert narrative.at_risk_band(HealthScore(at_risk=48.5).fit(X, y)) == 48.5
+    segmented = SegmentedHealthScore(base=HealthScore(healthy=80.0, at_risk=62.0), segment_column="b").fit(X, y)
+    assert narrative.at_risk_band(segmented) == 62.0
+    assert narrative.at_risk_band(object()) == 55.0
 
 
 SIZES_AS_TEXT = ["unknown", "50-199", "200-999", "1000+", "1-49"]  # "200-999" before "50-199" when sorted as text
@@ -971,12 +986,13 @@ def test_account_list_shows_a_change_that_rounds_to_zero_as_plus_zero():
 
 def test_account_lists_name_the_cs_owner_the_snapshot_knows_else_its_id_else_unassigned(small_demo_csv, tmp_path):
     """The CS owner column reads the owner's name where the snapshot records it (a HubSpot pull's
-    `hubspot.owner_names`), else the owner id, else 'unassigned'; a snapshot without names shows the ids."""
+    `hubspot.owner_names`), else 'id <the id>', else 'unassigned'; a snapshot without names (a CSV export) shows the
+    ids under a header saying they are ids, not a column of bare numbers under 'CS owner'."""
     scores = pd.DataFrame({"name": ["A", "B", "C", "D"], "arr": [4.0, 3.0, 2.0, 1.0], "health_score": [40.0] * 4,
                            "band": ["At risk"] * 4, "cs_owner_id": ["41234567", "41234568", None, ""]})
     names = {"41234567": "Jane Doe", "41234568": "", "999": "Someone Else"}
     assert narrative.account_list(scores, "at_risk", owner_names=names)["CS owner"].tolist() == [
-        "Jane Doe", "41234568", "unassigned", "unassigned"]
+        "Jane Doe", "id 41234568", "unassigned", "unassigned"]
 
     folder = tmp_path / "csv"
     shutil.copytree(small_demo_csv, folder)
@@ -985,8 +1001,54 @@ def test_account_lists_name_the_cs_owner_the_snapshot_knows_else_its_id_else_una
     (folder / "manifest.json").write_text(json.dumps(manifest))
     known = load_snapshot(folder).manifest.owner_names
     assert known == {}
-    assert narrative.account_list(scores, "at_risk", owner_names=known)["CS owner"].tolist()[:2] == [
-        "41234567", "41234568"]
+    for owner_names in (known, {"999": "Someone Else"}):  # none of the listed owners named
+        listed = narrative.account_list(scores, "at_risk", owner_names=owner_names)
+        assert "CS owner" not in listed.columns
+        assert listed["CS owner id"].tolist() == ["41234567", "41234568", "unassigned", "unassigned"]
+
+
+def test_account_lists_call_an_account_without_a_score_30_days_earlier_new():
+    """A customer that was none 30 days ago has no 30-day change: the lists say 'new', not a blank or 'nan'; on a
+    snapshot too young for any account to have one, the column stays blank rather than calling every account new."""
+    scores = pd.DataFrame({"name": ["A", "B", "C"], "arr": [3.0, 2.0, 1.0], "health_score": [40.0, 41.0, 42.0],
+                           "score_change_30d": [np.nan, -2.6, np.nan], "band": ["At risk"] * 3})
+    assert narrative.account_list(scores, "at_risk")["Change (30 days)"].tolist() == ["new", "-3", "new"]
+    young = scores.assign(score_change_30d=np.nan)
+    assert narrative.account_list(young, "at_risk")["Change (30 days)"].tolist() == ["", "", ""]
+
+
+def test_leadership_page_names_the_model_files_band_and_owner_ids_as_ids(report_run, small_demo, tmp_path):
+    """Notebook 04 run on a report whose model file sets its own At-risk band (48), for a snapshot without owner
+    names: the page counts and names that band, and heads the owners' column as ids."""
+    import papermill
+
+    from hsutils.report import render_html
+
+    out, _ = report_run
+    folder = tmp_path / "2026Q4"
+    shutil.copytree(out / "2026Q4", folder)
+    model_file = folder / "model.yml"
+    content = yaml.safe_load(model_file.read_text())
+    content["bands"]["at_risk"] = 48.0
+    model_file.write_text(yaml.safe_dump(content, sort_keys=False))
+    snapshot = tmp_path / "snapshot"
+    shutil.copytree(small_demo, snapshot)
+    manifest = json.loads((snapshot / "manifest.json").read_text())
+    manifest.pop("hubspot", None)
+    (snapshot / "manifest.json").write_text(json.dumps(manifest))
+    executed = tmp_path / "04.ipynb"
+    papermill.execute_notebook(str(NOTEBOOKS / "04-leadership-report.ipynb"), str(executed),
+                               parameters={"snapshot_dir": str(snapshot), "report_dir": str(folder)},
+                               kernel_name="hsutils", progress_bar=False, cwd=str(NOTEBOOKS))
+    html = render_html(executed, tmp_path / "leadership.html").read_text(encoding="utf-8")
+    text = page_text(html)
+    scores = pd.read_parquet(folder / "scores.parquet")
+    at_risk = int((scores["band"] == "At risk").sum())
+    assert at_risk == int((scores["health_score"] < 48.0).sum()) > 0
+    assert f"At risk today. {at_risk:,} of {len(scores):,} customers" in text
+    assert "(the band used today is At risk below 48): " in text and "below 55" not in text
+    headers = [re.sub(r"<[^>]+>", "", h).strip() for h in re.findall(r"<th[^>]*>(.*?)</th>", html, flags=re.S)]
+    assert "CS owner id" in headers and "CS owner" not in headers
 
 
 def test_signal_pages_caution_a_finding_on_few_churns_count_only_point_signals_and_name_signals_in_words(report_run):

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from hsutils.backtest import (
+    AT_RISK_BELOW,
     checkpoint_words,
     grouping_words,
     no_churn_to_judge,
@@ -302,16 +303,30 @@ def segments_note(segment_column: str = "arr_segment") -> str:
 
 
 def owner_words(owner_id: Any, owner_names: Mapping[str, str] | None = None) -> str:
-    """A CS owner as a reader knows them: the name `owner_names` gives the id, else the id, else 'unassigned'."""
-    if pd.isna(owner_id) or str(owner_id).strip() in ("", "nan", "None"):
+    """A CS owner as a reader knows them: the name `owner_names` gives the id, else 'id <the id>', else
+    'unassigned'."""
+    if not has_owner(owner_id):
         return "unassigned"
-    return (owner_names or {}).get(str(owner_id)) or str(owner_id)
+    return (owner_names or {}).get(str(owner_id)) or f"id {owner_id}"
+
+
+def has_owner(owner_id: Any) -> bool:
+    """Whether an owner column's value names an owner (not empty, NaN or None)."""
+    return not (pd.isna(owner_id) or str(owner_id).strip() in ("", "nan", "None"))
+
+
+def change_words(change: Any, new_account: str) -> str:
+    """A 30-day score change in whole points, signed (-0.4 reads +0, not -0); `new_account` where it is unknown."""
+    return new_account if pd.isna(change) else f"{round(change):+d}"
 
 
 def account_list(scores: pd.DataFrame, which: str, limit: int = 20,
                  owner_names: Mapping[str, str] | None = None) -> pd.DataFrame:
     """The at-risk list ("at_risk", by ARR) or the expansion list ("expansion"), in words a CS lead reads; the CS
-    owner by name where `owner_names` ({owner id: name}, a snapshot's `manifest.owner_names`) knows it."""
+    owner by name where `owner_names` ({owner id: name}, a snapshot's `manifest.owner_names`) knows it ('id <the
+    id>' where it does not), under the header "CS owner id" and as bare ids when it knows none of the list's
+    owners. An account without a score 30 days earlier reads "new" as its change, unless no account has one (a
+    snapshot younger than that), when the column stays blank."""
     if which == "at_risk":
         chosen = scores[scores["band"] == "At risk"]
     elif which == "expansion":
@@ -322,11 +337,17 @@ def account_list(scores: pd.DataFrame, which: str, limit: int = 20,
                "churn_probability": "Churn risk", "days_to_renewal": "Days to renewal",
                "seat_utilisation": "Seats used", "cs_owner_id": "CS owner"}
     table = chosen.sort_values("arr", ascending=False).head(limit)
+    names = {str(k): v for k, v in (owner_names or {}).items() if v}
+    owners = table["cs_owner_id"] if "cs_owner_id" in table else pd.Series(dtype=object)
+    if not any(str(owner) in names for owner in owners if has_owner(owner)):  # no name to show: the ids, so headed
+        columns["cs_owner_id"] = "CS owner id"
     table = table[[c for c in columns if c in table.columns]].rename(columns=columns)
+    history = "score_change_30d" in scores and scores["score_change_30d"].notna().any()
     formats = {"ARR": money, "Score": whole_points, "Churn risk": small_share, "Seats used": percent,
-               "Change (30 days)": lambda v: "" if pd.isna(v) else f"{round(v):+d}",  # -0.4 reads +0, not -0
+               "Change (30 days)": lambda v: change_words(v, "new" if history else ""),
                "Days to renewal": lambda v: "" if pd.isna(v) else f"{v:.0f}",
-               "CS owner": lambda v: owner_words(v, owner_names)}
+               "CS owner": lambda v: owner_words(v, names),
+               "CS owner id": lambda v: str(v) if has_owner(v) else "unassigned"}
     for column, formatter in formats.items():
         if column in table.columns:
             table[column] = table[column].map(formatter)
@@ -507,6 +528,7 @@ def leadership_summary(
     threshold_target_recall: float | None = None,
     threshold_capacity: float | None = None,
     verdict_horizons: Sequence[int] | None = None,
+    at_risk_below: float = AT_RISK_BELOW,
 ) -> str:
     """The first page of the leadership report, in Markdown: what changed, how well the score predicts, how many
     accounts and how much ARR are at risk, and the expansion candidates. `verdict_churned`: the churned accounts
@@ -518,7 +540,8 @@ def leadership_summary(
     `unmeasured`: signals without any value in the snapshot, and `usage_rows` its usage events, for the line on
     what the snapshot lacks. `threshold_churns`: the churns the At-risk line was chosen on, for its caution;
     `threshold_target_recall` and `threshold_capacity`: what it was chosen for (its backtest summary's
-    "target_recall" and "capacity_per_owner_per_week"), for at_risk_line_aim."""
+    "target_recall" and "capacity_per_owner_per_week"), for at_risk_line_aim. `at_risk_below`: the score below
+    which the scores' model bands an account At risk (at_risk_band), the band the chosen line is set against."""
     overall = comparison_table[comparison_table["segment"] == "all"].set_index("model")
     auc = overall["auc"].to_dict()
     fitted = auc.get("fitted")
@@ -574,11 +597,18 @@ def leadership_summary(
     lines.append(" ".join(filter(None, [
         "- **Where to draw the At-risk line.** Picked on past weeks "
         + " ".join(filter(None, [at_risk_line_aim(threshold_target_recall, threshold_capacity),
-                                 f"(the band used today starts below 55): {threshold_text}"])),
+                                 f"(the band used today is At risk below {at_risk_below:g}): {threshold_text}"])),
         few_churns_caution(threshold_churns, "line"),
     ])))
     lines.append("")
     return "\n".join(lines)
+
+
+def at_risk_band(model: Any) -> float:
+    """The score below which `model` bands an account At risk (a per-segment model's global one, whose bands it
+    uses); the default band's for a scorer without bands of its own."""
+    scorer = getattr(model, "global_model_", model)
+    return float(getattr(scorer, "at_risk", AT_RISK_BELOW))
 
 
 def at_risk_line_aim(target_recall: float | None, capacity_per_owner_per_week: float | None) -> str:
