@@ -77,6 +77,11 @@ def test_leadership_html_has_figures_and_no_code(report_run, small_demo):
     names = load_snapshot(small_demo).manifest.owner_names
     shown = {cell for cell in re.findall(r"<td[^>]*>([^<]*)</td>", html)}
     assert shown & set(names.values()) and not shown & set(names)  # the lists name the CS owners, not their ids
+    at_risk = int((pd.read_parquet(out / "2026Q4" / "scores.parquet")["band"] == "At risk").sum())
+    assert at_risk > narrative.ACCOUNT_LIST_LIMIT  # the list shows some of them, and says so above it
+    assert f"<caption>The {narrative.ACCOUNT_LIST_LIMIT} largest of {at_risk} accounts At risk, by ARR.</caption>" in html
+    arr_sits = table_cells(html[html.index("Where the ARR sits"):html.index("At-risk accounts, largest ARR first")])
+    assert arr_sits and not any(re.fullmatch(r"\d+\.\d+", cell) for cell in arr_sits)  # median scores in whole points
 
 
 def page_text(html: str) -> str:
@@ -195,11 +200,11 @@ def test_leadership_page_counts_the_churns_of_the_test_period_one_way():
     verdict_line = next(line for line in page.splitlines() if "The validation step" in line)
     assert "it rests on only 11 churned accounts, and a reliable verdict needs at least 30" in verdict_line
     assert set(re.findall(r"(\d+) accounts? that churned in the test period", page)) == {"12"}
-    assert "counts lost renewals" not in page  # 11 counted + 1 left out = the 12 of the AUC line
+    assert "The validation step counts" not in page  # 11 counted + 1 left out = the 12 of the AUC line
     apart = leadership_page(comparison_table(40, (0.91, 0.96)), 41, 0)
     assert "in which 40 accounts churned" in apart
-    assert ("(The validation step counts lost renewals, 41 of them; the 40 above are the accounts that churned in "
-            "the weeks the score was judged on.)") in apart
+    assert ("(The validation step counts 41 lost renewals; the 40 above are the accounts that churned in the weeks "
+            "the score was judged on.)") in apart
 
 
 def test_leadership_page_says_in_a_clause_why_the_verdict_counts_more_churns_than_the_auc():
@@ -211,11 +216,11 @@ def test_leadership_page_says_in_a_clause_why_the_verdict_counts_more_churns_tha
     verdict_line = next(line for line in page.splitlines() if "The validation step" in line)
     assert verdict_line.endswith(f"{verdict} (9 more than the 1,847 above: they churned as the test period began, "
                                  "before any of its weeks was scored.)")
-    assert "counts lost renewals" not in page and "in which 1,847 accounts churned" in page
+    assert "The validation step counts" not in page and "in which 1,847 accounts churned" in page
     one = leadership_page(comparison_table(40, (0.91, 0.96)), 41, 0, before_scored_weeks=1)
     assert "(1 more than the 40 above: it churned as the test period began" in one
     other = leadership_page(comparison_table(40, (0.91, 0.96)), 42, 0, before_scored_weeks=1)
-    assert "(The validation step counts lost renewals, 42 of them;" in other  # a difference it does not explain
+    assert "(The validation step counts 42 lost renewals;" in other  # a difference it does not explain
 
 
 def playbook_rows(events: int, arr_at_risk: float, arr_saved: float) -> pd.DataFrame:
@@ -1146,6 +1151,54 @@ def test_leadership_page_says_once_which_churned_renewals_the_verdict_counts():
     # counts that add up, or a difference the period's start does not explain: the verdict keeps its own sentence
     assert own in narrative.verdict_line(verdict, 137, 127, 10, 0, (90, 60, 30))
     assert own in narrative.verdict_line(verdict, 120, 127, 10, 9, (90, 60, 30))
+
+
+@pytest.mark.parametrize(("test_churned", "counted", "renewals", "churned"), [
+    (2, 1, "1 lost renewal", "the 2 above are the accounts that churned"),
+    (1, 2, "2 lost renewals", "the 1 above is the account that churned"),
+])
+def test_verdict_line_counts_one_renewal_and_one_account_in_the_singular(test_churned, counted, renewals, churned):
+    """'The validation step counts lost renewals, 2 of them; the 1 above are the accounts that churned' and 'The
+    test period lost 1 renewals': a count of one reads in the singular."""
+    line = narrative.verdict_line("PASS: the score predicts churn.", test_churned, counted, 0)
+    assert line.startswith(f"PASS: the score predicts churn. (The validation step counts {renewals}; {churned} in "
+                           "the weeks the score was judged on.)")
+    from hsutils.backtest import unscored_churns
+
+    own = unscored_churns(1, 1, (90, 60, 30))
+    began = narrative.verdict_line(f"FAIL: the score is not predictive. {own}", 0, 0, 1, 1, (90, 60, 30))
+    assert "The test period lost 1 renewal:" in began and "renewals" not in began
+
+
+def test_account_lists_say_when_they_show_only_the_largest_accounts():
+    """The At-risk list showed the 20 largest of 204 accounts At risk under 'At-risk accounts, largest ARR first'
+    without saying it left the others out; a list that shows every account says nothing more."""
+    at_risk = 23
+    scores = pd.DataFrame({"name": [f"A{i}" for i in range(at_risk + 2)], "arr": np.arange(at_risk + 2, 0, -1.0),
+                           "health_score": [30.0] * at_risk + [90.0, 90.0], "churn_probability": 0.1,
+                           "band": ["At risk"] * at_risk + ["Healthy"] * 2,
+                           "expansion_candidate": [False] * at_risk + [True, True]})
+    listed = narrative.account_list(scores, "at_risk")
+    caption = narrative.account_list_caption(scores, "at_risk")
+    assert caption == f"The {len(listed)} largest of {at_risk} accounts At risk, by ARR." and len(listed) < at_risk
+    assert f"<caption>{caption}</caption>" in narrative.for_readers(listed, caption=caption).to_html()
+    assert narrative.account_list_caption(scores, "at_risk", limit=1) == f"The largest of {at_risk} accounts At risk, by ARR."
+    assert narrative.account_list_caption(scores, "at_risk", limit=at_risk) == ""
+    assert narrative.account_list_caption(scores, "expansion") == ""
+    assert narrative.account_list_caption(scores, "expansion", limit=1) == "The largest of 2 expansion candidates, by ARR."
+    assert "<caption" not in narrative.for_readers(listed).to_html()
+
+
+def test_segment_breakdown_gives_the_median_score_in_the_whole_points_reached():
+    """The median score read '55.0' beside a page that shows 54.7 as 54, the points it has reached, as the bands
+    count them: the median reads in whole points the same way."""
+    scores = pd.DataFrame({"arr_segment": ["scaled"] * 2 + ["high_touch"] * 3, "arr": [1.0, 2.0, 3.0, 4.0, 5.0],
+                           "health_score": [54.0, 55.4, 54.7, 90.0, 20.0], "band": ["At risk", "Healthy", "At risk",
+                                                                                 "Healthy", "At risk"]})
+    table = narrative.segment_breakdown(scores)
+    assert dict(zip(table["ARR segment"], table["Median score"], strict=True)) == {"high-touch": "54", "scaled": "54"}
+    cells = table_cells(narrative.for_readers(table).to_html())
+    assert "54" in cells and not any("54." in cell or "55" in cell for cell in cells)
 
 
 def test_field_claim_counts_only_signals_that_earn_points_and_cautions_on_few_churns():

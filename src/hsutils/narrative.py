@@ -211,15 +211,20 @@ def score_drift(scores: pd.DataFrame, previous: PreviousReport | None, history: 
     return Drift(population_stability_index(before, current), label, current, before)
 
 
-def for_readers(table: pd.DataFrame, empty_note: str = "Nothing to list this quarter.", digits: int = 1) -> Any:
-    """A table as leadership should see it: no index column, `digits` decimals; a sentence instead of an empty
-    table."""
+def for_readers(table: pd.DataFrame, empty_note: str = "Nothing to list this quarter.", digits: int = 1,
+                caption: str = "") -> Any:
+    """A table as leadership should see it: no index column, `digits` decimals, `caption` (if any) above it; a
+    sentence instead of an empty table."""
     from IPython.display import Markdown
 
     if table.empty:
         return Markdown(f"*{empty_note}*")
     readable = table.rename(columns=lambda c: c.replace("_", " ").capitalize() if "_" in c else c)
-    return readable.style.hide(axis="index").format(precision=digits, na_rep="", thousands=",")
+    styled = readable.style.hide(axis="index").format(precision=digits, na_rep="", thousands=",")
+    if caption:
+        styled = styled.set_caption(caption).set_table_styles(
+            [{"selector": "caption", "props": "caption-side: top; text-align: left; font-style: italic;"}])
+    return styled
 
 
 NOT_DEFINED = "—"
@@ -320,19 +325,38 @@ def change_words(change: Any, new_account: str) -> str:
     return new_account if pd.isna(change) else f"{round(change):+d}"
 
 
-def account_list(scores: pd.DataFrame, which: str, limit: int = 20,
+ACCOUNT_LIST_LIMIT = 20  # the accounts an account list shows, largest ARR first
+
+
+def listed_accounts(scores: pd.DataFrame, which: str) -> pd.DataFrame:
+    """Every account the at-risk list ("at_risk") or the expansion list ("expansion") could show, in no order."""
+    if which == "at_risk":
+        return scores[scores["band"] == "At risk"]
+    if which == "expansion":
+        return scores[scores["expansion_candidate"].fillna(False).astype(bool)]
+    raise ValueError(f"unknown list {which!r}")
+
+
+def account_list_caption(scores: pd.DataFrame, which: str, limit: int = ACCOUNT_LIST_LIMIT) -> str:
+    """The line under an account list's heading when it shows only the `limit` largest by ARR ('The 20 largest
+    of 204 accounts At risk, by ARR.'); '' when it shows them all."""
+    count = len(listed_accounts(scores, which))
+    if count <= limit:
+        return ""
+    what = "accounts At risk" if which == "at_risk" else "expansion candidates"
+    largest = "The largest" if limit == 1 else f"The {limit:,} largest"
+    return f"{largest} of {count:,} {what}, by ARR."
+
+
+def account_list(scores: pd.DataFrame, which: str, limit: int = ACCOUNT_LIST_LIMIT,
                  owner_names: Mapping[str, str] | None = None) -> pd.DataFrame:
     """The at-risk list ("at_risk", by ARR) or the expansion list ("expansion"), in words a CS lead reads; the CS
     owner by name where `owner_names` ({owner id: name}, a snapshot's `manifest.owner_names`) knows it ('id <the
     id>' where it does not), under the header "CS owner id" and as bare ids when it knows none of the list's
     owners. An account without a score 30 days earlier reads "new" as its change, unless no account has one (a
-    snapshot younger than that), when the column stays blank."""
-    if which == "at_risk":
-        chosen = scores[scores["band"] == "At risk"]
-    elif which == "expansion":
-        chosen = scores[scores["expansion_candidate"].fillna(False).astype(bool)]
-    else:
-        raise ValueError(f"unknown list {which!r}")
+    snapshot younger than that), when the column stays blank. Only the `limit` largest by ARR are listed:
+    account_list_caption says so under the list's heading."""
+    chosen = listed_accounts(scores, which)
     columns = {"name": "Account", "arr": "ARR", "health_score": "Score", "score_change_30d": "Change (30 days)",
                "churn_probability": "Churn risk", "days_to_renewal": "Days to renewal",
                "seat_utilisation": "Seats used", "cs_owner_id": "CS owner"}
@@ -355,14 +379,15 @@ def account_list(scores: pd.DataFrame, which: str, limit: int = 20,
 
 
 def segment_breakdown(scores: pd.DataFrame, segment_column: str = "arr_segment") -> pd.DataFrame:
-    """Accounts, ARR, median score and the share of ARR at risk per segment (segments in words, under a header
-    naming the grouping: 'ARR segment', 'Tier', 'Company size'; sizes by size, an unknown segment last)."""
+    """Accounts, ARR, median score (in the whole points reached, as the bands count them: 54.5 reads 54) and the
+    share of ARR at risk per segment (segments in words, under a header naming the grouping: 'ARR segment', 'Tier',
+    'Company size'; sizes by size, an unknown segment last)."""
     grouped = scores.assign(at_risk_arr=np.where(scores["band"] == "At risk", scores["arr"], 0.0)).groupby(
         segment_column)
     table = pd.DataFrame({
         "Accounts": grouped.size(),
         "ARR": grouped["arr"].sum().map(money),
-        "Median score": grouped["health_score"].median().round(0),
+        "Median score": grouped["health_score"].median().map(whole_points),
         "At risk": grouped["band"].apply(lambda b: int((b == "At risk").sum())),
         "ARR at risk": grouped["at_risk_arr"].sum().map(money),
         "Share of ARR at risk": (grouped["at_risk_arr"].sum() / grouped["arr"].sum()).map(percent),
@@ -466,15 +491,17 @@ def verdict_line(verdict_text: str, test_churned: int, verdict_churned: int | No
                 verdict_counts = (f"the {verdict_churned:,} of them that had a score {checkpoint_words(horizons)} before "
                            "their term ended" if verdict_churned != 1 else
                            f"the one of them that had a score {checkpoint_words(horizons)} before its term ended")
-                note = (f"The test period lost {renewals:,} renewals: the {test_churned:,} "
+                note = (f"The test period lost {counted(renewals, 'renewal')}: the {test_churned:,} "
                         f"account{'' if test_churned == 1 else 's'} above and {before_scored_weeks:,} that {began}. "
                         f"The verdict counts {verdict_counts}.")
             else:
                 note = (f"({before_scored_weeks:,} more than the {test_churned:,} above: "
                         f"{'it' if before_scored_weeks == 1 else 'they'} {began}.)")
         elif renewals != test_churned:
-            note = (f"(The validation step counts lost renewals, {renewals:,} of them; the {test_churned:,} above are "
-                    "the accounts that churned in the weeks the score was judged on.)")
+            churned = ("no account churned" if test_churned == 0 else "the 1 above is the account that churned"
+                       if test_churned == 1 else f"the {test_churned:,} above are the accounts that churned")
+            note = (f"(The validation step counts {counted(renewals, 'lost renewal')}; {churned} in the weeks the "
+                    "score was judged on.)")
     return " ".join(filter(None, [verdict_text, note, verdict_caution(verdict_churned)]))
 
 
