@@ -299,8 +299,12 @@ def test_merged_companies_are_named_and_their_values_follow_a_merge_only_where_t
     assert undo.written == 2 and stored["20001"]["properties"].get("customer_health_score") is None
 
 
-def test_a_property_refused_at_the_portals_limit_archives_what_the_run_created_and_leaves_no_audit(tmp_path, capsys,
-                                                                                                monkeypatch):
+@pytest.mark.parametrize(("room", "archived"), [
+    (2, "the 2 properties this run created were archived again"),
+    (1, "the 1 property this run created was archived again"),
+])
+def test_a_property_refused_at_the_portals_limit_archives_what_the_run_created_and_leaves_no_audit(
+        room, archived, tmp_path, capsys, monkeypatch):
     from hsutils.cli import main
 
     stand_in = Sandbox(portal=seed_portal(companies_only(5), load_config()), token="pat-limit")
@@ -310,20 +314,21 @@ def test_a_property_refused_at_the_portals_limit_archives_what_the_run_created_a
         keep = {n for n in stand_in.portal.properties["companies"] if n.startswith("customer_health_")}
         model = _model_with(tmp_path, ["core_depth", "nps_latest", "csat", "logins", "seats"])
         custom = sum(not p["hubspotDefined"] for p in stand_in.portal.properties["companies"].values())
-        stand_in.property_limit = custom + 2  # two of the four new points properties fit
+        stand_in.property_limit = custom + room  # `room` of the four new points properties fit
+        new = ["customer_health_points_nps_latest", "customer_health_points_csat",
+               "customer_health_points_logins"]  # the points properties this push creates, in order
         monkeypatch.setenv("HUBSPOT_ACCESS_TOKEN", "pat-limit")
         code = main(["push", "--model", str(model), "--scores", str(tmp_path / "s.parquet"), "--host", stand_in.url,
                      "--rate", "off", "--apply", "--audit", str(tmp_path / "refused.csv")])
         err = capsys.readouterr().err.strip().splitlines()
         assert code == 2 and len(err) == 1
         assert err[0].startswith("hsutils push: error: push stopped before writing any company value: create "
-                                 "property customer_health_points_logins: HubSpot answered 400")
-        assert err[0].endswith(f"limit of {custom + 2} custom properties for companies; the 2 properties this run "
-                               "created were archived again: nothing is left behind")
+                                 f"property {new[room]}: HubSpot answered 400")
+        assert err[0].endswith(f"limit of {custom + room} custom properties for companies; {archived}: nothing is "
+                               "left behind")
         now = {n for n in stand_in.portal.properties["companies"] if n.startswith("customer_health_")}
         assert now == keep and "customer_health" in stand_in.portal.groups["companies"]
-        assert set(stand_in.portal.archived_properties["companies"]) == {"customer_health_points_nps_latest",
-                                                                         "customer_health_points_csat"}
+        assert set(stand_in.portal.archived_properties["companies"]) == set(new[:room])
         assert not (tmp_path / "refused.csv").exists()
     finally:
         stand_in.stop()
@@ -351,6 +356,37 @@ def test_a_refused_first_push_archives_the_group_too_and_says_what_cleanup_could
                 "customer_health_score, property group customer_health: archive them in HubSpot")):
             run_push(stand_in, tmp_path, apply=True)
         assert not (tmp_path / "audit.csv").exists()
+    finally:
+        stand_in.stop()
+
+
+@pytest.mark.parametrize(("room", "archived"), [
+    (0, "the group customer_health this run created was archived again: nothing is left behind"),
+    (1, "the 1 property and the group customer_health this run created were archived again: nothing is left"),
+])
+def test_a_refused_first_push_names_what_it_archived_in_the_right_number(room, archived, tmp_path, monkeypatch):
+    """A portal with no room for the push's properties read 'the 0 properties and the group customer_health this
+    run created were archived again': only the group had been created."""
+    stand_in = Sandbox(portal=seed_portal(companies_only(5), load_config()), token="t")
+    stand_in.start()
+    try:
+        custom = sum(not p["hubspotDefined"] for p in stand_in.portal.properties["companies"].values())
+        stand_in.property_limit = custom + room
+        with pytest.raises(HubSpotError, match=re.escape(archived)):
+            run_push(stand_in, tmp_path, apply=True)
+        assert GROUP not in stand_in.portal.groups["companies"]
+
+        def refuse(self, params, **_):
+            from hsutils.hubspot.sandbox import ApiError
+
+            raise ApiError(403, "FORBIDDEN", "not allowed to archive")
+
+        monkeypatch.setattr(Sandbox, "_archive_group" if room == 0 else "_archive_property", refuse)
+        left = "property group customer_health" if room == 0 else "customer_health_score, property group customer_health"
+        with pytest.raises(HubSpotError, match=re.escape(
+                f"archiving what this run created failed for {left}: archive {'it' if room == 0 else 'them'} in "
+                f"HubSpot (Settings > Properties) or leave {'it' if room == 0 else 'them'} for the next push")):
+            run_push(stand_in, tmp_path, apply=True)
     finally:
         stand_in.stop()
 

@@ -550,11 +550,15 @@ class CompanyWriter:
             left.append(f"property group {group_created}")  # a group still holding properties is left too
         if not created and not group_created:
             return "nothing was created, nothing is left behind"
-        made = f"the {counted(len(created), 'property')}" + (f" and the group {group_created}" if group_created else "")
+        made = [f"the {counted(len(created), 'property')}"] if created else []
+        made += [f"the group {group_created}"] if group_created else []
+        one = len(made) == 1 and len(created) <= 1  # one property, or the group alone
         if not left:
-            return f"{made} this run created were archived again: nothing is left behind"
-        return (f"archiving what this run created failed for {', '.join(left)}: archive them in HubSpot (Settings > "
-                "Properties) or leave them for the next push")
+            return (f"{' and '.join(made)} this run created {'was' if one else 'were'} archived again: nothing is "
+                    "left behind")
+        return (f"archiving what this run created failed for {', '.join(left)}: archive "
+                f"{'it' if len(left) == 1 else 'them'} in HubSpot (Settings > Properties) or leave "
+                f"{'it' if len(left) == 1 else 'them'} for the next push")
 
 
 def read_only(prop: Any) -> bool:
