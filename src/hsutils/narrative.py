@@ -429,7 +429,7 @@ def fit_caution(comparison_table: pd.DataFrame, cutoff: str, model: str = "fitte
     churned = int(rows["train_churned_companies"].iloc[0])
     if churned >= MIN_TEST_CHURNS_FOR_AUC:
         return ""
-    basis = f"{churned:,} churned account{'' if churned == 1 else 's'} of the weeks before {cutoff}"
+    basis = f"{counted(churned, 'churned account')} of the weeks before {cutoff}"
     return too_few_churns_caution(churned, "fit", basis) + " Read it " + ROUGH_INDICATION
 
 
